@@ -1,0 +1,160 @@
+"""Every tunable of `hashfarm pool`, typed and frozen.
+
+`pool/config.py` fills `PoolSettings` from TOML < `HASHFARM_*` environment < flags; the pool
+core only reads it. Each field carries a one-line comment with its unit and effect, and
+`PoolSettings.validate()` rejects values that cannot work, naming the key (dotted path as in
+the TOML file), so a bad configuration fails at start and never half-way through a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from hashfarm.errors import ConfigError
+
+Mode = Literal["solo", "pooled"]
+
+POOL_VERSION_MASK = 0x1FFFE000  # BIP 320 general-purpose bits a miner may roll
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """How the pool reaches the Bitcoin node and how it watches for new work."""
+
+    rpc_url: str = "http://127.0.0.1:18443/"  # JSON-RPC endpoint of the node
+    rpc_user: str | None = None  # RPC user name (None: cookie file or no auth)
+    rpc_password: str | None = None  # RPC password (bcoin: the api-key)
+    rpc_cookie: str | None = None  # path of Core's .cookie file (replaces user/password)
+    rpc_timeout: float = 30.0  # seconds before one RPC call is abandoned
+    zmq_hashblock: str | None = None  # ZMQ hashblock URL (Core -zmqpubhashblock); None: off
+    longpoll: bool = True  # use GBT longpoll when the node offers it
+    poll_interval: float = 0.1  # seconds between getbestblockhash polls (fallback, always on)
+    refresh_interval: float = 20.0  # seconds between template refreshes for new txs (no clean)
+    retry_max: float = 5.0  # seconds: cap of the backoff while the node is away
+    check_coinbase: bool = True  # at start, prove the coinbase valid with the node (refuse else)
+
+
+@dataclass(frozen=True, slots=True)
+class StratumSettings:
+    """The Stratum V1 listener and the limits each connection lives under."""
+
+    host: str = "127.0.0.1"  # address to listen on ("0.0.0.0" for every interface)
+    port: int = 3333  # TCP port (0: an ephemeral port, reported by Pool.stratum_port)
+    extranonce2_size: int = 8  # bytes of extranonce2 the miner rolls (4..8)
+    max_line: int = 16_384  # bytes: a longer request line closes the connection
+    max_connections: int = 20_000  # connections beyond this are closed at accept
+    idle_timeout: float = 600.0  # seconds without a request before a connection is closed
+    auth_timeout: float = 60.0  # seconds allowed between connect and a successful authorize
+    ntime_future: int = 7200  # seconds a share's ntime may run ahead of the job's (Core: 2h)
+    ntime_past: int = 0  # seconds a share's ntime may lag the job's (0: not before curtime)
+    jobs_kept: int = 16  # recent jobs kept per payout script so late shares are judged
+    version_mask: int = POOL_VERSION_MASK  # bits the pool lets miners roll (BIP 310)
+    resume_window: float = 300.0  # seconds an extranonce1 stays reserved for session resume
+    raise_nofile: bool = True  # raise RLIMIT_NOFILE to the hard limit at start
+
+
+@dataclass(frozen=True, slots=True)
+class VardiffSettings:
+    """Per-connection share difficulty control (pure logic in pool/vardiff.py)."""
+
+    initial: float = 1.0  # share difficulty a new connection starts with (clamped)
+    minimum: float = 1e-12  # lowest share difficulty (far below 1 serves regtest)
+    maximum: float = 1e15  # highest share difficulty (also clamped to the network's)
+    target_interval: float = 10.0  # seconds between shares the controller aims for
+    retarget_shares: int = 20  # retarget after this many shares since the last change...
+    retarget_time: float = 60.0  # ...or after this many seconds, whichever comes first
+    tolerance: float = 0.3  # relative rate error tolerated before the difficulty changes
+    max_step: float = 8.0  # largest factor by which one retarget may change difficulty
+    enabled: bool = True  # False: keep the initial/suggested difficulty for ever
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where shares and blocks are recorded (implemented by pool/storage)."""
+
+    url: str = "sqlite:///hashfarm-pool.sqlite3"  # sqlite:///PATH or postgresql://...
+    batch_max: int = 512  # shares per group commit at most
+    batch_wait: float = 0.005  # seconds a batch may wait to fill before it commits
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP JSON API and Prometheus metrics (implemented by api/)."""
+
+    host: str = "127.0.0.1"  # address the API listens on
+    port: int = 8080  # TCP port of the API (0: disabled)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """Everything `hashfarm pool` can be told, with defaults for a local regtest node."""
+
+    network: str = "regtest"  # chain the node runs: mainnet, testnet, testnet4, signet, regtest
+    mode: Mode = "solo"  # solo: username is the payout address; pooled: pays payout_address
+    payout_address: str | None = None  # pooled mode: the pool's address (required there)
+    pool_tag: str = "/hashfarm/"  # ASCII tag in every coinbase scriptSig
+    fee_percent: float = 0.0  # solo: share of the reward paid to fee_address (0..100)
+    fee_address: str | None = None  # solo: address of the optional pool fee output
+    node: NodeSettings = field(default_factory=NodeSettings)  # node connection and watching
+    stratum: StratumSettings = field(default_factory=StratumSettings)  # Stratum listener
+    vardiff: VardiffSettings = field(default_factory=VardiffSettings)  # share difficulty
+    storage: StorageSettings = field(default_factory=StorageSettings)  # share/block ledger
+    http: HttpSettings = field(default_factory=HttpSettings)  # API and metrics
+
+    def validate(self) -> PoolSettings:
+        """Raise ConfigError naming the first key whose value cannot work; return self."""
+        for key, ok in _checks(self):
+            if not ok:
+                raise ConfigError(f"invalid setting {key}: {_value_of(self, key)!r}")
+        return self
+
+
+def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
+    st, vd, nd = s.stratum, s.vardiff, s.node
+    return [
+        ("mode", s.mode in ("solo", "pooled")),
+        ("payout_address", s.mode != "pooled" or bool(s.payout_address)),
+        ("fee_percent", 0.0 <= s.fee_percent < 100.0),
+        ("fee_address", s.fee_percent == 0.0 or bool(s.fee_address)),
+        ("pool_tag", s.pool_tag.isascii() and len(s.pool_tag) <= 40),
+        ("stratum.port", 0 <= st.port <= 65535),
+        ("stratum.extranonce2_size", 4 <= st.extranonce2_size <= 8),
+        ("stratum.max_line", st.max_line >= 1024),
+        ("stratum.jobs_kept", st.jobs_kept >= 2),
+        ("stratum.version_mask", 0 <= st.version_mask <= 0xFFFFFFFF),
+        ("stratum.ntime_future", st.ntime_future >= 0),
+        ("stratum.ntime_past", st.ntime_past >= 0),
+        ("vardiff.minimum", vd.minimum > 0.0),
+        ("vardiff.maximum", vd.maximum >= vd.minimum),
+        ("vardiff.initial", vd.initial > 0.0),
+        ("vardiff.target_interval", vd.target_interval > 0.0),
+        ("vardiff.retarget_shares", vd.retarget_shares >= 1),
+        ("vardiff.retarget_time", vd.retarget_time > 0.0),
+        ("vardiff.tolerance", 0.0 <= vd.tolerance < 1.0),
+        ("vardiff.max_step", vd.max_step > 1.0),
+        ("node.poll_interval", 0.0 < nd.poll_interval <= 1.0),
+        ("node.refresh_interval", 0.0 < nd.refresh_interval <= 55.0),
+        ("node.retry_max", nd.retry_max > 0.0),
+        ("http.port", 0 <= s.http.port <= 65535),
+        ("storage.batch_max", s.storage.batch_max >= 1),
+    ]
+
+
+def _value_of(s: PoolSettings, dotted: str) -> object:
+    obj: object = s
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def setting_keys() -> list[str]:
+    """Every dotted key of PoolSettings (for config loaders and docs)."""
+    keys: list[str] = []
+    for f in fields(PoolSettings):
+        sub = f.default_factory() if callable(f.default_factory) else None
+        if sub is not None and hasattr(sub, "__dataclass_fields__"):
+            keys.extend(f"{f.name}.{g.name}" for g in fields(sub))
+        else:
+            keys.append(f.name)
+    return keys
