@@ -1,0 +1,155 @@
+"""The sans-I/O Stratum codec: framing limits, decoding every message shape, encoding."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from hashfarm.errors import StratumError
+from hashfarm.stratum.codec import (
+    ErrorCode,
+    LineBuffer,
+    Notification,
+    Request,
+    Response,
+    RpcError,
+    decode,
+    encode,
+)
+
+
+def test_line_buffer_splits_across_chunks_and_keeps_the_tail() -> None:
+    buf = LineBuffer(max_line=64)
+    assert buf.feed(b'{"id":1,') == []
+    assert buf.feed(b'"method":"a"}\n{"id"') == [b'{"id":1,"method":"a"}']
+    assert buf.pending == 5
+    assert buf.feed(b":2}\r\n\n  \n") == [b'{"id":2}']
+    assert buf.pending == 0
+
+
+def test_line_buffer_one_byte_at_a_time() -> None:
+    buf = LineBuffer()
+    data = b"abc\ndef\n"
+    lines = [line for byte in data for line in buf.feed(bytes([byte]))]
+    assert lines == [b"abc", b"def"]
+
+
+def test_line_buffer_refuses_a_long_line_before_its_newline_arrives() -> None:
+    buf = LineBuffer(max_line=16)
+    buf.feed(b"x" * 16)
+    with pytest.raises(StratumError, match="longer than 16 bytes"):
+        buf.feed(b"y")
+    assert buf.pending == 0
+
+
+def test_line_buffer_refuses_a_long_complete_line() -> None:
+    buf = LineBuffer(max_line=8)
+    with pytest.raises(StratumError, match="longer than 8"):
+        buf.feed(b"123456789\nok\n")
+
+
+def test_line_at_exact_limit_is_accepted() -> None:
+    assert LineBuffer(max_line=4).feed(b"1234\n") == [b"1234"]
+
+
+def test_decode_request_notification_response() -> None:
+    req = decode(b'{"id": 7, "method": "mining.subscribe", "params": ["cpuminer/2.5"]}')
+    assert req == Request(7, "mining.subscribe", ("cpuminer/2.5",))
+    note = decode('{"id": null, "method": "mining.set_difficulty", "params": [0.5]}')
+    assert note == Notification("mining.set_difficulty", (0.5,))
+    assert decode(b'{"method": "mining.notify"}') == Notification("mining.notify", ())
+    ok = decode(b'{"id": "a1", "result": true, "error": null}')
+    assert ok == Response("a1", True, None)
+    assert isinstance(ok, Response)
+    assert ok.ok
+
+
+def test_decode_error_triple_and_jsonrpc2_object() -> None:
+    triple = decode(b'{"id": 4, "result": null, "error": [23, "Low difficulty share", null]}')
+    assert isinstance(triple, Response)
+    assert triple.error == RpcError(23, "Low difficulty share")
+    assert not triple.ok
+    obj = decode(b'{"id": 4, "result": null, "error": {"code": 21, "message": "Stale"}}')
+    assert isinstance(obj, Response)
+    assert obj.error == RpcError(21, "Stale")
+    text = decode(b'{"id": 4, "result": null, "error": "boom"}')
+    assert isinstance(text, Response)
+    assert text.error == RpcError(20, "boom")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"id": 1}', "neither a call nor a response"),
+        (b'{"id": 1, "method": 5, "params": []}', "method must be"),
+        (b'{"id": 1, "method": "", "params": []}', "method must be"),
+        (b'{"id": 1, "method": "x", "params": {"a": 1}}', "params must be a list"),
+        (b'{"id": 1.5, "method": "x", "params": []}', "id must be"),
+        (b'{"id": true, "result": 1, "error": null}', "id must be"),
+        (b'{"id": 1, "result": null, "error": ["x", "y"]}', "error code must be"),
+        (b'{"id": 1, "result": null, "error": 7}', "error must be"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_decode_rejects_malformed_lines_with_a_reason(line: bytes, reason: str) -> None:
+    with pytest.raises(StratumError, match=reason):
+        decode(line)
+
+
+def test_encode_shapes_match_stratum_v1() -> None:
+    assert orjson.loads(encode(Request(1, "mining.authorize", ("u.w", "x")))) == {
+        "id": 1,
+        "method": "mining.authorize",
+        "params": ["u.w", "x"],
+    }
+    assert orjson.loads(encode(Notification("mining.set_difficulty", (2,)))) == {
+        "id": None,
+        "method": "mining.set_difficulty",
+        "params": [2],
+    }
+    err = Response(9, None, RpcError.of(ErrorCode.DUPLICATE_SHARE))
+    assert orjson.loads(encode(err)) == {
+        "id": 9,
+        "result": None,
+        "error": [22, "Duplicate share", None],
+    }
+    line = encode(Response(3, True))
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+
+
+def test_error_codes_and_default_messages() -> None:
+    expected = {
+        20: "Other/Unknown",
+        21: "Job not found",
+        22: "Duplicate share",
+        23: "Low difficulty share",
+        24: "Unauthorized worker",
+        25: "Not subscribed",
+    }
+    assert {int(c): RpcError.of(c).message for c in ErrorCode} == expected
+    assert RpcError.of(ErrorCode.JOB_NOT_FOUND, "stale: job 7").to_wire() == [
+        21,
+        "stale: job 7",
+        None,
+    ]
+
+
+def test_round_trip_through_buffer() -> None:
+    messages = [
+        Request(1, "mining.subscribe", ("hashfarm/0.1",)),
+        Notification("mining.notify", ("1", [["ab"]], False)),
+        Response("x", [[["mining.notify", "1"]], "00ff", 4]),
+        Response(2, None, RpcError(24, "Unauthorized worker")),
+    ]
+    stream = b"".join(encode(m) for m in messages)
+    buf = LineBuffer()
+    decoded = [decode(line) for line in buf.feed(stream[:13]) + buf.feed(stream[13:])]
+    assert decoded == messages
+
+
+def test_encode_unserializable_value_is_a_stratum_error() -> None:
+    with pytest.raises(StratumError, match="cannot encode"):
+        encode(Request(1, "x", (object(),)))
