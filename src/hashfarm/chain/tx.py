@@ -1,0 +1,166 @@
+"""Transactions: parse and serialize with and without witness data (BIP 144), txid and wtxid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hashfarm.chain.hashes import sha256d
+from hashfarm.chain.serialize import ByteReader, encode_compact_size
+from hashfarm.errors import DecodeError
+
+__all__ = ["COINBASE_PREVOUT", "OutPoint", "Transaction", "TxIn", "TxOut"]
+
+_NULL_HASH = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class OutPoint:
+    """A reference to an output: txid (internal order) and output index."""
+
+    txid: bytes
+    index: int
+
+    def serialize(self) -> bytes:
+        """36-byte wire form."""
+        return self.txid + self.index.to_bytes(4, "little")
+
+    def is_null(self) -> bool:
+        """True for the coinbase's null prevout (zero hash, index 0xffffffff)."""
+        return self.index == 0xFFFFFFFF and self.txid == _NULL_HASH
+
+
+COINBASE_PREVOUT = OutPoint(_NULL_HASH, 0xFFFFFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class TxIn:
+    """A transaction input; `witness` is its BIP 141 witness stack (empty when none)."""
+
+    prevout: OutPoint
+    script_sig: bytes
+    sequence: int = 0xFFFFFFFF
+    witness: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TxOut:
+    """A transaction output: value in satoshis and its locking script."""
+
+    value: int
+    script_pubkey: bytes
+
+    def serialize(self) -> bytes:
+        """Wire form: u64 value, then the length-prefixed script."""
+        spk = self.script_pubkey
+        return self.value.to_bytes(8, "little") + encode_compact_size(len(spk)) + spk
+
+
+def _read_input(r: ByteReader) -> TxIn:
+    prevout = OutPoint(r.read(32), r.read_u32())
+    script_sig = r.read_var_bytes()
+    return TxIn(prevout, script_sig, r.read_u32())
+
+
+def _read_output(r: ByteReader) -> TxOut:
+    value = r.read_u64()
+    return TxOut(value, r.read_var_bytes())
+
+
+def _read_witness(r: ByteReader) -> tuple[bytes, ...]:
+    return tuple(r.read_var_bytes() for _ in range(r.read_compact_size()))
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A Bitcoin transaction. Hashes are computed on demand, never cached."""
+
+    version: int
+    inputs: tuple[TxIn, ...]
+    outputs: tuple[TxOut, ...]
+    locktime: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> Transaction:
+        """Parse one transaction that must use all of `data`."""
+        reader = ByteReader(data)
+        tx = cls.read(reader)
+        reader.expect_end("transaction")
+        return tx
+
+    @classmethod
+    def read(cls, r: ByteReader) -> Transaction:
+        """Read one transaction from `r`, following Core's BIP 144 rules for the marker."""
+        version = r.read_i32()
+        inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+        flags = 0
+        outputs: tuple[TxOut, ...] = ()
+        if inputs:
+            outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
+        else:  # a 0x00 marker (or a truly empty vin); as Core, the next byte is the flag
+            flags = r.read_u8()
+            if flags:
+                inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+                outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
+        if flags & 1:
+            inputs = [TxIn(i.prevout, i.script_sig, i.sequence, _read_witness(r)) for i in inputs]
+            if not any(i.witness for i in inputs):
+                raise DecodeError("superfluous witness record (all witnesses empty)")
+        if flags & ~1:
+            raise DecodeError(f"unknown transaction optional data (flags {flags:#x})")
+        return cls(version, tuple(inputs), outputs, r.read_u32())
+
+    def has_witness(self) -> bool:
+        """True when any input carries witness data."""
+        return any(i.witness for i in self.inputs)
+
+    def is_coinbase(self) -> bool:
+        """True for a coinbase: exactly one input, spending the null prevout."""
+        return len(self.inputs) == 1 and self.inputs[0].prevout.is_null()
+
+    def serialize(self, witness: bool = True) -> bytes:
+        """Wire form; BIP 144 extended form when `witness` and the tx has witness data."""
+        use_witness = witness and self.has_witness()
+        parts = [self.version.to_bytes(4, "little", signed=True)]
+        if use_witness:
+            parts.append(b"\x00\x01")
+        parts.append(encode_compact_size(len(self.inputs)))
+        for i in self.inputs:
+            parts += (i.prevout.serialize(), encode_compact_size(len(i.script_sig)))
+            parts += (i.script_sig, i.sequence.to_bytes(4, "little"))
+        parts.append(encode_compact_size(len(self.outputs)))
+        parts += [o.serialize() for o in self.outputs]
+        if use_witness:
+            for i in self.inputs:
+                parts.append(encode_compact_size(len(i.witness)))
+                for item in i.witness:
+                    parts += (encode_compact_size(len(item)), item)
+        parts.append(self.locktime.to_bytes(4, "little"))
+        return b"".join(parts)
+
+    def txid(self) -> bytes:
+        """Transaction id: sha256d of the non-witness form, internal order."""
+        return sha256d(self.serialize(witness=False))
+
+    def wtxid(self) -> bytes:
+        """Witness transaction id (BIP 141): sha256d of the full form, internal order."""
+        return sha256d(self.serialize(witness=True))
+
+    def txid_hex(self) -> str:
+        """Transaction id in display order."""
+        return self.txid()[::-1].hex()
+
+    def wtxid_hex(self) -> str:
+        """Witness transaction id in display order."""
+        return self.wtxid()[::-1].hex()
+
+    def total_out(self) -> int:
+        """Sum of output values in satoshis."""
+        return sum(o.value for o in self.outputs)
+
+    def vsize(self) -> int:
+        """Virtual size in vbytes (BIP 141): ceil(weight / 4)."""
+        return (self.weight() + 3) // 4
+
+    def weight(self) -> int:
+        """Weight units: 3 x stripped size + total size."""
+        return 3 * len(self.serialize(witness=False)) + len(self.serialize())

@@ -1,0 +1,27 @@
+"""Where the real data lives: shared/ beside the clone, or $HASHFARM_SHARED.
+
+Importable from tests (pytest `pythonpath = ["tests"]`): `SHARED_DIR`, `FIXTURE_BLOCKS`,
+`load_block_bytes(name)`, `DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("HASHFARM_SHARED") or REPO_DIR.parent / "shared").resolve()
+BLOCKS_DIR = SHARED_DIR / "fixtures" / "blocks"
+DATA_DIR = SHARED_DIR / "data"
+FIXTURE_BLOCKS: list[Path] = sorted(BLOCKS_DIR.glob("*.raw"))
+
+if not FIXTURE_BLOCKS:  # fail loudly: silently skipping real-data tests would hide regressions
+    raise RuntimeError(
+        f"no fixture blocks in {BLOCKS_DIR}; put shared/ beside the repo or set HASHFARM_SHARED"
+    )
+
+
+def load_block_bytes(name: str) -> bytes:
+    """Raw bytes of a fixture block, by file name with or without `.raw` (e.g. 'mainnet-482683')."""
+    path = BLOCKS_DIR / (name if name.endswith(".raw") else f"{name}.raw")
+    return path.read_bytes()
