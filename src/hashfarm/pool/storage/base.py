@@ -1,0 +1,242 @@
+"""Group commit: shares queue in memory and one writer task commits them in batches.
+
+`record_share` puts the record on the queue and waits; the writer takes up to `batch_max`
+queued records (waiting at most `batch_wait` seconds for the batch to fill once the first one
+arrived), writes them in ONE transaction, and only when that transaction has committed does it
+release every waiter of the batch. So a share the pool acknowledges is always in a committed
+transaction; what "committed" survives (process crash, power loss) is the backend's
+synchronous policy, documented in docs/persistence.md.
+
+A transient database failure (locked, connection lost) is retried with capped backoff while
+the waiters keep waiting, so nothing is acknowledged and nothing is dropped; a permanent one
+(a constraint or SQL error) fails the batch's waiters with `LedgerError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hashfarm.errors import HashfarmError
+from hashfarm.pool.records import BlockRecord, ShareRecord
+
+log = logging.getLogger("hashfarm.pool.storage")
+
+Record = ShareRecord | BlockRecord
+
+
+class LedgerError(HashfarmError):
+    """The ledger could not store a record, or was used after close; the message says why."""
+
+
+class TransientLedgerError(LedgerError):
+    """A failure worth retrying: the database is locked or the connection dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The records one transaction writes, split by table."""
+
+    shares: list[ShareRecord]
+    blocks: list[BlockRecord]
+
+
+class GroupCommitLedger(abc.ABC):
+    """A `ShareLedger` whose writes are batched into few transactions by one writer task."""
+
+    retry_first = 0.05  # seconds before the first retry of a failed commit
+    retry_cap = 5.0  # seconds: the backoff between retries never grows beyond this
+
+    def __init__(self, *, batch_max: int, batch_wait: float) -> None:
+        self._batch_max = batch_max
+        self._batch_wait = batch_wait
+        self._queue: list[tuple[Record, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()  # set while records are queued
+        self._full = asyncio.Event()  # set when a full batch is queued (ends the linger)
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches_committed = 0  # for benchmarks and the metrics page
+        self.records_committed = 0
+
+    async def start(self) -> None:
+        """Open the database, bring the schema up to date and start the writer."""
+        await self._open()
+        self._writer = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def record_share(self, rec: ShareRecord) -> None:
+        """Queue one share; return once the transaction holding it has committed."""
+        await self._submit(rec)
+
+    async def record_block(self, rec: BlockRecord) -> None:
+        """Queue one block (insert, or update the verdict of a known hash); wait for commit."""
+        await self._submit(rec)
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer and close the database."""
+        if self._writer is None:
+            return
+        self._closing = True
+        self._wakeup.set()
+        self._full.set()
+        await self._writer
+        self._writer = None
+        await self._close()
+
+    async def _submit(self, rec: Record) -> None:
+        if self._closing or self._writer is None:
+            raise LedgerError("the share ledger is not running (closed or never started)")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((rec, future))
+        self._wakeup.set()
+        if len(self._queue) >= self._batch_max:
+            self._full.set()
+        # A waiter cancelled here (its miner hung up) leaves its record queued: it is still
+        # written, only nobody is told.
+        await future
+
+    async def _run(self) -> None:
+        try:
+            while not (self._closing and not self._queue):
+                await self._wakeup.wait()
+                if len(self._queue) < self._batch_max and not self._closing:
+                    await self._linger()
+                taken = self._queue[: self._batch_max]
+                del self._queue[: self._batch_max]
+                if not self._queue:
+                    self._wakeup.clear()
+                if taken:
+                    await self._commit(taken)
+        finally:
+            self._fail_all(LedgerError("the share ledger's writer stopped"))
+
+    async def _linger(self) -> None:
+        """Let a batch fill for up to batch_wait seconds (or until it is full)."""
+        self._full.clear()
+        if self._batch_wait <= 0 or len(self._queue) >= self._batch_max:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), self._batch_wait)
+
+    async def _commit(self, taken: list[tuple[Record, asyncio.Future[None]]]) -> None:
+        batch = Batch(
+            [r for r, _ in taken if isinstance(r, ShareRecord)],
+            [r for r, _ in taken if isinstance(r, BlockRecord)],
+        )
+        error = await self._write_with_retry(batch)
+        if error is None:
+            self.batches_committed += 1
+            self.records_committed += len(taken)
+        for _, future in taken:
+            if not future.done():
+                future.set_result(None) if error is None else future.set_exception(error)
+
+    async def _write_with_retry(self, batch: Batch) -> LedgerError | None:
+        delay = self.retry_first
+        while True:
+            try:
+                await self._write(batch)
+                return None
+            except TransientLedgerError as exc:
+                if self._closing and delay >= self.retry_cap:
+                    return exc
+                log.warning("ledger commit failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_cap)
+            except LedgerError as exc:
+                log.error("ledger commit of %d records failed for good: %s", _size(batch), exc)
+                return exc
+
+    def _fail_all(self, error: LedgerError) -> None:
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(error)
+        self._queue.clear()
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect and apply pending migrations (raises LedgerError)."""
+
+    @abc.abstractmethod
+    async def _write(self, batch: Batch) -> None:
+        """Write the batch in one transaction; raise (Transient)LedgerError on failure."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Release the connection."""
+
+    @abc.abstractmethod
+    async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
+        """The newest blocks first, as recorded."""
+
+    @abc.abstractmethod
+    async def share_count(self) -> int:
+        """How many shares the database holds (accepted and rejected)."""
+
+
+def _size(batch: Batch) -> int:
+    return len(batch.shares) + len(batch.blocks)
+
+
+SHARE_COLUMNS = (
+    "time, worker, account, job_id, height, difficulty, share_difficulty, accepted, "
+    "reject_reason, extranonce1, block_hash"
+)
+BLOCK_COLUMNS = (
+    "hash, height, reward_sats, finder_worker, finder_account, time, accepted_by_node, node_verdict"
+)
+# A block may be recorded twice (submitted, then its verdict confirmed): keep the last verdict.
+BLOCK_UPSERT_TAIL = (
+    " ON CONFLICT (hash) DO UPDATE SET accepted_by_node = excluded.accepted_by_node,"
+    " node_verdict = excluded.node_verdict"
+)
+
+
+def share_row(r: ShareRecord) -> tuple[object, ...]:
+    """The values of one shares row, in SHARE_COLUMNS order."""
+    return (
+        r.time,
+        r.worker,
+        r.account,
+        r.job_id,
+        r.height,
+        r.difficulty,
+        r.share_difficulty,
+        r.accepted,
+        r.reject_reason,
+        r.extranonce1_hex,
+        r.block_hash_hex,
+    )
+
+
+def block_row(r: BlockRecord) -> tuple[object, ...]:
+    """The values of one blocks row, in BLOCK_COLUMNS order."""
+    return (
+        r.hash_hex,
+        r.height,
+        r.reward_sats,
+        r.finder_worker,
+        r.finder_account,
+        r.time,
+        r.accepted_by_node,
+        r.node_verdict,
+    )
+
+
+def block_from_row(row: Sequence[Any]) -> BlockRecord:
+    """A BlockRecord from a row read in BLOCK_COLUMNS order."""
+    h, height, reward, worker, account, t, ok, verdict = row
+    return BlockRecord(
+        height=int(height),
+        hash_hex=str(h),
+        reward_sats=int(reward),
+        finder_worker=str(worker),
+        finder_account=str(account),
+        time=float(t),
+        accepted_by_node=bool(ok),
+        node_verdict=None if verdict is None else str(verdict),
+    )

@@ -1,0 +1,156 @@
+"""The embedded ledger: SQLite in WAL mode, written from one dedicated thread.
+
+sqlite3 blocks, so every statement runs on a single worker thread (the connection never
+crosses threads) while the event loop keeps serving miners. WAL lets readers (the API, a
+payout job, `sqlite3` in a shell) read while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from hashfarm.pool.records import BlockRecord
+from hashfarm.pool.storage.base import (
+    BLOCK_COLUMNS,
+    BLOCK_UPSERT_TAIL,
+    SHARE_COLUMNS,
+    Batch,
+    GroupCommitLedger,
+    LedgerError,
+    TransientLedgerError,
+    block_from_row,
+    block_row,
+    share_row,
+)
+from hashfarm.pool.storage.migrations import (
+    SCHEMA_VERSION_TABLE,
+    pending,
+    refuse_newer,
+    statements_for,
+)
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
+
+_INSERT_SHARE = f"INSERT INTO shares ({SHARE_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_INSERT_BLOCK = (
+    f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES ({', '.join('?' * 8)}){BLOCK_UPSERT_TAIL}"
+)
+
+
+class SQLiteLedger(GroupCommitLedger):
+    """Shares and blocks in one SQLite file (WAL, group commit)."""
+
+    busy_timeout_ms = 5000  # how long a commit waits for another process's lock
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_max: int = 512,
+        batch_wait: float = 0.005,
+        synchronous: Synchronous = "FULL",
+    ) -> None:
+        super().__init__(batch_max=batch_max, batch_wait=batch_wait)
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-ledger")
+
+    async def _open(self) -> None:
+        await self._in_thread(self._open_sync)
+
+    async def _write(self, batch: Batch) -> None:
+        await self._in_thread(lambda: self._write_sync(batch))
+
+    async def _close(self) -> None:
+        await self._in_thread(self._close_sync)
+        self._thread.shutdown(wait=True)
+
+    async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
+        """The newest blocks first."""
+        sql = f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY height DESC, time DESC LIMIT ?"
+        rows = await self._in_thread(lambda: self._db().execute(sql, (limit,)).fetchall())
+        return [block_from_row(r) for r in rows]
+
+    async def share_count(self) -> int:
+        """How many shares the file holds."""
+        row = await self._in_thread(lambda: self._db().execute("SELECT count(*) FROM shares"))
+        return int(row.fetchone()[0])
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, fn)
+        except sqlite3.OperationalError as exc:  # locked, busy, disk I/O: worth a retry
+            raise TransientLedgerError(f"sqlite {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise LedgerError(f"sqlite {self.path}: {exc}") from exc
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError(f"sqlite {self.path}: not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one
+        # transaction.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"sqlite {self.path}: cannot use WAL (journal_mode is {mode})")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        self._conn = conn
+        migrate_sqlite(conn)
+
+    def _write_sync(self, batch: Batch) -> None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT_SHARE, [share_row(r) for r in batch.shares])
+            conn.executemany(_INSERT_BLOCK, [block_row(r) for r in batch.blocks])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
+    """Apply every pending migration, each in its own transaction; return the versions."""
+    conn.execute(SCHEMA_VERSION_TABLE)
+    done: list[int] = []
+    while True:
+        # BEGIN IMMEDIATE takes the write lock first, so two processes starting at once
+        # never apply the same migration twice.
+        conn.execute("BEGIN IMMEDIATE")
+        applied = {int(v) for (v,) in conn.execute("SELECT version FROM schema_version")}
+        refuse_newer(applied)
+        todo = pending(applied)
+        if not todo:
+            conn.execute("COMMIT")
+            return done
+        step = todo[0]
+        try:
+            for sql in statements_for(step, "sqlite"):
+                conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (step.version, step.name, time.time()),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        done.append(step.version)
