@@ -76,6 +76,8 @@ class StorageSettings:
     url: str = "sqlite:///hashfarm-pool.sqlite3"  # sqlite:///PATH or postgresql://...
     batch_max: int = 512  # shares per group commit at most
     batch_wait: float = 0.005  # seconds a batch may wait to fill before it commits
+    # Added by the storage owner (pool/storage): SQLite's PRAGMA synchronous for the ledger.
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"  # FULL: fsync per commit
 
 
 @dataclass(frozen=True, slots=True)
