@@ -1,0 +1,266 @@
+"""Block templates become Stratum jobs: coinbase split, merkle branch, one notify line each.
+
+A `Template` is the node's `getblocktemplate` answer in native types. For each template the
+`JobBook` builds one `PoolJob` per payout script (solo mode: one per miner address; pooled
+mode: just the pool's), lazily, the first time a session with that script needs it. The
+`mining.notify` line is encoded once per job, as bytes, and the server writes those same
+bytes to every session that shares the script.
+
+Recent jobs are kept (`jobs_kept` templates back) so a late share on the previous tip is
+still judged (stale, yet tested as a block), and each job carries the set of header hashes
+already submitted against it, for duplicate detection.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hashfarm.chain.coinbase import CoinbaseParts, build_coinbase
+from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
+from hashfarm.chain.tx import TxOut
+from hashfarm.errors import NodeError
+from hashfarm.stratum import messages
+from hashfarm.stratum.codec import encode
+from hashfarm.stratum.work import Job, make_job
+
+EXTRANONCE1_SIZE = 4  # bytes the pool assigns per connection (unique among live sessions)
+WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN PUSH36 aa21a9ed
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateTx:
+    """One mempool transaction of a template (raw bytes as the block will carry them)."""
+
+    data: bytes  # full serialization, witness included
+    txid: bytes  # internal order
+    fee: int  # sats
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A `getblocktemplate` answer in native types (hashes in internal order)."""
+
+    height: int
+    version: int
+    prev_hash: bytes
+    bits: int
+    curtime: int
+    mintime: int
+    coinbase_value: int  # sats: subsidy plus fees
+    transactions: tuple[TemplateTx, ...]
+    witness_commitment: bytes | None  # the 32-byte commitment (None: no segwit tx rules)
+    coinbase_aux: bytes  # node's coinbaseaux flags, pushed into the scriptSig
+    longpollid: str | None
+
+    @property
+    def target(self) -> int:
+        """The network target a block hash must not exceed."""
+        return bits_to_target(self.bits)
+
+    @property
+    def difficulty(self) -> float:
+        """Network difficulty (regtest: about 4.66e-10)."""
+        return bits_to_difficulty(self.bits)
+
+    @property
+    def txids(self) -> list[bytes]:
+        """Non-coinbase txids in block order (the merkle branch's input)."""
+        return [tx.txid for tx in self.transactions]
+
+
+def parse_template(gbt: Mapping[str, Any]) -> Template:
+    """Turn a `getblocktemplate` result into a Template; NodeError names a bad field."""
+    try:
+        return _parse_template(gbt)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NodeError(f"unusable block template ({exc!r})") from exc
+
+
+def _parse_template(gbt: Mapping[str, Any]) -> Template:
+    txs = tuple(
+        TemplateTx(bytes.fromhex(t["data"]), bytes.fromhex(t["txid"])[::-1], int(t.get("fee", 0)))
+        for t in gbt["transactions"]
+    )
+    aux = gbt.get("coinbaseaux") or {}
+    return Template(
+        height=int(gbt["height"]),
+        version=int(gbt["version"]),
+        prev_hash=bytes.fromhex(gbt["previousblockhash"])[::-1],
+        bits=int(gbt["bits"], 16),
+        curtime=int(gbt["curtime"]),
+        mintime=int(gbt.get("mintime", 0)),
+        coinbase_value=int(gbt["coinbasevalue"]),
+        transactions=txs,
+        witness_commitment=_commitment(gbt.get("default_witness_commitment")),
+        coinbase_aux=bytes.fromhex(aux.get("flags", "")),
+        longpollid=gbt.get("longpollid"),
+    )
+
+
+def _commitment(script_hex: str | None) -> bytes | None:
+    """The 32-byte commitment inside the node's `default_witness_commitment` script."""
+    if not script_hex:
+        return None
+    script = bytes.fromhex(script_hex)
+    if len(script) != 38 or not script.startswith(WITNESS_COMMITMENT_PREFIX):
+        raise ValueError(f"default_witness_commitment is not a commitment: {script_hex}")
+    return script[6:]
+
+
+OutputsFor = Callable[[int, bytes], list[TxOut]]
+"""(coinbase value in sats, payout script) -> the coinbase outputs (before the commitment)."""
+
+
+def payout_outputs(fee_script: bytes | None, fee_percent: float) -> OutputsFor:
+    """The coinbase outputs policy: all to the payout script, less an optional pool fee."""
+
+    def outputs(value: int, payout_script: bytes) -> list[TxOut]:
+        fee = int(value * fee_percent / 100.0) if fee_script else 0
+        outs = [TxOut(value - fee, payout_script)]
+        if fee and fee_script is not None:
+            outs.append(TxOut(fee, fee_script))
+        return outs
+
+    return outputs
+
+
+@dataclass(frozen=True, slots=True)
+class PoolJob:
+    """One job as the pool keeps it: the notify fields, the coinbase and the encoded line."""
+
+    seq: int  # increases with every job; orders jobs against difficulty changes
+    generation: int  # which template the job was built from
+    work: Job  # notify fields (stratum.work), shared with the miner side
+    template: Template
+    coinbase: CoinbaseParts
+    payout_script: bytes
+    notify_line: bytes  # the `mining.notify` line, encoded once, written to every session
+
+    @property
+    def job_id(self) -> str:
+        """The Stratum job id."""
+        return self.work.job_id
+
+
+def build_job(
+    seq: int,
+    generation: int,
+    template: Template,
+    payout_script: bytes,
+    outputs_for: OutputsFor,
+    *,
+    tag: bytes,
+    extranonce2_size: int,
+    clean: bool,
+) -> PoolJob:
+    """Build the coinbase for `payout_script`, the merkle branch and the notify line."""
+    coinbase = build_coinbase(
+        template.height,
+        outputs_for(template.coinbase_value, payout_script),
+        extranonce_size=EXTRANONCE1_SIZE + extranonce2_size,
+        tag=tag,
+        aux=template.coinbase_aux,
+        witness_commitment=template.witness_commitment,
+    )
+    work = make_job(
+        f"{seq:x}",
+        template.prev_hash,
+        coinbase.coinb1,
+        coinbase.coinb2,
+        template.txids,
+        template.version,
+        template.bits,
+        template.curtime,
+        clean,
+    )
+    line = encode(messages.notify(work))
+    return PoolJob(seq, generation, work, template, coinbase, payout_script, line)
+
+
+class JobBook:
+    """The current template, the jobs built from it per payout script, and recent jobs."""
+
+    def __init__(
+        self,
+        outputs_for: OutputsFor,
+        *,
+        tag: bytes,
+        extranonce2_size: int,
+        generations_kept: int,
+    ) -> None:
+        self._outputs_for = outputs_for
+        self._tag = tag
+        self._en2_size = extranonce2_size
+        self._kept = generations_kept
+        self._seq = 0
+        self.generation = 0
+        self.template: Template | None = None
+        self._clean = True
+        self._current: dict[bytes, PoolJob] = {}  # payout script -> job for this template
+        self._jobs: OrderedDict[str, PoolJob] = OrderedDict()
+        self._seen: dict[str, set[bytes]] = {}  # job id -> header hashes already submitted
+
+    def set_template(self, template: Template) -> bool:
+        """Adopt a new template; return True when it is on a new tip (clean_jobs)."""
+        clean = self.template is None or template.prev_hash != self.template.prev_hash
+        self.template = template
+        self._clean = clean
+        self.generation += 1
+        self._current = {}
+        self._evict()
+        return clean
+
+    def job_for(self, payout_script: bytes) -> PoolJob:
+        """The current template's job for `payout_script`, built on first use."""
+        job = self._current.get(payout_script)
+        if job is None:
+            job = self._build(payout_script)
+        return job
+
+    def _build(self, payout_script: bytes) -> PoolJob:
+        if self.template is None:
+            raise NodeError("no block template yet")
+        self._seq += 1
+        job = build_job(
+            self._seq,
+            self.generation,
+            self.template,
+            payout_script,
+            self._outputs_for,
+            tag=self._tag,
+            extranonce2_size=self._en2_size,
+            clean=self._clean,
+        )
+        self._current[payout_script] = job
+        self._jobs[job.job_id] = job
+        self._seen[job.job_id] = set()
+        return job
+
+    def get(self, job_id: str) -> PoolJob | None:
+        """A recent job by id (None once it has aged out, or if it never existed)."""
+        return self._jobs.get(job_id)
+
+    def seen(self, job_id: str) -> set[bytes]:
+        """Header hashes already submitted against a job (mutable: the judge adds to it)."""
+        return self._seen.setdefault(job_id, set())
+
+    def current_jobs(self) -> Sequence[PoolJob]:
+        """Jobs built for the current template so far."""
+        return list(self._current.values())
+
+    @property
+    def tip(self) -> bytes | None:
+        """The previous-block hash current jobs build on (internal order)."""
+        return None if self.template is None else self.template.prev_hash
+
+    def _evict(self) -> None:
+        oldest = self.generation - self._kept
+        while self._jobs:
+            job_id, job = next(iter(self._jobs.items()))
+            if job.generation > oldest:
+                break
+            del self._jobs[job_id]
+            self._seen.pop(job_id, None)

@@ -1,0 +1,148 @@
+"""Share validation, pure: no sockets, no clock, no node. The hot path of the pool.
+
+`judge` rebuilds what the miner hashed (coinbase -> merkle root from the job's branch ->
+80-byte header -> sha256d) and decides, in this order: malformed fields, unknown job,
+ntime out of range, version bits outside the negotiated mask, duplicate (keyed on the
+header hash, so version bits count), block (any share, stale ones included, whose hash
+meets the network target: the caller submits it at once), stale (the job's prevhash is no
+longer the tip), low difficulty (against the difficulty that applied to that job).
+
+Difficulty across a vardiff change: the share is held to the lower of the difficulty in
+force when its job was sent and the current one, so shares in flight across a change in
+either direction are not rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hashfarm.chain.hashes import sha256d
+from hashfarm.chain.pow import difficulty_to_target, hash_difficulty
+from hashfarm.errors import StratumError
+from hashfarm.pool import records as r
+from hashfarm.pool.jobs import PoolJob
+from hashfarm.stratum.codec import ErrorCode
+from hashfarm.stratum.messages import Submit, parse_submit
+from hashfarm.stratum.work import apply_version_bits
+
+CODES: dict[str, ErrorCode] = {
+    r.REJECT_UNKNOWN_JOB: ErrorCode.JOB_NOT_FOUND,
+    r.REJECT_STALE: ErrorCode.JOB_NOT_FOUND,
+    r.REJECT_DUPLICATE: ErrorCode.DUPLICATE_SHARE,
+    r.REJECT_LOW_DIFFICULTY: ErrorCode.LOW_DIFFICULTY,
+    r.REJECT_NTIME: ErrorCode.OTHER,
+    r.REJECT_VERSION_BITS: ErrorCode.OTHER,
+    r.REJECT_MALFORMED: ErrorCode.OTHER,
+    r.REJECT_UNAUTHORIZED: ErrorCode.UNAUTHORIZED,
+}
+"""Stratum error code sent for each reject reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a share is judged against, beside its job (per session, per request)."""
+
+    extranonce1: bytes
+    extranonce2_size: int
+    version_mask: int  # negotiated BIP 310 mask (0 when the miner did not negotiate)
+    difficulty: float  # share difficulty that applies to this share's job
+    tip: bytes | None  # internal-order prevhash of the current tip
+    ntime_future: int  # seconds ntime may exceed the job's
+    ntime_past: int  # seconds ntime may precede the job's
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one share. `header`/`hash` are set whenever the share could be hashed."""
+
+    reason: str | None  # None: accepted; else one of records.REJECT_REASONS
+    message: str  # a reason a human can read ("" when accepted)
+    share: Submit | None
+    job: PoolJob | None
+    header: bytes | None  # the 80-byte header
+    hash: bytes | None  # internal order
+    share_difficulty: float
+    is_block: bool  # the hash meets the network target: submit it now
+
+    @property
+    def accepted(self) -> bool:
+        """True when the share counts."""
+        return self.reason is None
+
+    @property
+    def code(self) -> ErrorCode:
+        """The Stratum error code for a rejected share."""
+        return CODES[self.reason] if self.reason else ErrorCode.OTHER
+
+
+def reject(reason: str, message: str, share: Submit | None = None) -> Verdict:
+    """A verdict for a share that could not be hashed."""
+    return Verdict(reason, message, share, None, None, None, 0.0, False)
+
+
+def parse(params: Sequence[Any], extranonce2_size: int) -> Submit | Verdict:
+    """mining.submit params -> Submit, or a malformed-share verdict naming the bad field."""
+    try:
+        share = parse_submit(params)
+    except StratumError as exc:
+        return reject(r.REJECT_MALFORMED, str(exc))
+    if len(share.extranonce2) != extranonce2_size:
+        got = len(share.extranonce2)
+        return reject(
+            r.REJECT_MALFORMED, f"extranonce2 must be {extranonce2_size} bytes, got {got}", share
+        )
+    return share
+
+
+def header_for(job: PoolJob, share: Submit, extranonce1: bytes, version: int) -> bytes:
+    """The 80-byte header the share claims: coinbase -> merkle root -> header."""
+    return job.work.header(extranonce1, share.extranonce2, share.ntime, share.nonce, version)
+
+
+def _check_fields(job: PoolJob, share: Submit, lim: Limits) -> Verdict | int:
+    """ntime and version-bits checks; returns the header version when they pass."""
+    low = max(job.work.time - lim.ntime_past, job.template.mintime)
+    high = job.work.time + lim.ntime_future
+    if not low <= share.ntime <= high:
+        msg = f"ntime {share.ntime:08x} outside [{low:08x}, {high:08x}]"
+        return reject(r.REJECT_NTIME, msg, share)
+    if share.version_bits is None:
+        return job.work.version
+    if share.version_bits & ~lim.version_mask & 0xFFFFFFFF:
+        msg = f"version bits {share.version_bits:08x} outside mask {lim.version_mask:08x}"
+        return reject(r.REJECT_VERSION_BITS, msg, share)
+    return apply_version_bits(job.work.version, share.version_bits, lim.version_mask)
+
+
+def judge(job: PoolJob | None, share: Submit, lim: Limits, seen: set[bytes]) -> Verdict:
+    """Judge one parsed share against its job; adds its header hash to `seen`."""
+    if job is None:
+        return reject(r.REJECT_UNKNOWN_JOB, f"job {share.job_id} not found", share)
+    checked = _check_fields(job, share, lim)
+    if isinstance(checked, Verdict):
+        return checked
+    header = header_for(job, share, lim.extranonce1, checked)
+    digest = sha256d(header)
+    sdiff = hash_difficulty(digest)
+    is_block = int.from_bytes(digest, "little") <= job.template.target
+    if digest in seen:
+        return Verdict(
+            r.REJECT_DUPLICATE, "duplicate share", share, job, header, digest, sdiff, False
+        )
+    seen.add(digest)
+    reason, message = _grade(job, digest, sdiff, lim, is_block)
+    return Verdict(reason, message, share, job, header, digest, sdiff, is_block)
+
+
+def _grade(
+    job: PoolJob, digest: bytes, sdiff: float, lim: Limits, is_block: bool
+) -> tuple[str | None, str]:
+    if lim.tip is not None and job.template.prev_hash != lim.tip:
+        return r.REJECT_STALE, f"stale share: job {job.job_id} builds on an old block"
+    if is_block:  # a block always counts, whatever share difficulty the miner was set to
+        return None, ""
+    if int.from_bytes(digest, "little") > difficulty_to_target(lim.difficulty):
+        return r.REJECT_LOW_DIFFICULTY, f"low difficulty share: {sdiff:.6g} < {lim.difficulty:.6g}"
+    return None, ""
