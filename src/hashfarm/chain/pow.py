@@ -23,10 +23,13 @@ __all__ = [
     "bits_to_target",
     "check_proof_of_work",
     "decode_compact",
+    "block_work",
     "difficulty_to_target",
+    "encode_compact",
     "hash_difficulty",
     "hash_to_int",
     "meets_target",
+    "next_work_required",
     "target_to_bits",
     "target_to_difficulty",
 ]
@@ -72,16 +75,23 @@ def bits_to_target(bits: int) -> int:
     return c.value
 
 
-def target_to_bits(target: int) -> int:
-    """Compact encoding of a non-negative target (Core's `GetCompact`, positive sign)."""
-    if not 0 <= target <= MAX_TARGET:
-        raise ChainError(f"target out of range: {target:#x}")
-    size = (target.bit_length() + 7) // 8
-    mantissa = target << (8 * (3 - size)) if size <= 3 else target >> (8 * (size - 3))
+def encode_compact(value: int, negative: bool = False) -> int:
+    """Core's `arith_uint256::GetCompact(negative)` for 0 <= value < 2**256."""
+    if not 0 <= value <= MAX_TARGET:
+        raise ChainError(f"value out of the 256-bit range: {value:#x}")
+    size = (value.bit_length() + 7) // 8
+    mantissa = value << (8 * (3 - size)) if size <= 3 else value >> (8 * (size - 3))
     if mantissa & 0x00800000:  # would read back as negative: shift into the next byte
         mantissa >>= 8
         size += 1
+    if negative and mantissa:
+        mantissa |= 0x00800000
     return mantissa | (size << 24)
+
+
+def target_to_bits(target: int) -> int:
+    """Compact `bits` of a target (precision beyond 3 bytes is truncated, as in Core)."""
+    return encode_compact(target)
 
 
 def bits_to_difficulty(bits: int) -> float:
@@ -141,3 +151,25 @@ def check_proof_of_work(hash_internal: bytes, bits: int, network: Network) -> bo
     if c.negative or c.overflow or c.value == 0 or c.value > network.pow_limit:
         return False
     return meets_target(hash_internal, c.value)
+
+
+def block_work(bits: int) -> int:
+    """Expected hashes to find a block at `bits` (Core's `GetBlockProof`): 2**256 / (target+1)."""
+    c = decode_compact(bits)
+    if c.negative or c.overflow or c.value == 0:
+        return 0
+    return (1 << 256) // (c.value + 1)
+
+
+def next_work_required(last_bits: int, first_time: int, last_time: int, network: Network) -> int:
+    """Bits for the next epoch (Core's `CalculateNextWorkRequired`).
+
+    `first_time`/`last_time` are the times of the epoch's first and last blocks; the measured
+    timespan is clamped to a factor of 4 either way and the target capped at the pow limit.
+    """
+    if network.no_retargeting:
+        return last_bits
+    target_timespan = network.retarget_interval * network.target_spacing
+    timespan = min(max(last_time - first_time, target_timespan // 4), target_timespan * 4)
+    target = bits_to_target(last_bits) * timespan // target_timespan
+    return target_to_bits(min(target, network.pow_limit))
