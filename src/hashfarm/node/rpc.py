@@ -1,0 +1,350 @@
+"""An async JSON-RPC client for bitcoind-compatible nodes (Bitcoin Core, bcoin).
+
+One `aiohttp` session with keep-alive connections and orjson on both sides, because the pool
+polls `getbestblockhash` every 100 ms. Failures are sorted at this boundary:
+
+* transient (`NodeUnavailable`): connection refused or dropped, no answer in time, HTTP
+  502/503/504, a non-JSON 5xx page, RPC error -28 (the node is warming up). Retried with a
+  capped exponential backoff, and the recovery is logged. A call that may have reached the
+  node and is not idempotent (`sendtoaddress`...) is retried only if it surely was not sent.
+* permanent: `NodeAuthError` (HTTP 401/403; with a cookie file the cookie is read again once,
+  since Core draws a new one at each start) and `RPCError(code, message)` for any other
+  error object the node returns (Core answers them with HTTP 500 or 404, bcoin with 200).
+
+aiohttp and orjson exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from hashfarm.errors import NodeAuthError, NodeError, NodeUnavailable, RPCError
+from hashfarm.node.cookie import NodeCookie
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RPC_IN_WARMUP = -28  # Core/bcoin: loading the block index, verifying blocks...
+TRANSIENT_HTTP = frozenset({502, 503, 504})  # 503 = Core's "Work queue depth exceeded"
+# Calls whose repetition would do the work twice; never resent once they may have arrived.
+NOT_IDEMPOTENT = frozenset(
+    {"sendtoaddress", "sendmany", "generatetoaddress", "generateblock", "getnewaddress"}
+)
+Call = tuple[str, Sequence[Any]]
+
+
+class _Transient(Exception):
+    """A failure worth retrying; `unsent` says the node surely did not act on the request."""
+
+    def __init__(self, message: str, *, unsent: bool) -> None:
+        super().__init__(message)
+        self.unsent = unsent
+
+
+class _AuthRefused(Exception):
+    """HTTP 401/403; turned into NodeAuthError unless a fresh cookie helps."""
+
+
+class RPCClient:
+    """A JSON-RPC 1.0 client for one node URL; create it once and share it.
+
+    Credentials come from `user`/`password`, from the URL (`http://user:pass@host:port`), or
+    from Core's `cookie_file` (read at the first call, so the node may start later).
+    `timeout` bounds each attempt in seconds; `retries` is the number of extra attempts
+    for transient failures, waiting `backoff` seconds first and doubling up to `max_backoff`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        cookie_file: str | Path | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+    ) -> None:
+        parsed = URL(url)
+        self.url = str(parsed.with_user(None))
+        self._user = user if user is not None else parsed.user
+        self._password = password if password is not None else parsed.password
+        self._cookie_file = Path(cookie_file) if cookie_file is not None else None
+        self._auth: str | None = None
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._ids = itertools.count(1)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RPCClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session and its kept-alive connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the two entry points ---------------------------------------------------------------
+
+    async def call(self, method: str, *params: Any, attempt_timeout: float | None = None) -> Any:
+        """Call `method`, return its result; `attempt_timeout` (s) overrides `timeout` once."""
+        payload = orjson.dumps(
+            {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+        )
+        return await self._exchange(
+            payload, method, method not in NOT_IDEMPOTENT, _single_result(method), attempt_timeout
+        )
+
+    async def batch(
+        self, calls: Sequence[Call | str], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Send several calls in one HTTP request; results come back in the order asked.
+
+        An item may be `(method, params)` or a bare method name. The first error object
+        raises its `RPCError`, unless `return_exceptions` puts the errors in the list.
+        """
+        items = [(c, ()) if isinstance(c, str) else (c[0], tuple(c[1])) for c in calls]
+        if not items:
+            return []
+        first = next(self._ids)
+        ids = list(range(first, first + len(items)))
+        self._ids = itertools.count(first + len(items))
+        payload = orjson.dumps(
+            [
+                {"jsonrpc": "1.0", "id": i, "method": m, "params": list(p)}
+                for i, (m, p) in zip(ids, items, strict=True)
+            ]
+        )
+        idempotent = all(m not in NOT_IDEMPOTENT for m, _ in items)
+        interpret = _batch_results(ids, [m for m, _ in items], return_exceptions)
+        return await self._exchange(payload, "batch", idempotent, interpret, None)
+
+    # -- retries and the wire ------------------------------------------------------------------
+
+    async def _exchange(
+        self,
+        payload: bytes,
+        label: str,
+        idempotent: bool,
+        interpret: Callable[[Any], T],
+        attempt_timeout: float | None,
+    ) -> T:
+        delay = self.backoff
+        cookie_reloaded = False
+        attempt = 0
+        while True:
+            try:
+                result = interpret(await self._post(payload, label, attempt_timeout))
+            except _AuthRefused as exc:
+                if self._cookie_file is None or cookie_reloaded:
+                    raise NodeAuthError(f"{label}: {exc}") from None
+                cookie_reloaded, self._auth = True, None  # Core drew a new cookie: read again
+                continue
+            except _Transient as exc:
+                if attempt >= self.retries or not (idempotent or exc.unsent):
+                    raise NodeUnavailable(f"{label}: {exc}") from None
+                attempt += 1
+                log.warning(
+                    "node %s: %s; retry %d/%d in %.2fs", self.url, exc, attempt, self.retries, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            if attempt:
+                log.info("node %s answered %s again after %d retries", self.url, label, attempt)
+            return result
+
+    async def _post(self, payload: bytes, label: str, attempt_timeout: float | None) -> Any:
+        session = self._session or self._open_session()
+        try:
+            authorization = self._authorization()
+        except NodeUnavailable as exc:  # no cookie yet: the node may still be starting
+            raise _Transient(str(exc), unsent=True) from exc
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        limit = (
+            aiohttp.ClientTimeout(total=attempt_timeout) if attempt_timeout is not None else None
+        )
+        try:
+            async with session.post(self.url, data=payload, headers=headers, timeout=limit) as resp:
+                body = await resp.read()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise _Transient(f"cannot connect: {exc.os_error or exc}", unsent=True) from exc
+        except TimeoutError as exc:
+            raise _Transient(
+                f"no answer within {attempt_timeout or self.timeout}s", unsent=False
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise _Transient(f"connection lost: {exc!r}", unsent=False) from exc
+        return _decode(status, body, label)
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=16, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
+        )
+        return self._session
+
+    def _authorization(self) -> str:
+        if self._auth is None:
+            if self._cookie_file is not None:
+                cookie = NodeCookie.read(self._cookie_file)
+                user, password = cookie.user, cookie.password
+            else:
+                user, password = self._user or "", self._password or ""
+            self._auth = aiohttp.BasicAuth(user, password).encode()
+        return self._auth
+
+    # -- typed helpers (the calls the pool, miner and economics make) ----------------------
+
+    async def getblocktemplate(
+        self,
+        rules: Sequence[str] = ("segwit",),
+        longpollid: str | None = None,
+        attempt_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """A block template (BIP 22/23); with `longpollid` it waits for a change (BIP 22)."""
+        request: dict[str, Any] = {"rules": list(rules)}
+        if longpollid is not None:
+            request["longpollid"] = longpollid
+        template = await self.call("getblocktemplate", request, attempt_timeout=attempt_timeout)
+        return _as_dict(template, "getblocktemplate")
+
+    async def submitblock(self, block_hex: str) -> str | None:
+        """Submit a full block; None when accepted, else the node's reason (`high-hash`...).
+
+        bcoin prefixes its reasons with `rejected: `, removed here so both nodes read alike.
+        `duplicate` means the node already has the block.
+        """
+        verdict = await self.call("submitblock", block_hex)
+        if verdict is None:
+            return None
+        return str(verdict).removeprefix("rejected: ")
+
+    async def getbestblockhash(self) -> str:
+        """Hash of the tip (display hex)."""
+        return str(await self.call("getbestblockhash"))
+
+    async def getblockcount(self) -> int:
+        """Height of the tip."""
+        return int(await self.call("getblockcount"))
+
+    async def getblockhash(self, height: int) -> str:
+        """Hash (display hex) of the active chain's block at `height`."""
+        return str(await self.call("getblockhash", height))
+
+    async def getblockheader(self, block_hash: str, verbose: bool = True) -> Any:
+        """The header as a dict (verbose) or as 80-byte hex."""
+        return await self.call("getblockheader", block_hash, verbose)
+
+    async def getblock(self, block_hash: str, verbosity: int = 1) -> Any:
+        """The block: hex at verbosity 0, a dict with txids at 1, with decoded txs at 2."""
+        return await self.call("getblock", block_hash, verbosity)
+
+    async def getrawblock(self, block_hash: str) -> bytes:
+        """The serialized block (with witness data)."""
+        return bytes.fromhex(await self.call("getblock", block_hash, 0))
+
+    async def getmininginfo(self) -> dict[str, Any]:
+        """Difficulty, network hash rate, current template size..."""
+        return _as_dict(await self.call("getmininginfo"), "getmininginfo")
+
+    async def getblockchaininfo(self) -> dict[str, Any]:
+        """Chain name, height, best hash, difficulty, verification progress."""
+        return _as_dict(await self.call("getblockchaininfo"), "getblockchaininfo")
+
+    async def getrawmempool(self) -> list[str]:
+        """Txids in the mempool (display hex)."""
+        return list(await self.call("getrawmempool"))
+
+    async def generatetoaddress(self, count: int, address: str) -> list[str]:
+        """Regtest: mine `count` blocks paying `address`; their hashes."""
+        return list(await self.call("generatetoaddress", count, address))
+
+    async def sendtoaddress(self, address: str, amount_btc: float) -> str:
+        """Wallet: pay `amount_btc` to `address`; the txid."""
+        return str(await self.call("sendtoaddress", address, amount_btc))
+
+
+def _as_dict(value: Any, method: str) -> dict[str, Any]:
+    """A result that must be a JSON object."""
+    if not isinstance(value, dict):
+        raise NodeError(f"{method}: expected an object, got {str(value)[:120]!r}")
+    return value
+
+
+def _decode(status: int, body: bytes, label: str) -> Any:
+    """Parse a reply, classifying HTTP-level failures."""
+    if status in (401, 403):
+        raise _AuthRefused(f"HTTP {status}: the node refused our credentials")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        snippet = body[:120].decode("utf-8", "replace").strip()
+        if status in TRANSIENT_HTTP or status >= 500:
+            raise _Transient(f"HTTP {status}: {snippet!r}", unsent=status == 503) from None
+        raise NodeError(f"{label}: HTTP {status} with a non-JSON body: {snippet!r}") from None
+
+
+def _error_of(doc: Any, method: str) -> RPCError | None:
+    """The RPCError an answer carries, or None; warm-up becomes a transient failure."""
+    if not isinstance(doc, dict) or ("error" not in doc and "result" not in doc):
+        raise NodeError(f"{method}: not a JSON-RPC answer: {str(doc)[:120]!r}")
+    err = doc.get("error")
+    if err is None:
+        return None
+    if isinstance(err, dict):
+        code, message = int(err.get("code", -1)), str(err.get("message", ""))
+    else:
+        code, message = -1, str(err)
+    if code == RPC_IN_WARMUP:
+        raise _Transient(f"node warming up: {message}", unsent=True)
+    return RPCError(code, message, method)
+
+
+def _single_result(method: str) -> Callable[[Any], Any]:
+    def interpret(doc: Any) -> Any:
+        error = _error_of(doc, method)
+        if error is not None:
+            raise error
+        return doc.get("result")
+
+    return interpret
+
+
+def _batch_results(
+    ids: list[int], methods: list[str], return_exceptions: bool
+) -> Callable[[Any], list[Any]]:
+    def interpret(doc: Any) -> list[Any]:
+        if not isinstance(doc, list):
+            _single_result("batch")(doc)  # a whole-request error object raises here
+            raise NodeError(f"batch: expected a list, got {str(doc)[:120]!r}")
+        by_id = {item.get("id"): item for item in doc if isinstance(item, dict)}
+        results: list[Any] = []
+        for request_id, method in zip(ids, methods, strict=True):
+            if request_id not in by_id:
+                raise NodeError(f"batch: no answer for {method} (id {request_id})")
+            error = _error_of(by_id[request_id], method)
+            if error is not None and not return_exceptions:
+                raise error
+            results.append(error if error is not None else by_id[request_id].get("result"))
+        return results
+
+    return interpret
