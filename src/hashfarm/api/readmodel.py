@@ -1,0 +1,113 @@
+"""What the HTTP API reads, declared as narrow Protocols, and the JSON shapes it serves.
+
+The API never reaches into the pool's internals: `cli` hands it the running `Pool` (which
+satisfies `PoolView`), the `PoolStats` observer and the ledger (a `BlockHistory`). Every
+answer is built here from frozen snapshots, so the HTTP layer only encodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from hashfarm.pool.jobs import PoolJob
+from hashfarm.pool.records import BlockRecord
+from hashfarm.pool.stats import PoolStats, WorkerSnapshot
+from hashfarm.units import format_hashrate
+
+
+class PoolView(Protocol):
+    """The read side of the running pool (`hashfarm.pool.service.Pool`)."""
+
+    def sessions(self) -> Collection[Any]:
+        """The connected Stratum sessions (only their number is shown)."""
+        ...
+
+    def current_job(self) -> PoolJob | None:
+        """The newest job, or None before the first template."""
+        ...
+
+
+class BlockHistory(Protocol):
+    """Blocks as recorded durably (the ledger), newest first."""
+
+    async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
+        """At most `limit` blocks, newest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """Facts fixed at start that the API reports."""
+
+    network: str  # network name from the settings
+    mode: str  # solo or pooled
+    stratum_port: int  # where miners connect
+    started: float  # UNIX seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ReadModel:
+    """Everything the API reads, bundled by `cli`."""
+
+    info: PoolInfo
+    pool: PoolView
+    stats: PoolStats
+    history: BlockHistory
+
+    def pool_json(self) -> dict[str, Any]:
+        """The `/api/pool` document."""
+        snap = self.stats.pool()
+        return {
+            "network": self.info.network,
+            "mode": self.info.mode,
+            "stratum_port": self.info.stratum_port,
+            "uptime": round(time.time() - self.info.started, 3),
+            "connections": len(self.pool.sessions()),
+            "workers": snap.workers,
+            "hashrate": snap.hashrate,
+            "hashrate_text": {w: format_hashrate(h) for w, h in snap.hashrate.items()},
+            "shares": {"accepted": snap.shares_accepted, "rejected": snap.shares_rejected},
+            "best_share": snap.best_share,
+            "blocks": {"found": snap.blocks_found, "rejected": snap.blocks_rejected},
+            "last_share": snap.last_share,
+            "job": job_json(self.pool.current_job()),
+        }
+
+    def workers_json(self) -> list[dict[str, Any]]:
+        """The `/api/workers` list, busiest first."""
+        return [worker_json(w) for w in self.stats.workers()]
+
+    def worker_json(self, name: str) -> dict[str, Any] | None:
+        """One worker, or None when the pool has not seen it."""
+        snap = self.stats.worker(name)
+        return None if snap is None else worker_json(snap)
+
+    async def blocks_json(self, limit: int) -> list[dict[str, Any]]:
+        """The `/api/blocks` list from the ledger, newest first."""
+        return [asdict(b) for b in await self.history.recent_blocks(limit)]
+
+
+def worker_json(w: WorkerSnapshot) -> dict[str, Any]:
+    """A worker snapshot as JSON, with human-readable hashrates beside the numbers."""
+    doc = asdict(w)
+    doc["hashrate_text"] = {k: format_hashrate(v) for k, v in w.hashrate.items()}
+    return doc
+
+
+def job_json(job: PoolJob | None) -> dict[str, Any] | None:
+    """The work the pool hands out now: height, previous block, network difficulty."""
+    if job is None:
+        return None
+    t = job.template
+    return {
+        "job_id": job.job_id,
+        "height": t.height,
+        "prev_hash": t.prev_hash[::-1].hex(),
+        "bits": f"{t.bits:08x}",
+        "network_difficulty": t.difficulty,
+        "transactions": len(t.transactions),
+        "coinbase_value": t.coinbase_value,
+    }
