@@ -25,6 +25,7 @@ __all__ = ["address_to_script", "classify_script", "script_to_address", "witness
 _MAX_SEGWIT_LENGTH = 90  # BIP 173's limit on a segwit address
 _OP_DUP, _OP_HASH160, _OP_EQUALVERIFY, _OP_CHECKSIG, _OP_EQUAL = 0x76, 0xA9, 0x88, 0xAC, 0x87
 _OP_RETURN = 0x6A
+_BECH32_CHARS = set("qpzry9x8gf2tvdw0s3jn54khce6mua7l")
 
 
 def _p2pkh(h: bytes) -> bytes:
@@ -78,10 +79,15 @@ def _check_program(address: str, version: int, program: bytes, const: int) -> No
         raise AddressError(f"address {address!r}: witness v{version} must use {want} checksum")
 
 
-def _decode_base58(address: str, network: Network) -> bytes:
+def _decode_base58(address: str, network: Network, hrp: str) -> bytes:
     try:
         payload = b58decode_check(address)
     except Base58Bech32Exception as exc:
+        if hrp and set(address[len(hrp) + 1 :].lower()) <= _BECH32_CHARS:
+            raise AddressError(
+                f"address {address!r} has an unknown human-readable part {hrp!r}; "
+                f"{network.name} uses {'/'.join(network.bech32_hrps)}"
+            ) from None
         raise AddressError(f"invalid address {address!r}: {exc}") from exc
     if len(payload) != 21:
         raise AddressError(f"address {address!r} decodes to {len(payload)} bytes, expected 21")
@@ -109,7 +115,7 @@ def address_to_script(address: str, network: Network | str = "mainnet") -> bytes
     known_hrps = {h for n in NETWORKS.values() for h in n.bech32_hrps}
     if hrp in known_hrps:
         return _decode_segwit(address, hrp, net)
-    return _decode_base58(address, net)
+    return _decode_base58(address, net, hrp)
 
 
 def witness_program(script: bytes) -> tuple[int, bytes] | None:
