@@ -17,6 +17,7 @@ aiohttp and orjson exceptions never leave this module.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 from collections.abc import Callable, Sequence
@@ -209,7 +210,8 @@ class RPCClient:
                 user, password = cookie.user, cookie.password
             else:
                 user, password = self._user or "", self._password or ""
-            self._auth = aiohttp.BasicAuth(user, password).encode()
+            token = base64.b64encode(f"{user}:{password}".encode())
+            self._auth = f"Basic {token.decode('ascii')}"
         return self._auth
 
     # -- typed helpers (the calls the pool, miner and economics make) ----------------------

@@ -1,0 +1,91 @@
+"""Session fixtures shared by every test: the regtest node, Core's judge, PostgreSQL.
+
+* `regtest_node`: one bcoin regtest node for the whole session (in memory, with a wallet),
+  warmed up past segwit activation; `.rpc_url`, `.api_key`, `.rpc()`, `.mine()`,
+  `.mempool_txs(n)`. Tests that stop or restart a node start their own instead:
+  `node = await start_regtest_node(tmp_path)` (from `nodes`), then `await node.stop()`.
+* `rpc`: a client of the session node, shared by the session.
+* `judge`: Bitcoin Core's consensus engine following the session node;
+  `await judge.check_chain(rpc)` fails unless Core accepts every block bcoin holds.
+* `postgres_url`: a fresh database for the session on 127.0.0.1:5432, dropped at the end.
+
+A missing service (Node.js/bcoin, PostgreSQL) skips the tests that need it with the reason,
+or fails them when HASHFARM_REQUIRE_SERVICES=1 (as CI sets).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hashfarm.errors import NodeError
+from hashfarm.node.bcoin import find_bcoin
+from hashfarm.node.rpc import RPCClient
+from nodes import (
+    Judge,
+    RegtestNode,
+    create_database,
+    drop_database,
+    postgres_problem,
+    service_missing,
+)
+
+
+def _bcoin_problem() -> str | None:
+    if shutil.which("node") is None:
+        return "Node.js (`node`) is not installed; the regtest node needs it"
+    try:
+        find_bcoin(Path(__file__).parent)
+    except NodeError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+async def regtest_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RegtestNode]:
+    """The session's bcoin regtest node, warmed up past height 432."""
+    if problem := _bcoin_problem():
+        service_missing(problem)
+    node = RegtestNode(tmp_path_factory.mktemp("bcoin"), memory=True, wallet=True)
+    await node.start()
+    try:
+        await node.warm_up()
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture(scope="session")
+async def rpc(regtest_node: RegtestNode) -> AsyncIterator[RPCClient]:
+    """An RPC client of the session node."""
+    async with regtest_node.rpc() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def judge(tmp_path_factory: pytest.TempPathFactory) -> Judge:
+    """Core's consensus engine for the session node's chain (see `Judge.check_chain`)."""
+    return Judge(tmp_path_factory.mktemp("kernel"))
+
+
+@pytest.fixture
+def make_judge(tmp_path: Path) -> Callable[[], Judge]:
+    """A factory of fresh judges, for tests that run their own node: `make_judge()`."""
+    count = itertools.count(1)
+    return lambda: Judge(tmp_path / f"kernel-{next(count)}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this session, dropped afterwards."""
+    if problem := postgres_problem():
+        service_missing(problem)
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)

@@ -1,0 +1,145 @@
+"""The real bcoin regtest node and Core's consensus engine judge blocks built by hashfarm.chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hashfarm.chain.block import Block
+from hashfarm.chain.merkle import witness_commitment, witness_commitment_script, witness_merkle_root
+from hashfarm.chain.subsidy import block_subsidy
+from hashfarm.errors import NodeAuthError, RPCError
+from hashfarm.node.rpc import RPCClient
+from nodes import (
+    NETWORK,
+    SEGWIT_HEIGHT,
+    WARM_UP_HEIGHT,
+    Judge,
+    JudgeRejection,
+    RegtestNode,
+    block_from_template,
+    grind,
+    mine_template_block,
+    start_regtest_node,
+)
+
+pytestmark = pytest.mark.node
+
+
+async def test_session_node_is_warm_and_core_agrees(rpc: RPCClient, judge: Judge) -> None:
+    info = await rpc.getblockchaininfo()
+    assert info["chain"] == "regtest"
+    assert info["blocks"] >= WARM_UP_HEIGHT > SEGWIT_HEIGHT
+    # bcoin's own warm-up blocks carry BIP 34 heights, so Core's engine takes all of them.
+    assert await judge.check_chain(rpc) == info["blocks"]
+    assert judge.hash_at(info["blocks"]) == info["bestblockhash"]
+
+
+async def test_template_block_with_mempool_txs_is_accepted_by_both(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge
+) -> None:
+    await regtest_node.mine(1)  # a new tip drops bcoin's cached template
+    txids = await regtest_node.mempool_txs(3)
+    template = await rpc.getblocktemplate()
+    assert set(txids) <= {t["txid"] for t in template["transactions"]}
+
+    block = grind(block_from_template(template))
+    txs = block.transactions[1:]
+    ours = witness_commitment(witness_merkle_root([tx.wtxid() for tx in txs]))
+    assert witness_commitment_script(ours).hex() == template["default_witness_commitment"]
+    assert block.coinbase.outputs[0].value == template["coinbasevalue"]
+    assert template["coinbasevalue"] == block_subsidy(template["height"], NETWORK) + sum(
+        t["fee"] for t in template["transactions"]
+    )
+
+    assert await rpc.submitblock(block.serialize().hex()) is None
+    assert await rpc.getblockcount() == template["height"]
+    assert await rpc.getbestblockhash() == block.hash_hex()
+    assert set(txids).isdisjoint(await rpc.getrawmempool())
+    node_copy = Block.parse(await rpc.getrawblock(block.hash_hex()))
+    assert node_copy.serialize() == block.serialize()
+    assert node_copy.height_from_coinbase() == template["height"]
+    assert await judge.check_chain(rpc) == template["height"]
+
+
+async def test_broken_coinbase_is_rejected_with_a_reason_by_both(
+    rpc: RPCClient, judge: Judge
+) -> None:
+    await judge.check_chain(rpc)  # Core must know the parent to judge the child
+    height = await rpc.getblockcount()
+    template = await rpc.getblocktemplate()
+    greedy = grind(block_from_template(template, reward=template["coinbasevalue"] + 1))
+
+    assert await rpc.submitblock(greedy.serialize().hex()) == "bad-cb-amount"
+    assert await rpc.getblockcount() == height
+    verdict = judge.verdict(greedy.serialize())
+    assert not verdict.valid
+    assert "bad-cb-amount" in str(verdict.reason)
+    assert await judge.check_chain(rpc) == height
+
+
+async def test_bad_merkle_root_and_high_hash_reasons(rpc: RPCClient) -> None:
+    template = await rpc.getblocktemplate()
+    block = grind(block_from_template(template))
+    mutated = grind(replace(block, header=replace(block.header, merkle_root=bytes(32))))
+    assert await rpc.submitblock(mutated.serialize().hex()) == "bad-txnmrklroot"
+    nonce = block.header.nonce
+    while replace(block.header, nonce=nonce).meets_target():
+        nonce += 1
+    missed = replace(block, header=replace(block.header, nonce=nonce))
+    assert await rpc.submitblock(missed.serialize().hex()) == "high-hash"
+
+
+async def test_core_catches_a_bip34_violation_that_bcoin_accepts(
+    tmp_path: Path, make_judge: Callable[[], Judge]
+) -> None:
+    node = await start_regtest_node(tmp_path / "bcoin", memory=True, wallet=False, warm_up=False)
+    try:
+        async with node.rpc() as rpc:
+            await node.mine(3)
+            template = await rpc.getblocktemplate()
+            liar = grind(block_from_template(template, height=template["height"] + 1))
+            assert await rpc.submitblock(liar.serialize().hex()) is None  # bcoin: fine
+            assert await rpc.getbestblockhash() == liar.hash_hex()
+            with pytest.raises(JudgeRejection, match="bad-cb-height"):
+                await make_judge().check_chain(rpc)
+    finally:
+        await node.stop()
+
+
+async def test_own_node_restarts_with_its_chain_and_wallet(
+    tmp_path: Path, make_judge: Callable[[], Judge]
+) -> None:
+    node = await start_regtest_node(tmp_path / "bcoin")
+    try:
+        async with node.rpc() as rpc:
+            block, verdict = await mine_template_block(rpc)
+            assert verdict is None
+            ports, best = node.ports, await rpc.getbestblockhash()
+            assert best == block.hash_hex()
+            await node.restart()
+            assert node.ports == ports
+            assert await rpc.getbestblockhash() == best  # same client: it reconnects
+            assert len(await node.mempool_txs(2)) == 2  # the wallet survived too
+            await node.mine(1)
+            assert await make_judge().check_chain(rpc) == WARM_UP_HEIGHT + 2
+    finally:
+        await node.stop()
+    assert not node.running
+
+
+async def test_node_errors_map_to_our_exceptions(regtest_node: RegtestNode, rpc: RPCClient) -> None:
+    async with RPCClient(regtest_node.rpc_url, password="wrong", retries=0) as bad:
+        with pytest.raises(NodeAuthError):
+            await bad.getblockcount()
+    with pytest.raises(RPCError) as info:
+        await rpc.call("nosuchmethod")
+    assert info.value.code == -32601
+    results = await rpc.batch(
+        ["getblockcount", ("getblockhash", [0]), "nosuchmethod"], return_exceptions=True
+    )
+    assert results[1] == "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
+    assert isinstance(results[2], RPCError)
