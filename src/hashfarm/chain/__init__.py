@@ -11,6 +11,7 @@ from hashfarm.chain.address import (
     witness_program,
 )
 from hashfarm.chain.block import Block
+from hashfarm.chain.checks import BlockCheck, check_block
 from hashfarm.chain.coinbase import (
     CoinbaseParts,
     bip34_height,
@@ -71,6 +72,7 @@ __all__ = [
     "TESTNET4",
     "WITNESS_RESERVED_VALUE",
     "Block",
+    "BlockCheck",
     "BlockHeader",
     "ByteReader",
     "CoinbaseParts",
@@ -86,6 +88,7 @@ __all__ = [
     "bits_to_target",
     "block_subsidy",
     "build_coinbase",
+    "check_block",
     "check_proof_of_work",
     "classify_script",
     "coinbase_branch",
