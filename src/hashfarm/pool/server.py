@@ -1,0 +1,233 @@
+"""The Stratum listener: one asyncio Protocol per connection, and the notify fan-out.
+
+Protocols rather than streams: no task per connection and no per-read coroutine, which is
+what lets one process hold 10,000 miners. Sessions are grouped by payout script, so a new
+job is encoded once per (job, script) and the same bytes are written to every transport
+in the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import resource
+import time
+from collections.abc import Callable
+
+from hashfarm.errors import StratumError
+from hashfarm.pool.jobs import PoolJob
+from hashfarm.pool.session import Session, SessionHost
+from hashfarm.pool.settings import StratumSettings
+from hashfarm.stratum import messages as m
+from hashfarm.stratum.codec import ErrorCode, LineBuffer, decode, encode
+
+log = logging.getLogger(__name__)
+
+WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a miner that does not read: then close it
+
+
+class ExtranonceAllocator:
+    """Unique 4-byte extranonce1 values; a released one is kept for its owner to resume."""
+
+    def __init__(self, resume_window: float, seed: int | None = None) -> None:
+        self._window = resume_window
+        self._next = random.Random(seed).getrandbits(32)
+        self.in_use: dict[bytes, Session] = {}
+        self._reserved: dict[bytes, float] = {}  # released extranonce1 -> reserved until
+
+    def claim(self, session: Session, wanted: bytes | None, now: float) -> bytes:
+        """`wanted` when no live session holds it (resume), else a fresh value."""
+        if wanted is not None and wanted not in self.in_use:
+            self._reserved.pop(wanted, None)
+            return self._take(wanted, session)
+        while True:
+            value = self._next.to_bytes(4, "big")
+            self._next = (self._next + 1) & 0xFFFFFFFF
+            held = value in self.in_use or self._reserved.get(value, 0.0) > now
+            if not held:
+                self._reserved.pop(value, None)
+                return self._take(value, session)
+
+    def _take(self, value: bytes, session: Session) -> bytes:
+        self.in_use[value] = session
+        return value
+
+    def release(self, value: bytes, now: float) -> None:
+        """The connection closed: reserve its extranonce1 for `resume_window` seconds."""
+        if value and self.in_use.pop(value, None) is not None:
+            self._reserved[value] = now + self._window
+
+    def purge(self, now: float) -> None:
+        """Forget reservations that have expired."""
+        for value in [v for v, until in self._reserved.items() if until <= now]:
+            del self._reserved[value]
+
+
+class StratumProtocol(asyncio.Protocol):
+    """Bytes <-> session for one connection."""
+
+    def __init__(self, server: StratumServer) -> None:
+        self.server = server
+        self.buffer = LineBuffer(server.settings.max_line)
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
+        self.session = self.server.open(self, transport)
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; a miner that stops reading is dropped rather than buffered for ever."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(data)
+        if t.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            log.warning("%s not reading its socket: closing", self._prefix())
+            t.abort()
+
+    def _prefix(self) -> str:
+        return self.session.prefix if self.session else "[?]"
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            lines = self.buffer.feed(data)
+        except StratumError as exc:
+            log.warning("%s %s: closing", self._prefix(), exc)
+            self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
+            self.close()
+            return
+        for line in lines:
+            try:
+                message = decode(line)
+            except StratumError as exc:  # answer and live on: one bad line is not fatal
+                self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
+                continue
+            session.handle(message)
+
+    def close(self) -> None:
+        """Close the connection after what is queued has been written."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.server.closed(self.session)
+        self.transport = None
+
+
+class StratumServer:
+    """Holds the listener, the sessions and their payout-script groups."""
+
+    def __init__(self, host: SessionHost, settings: StratumSettings) -> None:
+        self.host = host
+        self.settings = settings
+        self.extranonces = ExtranonceAllocator(settings.resume_window)
+        self.sessions: dict[Session, StratumProtocol] = {}
+        self.groups: dict[bytes, set[Session]] = {}
+        self._server: asyncio.Server | None = None
+        self._count = 0
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen; return the bound port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: StratumProtocol(self),
+            self.settings.host,
+            self.settings.port,
+            backlog=4096,
+            reuse_address=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("stratum listening on %s:%d", self.settings.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting and close every connection."""
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self.sessions.values()):
+            proto.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def open(self, proto: StratumProtocol, transport: asyncio.Transport) -> Session:
+        """A new connection: its session (closed at once beyond max_connections)."""
+        self._count += 1
+        peer = transport.get_extra_info("peername")
+        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        session = Session(self.host, proto.write, name, self._count)
+        if len(self.sessions) >= self.settings.max_connections:
+            log.warning("%s refused: %d connections already", session.prefix, len(self.sessions))
+            transport.abort()
+            return session
+        self.sessions[session] = proto
+        return session
+
+    def closed(self, session: Session) -> None:
+        """A connection ended: forget it, keep its extranonce1 for a resume."""
+        session.closed = True
+        self.sessions.pop(session, None)
+        if session.payout_script is not None:
+            group = self.groups.get(session.payout_script)
+            if group is not None:
+                group.discard(session)
+                if not group:
+                    del self.groups[session.payout_script]
+        self.extranonces.release(session.extranonce1, self.host.now())
+
+    def join(self, session: Session) -> None:
+        """Add a ready session to its payout script's group."""
+        assert session.payout_script is not None
+        self.groups.setdefault(session.payout_script, set()).add(session)
+
+    def broadcast(self, job_for: Callable[[bytes], PoolJob]) -> int:
+        """Write the current job of each group to every session in it; return the count."""
+        written = 0
+        for script, group in self.groups.items():
+            job = job_for(script)
+            for session in group:
+                session.send_job(job)
+            written += len(group)
+        return written
+
+    def sweep(self, now: float) -> None:
+        """Periodic: vardiff by time, idle and unauthorized connections closed."""
+        st = self.settings
+        for session, proto in list(self.sessions.items()):
+            if now - session.last_activity > st.idle_timeout:
+                log.info("%s idle for %.0f s: closing", session.prefix, st.idle_timeout)
+                proto.close()
+            elif not session.ready and now - session.connected_at > st.auth_timeout:
+                log.info("%s not authorized after %.0f s: closing", session.prefix, st.auth_timeout)
+                proto.close()
+            else:
+                session.tick(now)
+        self.extranonces.purge(now)
+
+
+def raise_nofile_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (10k miners need 10k sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    log.info("open-file limit: %d", soft)
+    return soft
+
+
+def monotonic_ms(start: float) -> float:
+    """Milliseconds since a perf_counter reading (for fan-out timing logs)."""
+    return (time.perf_counter() - start) * 1000.0

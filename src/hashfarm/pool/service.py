@@ -1,0 +1,275 @@
+"""The `Pool`: wires node, jobs, sessions, shares, blocks and the ledger together.
+
+Start-up order: check the payout address, fetch the first template, prove the coinbase with
+the node (refuse to start otherwise), listen, then start the tip watcher and the sweeper.
+Per share: the session judges it (pure), a block is submitted at once, an accepted share is
+recorded in the ledger and only then acknowledged, observers see every share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from hashfarm.chain.address import address_to_script
+from hashfarm.chain.networks import get_network
+from hashfarm.errors import ConfigError, HashfarmError, NodeError, NodeUnavailable
+from hashfarm.pool.blocks import BlockSubmitter, Found, prove_coinbase
+from hashfarm.pool.jobs import JobBook, PoolJob, Template, payout_outputs
+from hashfarm.pool.records import BlockRecord, PoolObserver, ShareLedger, ShareRecord
+from hashfarm.pool.server import StratumServer, raise_nofile_limit
+from hashfarm.pool.session import Session
+from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.shares import Verdict
+from hashfarm.pool.tipwatch import NodeRPC, TipWatcher
+from hashfarm.stratum.codec import ErrorCode
+
+log = logging.getLogger(__name__)
+
+PROVING_SCRIPT = bytes.fromhex("0014") + bytes(20)  # P2WPKH layout for solo mode's proof
+START_TRIES = 50  # attempts (0.2 s apart) to get a first template from a starting node
+SWEEP_INTERVAL = 1.0  # seconds between vardiff/idle sweeps
+
+
+class Pool:
+    """One pool process: `await start()`, serve, `await stop()`."""
+
+    def __init__(
+        self,
+        settings: PoolSettings,
+        rpc: NodeRPC,
+        ledger: ShareLedger,
+        observers: Sequence[PoolObserver] = (),
+        *,
+        hashblock: Callable[[], AsyncIterator[str]] | None = None,
+    ) -> None:
+        self.settings = settings.validate()
+        self.rpc = rpc
+        self.ledger = ledger
+        self.observers = tuple(observers)
+        self.network = get_network(settings.network)
+        self.pool_script = self._pool_script()
+        fee_script = (
+            self._script(settings.fee_address, "fee_address") if settings.fee_address else None
+        )
+        self.jobs = JobBook(
+            payout_outputs(fee_script, settings.fee_percent),
+            tag=settings.pool_tag.encode("ascii"),
+            extranonce2_size=settings.stratum.extranonce2_size,
+            generations_kept=settings.stratum.jobs_kept,
+        )
+        self.server = StratumServer(self, settings.stratum)
+        self.watcher = TipWatcher(rpc, settings.node, self._on_template, hashblock)
+        self.blocks = BlockSubmitter(rpc, ledger, self.observers, self._block_accepted)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.last_fanout_ms = 0.0  # new template -> last notify written, milliseconds
+        self.started = False
+
+    # -- settings -> scripts -------------------------------------------------------------
+
+    def _script(self, address: str, key: str) -> bytes:
+        try:
+            return address_to_script(address, self.network)
+        except HashfarmError as exc:
+            raise ConfigError(f"invalid setting {key}: {exc}") from exc
+
+    def _pool_script(self) -> bytes | None:
+        if self.settings.payout_address:
+            return self._script(self.settings.payout_address, "payout_address")
+        return None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Fetch work, prove the coinbase with the node, listen, start watching."""
+        if self.settings.stratum.raise_nofile:
+            raise_nofile_limit()
+        await self._first_template()
+        if self.settings.node.check_coinbase:
+            await self._prove()
+        await self.server.start()
+        self.watcher.start()
+        self._sweeper = asyncio.ensure_future(self._sweep_loop())
+        self.started = True
+
+    async def _first_template(self) -> None:
+        for attempt in range(START_TRIES):
+            try:
+                await self.watcher.fetch("start")
+                return
+            except NodeUnavailable as exc:
+                if attempt == START_TRIES - 1:
+                    raise
+                log.info("waiting for the node: %s", exc)
+                await asyncio.sleep(0.2)
+
+    async def _prove(self) -> None:
+        job = self.jobs.job_for(self.pool_script or PROVING_SCRIPT)
+        for attempt in range(3):
+            try:
+                await prove_coinbase(self.rpc, job, self.settings.stratum.extranonce2_size)
+                return
+            except NodeError as exc:
+                if "inconclusive" not in str(exc) or attempt == 2:
+                    raise
+                await self.watcher.fetch("tip moved during the coinbase proof")
+                job = self.jobs.job_for(self.pool_script or PROVING_SCRIPT)
+
+    async def stop(self) -> None:
+        """Stop watching and serving; wait for shares and blocks in flight."""
+        await self.watcher.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.server.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.blocks.drain()
+        self.started = False
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.server.sweep(self.now())
+
+    # -- read-only views for the API -----------------------------------------------------
+
+    @property
+    def stratum_port(self) -> int:
+        """The bound Stratum port."""
+        return self.server.port
+
+    def sessions(self) -> list[Session]:
+        """Live connections."""
+        return list(self.server.sessions)
+
+    def current_job(self) -> PoolJob | None:
+        """The current template's job for the pool's script (or any, in solo mode)."""
+        if self.jobs.template is None:
+            return None
+        if self.pool_script is not None:
+            return self.jobs.job_for(self.pool_script)
+        jobs = self.jobs.current_jobs()
+        return jobs[0] if jobs else None
+
+    def found_blocks(self) -> list[BlockRecord]:
+        """Blocks submitted since start, with the node's verdicts."""
+        return list(self.blocks.found)
+
+    # -- templates -> jobs -> sessions ---------------------------------------------------
+
+    async def _on_template(self, template: Template, reason: str) -> None:
+        clean = self.jobs.set_template(template)
+        start = time.perf_counter()
+        for session in self.server.sessions:
+            session.network_changed(template.difficulty)
+        count = self.server.broadcast(self.jobs.job_for)
+        self.last_fanout_ms = (time.perf_counter() - start) * 1000.0
+        log.info(
+            "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms",
+            reason,
+            template.height,
+            len(template.transactions),
+            clean,
+            count,
+            self.last_fanout_ms,
+        )
+
+    # -- SessionHost ---------------------------------------------------------------------
+
+    def now(self) -> float:
+        """UNIX time."""
+        return time.time()
+
+    def claim_extranonce1(self, session: Session, wanted: bytes | None) -> bytes:
+        """A unique extranonce1; the old one when a resuming miner asks and it is free."""
+        return self.server.extranonces.claim(session, wanted, self.now())
+
+    def payout_for(self, username: str) -> tuple[str, bytes]:
+        """(account, script): solo pays the username's address, pooled the pool's."""
+        account = username.split(".", 1)[0]
+        if not account:
+            raise ConfigError(f"user name {username!r} has no account part")
+        if self.settings.mode == "pooled":
+            assert self.pool_script is not None
+            return account, self.pool_script
+        try:
+            return account, address_to_script(account, self.network)
+        except HashfarmError as exc:
+            raise ConfigError(
+                f"{account!r} is not a {self.network.name} address (solo mode: user name "
+                f"is ADDRESS.worker): {exc}"
+            ) from exc
+
+    def joined(self, session: Session) -> None:
+        """A session became ready: group it and send it the current job."""
+        self.server.join(session)
+        if self.jobs.template is not None:
+            assert session.payout_script is not None
+            session.send_job(self.jobs.job_for(session.payout_script))
+            log.info("%s ready: %s", session.prefix, session.account)
+
+    def handle_verdict(self, session: Session, msg_id: Any, verdict: Verdict) -> None:
+        """Block first, then the ledger (accepted shares), then the answer."""
+        started = time.perf_counter()
+        worker = verdict.share.worker if verdict.share else ""
+        account = session.workers.get(worker, session.account or "")
+        if verdict.is_block and verdict.job and verdict.header and verdict.hash and verdict.share:
+            en = session.extranonce1 + verdict.share.extranonce2
+            found = Found(verdict.job, verdict.header, verdict.hash, en, worker, account)
+            self.blocks.submit(found, started)
+        rec = self._record_of(session, verdict, worker, account)
+        if not verdict.accepted:
+            session.reply_error(msg_id, verdict.code, verdict.message)
+            self._observe(rec)
+            return
+        self._spawn(self._record_and_ack(session, msg_id, rec))
+
+    def _record_of(self, s: Session, v: Verdict, worker: str, account: str) -> ShareRecord:
+        job = v.job
+        return ShareRecord(
+            worker=worker,
+            account=account,
+            job_id=v.share.job_id if v.share else "",
+            height=job.template.height if job else 0,
+            difficulty=s.difficulty_for(job),
+            share_difficulty=v.share_difficulty,
+            accepted=v.accepted,
+            reject_reason=v.reason,
+            time=self.now(),
+            extranonce1_hex=s.extranonce1.hex(),
+            block_hash_hex=v.hash[::-1].hex() if v.is_block and v.hash else None,
+        )
+
+    async def _record_and_ack(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:
+        try:
+            await self.ledger.record_share(rec)
+        except HashfarmError as exc:
+            log.error("%s share not recorded: %s", session.prefix, exc)
+            session.reply_error(msg_id, ErrorCode.OTHER, f"share not recorded: {exc}")
+            return
+        session.reply(msg_id, True)
+        self._observe(rec)
+
+    def _observe(self, rec: ShareRecord) -> None:
+        for observer in self.observers:
+            try:
+                observer.on_share(rec)
+            except Exception:  # an observer must never break share handling
+                log.exception("observer %r failed", observer)
+
+    async def _block_accepted(self, rec: BlockRecord) -> None:
+        """Our own block is the tip: new work now rather than at the next poll."""
+        with contextlib.suppress(NodeError):
+            await self.watcher.tip_seen(rec.hash_hex, "own block")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

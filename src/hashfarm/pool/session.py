@@ -1,0 +1,313 @@
+"""One miner connection: the Stratum V1 methods, as real firmware expects them.
+
+A `Session` receives decoded messages and writes encoded replies through a `write` callable
+(the transport's), so it runs the same under asyncio and in unit tests. Everything the
+session needs from the pool (extranonce allocation, payout scripts, jobs, share handling)
+comes through the narrow `SessionHost` interface.
+
+Order of events a miner sees: `mining.configure` (optional, BIP 310) -> `mining.subscribe`
+-> `mining.authorize` -> `mining.set_difficulty` -> `mining.notify`; the first notify waits
+until both subscribe and authorize have succeeded, because in solo mode the coinbase pays
+the authorized address. Every request gets an answer; unknown methods get error 20.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from hashfarm.errors import HashfarmError
+from hashfarm.pool import records as r
+from hashfarm.pool.jobs import JobBook, PoolJob
+from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.shares import Limits, Verdict, judge, parse, reject
+from hashfarm.pool.vardiff import Vardiff
+from hashfarm.stratum import messages as m
+from hashfarm.stratum.codec import ErrorCode, Message, Request, Response, encode
+from hashfarm.stratum.work import u32_hex
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[bytes], None]
+
+
+class SessionHost(Protocol):
+    """What a session needs from the pool (implemented by the server/service)."""
+
+    settings: PoolSettings
+    jobs: JobBook
+
+    def claim_extranonce1(self, session: Session, wanted: bytes | None) -> bytes:
+        """A free extranonce1: `wanted` (session resume) when it is free."""
+        ...
+
+    def payout_for(self, username: str) -> tuple[str, bytes]:
+        """(account, payout script) for a username; raises HashfarmError naming the problem."""
+        ...
+
+    def joined(self, session: Session) -> None:
+        """The session is subscribed and authorized: start sending it work."""
+        ...
+
+    def handle_verdict(self, session: Session, msg_id: Any, verdict: Verdict) -> None:
+        """Submit blocks, record the share, then answer the miner (maybe later)."""
+        ...
+
+    def now(self) -> float:
+        """UNIX time (the session and vardiff never read a clock themselves)."""
+        ...
+
+
+class Session:
+    """The state of one Stratum connection and its request handlers."""
+
+    def __init__(self, host: SessionHost, write: Write, peer: str, number: int) -> None:
+        self.host = host
+        self.write = write
+        self.peer = peer
+        self.number = number  # connection counter, for log prefixes
+        st = host.settings.stratum
+        self.extranonce2_size = st.extranonce2_size
+        self.extranonce1 = b""
+        self.user_agent: str | None = None
+        self.subscribed = False
+        self.workers: dict[str, str] = {}  # authorized username -> account
+        self.account: str | None = None
+        self.payout_script: bytes | None = None
+        self.version_mask = 0  # negotiated BIP 310 mask; 0: no rolling
+        self.extranonce_subscribed = False
+        now = host.now()
+        tpl = host.jobs.template
+        self.vardiff = Vardiff(host.settings.vardiff, now, tpl.difficulty if tpl else 1e300)
+        self.sent_difficulty: float | None = None
+        self._prev_difficulty = self.vardiff.difficulty
+        self._last_seq = 0  # seq of the last job sent; later jobs use the new difficulty
+        self.last_job: PoolJob | None = None
+        self.connected_at = now
+        self.last_activity = now
+        self.accepted = 0
+        self.rejected = 0
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Session #{self.number} {self.peer} {self.extranonce1.hex() or '-'}>"
+
+    @property
+    def prefix(self) -> str:
+        """Log prefix naming this connection."""
+        return f"[#{self.number} {self.peer} {self.extranonce1.hex() or '-'}]"
+
+    @property
+    def ready(self) -> bool:
+        """Subscribed and authorized: it gets jobs."""
+        return self.subscribed and self.payout_script is not None
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def handle(self, message: Message) -> None:
+        """Answer one decoded message (requests get exactly one response)."""
+        self.last_activity = self.host.now()
+        if isinstance(message, Response):
+            return  # answers to our own (rare) requests; nothing to do
+        handler = _HANDLERS.get(message.method)
+        msg_id = message.id if isinstance(message, Request) else None
+        if handler is None:
+            return self.reply_error(msg_id, ErrorCode.OTHER, f"unknown method {message.method}")
+        try:
+            handler(self, msg_id, message.params)
+        except HashfarmError as exc:
+            self.reply_error(msg_id, ErrorCode.OTHER, str(exc))
+
+    def reply(self, msg_id: Any, value: Any) -> None:
+        """Send a result (notifications, id None, get none)."""
+        if msg_id is not None:
+            self.write(encode(m.result(msg_id, value)))
+
+    def reply_error(self, msg_id: Any, code: ErrorCode, message: str) -> None:
+        """Send `[code, message, null]` (notifications, id None, get none)."""
+        if msg_id is not None:
+            self.write(encode(m.error(msg_id, code, message)))
+
+    # -- methods ------------------------------------------------------------------------
+
+    def on_subscribe(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.subscribe [agent, session id]: resume the old extranonce1 when free."""
+        sub = m.parse_subscribe(params)
+        self.user_agent = sub.user_agent
+        if not self.subscribed:
+            wanted = _hex_or_none(sub.session_id)
+            self.extranonce1 = self.host.claim_extranonce1(self, wanted)
+            self.subscribed = True
+        sid = self.extranonce1.hex()
+        self.reply(msg_id, m.subscribe_result(self.extranonce1, self.extranonce2_size, sid))
+        self._maybe_join()
+
+    def on_authorize(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.authorize [user, password]: solo mode checks the address for the network."""
+        auth = m.parse_authorize(params)
+        try:
+            account, script = self.host.payout_for(auth.username)
+        except HashfarmError as exc:
+            log.info("%s authorize %r refused: %s", self.prefix, auth.username, exc)
+            return self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, str(exc))
+        if self.payout_script is not None and script != self.payout_script:
+            msg = "one payout address per connection: open another connection for this one"
+            return self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, msg)
+        self.workers[auth.username] = account
+        self.account, self.payout_script = account, script
+        self.reply(msg_id, True)
+        self._maybe_join()
+
+    def on_configure(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.configure (BIP 310): answer every requested extension."""
+        conf = m.parse_configure(params)
+        result: dict[str, Any] = {}
+        for ext in conf.extensions:
+            result.update(self._configure_one(ext, conf))
+        self.reply(msg_id, result)
+
+    def _configure_one(self, ext: str, conf: m.Configure) -> dict[str, Any]:
+        if ext == m.VERSION_ROLLING:
+            asked = conf.version_rolling_mask
+            self.version_mask = self.host.settings.stratum.version_mask & (asked or 0)
+            return m.configure_result(self.version_mask)
+        if ext == "minimum-difficulty":
+            value = conf.parameters.get("minimum-difficulty.value")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                return {ext: False}
+            self._announce(self.vardiff.set_floor(float(value), self.host.now()))
+            return {ext: True}
+        if ext == "subscribe-extranonce":
+            self.extranonce_subscribed = True
+            return {ext: True}
+        return {ext: False}
+
+    def on_suggest_difficulty(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.suggest_difficulty [d]: int or float, before or after authorize."""
+        self._announce(self.vardiff.suggest(m.parse_suggest_difficulty(params), self.host.now()))
+        self.reply(msg_id, True)
+
+    def on_extranonce_subscribe(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.extranonce.subscribe: yes (our extranonce1 never changes mid-session)."""
+        self.extranonce_subscribed = True
+        self.reply(msg_id, True)
+
+    def on_get_transactions(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.get_transactions [job id]: the raw transactions of that job's template."""
+        job = self.host.jobs.get(str(params[0])) if params else self.last_job
+        if job is None:
+            return self.reply_error(msg_id, ErrorCode.JOB_NOT_FOUND, "job not found")
+        self.reply(msg_id, [tx.data.hex() for tx in job.template.transactions])
+
+    def on_submit(self, msg_id: Any, params: tuple[Any, ...]) -> None:
+        """mining.submit: judge the share, then let the host record it and answer."""
+        if not self.subscribed:
+            return self.reply_error(msg_id, ErrorCode.NOT_SUBSCRIBED, "subscribe first")
+        verdict = self.judge(params)
+        if verdict.accepted:
+            self.accepted += 1
+            self._announce(self.vardiff.on_share(self.host.now()))
+        else:
+            self.rejected += 1
+        self.host.handle_verdict(self, msg_id, verdict)
+
+    def judge(self, params: tuple[Any, ...]) -> Verdict:
+        """Parse and judge a submit's params against this session's state."""
+        share = parse(params, self.extranonce2_size)
+        if isinstance(share, Verdict):
+            return share
+        if share.worker not in self.workers:
+            return reject(r.REJECT_UNAUTHORIZED, f"worker {share.worker!r} not authorized", share)
+        jobs = self.host.jobs
+        job = jobs.get(share.job_id)
+        if job is not None and job.payout_script != self.payout_script:
+            job = None  # another address's job: not this connection's work
+        return judge(job, share, self._limits(job), jobs.seen(share.job_id))
+
+    def _limits(self, job: PoolJob | None) -> Limits:
+        st = self.host.settings.stratum
+        return Limits(
+            self.extranonce1,
+            self.extranonce2_size,
+            self.version_mask,
+            self.difficulty_for(job),
+            self.host.jobs.tip,
+            st.ntime_future,
+            st.ntime_past,
+        )
+
+    def difficulty_for(self, job: PoolJob | None) -> float:
+        """The difficulty a share for `job` is held to: the lower of then and now."""
+        current = self.vardiff.difficulty
+        if job is None or job.seq > self._last_seq:
+            return current
+        return min(current, self._prev_difficulty)
+
+    # -- work ---------------------------------------------------------------------------
+
+    def _maybe_join(self) -> None:
+        if self.ready and self.last_job is None:
+            self.host.joined(self)
+
+    def _announce(self, new_difficulty: float | None) -> None:
+        """A changed difficulty is sent now and applies to jobs sent after it."""
+        if new_difficulty is None or self.last_job is None:
+            return
+        if self.sent_difficulty is not None:
+            self._prev_difficulty = min(self._prev_difficulty, self.sent_difficulty)
+        self.sent_difficulty = new_difficulty
+        self.write(encode(m.set_difficulty(new_difficulty)))
+
+    def send_job(self, job: PoolJob) -> None:
+        """Write a job's shared notify line (set_difficulty first when it changed)."""
+        diff = self.vardiff.difficulty
+        if diff != self.sent_difficulty:
+            self.sent_difficulty = diff
+            self.write(encode(m.set_difficulty(diff)))
+        self._prev_difficulty = diff
+        self._last_seq = job.seq
+        self.last_job = job
+        self.write(job.notify_line)
+
+    def network_changed(self, network_difficulty: float) -> None:
+        """A new template's difficulty re-clamps vardiff (sent with the next job)."""
+        self.vardiff.set_network_difficulty(network_difficulty, self.host.now())
+
+    def tick(self, now: float) -> None:
+        """Periodic: time-based vardiff retarget."""
+        self._announce(self.vardiff.tick(now))
+
+    def reconnect(self, host: str | None = None, port: int | None = None, wait: int = 0) -> None:
+        """Ask the miner to reconnect (client.reconnect)."""
+        self.write(encode(m.reconnect(host, port, wait)))
+
+    def version_mask_hex(self) -> str:
+        """The negotiated mask as Stratum writes it."""
+        return u32_hex(self.version_mask)
+
+
+def _hex_or_none(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return data if len(data) == 4 else None
+
+
+def _ignore(session: Session, msg_id: Any, params: tuple[Any, ...]) -> None:
+    session.reply(msg_id, True)
+
+
+_HANDLERS: dict[str, Callable[[Session, Any, tuple[Any, ...]], None]] = {
+    m.SUBSCRIBE: Session.on_subscribe,
+    m.AUTHORIZE: Session.on_authorize,
+    m.CONFIGURE: Session.on_configure,
+    m.SUGGEST_DIFFICULTY: Session.on_suggest_difficulty,
+    m.EXTRANONCE_SUBSCRIBE: Session.on_extranonce_subscribe,
+    m.SUBMIT: Session.on_submit,
+    "mining.get_transactions": Session.on_get_transactions,
+    "mining.multi_version": _ignore,  # some older firmware; harmless to acknowledge
+}

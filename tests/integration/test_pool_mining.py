@@ -1,0 +1,138 @@
+"""End to end on the regtest node: concurrent miners, real sockets, real blocks, two judges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from hashfarm.chain.block import Block
+from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.service import Pool
+from hashfarm.stratum import messages as m
+from nodes import Judge, RegtestNode, bcoin_address
+from unit.pool.harness import (
+    MINER_SCRIPTS,
+    accepted_blocks,
+    coinbase_pays,
+    pool_settings,
+    running_pool,
+    wait_for,
+)
+from unit.pool.stratum_client import StratumTestMiner
+
+pytestmark = pytest.mark.node
+
+
+async def keep_mining(miner: StratumTestMiner, stop: asyncio.Event) -> None:
+    """Submit shares on the latest job until told to stop."""
+    while not stop.is_set():
+        try:
+            await miner.mine_share()
+        except (ConnectionError, TimeoutError):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0)
+
+
+async def mined_out_of_mempool(rpc: RPCClient, txids: set[str], seconds: float) -> None:
+    """Wait until none of `txids` is left in the node's mempool."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while txids & set(await rpc.getrawmempool()):
+        assert asyncio.get_running_loop().time() < deadline, "payments stuck in the mempool"
+        await asyncio.sleep(0.1)
+
+
+async def start_miners(pool: Pool, count: int) -> list[StratumTestMiner]:
+    miners = []
+    for i in range(count):
+        miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[i])}.rig{i}")
+        await miner.start()
+        miners.append(miner)
+    return miners
+
+
+async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
+        miners = await start_miners(pool, 3)
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(keep_mining(mn, stop)) for mn in miners]
+        try:
+            await wait_for(lambda: len(accepted_blocks(pool)) >= 5, 60, "5 blocks")
+            # put payments in the mempool: the next templates must carry them
+            txids = set(await regtest_node.mempool_txs(3))
+            await mined_out_of_mempool(rpc, txids, 60)
+            await wait_for(lambda: len(accepted_blocks(pool)) >= 12, 90, "12 blocks")
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for mn in miners:
+                await mn.close()
+        blocks = accepted_blocks(pool)
+    finders = {mn.username: mn.username.split(".")[0] for mn in miners}
+    in_chain, with_txs = 0, set()
+    for rec in blocks:
+        if await rpc.getblockhash(rec.height) != rec.hash_hex:
+            continue  # replaced by a competing block at that height (solo race)
+        in_chain += 1
+        assert await coinbase_pays(rpc, rec.hash_hex, finders[rec.finder_worker])
+        block = Block.parse(await rpc.getrawblock(rec.hash_hex))
+        with_txs |= {tx.txid_hex() for tx in block.transactions[1:]} & txids
+    assert in_chain >= 10
+    assert with_txs == txids, "mempool payments never made it into a block"
+    assert len({rec.finder_worker for rec in blocks}) >= 2  # several miners found blocks
+    assert any(s.accepted for s in recorder.shares)
+    await judge.check_chain(rpc)  # Bitcoin Core's consensus engine accepts every block
+
+
+async def test_new_tip_sends_clean_jobs_to_every_session(
+    regtest_node: RegtestNode, rpc: RPCClient, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        miners = await start_miners(pool, 4)
+        try:
+            [tip] = await regtest_node.mine(1)
+            prev = bytes.fromhex(tip)[::-1]
+            for mn in miners:
+                await wait_for(
+                    lambda mn=mn: mn.job is not None and mn.job.prev_hash == prev, 5, "clean job"
+                )
+                assert mn.job is not None
+                assert mn.job.clean_jobs
+            # the difficulty came before the first notify
+            methods = [n.method for n in miners[0].notifications]
+            assert methods.index(m.SET_DIFFICULTY) < methods.index(m.NOTIFY)
+        finally:
+            for mn in miners:
+                await mn.close()
+
+
+async def test_stale_block_share_is_rejected_as_stale(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
+        [miner] = await start_miners(pool, 1)
+        try:
+            old_job = miner.job
+            assert old_job is not None
+            await regtest_node.mine(1)
+            await miner.wait_job()
+            assert miner.difficulty is not None
+            header, en2 = miner.grind(old_job, pool.jobs.template.target)  # type: ignore[union-attr]
+            resp = await miner.submit(old_job, header, en2)
+            assert resp.error is not None
+            assert resp.error.code == 21
+            assert "stale" in resp.error.message
+            # still tested as a block: submitted, and the node keeps it off its chain
+            await wait_for(lambda: len(pool.found_blocks()) == 1, 10, "the stale block")
+            assert not pool.found_blocks()[0].accepted_by_node
+            assert recorder.shares[-1].reject_reason == "stale"
+        finally:
+            with contextlib.suppress(Exception):
+                await miner.close()
