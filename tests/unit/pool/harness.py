@@ -51,7 +51,7 @@ def pool_settings(rpc_url: str, api_key: str, tmp_path: Path, **kw: Any) -> Pool
 async def running_pool(
     settings: PoolSettings, rpc: RPCClient
 ) -> AsyncIterator[tuple[Pool, Recorder]]:
-    """Start a Pool with a real ledger and a recording observer; stop it afterwards."""
+    """Start a Pool with a real ledger and a recording observer; stop it (and `rpc`) after."""
     ledger = make_ledger(settings.storage)
     await ledger.start()
     recorder = Recorder()
@@ -62,6 +62,7 @@ async def running_pool(
     finally:
         await pool.stop()
         await ledger.close()
+        await rpc.close()
 
 
 async def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
