@@ -179,9 +179,8 @@ class RPCClient:
         except NodeUnavailable as exc:  # no cookie yet: the node may still be starting
             raise _Transient(str(exc), unsent=True) from exc
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
-        limit = (
-            aiohttp.ClientTimeout(total=attempt_timeout) if attempt_timeout is not None else None
-        )
+        # timeout=None would mean "no limit" to aiohttp, so always pass one.
+        limit = aiohttp.ClientTimeout(total=attempt_timeout or self.timeout)
         try:
             async with session.post(self.url, data=payload, headers=headers, timeout=limit) as resp:
                 body = await resp.read()
@@ -246,7 +245,10 @@ class RPCClient:
 
     async def getblockcount(self) -> int:
         """Height of the tip."""
-        return int(await self.call("getblockcount"))
+        count = await self.call("getblockcount")
+        if not isinstance(count, int):
+            raise NodeError(f"getblockcount: expected an integer, got {str(count)[:120]!r}")
+        return count
 
     async def getblockhash(self, height: int) -> str:
         """Hash (display hex) of the active chain's block at `height`."""
