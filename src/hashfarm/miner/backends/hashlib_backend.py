@@ -1,0 +1,77 @@
+"""The reference backend: hashlib's SHA-256 (OpenSSL), portable and obviously right.
+
+The first 64 header bytes are absorbed once per scan and the hash object is copied per
+nonce (`sha256().copy()` shares the midstate), so each nonce costs one compression for
+the second chunk plus one for the second SHA-256. hashlib holds the GIL for inputs this
+small, so `threads > 1` means worker processes, each scanning one slice of the range.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import struct
+from concurrent.futures import Executor, ProcessPoolExecutor
+from hashlib import sha256
+
+from .base import check_scan_args, split_range
+
+__all__ = ["HashlibBackend", "create", "scan_range"]
+
+_NONCE = struct.Struct("<I")
+
+
+def scan_range(header76: bytes, nonce_start: int, count: int, target: int) -> list[int]:
+    """Scan one contiguous slice in this process (arguments already checked)."""
+    midstate = sha256(header76[:64])
+    tail = header76[64:]
+    copy, pack = midstate.copy, _NONCE.pack
+    # A digest reversed is the hash as a big-endian number; equal-length bytes compare
+    # like the numbers they spell, which spares an int conversion per nonce.
+    target_be = target.to_bytes(32, "big")
+    found = []
+    for nonce in range(nonce_start, nonce_start + count):
+        h = copy()
+        h.update(tail + pack(nonce))
+        if sha256(h.digest()).digest()[::-1] <= target_be:
+            found.append(nonce)
+    return found
+
+
+class HashlibBackend:
+    """Reference SHA-256d scanner over hashlib, in-process or over `threads` processes."""
+
+    name = "hashlib"
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self._pool: Executor | None = None
+
+    def scan(self, header76: bytes, nonce_start: int, count: int, target: int) -> list[int]:
+        """All winning nonces of the range, ascending (see `Backend.scan`)."""
+        check_scan_args(header76, nonce_start, count, target)
+        if self.threads == 1:
+            return scan_range(header76, nonce_start, count, target)
+        pieces = split_range(nonce_start, count, self.threads)
+        futures = [
+            self._executor().submit(scan_range, header76, start, size, target)
+            for start, size in pieces
+        ]
+        return [nonce for future in futures for nonce in future.result()]
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            # spawn, not fork: the miner calling us runs threads and an event loop.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.threads, mp_context=context)
+        return self._pool
+
+
+def create(threads: int) -> HashlibBackend:
+    """Factory used by `get_backend("hashlib", threads)`."""
+    return HashlibBackend(threads)

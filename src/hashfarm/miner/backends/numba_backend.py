@@ -1,0 +1,102 @@
+"""The fast CPU backend: SHA-256d compiled by numba, many nonces per SIMD instruction.
+
+Per work unit the midstate is computed once (`sha256_words.work_words`). The kernel hashes
+`LANES` nonces per loop iteration (vectorized by LLVM, see `numba_sha256`), keeps only the
+top word of each hash and compares it with the target's top word: a smaller word is a
+winner, a larger one a loser, and an equal one (about one nonce in 2**32) is settled by
+the hashlib reference. The kernel releases the GIL (`nogil=True`), so `threads` workers
+scan slices of the range in parallel threads of this process; it is compiled once and then
+loaded from numba's on-disk cache (`cache=True`).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from .base import check_scan_args, is_winner, split_range
+from .numba_sha256 import U32, top_word
+from .sha256_words import target_top_word, work_words
+
+__all__ = ["LANES", "NumbaBackend", "create"]
+
+LANES = 16  # nonces per loop iteration: two AVX2 registers' worth, enough for LLVM to interleave
+BUFFER = 1 << 16  # winners the kernel may report per call before it returns to Python
+
+
+@njit(nogil=True, cache=True)
+def _scan_kernel(
+    midstate: Any, tail: Any, top: Any, nonce_start: int, count: int, hits: Any, ties: Any
+) -> tuple[int, int, int]:
+    """Scan until the range ends or a buffer may overflow.
+
+    Returns (winners written to `hits`, nonces whose top word ties the target's written
+    to `ties`, nonces scanned); the caller resumes after the scanned ones.
+    """
+    tops = np.empty(LANES, np.uint32)
+    end = nonce_start + count
+    n_hits = n_ties = 0
+    base = nonce_start
+    while base < end and n_hits + LANES <= hits.size and n_ties + LANES <= ties.size:
+        for lane in range(LANES):  # the vectorized loop: no branches, no calls
+            tops[lane] = top_word(midstate, tail, U32(base + lane))
+        for lane in range(min(LANES, end - base)):
+            if tops[lane] < top:
+                hits[n_hits] = base + lane
+                n_hits += 1
+            elif tops[lane] == top:
+                ties[n_ties] = base + lane
+                n_ties += 1
+        base += LANES
+    return n_hits, n_ties, min(base, end) - nonce_start
+
+
+class NumbaBackend:
+    """SHA-256d scanner compiled with numba; `threads` worker threads share each range."""
+
+    name = "numba"
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def scan(self, header76: bytes, nonce_start: int, count: int, target: int) -> list[int]:
+        """All winning nonces of the range, ascending (see `Backend.scan`)."""
+        check_scan_args(header76, nonce_start, count, target)
+        if self._pool is None:
+            return self._scan_slice(header76, nonce_start, count, target)
+        futures = [
+            self._pool.submit(self._scan_slice, header76, start, size, target)
+            for start, size in split_range(nonce_start, count, self.threads)
+        ]
+        return [nonce for future in futures for nonce in future.result()]
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    @staticmethod
+    def _scan_slice(header76: bytes, nonce_start: int, count: int, target: int) -> list[int]:
+        words = work_words(header76)
+        midstate = tuple(U32(x) for x in words.midstate)
+        tail = tuple(U32(x) for x in words.tail)
+        top = U32(target_top_word(target))
+        hits = np.empty(BUFFER, np.uint32)
+        ties = np.empty(BUFFER, np.uint32)
+        found: list[int] = []
+        while count > 0:
+            n_hits, n_ties, done = _scan_kernel(midstate, tail, top, nonce_start, count, hits, ties)
+            found += hits[:n_hits].tolist()
+            found += [n for n in ties[:n_ties].tolist() if is_winner(header76, n, target)]
+            nonce_start, count = nonce_start + done, count - done
+        return sorted(found)
+
+
+def create(threads: int) -> NumbaBackend:
+    """Factory used by `get_backend("numba", threads)`."""
+    return NumbaBackend(threads)
