@@ -56,6 +56,10 @@ class Backend(Protocol):
         is <= target."""
         ...
 
+    def close(self) -> None:
+        """Release worker threads or processes; the backend is not used afterwards."""
+        ...
+
 
 def check_scan_args(header76: bytes, nonce_start: int, count: int, target: int) -> None:
     """Raise ValueError naming the argument when a scan request is malformed."""
@@ -115,8 +119,6 @@ def available_backends() -> list[str]:
             backend = get_backend(name)
         except ConfigError:
             continue
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
+        backend.close()
         names.append(name)
     return names

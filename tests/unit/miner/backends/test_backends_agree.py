@@ -26,7 +26,7 @@ easy_targets = st.builds(
 def fast(request: pytest.FixtureRequest) -> Iterator[Backend]:
     backend = get_backend(request.param)
     yield backend
-    backend.close()  # type: ignore[attr-defined]
+    backend.close()
 
 
 def _hash_number(header76: bytes, nonce: int) -> int:

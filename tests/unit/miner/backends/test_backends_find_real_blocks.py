@@ -29,7 +29,7 @@ WINDOWS = {"hashlib": 20_000, "numba": 1 << 20}
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     backend = get_backend(request.param)
     yield backend
-    backend.close()  # type: ignore[attr-defined]
+    backend.close()
 
 
 def _job_and_extranonces(block: Block) -> tuple[Job, bytes, bytes]:
@@ -81,4 +81,4 @@ def test_threads_find_the_real_nonce(path: Path) -> None:
         try:
             assert backend.scan(header76, nonce - 5_000, 10_001, target) == [nonce]
         finally:
-            backend.close()  # type: ignore[attr-defined]
+            backend.close()
