@@ -196,7 +196,9 @@ class RPCClient:
         return _decode(status, body, label)
 
     def _open_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=16, keepalive_timeout=30)
+        # Idle connections close before Core's -rpcservertimeout (30 s by default) would cut
+        # them under us; `limit` stays below a typical -rpcthreads x -rpcworkqueue.
+        connector = aiohttp.TCPConnector(limit=16, keepalive_timeout=15)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
         )
