@@ -1,0 +1,163 @@
+"""`hashfarm pool`: build the settings, then wire node RPC -> ledger -> stats -> Pool -> API.
+
+Settings come from TOML < `HASHFARM_*` < flags (`hashfarm.pool.config`); a bad one exits
+with status 2 and a message naming the key before anything is started. The process runs
+until SIGINT or SIGTERM, then stops in reverse order so every acknowledged share is
+committed before exit (a SIGKILL loses nothing acknowledged either: see docs/persistence.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import click
+
+from hashfarm.api.readmodel import PoolInfo, ReadModel
+from hashfarm.api.server import ApiServer
+from hashfarm.errors import ConfigError, HashfarmError
+from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.config import load_settings
+from hashfarm.pool.service import Pool
+from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.stats import PoolStats
+from hashfarm.pool.storage import open_ledger
+
+log = logging.getLogger("hashfarm.cli.pool")
+
+# flag name (as click passes it) -> dotted settings key
+FLAG_KEYS = {
+    "network": "network",
+    "mode": "mode",
+    "payout_address": "payout_address",
+    "rpc_url": "node.rpc_url",
+    "rpc_user": "node.rpc_user",
+    "rpc_password": "node.rpc_password",
+    "rpc_cookie": "node.rpc_cookie",
+    "zmq_hashblock": "node.zmq_hashblock",
+    "stratum_host": "stratum.host",
+    "stratum_port": "stratum.port",
+    "db": "storage.url",
+    "http_host": "http.host",
+    "http_port": "http.port",
+}
+
+
+@click.command("pool")
+@click.option("--config", "config_file", metavar="FILE", help="TOML settings file.")
+@click.option("--network", metavar="NAME", help="mainnet, testnet, testnet4, signet, regtest.")
+@click.option("--mode", type=click.Choice(["solo", "pooled"]), help="Who the coinbase pays.")
+@click.option("--payout-address", metavar="ADDR", help="Pooled mode: the pool's address.")
+@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL.")
+@click.option("--rpc-user", metavar="U", help="RPC user name.")
+@click.option("--rpc-password", metavar="P", help="RPC password (bcoin: its api-key).")
+@click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
+@click.option("--zmq-hashblock", metavar="URL", help="Core's ZMQ hashblock endpoint.")
+@click.option("--stratum-host", metavar="H", help="Address miners connect to.")
+@click.option("--stratum-port", type=int, metavar="N", help="Stratum TCP port.")
+@click.option("--db", metavar="URL", help="sqlite:///PATH or postgresql://...")
+@click.option("--http-host", metavar="H", help="Address of the HTTP API.")
+@click.option("--http-port", type=int, metavar="N", help="HTTP API port (0: off).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def pool(config_file: str | None, log_level: str, **flags: Any) -> None:
+    """Run the Stratum V1 pool on a Bitcoin node (defaults: local regtest, SQLite)."""
+    try:
+        settings = load_settings(
+            config_file=config_file, flags={FLAG_KEYS[k]: v for k, v in flags.items()}
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    configure_logging(log_level)
+    try:
+        run(serve(settings))
+    except HashfarmError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except OSError as exc:  # a port in use, a database file that cannot be created
+        log.error("cannot start: %s", exc)
+        sys.exit(1)
+
+
+def configure_logging(level: str) -> None:
+    """One line per event: time, level, component, message (sessions add their prefix)."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def run(main: Any) -> None:
+    """Run a coroutine on uvloop when it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+async def serve(settings: PoolSettings, stop: asyncio.Event | None = None) -> None:
+    """Start everything, serve until `stop` is set (or SIGINT/SIGTERM), then shut down."""
+    stop = stop or _stop_on_signals()
+    async with running_pool(settings) as (pool_, api):
+        port = api.port if api else 0
+        log.info("pool ready: stratum %s:%d, api port %d", settings.stratum.host,
+                 pool_.stratum_port, port)  # fmt: skip
+        await stop.wait()
+        log.info("stopping")
+
+
+@contextlib.asynccontextmanager
+async def running_pool(settings: PoolSettings) -> AsyncIterator[tuple[Pool, ApiServer | None]]:
+    """The wired pool and its API, stopped in reverse order on exit."""
+    node = settings.node
+    async with contextlib.AsyncExitStack() as stack:
+        rpc = RPCClient(node.rpc_url, user=node.rpc_user, password=node.rpc_password,
+                        cookie_file=node.rpc_cookie, timeout=node.rpc_timeout)  # fmt: skip
+        stack.push_async_callback(rpc.close)
+        ledger = await open_ledger(settings.storage)
+        stack.push_async_callback(ledger.close)
+        stats = PoolStats()
+        pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings))
+        await pool_.start()
+        stack.push_async_callback(pool_.stop)
+        api = None
+        if settings.http.port:
+            info = PoolInfo(settings.network, settings.mode, pool_.stratum_port, time.time())
+            api = ApiServer(ReadModel(info, pool_, stats, ledger), settings.http.host,
+                            settings.http.port)  # fmt: skip
+            await api.start()
+            stack.push_async_callback(api.stop)
+        yield pool_, api
+
+
+def _hashblock(settings: PoolSettings) -> Callable[[], AsyncIterator[str]] | None:
+    """The node's ZMQ hashblock stream when configured (only node/ speaks ZMQ)."""
+    url = settings.node.zmq_hashblock
+    if not url:
+        return None
+    try:
+        from hashfarm.node.zmq import hashblock_stream
+    except ImportError as exc:
+        raise ConfigError(f"invalid setting node.zmq_hashblock: ZMQ unavailable ({exc})") from exc
+    return lambda: hashblock_stream(url)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
