@@ -143,3 +143,27 @@ async def test_node_errors_map_to_our_exceptions(regtest_node: RegtestNode, rpc:
     )
     assert results[1] == "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
     assert isinstance(results[2], RPCError)
+
+
+async def test_judge_follows_a_reorg(tmp_path: Path, make_judge: Callable[[], Judge]) -> None:
+    node = await start_regtest_node(tmp_path / "bcoin", memory=True, wallet=False, warm_up=False)
+    try:
+        async with node.rpc() as rpc:
+            await node.mine(5)
+            judge = make_judge()
+            assert await judge.check_chain(rpc) == 5
+            old_tip = await rpc.getbestblockhash()
+            # A longer branch from height 3 replaces blocks 4 and 5.
+            template = await rpc.getblocktemplate()
+            parent = await rpc.getblockhash(3)
+            for height in (4, 5, 6):
+                fork = {**template, "previousblockhash": parent, "height": height}
+                block = grind(block_from_template(fork, tag=b"/fork/"))
+                assert await rpc.submitblock(block.serialize().hex()) is None
+                parent = block.hash_hex()
+            assert await rpc.getbestblockhash() == parent
+            assert await judge.check_chain(rpc) == 6
+            assert judge.hash_at(6) == parent
+            assert judge.hash_at(5) != old_tip
+    finally:
+        await node.stop()
