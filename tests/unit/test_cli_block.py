@@ -78,6 +78,17 @@ def test_bad_block_exits_1_and_names_the_reason() -> None:
     assert checks["bad-txnmrklroot"] is True
 
 
+def test_duplicated_last_transaction_is_flagged() -> None:
+    """CVE-2012-2459: repeating the last tx keeps the merkle root but Core rejects it."""
+    good = Block.parse(load_block_bytes("mainnet-277647"))  # 213 txs: an odd count
+    bad = Block(good.header, (*good.transactions, good.transactions[-1]))
+    code, out = _run(bad.serialize().hex(), "--json")
+    assert code == 1
+    checks = {c["reason"]: c["passed"] for c in json.loads(out)["checks"]}
+    assert checks["bad-txnmrklroot"] is True
+    assert checks["bad-txns-duplicate"] is False
+
+
 @pytest.mark.parametrize(
     ("arg", "message"),
     [

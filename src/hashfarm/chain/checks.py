@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import MAX_SCRIPT_SIG, MIN_SCRIPT_SIG
+from hashfarm.chain.merkle import merkle_root_mutated
 from hashfarm.chain.networks import Network
 from hashfarm.chain.pow import check_proof_of_work
 from hashfarm.errors import DecodeError
@@ -36,10 +37,13 @@ def _pow(block: Block, network: Network) -> BlockCheck:
     return BlockCheck("high-hash", ok, detail)
 
 
-def _merkle(block: Block) -> BlockCheck:
-    computed = block.compute_merkle_root()
+def _merkle(block: Block) -> list[BlockCheck]:
+    computed, mutated = merkle_root_mutated([tx.txid() for tx in block.transactions])
     detail = f"header {block.header.merkle_root[::-1].hex()}, computed {computed[::-1].hex()}"
-    return BlockCheck("bad-txnmrklroot", computed == block.header.merkle_root, detail)
+    return [
+        BlockCheck("bad-txnmrklroot", computed == block.header.merkle_root, detail),
+        BlockCheck("bad-txns-duplicate", not mutated, "no duplicated merkle siblings"),
+    ]
 
 
 def _coinbase_shape(block: Block) -> list[BlockCheck]:
@@ -96,7 +100,7 @@ def check_block(
     """Run every context-free check; the block is valid so far when none has passed=False."""
     return [
         _pow(block, network),
-        _merkle(block),
+        *_merkle(block),
         *_coinbase_shape(block),
         _height(block, expected_height),
         _witness(block),

@@ -14,6 +14,7 @@ __all__ = [
     "coinbase_branch",
     "merkle_branch",
     "merkle_root",
+    "merkle_root_mutated",
     "root_from_branch",
     "witness_commitment",
     "witness_commitment_script",
@@ -42,6 +43,18 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     while len(level) > 1:
         level = _next_level(level)
     return level[0]
+
+
+def merkle_root_mutated(leaves: Sequence[bytes]) -> tuple[bytes, bool]:
+    """The merkle root and Core's `mutated` flag: two equal siblings anywhere (CVE-2012-2459),
+    which lets a different transaction list give the same root (Core: bad-txns-duplicate)."""
+    if not leaves:
+        return bytes(32), False
+    level, mutated = list(leaves), False
+    while len(level) > 1:
+        mutated = mutated or any(level[i] == level[i + 1] for i in range(0, len(level) - 1, 2))
+        level = _next_level(level)
+    return level[0], mutated
 
 
 def merkle_branch(leaves: Sequence[bytes], index: int) -> list[bytes]:

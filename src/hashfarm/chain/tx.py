@@ -55,10 +55,13 @@ class TxOut:
         return self.value.to_bytes(8, "little") + encode_compact_size(len(spk)) + spk
 
 
-def _read_input(r: ByteReader) -> TxIn:
-    prevout = OutPoint(r.read(32), r.read_u32())
-    script_sig = r.read_var_bytes()
-    return TxIn(prevout, script_sig, r.read_u32())
+_Input = tuple[OutPoint, bytes, int]  # prevout, scriptSig, sequence: the witness comes later
+
+
+def _read_input(r: ByteReader) -> _Input:
+    head = r.read(36)
+    prevout = OutPoint(head[:32], int.from_bytes(head[32:], "little"))
+    return prevout, r.read_var_bytes(), r.read_u32()
 
 
 def _read_output(r: ByteReader) -> TxOut:
@@ -91,23 +94,25 @@ class Transaction:
     def read(cls, r: ByteReader) -> Transaction:
         """Read one transaction from `r`, following Core's BIP 144 rules for the marker."""
         version = r.read_i32()
-        inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+        raw_inputs = [_read_input(r) for _ in range(r.read_compact_size())]
         flags = 0
         outputs: tuple[TxOut, ...] = ()
-        if inputs:
+        if raw_inputs:
             outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
         else:  # a 0x00 marker (or a truly empty vin); as Core, the next byte is the flag
             flags = r.read_u8()
             if flags:
-                inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+                raw_inputs = [_read_input(r) for _ in range(r.read_compact_size())]
                 outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
         if flags & 1:
-            inputs = [TxIn(i.prevout, i.script_sig, i.sequence, _read_witness(r)) for i in inputs]
+            inputs = tuple(TxIn(*i, _read_witness(r)) for i in raw_inputs)
             if not any(i.witness for i in inputs):
                 raise DecodeError("superfluous witness record (all witnesses empty)")
+        else:
+            inputs = tuple(TxIn(*i) for i in raw_inputs)
         if flags & ~1:
             raise DecodeError(f"unknown transaction optional data (flags {flags:#x})")
-        return cls(version, tuple(inputs), outputs, r.read_u32())
+        return cls(version, inputs, outputs, r.read_u32())
 
     def has_witness(self) -> bool:
         """True when any input carries witness data."""

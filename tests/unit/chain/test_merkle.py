@@ -11,6 +11,7 @@ from hashfarm.chain import (
     coinbase_branch,
     merkle_branch,
     merkle_root,
+    merkle_root_mutated,
     root_from_branch,
     sha256d,
     witness_commitment,
@@ -53,6 +54,15 @@ def test_witness_commitment_of_a_real_block() -> None:
     assert script.hex().startswith("6a24aa21a9ed")
     assert len(script) == 38
     assert script in [o.script_pubkey for o in block.coinbase.outputs]
+
+
+def test_cve_2012_2459_mutation_flag() -> None:
+    a, b, c = (sha256d(bytes([i])) for i in range(3))
+    # [a, b, c] and [a, b, c, c] share a root; Core flags the second as mutated
+    assert merkle_root_mutated([a, b, c]) == (merkle_root([a, b, c]), False)
+    assert merkle_root_mutated([a, b, c, c]) == (merkle_root([a, b, c]), True)
+    block = Block.parse(load_block_bytes("mainnet-383616"))
+    assert merkle_root_mutated([tx.txid() for tx in block.transactions])[1] is False
 
 
 def test_errors() -> None:
