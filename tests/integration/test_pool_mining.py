@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,12 @@ pytestmark = pytest.mark.node
 
 
 async def keep_mining(miner: StratumTestMiner, stop: asyncio.Event) -> None:
-    """Submit shares on the latest job until told to stop."""
+    """Submit shares on the latest job until told to stop (rolling version bits if agreed)."""
+    rolls = itertools.count(1)
     while not stop.is_set():
+        bits = (next(rolls) << 13) & miner.version_mask if miner.version_mask else None
         try:
-            await miner.mine_share()
+            await miner.mine_share(bits)
         except (ConnectionError, TimeoutError):
             await asyncio.sleep(0.05)
         await asyncio.sleep(0)
@@ -44,10 +47,15 @@ async def mined_out_of_mempool(rpc: RPCClient, txids: set[str], seconds: float) 
         await asyncio.sleep(0.1)
 
 
-async def start_miners(pool: Pool, count: int) -> list[StratumTestMiner]:
+async def start_miners(pool: Pool, count: int, rolling: int = 0) -> list[StratumTestMiner]:
+    """`count` miners with their own addresses; the first `rolling` roll version bits."""
     miners = []
     for i in range(count):
         miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[i])}.rig{i}")
+        await miner.connect()
+        if i < rolling:
+            await miner.configure(0xFFFFFFFF)
+            assert miner.version_mask == 0x1FFFE000
         await miner.start()
         miners.append(miner)
     return miners
@@ -58,7 +66,7 @@ async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
 ) -> None:
     settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
     async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
-        miners = await start_miners(pool, 3)
+        miners = await start_miners(pool, 3, rolling=1)
         stop = asyncio.Event()
         tasks = [asyncio.ensure_future(keep_mining(mn, stop)) for mn in miners]
         try:
@@ -82,9 +90,13 @@ async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
         assert await coinbase_pays(rpc, rec.hash_hex, finders[rec.finder_worker])
         block = Block.parse(await rpc.getrawblock(rec.hash_hex))
         with_txs |= {tx.txid_hex() for tx in block.transactions[1:]} & txids
+        if rec.finder_worker == miners[0].username:  # its blocks carry rolled version bits
+            assert block.header.version & 0x1FFFE000
     assert in_chain >= 10
     assert with_txs == txids, "mempool payments never made it into a block"
     assert len({rec.finder_worker for rec in blocks}) >= 2  # several miners found blocks
+    rolled = [s for s in recorder.shares if s.worker == miners[0].username and s.accepted]
+    assert rolled, "the version-rolling miner had no share accepted"
     assert any(s.accepted for s in recorder.shares)
     await judge.check_chain(rpc)  # Bitcoin Core's consensus engine accepts every block
 

@@ -30,6 +30,7 @@ from hashfarm.stratum.work import u32_hex
 log = logging.getLogger(__name__)
 
 Write = Callable[[bytes], None]
+HISTORY_KEPT = 8  # difficulty changes remembered per session (older jobs use the oldest)
 
 
 class SessionHost(Protocol):
@@ -81,8 +82,7 @@ class Session:
         tpl = host.jobs.template
         self.vardiff = Vardiff(host.settings.vardiff, now, tpl.difficulty if tpl else 1e300)
         self.sent_difficulty: float | None = None
-        self._prev_difficulty = self.vardiff.difficulty
-        self._last_seq = 0  # seq of the last job sent; later jobs use the new difficulty
+        self._history: list[tuple[int, float]] = []  # (first job seq, difficulty) changes
         self.last_job: PoolJob | None = None
         self.connected_at = now
         self.last_activity = now
@@ -240,9 +240,14 @@ class Session:
     def difficulty_for(self, job: PoolJob | None) -> float:
         """The difficulty a share for `job` is held to: the lower of then and now."""
         current = self.vardiff.difficulty
-        if job is None or job.seq > self._last_seq:
+        if job is None or not self._history:
             return current
-        return min(current, self._prev_difficulty)
+        then = self._history[0][1]
+        for first_seq, difficulty in reversed(self._history):
+            if first_seq <= job.seq:
+                then = difficulty
+                break
+        return min(then, current)
 
     # -- work ---------------------------------------------------------------------------
 
@@ -254,8 +259,6 @@ class Session:
         """A changed difficulty is sent now and applies to jobs sent after it."""
         if new_difficulty is None or self.last_job is None:
             return
-        if self.sent_difficulty is not None:
-            self._prev_difficulty = min(self._prev_difficulty, self.sent_difficulty)
         self.sent_difficulty = new_difficulty
         self.write(encode(m.set_difficulty(new_difficulty)))
 
@@ -265,8 +268,9 @@ class Session:
         if diff != self.sent_difficulty:
             self.sent_difficulty = diff
             self.write(encode(m.set_difficulty(diff)))
-        self._prev_difficulty = diff
-        self._last_seq = job.seq
+        if not self._history or self._history[-1][1] != diff:
+            self._history.append((job.seq, diff))
+            del self._history[:-HISTORY_KEPT]
         self.last_job = job
         self.write(job.notify_line)
 

@@ -6,8 +6,8 @@ counts shares since its last change and retargets after `retarget_shares` shares
 `retarget_time` seconds, whichever comes first; a window without any share divides the
 difficulty by `max_step`. Each step is bounded by `max_step` (one lucky burst cannot jump
 the difficulty a thousandfold), and the result is clamped to
-[max(minimum, miner floor), min(maximum, network difficulty)]: a share harder than the
-network target would be a block anyway, so asking for more only hides work.
+[max(minimum, miner floor), min(maximum, network difficulty)], the ceiling winning: a share
+harder than the network target would be a block anyway, so asking for more only hides work.
 
 `suggest_difficulty` and BIP 310 `minimum-difficulty` both raise the miner's floor (as
 ckpool does): the miner asked never to be sent less than that.
@@ -19,8 +19,8 @@ from hashfarm.pool.settings import VardiffSettings
 
 
 def clamp(value: float, low: float, high: float) -> float:
-    """`value` bounded to [low, high]; `low` wins when the bounds cross."""
-    return max(low, min(value, high))
+    """`value` bounded to [low, high]; `high` wins when the bounds cross."""
+    return min(max(value, low), high)
 
 
 def retarget(
@@ -55,7 +55,8 @@ class Vardiff:
         self.difficulty = self._bound(settings.initial)
 
     def _bound(self, value: float) -> float:
-        return clamp(value, self._floor, max(self._ceiling, self._floor))
+        # the network ceiling beats a miner's floor: a harder share would be a block anyway
+        return clamp(value, self._floor, self._ceiling)
 
     def _reset(self, now: float) -> None:
         self._shares = 0

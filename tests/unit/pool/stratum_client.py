@@ -133,8 +133,9 @@ class StratumTestMiner:
         return await self.request(m.AUTHORIZE, username or self.username, "x")
 
     async def start(self) -> None:
-        """connect + subscribe + authorize, and wait for the first job."""
-        await self.connect()
+        """(connect +) subscribe + authorize, and wait for the first job."""
+        if self._writer is None:
+            await self.connect()
         assert (await self.subscribe()).ok
         auth = await self.authorize()
         assert auth.ok, auth.error

@@ -100,3 +100,9 @@ def test_new_network_difficulty_reclamps() -> None:
     vd = Vardiff(VardiffSettings(initial=100.0), now=0.0, network_difficulty=1e15)
     assert vd.set_network_difficulty(10.0, now=1.0) == 10.0
     assert vd.set_network_difficulty(1e15, now=2.0) is None
+
+
+def test_network_ceiling_beats_a_miners_floor() -> None:
+    vd = Vardiff(VardiffSettings(), now=0.0, network_difficulty=REGTEST_DIFFICULTY)
+    vd.suggest(0.001, now=0.0)  # a miner asking for more than regtest's whole network
+    assert vd.difficulty == REGTEST_DIFFICULTY
