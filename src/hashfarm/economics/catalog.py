@@ -21,6 +21,7 @@ __all__ = [
     "difficulty_epochs",
     "find_model",
     "machine_models",
+    "recent_growth_per_epoch",
     "subsidy_schedule",
 ]
 
@@ -144,3 +145,16 @@ def subsidy_schedule() -> tuple[SubsidyEra, ...]:
         )
         for r in _rows("block_subsidy_schedule.csv")
     )
+
+
+def recent_growth_per_epoch(epochs: int = 52) -> float:
+    """Geometric-mean difficulty growth per epoch over the last `epochs` shipped epochs.
+
+    The calculator's default difficulty scenario: what the network actually did lately
+    (52 epochs is about two years), rather than "today's difficulty forever".
+    """
+    history = difficulty_epochs()
+    if not 1 <= epochs < len(history):
+        raise ConfigError(f"epochs: must be between 1 and {len(history) - 1}")
+    ratio = history[-1].difficulty / history[-1 - epochs].difficulty
+    return float(ratio ** (1 / epochs) - 1)
