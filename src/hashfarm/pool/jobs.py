@@ -202,6 +202,7 @@ class JobBook:
         self._current: dict[bytes, PoolJob] = {}  # payout script -> job for this template
         self._jobs: OrderedDict[str, PoolJob] = OrderedDict()
         self._seen: dict[str, set[bytes]] = {}  # job id -> header hashes already submitted
+        self._roots: dict[str, dict[bytes, bytes]] = {}  # job id -> extranonce -> merkle root
 
     def set_template(self, template: Template) -> bool:
         """Adopt a new template; return True when it is on a new tip (clean_jobs)."""
@@ -237,6 +238,7 @@ class JobBook:
         self._current[payout_script] = job
         self._jobs[job.job_id] = job
         self._seen[job.job_id] = set()
+        self._roots[job.job_id] = {}
         return job
 
     def get(self, job_id: str) -> PoolJob | None:
@@ -245,7 +247,13 @@ class JobBook:
 
     def seen(self, job_id: str) -> set[bytes]:
         """Header hashes already submitted against a job (mutable: the judge adds to it)."""
-        return self._seen.setdefault(job_id, set())
+        seen = self._seen.get(job_id)
+        return seen if seen is not None else set()  # unknown ids must not grow the book
+
+    def roots(self, job_id: str) -> dict[bytes, bytes]:
+        """Merkle roots already computed for a job, by extranonce (the judge fills it)."""
+        roots = self._roots.get(job_id)
+        return roots if roots is not None else {}
 
     def current_jobs(self) -> Sequence[PoolJob]:
         """Jobs built for the current template so far."""
@@ -264,3 +272,4 @@ class JobBook:
                 break
             del self._jobs[job_id]
             self._seen.pop(job_id, None)
+            self._roots.pop(job_id, None)

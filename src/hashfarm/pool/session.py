@@ -223,7 +223,8 @@ class Session:
         job = jobs.get(share.job_id)
         if job is not None and job.payout_script != self.payout_script:
             job = None  # another address's job: not this connection's work
-        return judge(job, share, self._limits(job), jobs.seen(share.job_id))
+        job_id = share.job_id
+        return judge(job, share, self._limits(job), jobs.seen(job_id), jobs.roots(job_id))
 
     def _limits(self, job: PoolJob | None) -> Limits:
         st = self.host.settings.stratum

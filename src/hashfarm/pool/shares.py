@@ -14,12 +14,14 @@ either direction are not rejected.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hashfarm.chain.hashes import sha256d
-from hashfarm.chain.pow import difficulty_to_target, hash_difficulty
+from hashfarm.chain.pow import bits_to_target, difficulty_to_target, hash_difficulty
 from hashfarm.errors import StratumError
 from hashfarm.pool import records as r
 from hashfarm.pool.jobs import PoolJob
@@ -96,9 +98,49 @@ def parse(params: Sequence[Any], extranonce2_size: int) -> Submit | Verdict:
     return share
 
 
-def header_for(job: PoolJob, share: Submit, extranonce1: bytes, version: int) -> bytes:
-    """The 80-byte header the share claims: coinbase -> merkle root -> header."""
-    return job.work.header(extranonce1, share.extranonce2, share.ntime, share.nonce, version)
+_sha256 = hashlib.sha256
+_u32 = struct.Struct("<I").pack
+_tail = struct.Struct("<III").pack
+share_target = functools.lru_cache(maxsize=4096)(difficulty_to_target)
+"""difficulty_to_target, cached: sessions share a handful of difficulties."""
+network_target = functools.lru_cache(maxsize=64)(bits_to_target)
+"""bits_to_target, cached: one value per template."""
+
+
+ROOTS_KEPT = 4096  # merkle roots remembered per job (by extranonce) at most
+
+
+def merkle_root_for(job: PoolJob, extranonce: bytes) -> bytes:
+    """coinb1 + extranonce + coinb2 -> coinbase txid -> up the branch to the merkle root."""
+    work = job.work
+    root = _sha256(_sha256(work.coinb1 + extranonce + work.coinb2).digest()).digest()
+    for sibling in work.merkle_branch:
+        root = _sha256(_sha256(root + sibling).digest()).digest()
+    return root
+
+
+def header_for(
+    job: PoolJob,
+    share: Submit,
+    extranonce1: bytes,
+    version: int,
+    roots: dict[bytes, bytes] | None = None,
+) -> bytes:
+    """The 80-byte header the share claims: coinbase -> merkle root -> header.
+
+    The same bytes as `stratum.work.build_header` (the reference; a test holds them equal),
+    written out with hashlib bound locally because this runs for every share. `roots`
+    caches merkle roots by extranonce: an ASIC rolls nonce, version and ntime many times
+    per extranonce2, so most of its shares skip the dozen hashes of the branch.
+    """
+    extranonce = extranonce1 + share.extranonce2
+    root = roots.get(extranonce) if roots is not None else None
+    if root is None:
+        root = merkle_root_for(job, extranonce)
+        if roots is not None and len(roots) < ROOTS_KEPT:
+            roots[extranonce] = root
+    work = job.work
+    return _u32(version) + work.prev_hash + root + _tail(share.ntime, work.bits, share.nonce)
 
 
 def _check_fields(job: PoolJob, share: Submit, lim: Limits) -> Verdict | int:
@@ -116,17 +158,26 @@ def _check_fields(job: PoolJob, share: Submit, lim: Limits) -> Verdict | int:
     return apply_version_bits(job.work.version, share.version_bits, lim.version_mask)
 
 
-def judge(job: PoolJob | None, share: Submit, lim: Limits, seen: set[bytes]) -> Verdict:
-    """Judge one parsed share against its job; adds its header hash to `seen`."""
+def judge(
+    job: PoolJob | None,
+    share: Submit,
+    lim: Limits,
+    seen: set[bytes],
+    roots: dict[bytes, bytes] | None = None,
+) -> Verdict:
+    """Judge one parsed share against its job; adds its header hash to `seen`.
+
+    `seen` and `roots` belong to the job (JobBook keeps them): duplicates, merkle roots.
+    """
     if job is None:
         return reject(r.REJECT_UNKNOWN_JOB, f"job {share.job_id} not found", share)
     checked = _check_fields(job, share, lim)
     if isinstance(checked, Verdict):
         return checked
-    header = header_for(job, share, lim.extranonce1, checked)
-    digest = sha256d(header)
+    header = header_for(job, share, lim.extranonce1, checked, roots)
+    digest = _sha256(_sha256(header).digest()).digest()
     sdiff = hash_difficulty(digest)
-    is_block = int.from_bytes(digest, "little") <= job.template.target
+    is_block = int.from_bytes(digest, "little") <= network_target(job.work.bits)
     if digest in seen:
         return Verdict(
             r.REJECT_DUPLICATE, "duplicate share", share, job, header, digest, sdiff, False
@@ -143,6 +194,6 @@ def _grade(
         return r.REJECT_STALE, f"stale share: job {job.job_id} builds on an old block"
     if is_block:  # a block always counts, whatever share difficulty the miner was set to
         return None, ""
-    if int.from_bytes(digest, "little") > difficulty_to_target(lim.difficulty):
+    if int.from_bytes(digest, "little") > share_target(lim.difficulty):
         return r.REJECT_LOW_DIFFICULTY, f"low difficulty share: {sdiff:.6g} < {lim.difficulty:.6g}"
     return None, ""

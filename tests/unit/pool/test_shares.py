@@ -10,7 +10,7 @@ from pool_helpers import EN1_SIZE, EN2_SIZE, job_of, with_time
 from hashfarm.chain.block import Block
 from hashfarm.pool import records as r
 from hashfarm.pool.jobs import PoolJob
-from hashfarm.pool.shares import Limits, Verdict, judge, parse
+from hashfarm.pool.shares import Limits, Verdict, header_for, judge, parse
 from hashfarm.stratum.codec import ErrorCode
 from hashfarm.stratum.messages import Submit
 from hashfarm.stratum.work import u32_hex
@@ -167,3 +167,29 @@ def test_wrong_param_count_is_malformed() -> None:
     verdict = parse(["w", "1", "00" * 8, "00000000"], EN2_SIZE)
     assert isinstance(verdict, Verdict)
     assert verdict.reason == r.REJECT_MALFORMED
+
+
+def test_fast_header_matches_the_stratum_reference(real_block: Block) -> None:
+    job, en = job_of(real_block)
+    share = parse(params_for(real_block, job, en), EN2_SIZE)
+    assert isinstance(share, Submit)
+    for version in (job.work.version, job.work.version | 0x1FFFE000):
+        reference = job.work.header(
+            en[:EN1_SIZE], share.extranonce2, share.ntime, share.nonce, version
+        )
+        assert header_for(job, share, en[:EN1_SIZE], version) == reference
+
+
+def test_merkle_roots_are_cached_by_extranonce(small_block: Block) -> None:
+    job, en = job_of(small_block)
+    roots: dict[bytes, bytes] = {}
+    params = params_for(small_block, job, en)
+    share = parse(params, EN2_SIZE)
+    assert isinstance(share, Submit)
+    first = judge(job, share, limits(job, en), set(), roots)
+    assert roots == {en: small_block.header.merkle_root}
+    other_nonce = replace(share, nonce=share.nonce ^ 1)
+    second = judge(job, other_nonce, limits(job, en), set(), roots)
+    assert first.header is not None
+    assert second.header is not None
+    assert second.header[36:68] == first.header[36:68] == small_block.header.merkle_root
