@@ -73,6 +73,25 @@ def _read_witness(r: ByteReader) -> tuple[bytes, ...]:
     return tuple(r.read_var_bytes() for _ in range(r.read_compact_size()))
 
 
+def _read_ins_outs(r: ByteReader) -> tuple[list[_Input], tuple[TxOut, ...], int]:
+    """Inputs, outputs and the BIP 144 flag byte, read the way Core reads them."""
+    inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+    if inputs:
+        return inputs, tuple(_read_output(r) for _ in range(r.read_compact_size())), 0
+    flags = r.read_u8()  # the empty vin was the 0x00 marker (or a truly empty vin)
+    if not flags:
+        return inputs, (), 0
+    inputs = [_read_input(r) for _ in range(r.read_compact_size())]
+    return inputs, tuple(_read_output(r) for _ in range(r.read_compact_size())), flags
+
+
+def _with_witnesses(r: ByteReader, raw_inputs: list[_Input]) -> tuple[TxIn, ...]:
+    inputs = tuple(TxIn(*i, _read_witness(r)) for i in raw_inputs)
+    if not any(i.witness for i in inputs):
+        raise DecodeError("superfluous witness record (all witnesses empty)")
+    return inputs
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """A Bitcoin transaction. Hashes are computed on demand, never cached."""
@@ -94,20 +113,9 @@ class Transaction:
     def read(cls, r: ByteReader) -> Transaction:
         """Read one transaction from `r`, following Core's BIP 144 rules for the marker."""
         version = r.read_i32()
-        raw_inputs = [_read_input(r) for _ in range(r.read_compact_size())]
-        flags = 0
-        outputs: tuple[TxOut, ...] = ()
-        if raw_inputs:
-            outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
-        else:  # a 0x00 marker (or a truly empty vin); as Core, the next byte is the flag
-            flags = r.read_u8()
-            if flags:
-                raw_inputs = [_read_input(r) for _ in range(r.read_compact_size())]
-                outputs = tuple(_read_output(r) for _ in range(r.read_compact_size()))
+        raw_inputs, outputs, flags = _read_ins_outs(r)
         if flags & 1:
-            inputs = tuple(TxIn(*i, _read_witness(r)) for i in raw_inputs)
-            if not any(i.witness for i in inputs):
-                raise DecodeError("superfluous witness record (all witnesses empty)")
+            inputs = _with_witnesses(r, raw_inputs)
         else:
             inputs = tuple(TxIn(*i) for i in raw_inputs)
         if flags & ~1:
