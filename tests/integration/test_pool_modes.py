@@ -1,0 +1,141 @@
+"""Pooled mode, the coinbase proof, refreshes and bad input, on the regtest node."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hashfarm.chain.pow import difficulty_to_target
+from hashfarm.chain.tx import TxOut
+from hashfarm.errors import NodeError
+from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.blocks import prove_coinbase
+from hashfarm.pool.jobs import build_job, parse_template
+from hashfarm.pool.settings import NodeSettings
+from nodes import PAYOUT_SCRIPT, RegtestNode, bcoin_address
+from unit.pool.harness import (
+    MINER_SCRIPTS,
+    accepted_blocks,
+    coinbase_pays,
+    pool_settings,
+    running_pool,
+    wait_for,
+)
+from unit.pool.stratum_client import StratumTestMiner
+
+pytestmark = pytest.mark.node
+
+CORE_REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+
+
+async def test_pooled_mode_pays_the_pool_and_records_every_accepted_share(
+    regtest_node: RegtestNode, rpc: RPCClient, tmp_path: Path
+) -> None:
+    pool_address = bcoin_address(MINER_SCRIPTS[7])
+    settings = pool_settings(
+        regtest_node.rpc_url,
+        regtest_node.api_key,
+        tmp_path,
+        mode="pooled",
+        payout_address=pool_address,
+    )
+    async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
+        alice = StratumTestMiner(pool.stratum_port, "alice.rig1")
+        await alice.start()
+        while not accepted_blocks(pool):
+            await alice.mine_share()
+        await alice.close()
+        await wait_for(lambda: bool(recorder.blocks), 5, "the block record")
+        accepted = [s for s in recorder.shares if s.accepted]
+        assert await pool.ledger.share_count() == len(accepted)  # type: ignore[attr-defined]
+    block = accepted_blocks(pool)[0]
+    assert block.finder_worker == "alice.rig1"
+    assert block.finder_account == "alice"
+    assert await coinbase_pays(rpc, block.hash_hex, pool_address)
+    for share in accepted:
+        assert share.worker == "alice.rig1"
+        assert share.account == "alice"
+        assert share.height > 0
+        assert share.difficulty > 0
+        assert share.share_difficulty >= share.difficulty
+        assert share.job_id
+        assert share.time > 0
+        assert share.extranonce1_hex == alice.extranonce1.hex()
+
+
+async def test_coinbase_proof_catches_a_bad_coinbase(rpc: RPCClient) -> None:
+    template = parse_template(await rpc.getblocktemplate())
+
+    def greedy(value: int, script: bytes) -> list[TxOut]:
+        return [TxOut(value + 1, script)]  # one satoshi more than the block may pay
+
+    job = build_job(
+        1, 1, template, PAYOUT_SCRIPT, greedy, tag=b"/t/", extranonce2_size=8, clean=True
+    )
+    with pytest.raises(NodeError, match="bad-cb-amount"):
+        await prove_coinbase(rpc, job, 8)
+
+
+async def test_addresses_of_both_regtest_flavours_and_refusals(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        miner = StratumTestMiner(pool.stratum_port, f"{CORE_REGTEST_ADDRESS}.core")
+        await miner.connect()
+        await miner.subscribe()
+        assert (await miner.authorize()).ok  # Core's bcrt1 form
+        await miner.wait_job()
+        mainnet = await miner.authorize("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.x")
+        assert mainnet.error is not None
+        assert mainnet.error.code == 24
+        assert "regtest" in mainnet.error.message
+        nonsense = await miner.authorize("alice.rig")
+        assert nonsense.error is not None
+        assert nonsense.error.code == 24
+        await miner.close()
+
+
+async def test_bad_input_gets_an_error_and_the_session_lives_on(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[0])}.x")
+        await miner.start()
+        await miner.send_raw(b"{this is not json\n")
+        unknown = await miner.request("mining.teleport", 1)
+        assert unknown.error is not None
+        assert unknown.error.code == 20
+        share = await miner.mine_share()  # still mining on the same connection
+        assert share.response.ok
+        assert len(pool.sessions()) == 1
+        await miner.send_raw(b"x" * (settings.stratum.max_line + 10))  # no newline, too long
+        await wait_for(lambda: not pool.sessions(), 5, "the flooding connection to close")
+        await miner.close()
+
+
+async def test_refresh_sends_new_work_without_clean_jobs(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    base = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    node = replace(base.node, refresh_interval=0.3, longpoll=False)
+    settings = replace(base, node=node)
+    assert isinstance(settings.node, NodeSettings)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[1])}.x")
+        await miner.start()
+        first = miner.job
+        assert first is not None
+        second = await miner.wait_job(wait_s=5)
+        assert second.job_id != first.job_id
+        assert second.prev_hash == first.prev_hash
+        assert not second.clean_jobs
+        # a share on the first job still counts: same tip, the job is kept
+        assert miner.difficulty is not None
+        header, en2 = miner.grind(first, difficulty_to_target(miner.difficulty))
+        late = await miner.submit(first, header, en2)
+        assert late.ok, late.error
+        await miner.close()
