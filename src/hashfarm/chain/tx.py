@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from hashfarm.chain.hashes import sha256d
@@ -11,6 +12,7 @@ from hashfarm.errors import DecodeError
 __all__ = ["COINBASE_PREVOUT", "OutPoint", "Transaction", "TxIn", "TxOut"]
 
 _NULL_HASH = bytes(32)
+_I32, _U32, _U64 = struct.Struct("<i"), struct.Struct("<I"), struct.Struct("<Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,20 @@ def _with_witnesses(r: ByteReader, raw_inputs: list[_Input]) -> tuple[TxIn, ...]
     return inputs
 
 
+def _put_inputs(parts: list[bytes], inputs: tuple[TxIn, ...]) -> None:
+    parts.append(encode_compact_size(len(inputs)))
+    for i in inputs:
+        parts += (i.prevout.txid, _U32.pack(i.prevout.index))
+        parts += (encode_compact_size(len(i.script_sig)), i.script_sig, _U32.pack(i.sequence))
+
+
+def _put_witnesses(parts: list[bytes], inputs: tuple[TxIn, ...]) -> None:
+    for i in inputs:
+        parts.append(encode_compact_size(len(i.witness)))
+        for item in i.witness:
+            parts += (encode_compact_size(len(item)), item)
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """A Bitcoin transaction. Hashes are computed on demand, never cached."""
@@ -133,21 +149,15 @@ class Transaction:
     def serialize(self, witness: bool = True) -> bytes:
         """Wire form; BIP 144 extended form when `witness` and the tx has witness data."""
         use_witness = witness and self.has_witness()
-        parts = [self.version.to_bytes(4, "little", signed=True)]
-        if use_witness:
-            parts.append(b"\x00\x01")
-        parts.append(encode_compact_size(len(self.inputs)))
-        for i in self.inputs:
-            parts += (i.prevout.serialize(), encode_compact_size(len(i.script_sig)))
-            parts += (i.script_sig, i.sequence.to_bytes(4, "little"))
+        parts = [_I32.pack(self.version), b"\x00\x01" if use_witness else b""]
+        _put_inputs(parts, self.inputs)
         parts.append(encode_compact_size(len(self.outputs)))
-        parts += [o.serialize() for o in self.outputs]
+        for out in self.outputs:
+            parts += (_U64.pack(out.value), encode_compact_size(len(out.script_pubkey)))
+            parts.append(out.script_pubkey)
         if use_witness:
-            for i in self.inputs:
-                parts.append(encode_compact_size(len(i.witness)))
-                for item in i.witness:
-                    parts += (encode_compact_size(len(item)), item)
-        parts.append(self.locktime.to_bytes(4, "little"))
+            _put_witnesses(parts, self.inputs)
+        parts.append(_U32.pack(self.locktime))
         return b"".join(parts)
 
     def txid(self) -> bytes:
