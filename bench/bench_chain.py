@@ -28,15 +28,18 @@ from realdata import load_block_bytes
 BLOCK = "mainnet-481829"
 
 
-def median_seconds(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls (after one warm-up call)."""
-    fn()
-    times = []
+def medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each function; the functions take turns within every round, so a
+    load spike on this machine hits the figure and its reference alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_block(runs: int) -> None:
@@ -52,8 +55,8 @@ def bench_block(runs: int) -> None:
         return merkle_root([hashlib.sha256(hashlib.sha256(b).digest()).digest() for b in tx_bytes])
 
     assert ours() == floor() == parsed.header.merkle_root
-    t_parse = median_seconds(lambda: Block.parse(raw), runs)
-    t_ours, t_floor = median_seconds(ours, runs), median_seconds(floor, runs)
+    t = medians({"parse": lambda: Block.parse(raw), "ours": ours, "floor": floor}, runs)
+    t_parse, t_ours, t_floor = t["parse"], t["ours"], t["floor"]
     print(f"block {BLOCK}: {len(raw):,} bytes, {len(parsed.transactions)} txs")
     print(f"  parse                     {t_parse * 1e3:8.2f} ms")
     print(f"  parse + merkle root       {t_ours * 1e3:8.2f} ms")
@@ -80,8 +83,8 @@ def bench_headers(runs: int, count: int) -> None:
         for obj in objects:
             obj.hash()
 
-    t_raw, t_ours = median_seconds(raw, runs), median_seconds(ours, runs)
-    t_obj = median_seconds(via_object, runs) * 10  # scaled to `count` headers
+    t = medians({"raw": raw, "ours": ours, "object": via_object}, runs)
+    t_raw, t_ours, t_obj = t["raw"], t["ours"], t["object"] * 10  # object: scaled to `count`
     print(f"header hashing, {count:,} headers:")
     print(f"  reference: raw hashlib    {count / t_raw / 1e6:6.3f} MH/s")
     for name, t in (("chain.sha256d(header80)", t_ours), ("BlockHeader.hash()", t_obj)):
