@@ -97,3 +97,26 @@ def test_transaction_roundtrip(tx: Transaction) -> None:
     assert stripped.txid() == tx.txid()
     assert all(i.witness == () for i in stripped.inputs)
     assert stripped.outputs == tx.outputs
+
+
+@given(st.binary(max_size=300))
+def test_garbage_raises_only_decode_error(data: bytes) -> None:
+    try:
+        tx = Transaction.parse(data)
+    except DecodeError:
+        return
+    assert tx.serialize() == data  # whatever parses, re-serializes byte for byte
+
+
+_SMALL_BLOCK = load_block_bytes("mainnet-482683")
+
+
+@given(st.integers(0, len(_SMALL_BLOCK) - 1), st.integers(0, 255))
+def test_corrupted_real_block_never_crashes(offset: int, byte: int) -> None:
+    corrupted = _SMALL_BLOCK[:offset] + bytes((byte,)) + _SMALL_BLOCK[offset + 1 :]
+    for data in (corrupted, _SMALL_BLOCK[:offset]):
+        try:
+            block = Block.parse(data)
+        except DecodeError:
+            continue
+        assert Block.parse(block.serialize()) == block
