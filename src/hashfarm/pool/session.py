@@ -63,6 +63,32 @@ class SessionHost(Protocol):
 class Session:
     """The state of one Stratum connection and its request handlers."""
 
+    __slots__ = (  # 10,000 of these per process: no per-instance __dict__
+        "_history",
+        "_lim",
+        "accepted",
+        "account",
+        "closed",
+        "connected_at",
+        "extranonce1",
+        "extranonce2_size",
+        "extranonce_subscribed",
+        "host",
+        "last_activity",
+        "last_job",
+        "number",
+        "payout_script",
+        "peer",
+        "rejected",
+        "sent_difficulty",
+        "subscribed",
+        "user_agent",
+        "vardiff",
+        "version_mask",
+        "workers",
+        "write",
+    )
+
     def __init__(self, host: SessionHost, write: Write, peer: str, number: int) -> None:
         self.host = host
         self.write = write
@@ -83,6 +109,7 @@ class Session:
         self.vardiff = Vardiff(host.settings.vardiff, now, tpl.difficulty if tpl else 1e300)
         self.sent_difficulty: float | None = None
         self._history: list[tuple[int, float]] = []  # (first job seq, difficulty) changes
+        self._lim: Limits | None = None  # the last share's limits, reused while unchanged
         self.last_job: PoolJob | None = None
         self.connected_at = now
         self.last_activity = now
@@ -227,16 +254,27 @@ class Session:
         return judge(job, share, self._limits(job), jobs.seen(job_id), jobs.roots(job_id))
 
     def _limits(self, job: PoolJob | None) -> Limits:
-        st = self.host.settings.stratum
-        return Limits(
-            self.extranonce1,
-            self.extranonce2_size,
-            self.version_mask,
-            self.difficulty_for(job),
-            self.host.jobs.tip,
-            st.ntime_future,
-            st.ntime_past,
-        )
+        """This share's limits; reused while nothing they depend on changes (hot path)."""
+        difficulty, tip = self.difficulty_for(job), self.host.jobs.tip
+        lim = self._lim
+        if (
+            lim is None
+            or lim.difficulty != difficulty
+            or lim.tip is not tip
+            or lim.version_mask != self.version_mask
+        ):
+            st = self.host.settings.stratum
+            lim = Limits(
+                self.extranonce1,
+                self.extranonce2_size,
+                self.version_mask,
+                difficulty,
+                tip,
+                st.ntime_future,
+                st.ntime_past,
+            )
+            self._lim = lim
+        return lim
 
     def difficulty_for(self, job: PoolJob | None) -> float:
         """The difficulty a share for `job` is held to: the lower of then and now."""
