@@ -20,7 +20,7 @@ from hashfarm.pool.jobs import PoolJob
 from hashfarm.pool.session import Session, SessionHost
 from hashfarm.pool.settings import StratumSettings
 from hashfarm.stratum import messages as m
-from hashfarm.stratum.codec import ErrorCode, LineBuffer, decode, encode
+from hashfarm.stratum.codec import ErrorCode, LineBuffer, Request, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,11 @@ class StratumProtocol(asyncio.Protocol):
             except StratumError as exc:  # answer and live on: one bad line is not fatal
                 self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
                 continue
-            session.handle(message)
+            try:
+                session.handle(message)
+            except Exception:  # our bug: log it, answer, keep the miner connected
+                log.exception("%s failed on %r", session.prefix, line[:200])
+                self.write(encode(m.error(_id_of(message), ErrorCode.OTHER, "internal error")))
 
     def close(self) -> None:
         """Close the connection after what is queued has been written."""
@@ -212,6 +216,10 @@ class StratumServer:
             else:
                 session.tick(now)
         self.extranonces.purge(now)
+
+
+def _id_of(message: object) -> object:
+    return message.id if isinstance(message, Request) else None
 
 
 def raise_nofile_limit() -> int:

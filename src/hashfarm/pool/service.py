@@ -68,6 +68,7 @@ class Pool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.last_fanout_ms = 0.0  # new template -> last notify written, milliseconds
+        self.last_tip_to_notify_ms = 0.0  # new tip detected -> last notify written, ms
         self.started = False
 
     # -- settings -> scripts -------------------------------------------------------------
@@ -170,7 +171,10 @@ class Pool:
         for session in self.server.sessions:
             session.network_changed(template.difficulty)
         count = self.server.broadcast(self.jobs.job_for)
-        self.last_fanout_ms = (time.perf_counter() - start) * 1000.0
+        done = time.perf_counter()
+        self.last_fanout_ms = (done - start) * 1000.0
+        if clean and self.watcher.detected_at:
+            self.last_tip_to_notify_ms = (done - self.watcher.detected_at) * 1000.0
         log.info(
             "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms",
             reason,

@@ -91,10 +91,13 @@ class TipWatcher:
     async def fetch(self, reason: str) -> Template:
         """Fetch a template now and hand it on (one fetch at a time)."""
         async with self._lock:
-            template = parse_template(await self.rpc.getblocktemplate())
-            self.template = template
-            await self.on_template(template, reason)
-            return template
+            return await self._fetch_locked(reason)
+
+    async def _fetch_locked(self, reason: str) -> Template:
+        template = parse_template(await self.rpc.getblocktemplate())
+        self.template = template
+        await self.on_template(template, reason)
+        return template
 
     def start(self) -> None:
         """Start the detectors (the first template must already be fetched)."""
@@ -126,8 +129,8 @@ class TipWatcher:
         async with self._lock:
             if tip_hex == self.tip_hex:
                 return  # another detector got there first
-        log.info("new tip %s (%s)", tip_hex, source)
-        await self.fetch(f"new tip ({source})")
+            log.info("new tip %s (%s)", tip_hex, source)
+            await self._fetch_locked(f"new tip ({source})")
 
     def _node_state(self, up: bool, exc: Exception | None = None) -> None:
         if up and not self.node_up:
@@ -152,6 +155,9 @@ class TipWatcher:
             except NodeError as exc:
                 self._node_state(False, exc)
                 delay = min(max(delay * 2, self.settings.poll_interval), self.settings.retry_max)
+            except Exception:  # a bug must not stop tip detection: log it and poll on
+                log.exception("tip poll failed")
+                delay = self.settings.retry_max
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -162,6 +168,8 @@ class TipWatcher:
                 await self._refresh()
             except NodeError as exc:
                 log.warning("template refresh failed: %s", exc)
+            except Exception:  # keep refreshing whatever one template did
+                log.exception("template refresh failed")
 
     async def _refresh(self) -> None:
         async with self._lock:
@@ -190,7 +198,11 @@ class TipWatcher:
                 log.warning("longpoll failed (%s): relying on the poll", exc)
                 await asyncio.sleep(self.settings.retry_max)
                 continue
-            await self._adopt_longpoll(gbt)
+            try:
+                await self._adopt_longpoll(gbt)
+            except Exception:
+                log.exception("longpoll template not adopted")
+                await asyncio.sleep(self.settings.retry_max)
 
     async def _adopt_longpoll(self, gbt: dict[str, Any]) -> None:
         template = parse_template(gbt)
