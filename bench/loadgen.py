@@ -69,7 +69,8 @@ class Miner:
     _en2: itertools.count[int] = field(default_factory=itertools.count)
     _task: asyncio.Task[None] | None = None
     first_job: asyncio.Event = field(default_factory=asyncio.Event)
-    _progress: asyncio.Event = field(default_factory=asyncio.Event)
+    _unanswered: int = 0  # answers still due for the current burst
+    _all_answered: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -126,16 +127,23 @@ class Miner:
                         break
         return shares
 
-    async def submit(self, shares: list[Share], window: int = 32) -> None:
-        """Send shares keeping at most `window` unanswered, then wait for the last answers."""
-        for share in shares:
-            while len(self._sent) >= window and not self.closed.is_set():
-                await self._answered()
+    async def submit(self, shares: list[Share], burst: int = 16) -> None:
+        """Send shares `burst` lines per write and wait for those answers before the next
+        burst (a burst of 1 is a closed loop: one share in flight)."""
+        for i in range(0, len(shares), burst):
+            chunk = shares[i : i + burst]
+            self._unanswered, self._all_answered = len(chunk), asyncio.Event()
+            stamp = time.perf_counter()
+            for share in chunk:
+                self._sent[share.msg_id] = stamp
+            self.writer.write(b"".join(share.line for share in chunk))
+            done = asyncio.ensure_future(self._all_answered.wait())
+            closed = asyncio.ensure_future(self.closed.wait())
+            await asyncio.wait([done, closed], return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            closed.cancel()
             if self.closed.is_set():
                 return
-            self.send(share.line, share.msg_id)
-        while self._sent and not self.closed.is_set():
-            await self._answered()
 
     async def close(self) -> None:
         """Hang up."""
@@ -143,15 +151,6 @@ class Miner:
         if self._task is not None:
             self._task.cancel()
         self.closed.set()
-
-    async def _answered(self) -> None:
-        """Wait for the next answer (or the end of the connection)."""
-        self._progress.clear()
-        closed = asyncio.ensure_future(self.closed.wait())
-        progress = asyncio.ensure_future(self._progress.wait())
-        await asyncio.wait([progress, closed], return_when=asyncio.FIRST_COMPLETED)
-        closed.cancel()
-        progress.cancel()
 
     async def _read_loop(self) -> None:
         buffer = LineBuffer(1 << 20)
@@ -173,7 +172,9 @@ class Miner:
             future = self._waiters.pop(msg.id, None)
             if future is not None and not future.done():
                 future.set_result(answer)
-            self._progress.set()
+            self._unanswered -= 1
+            if self._unanswered == 0:
+                self._all_answered.set()
         elif isinstance(msg, Notification):
             self._on_notification(msg, now)
 

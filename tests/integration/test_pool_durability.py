@@ -85,7 +85,7 @@ async def load_then_kill(proc: subprocess.Popen[bytes], port: int, user: str) ->
     batches = [m.prepare(SHARES_EACH, keep=lambda d, m=m: m.difficulty <= d < network)
                for m in miners]  # fmt: skip
     submitting = [
-        asyncio.ensure_future(m.submit(b, window=64)) for m, b in zip(miners, batches, strict=True)
+        asyncio.ensure_future(m.submit(b, burst=64)) for m, b in zip(miners, batches, strict=True)
     ]
     while sum(len(m.answers) for m in miners) < KILL_AFTER_ACKS:
         assert not all(t.done() for t in submitting), "the load ended before the kill"

@@ -75,7 +75,9 @@ class StorageSettings:
 
     url: str = "sqlite:///hashfarm-pool.sqlite3"  # sqlite:///PATH or postgresql://...
     batch_max: int = 512  # shares per group commit at most
-    batch_wait: float = 0.005  # seconds a batch may wait to fill before it commits
+    # Storage owner: 0 measured best (bench/bench_pool_ledger.py): shares that arrive during a
+    # commit already form the next batch, so waiting to fill one only adds latency.
+    batch_wait: float = 0.0  # seconds a batch may wait to fill before it commits
     # Added by the storage owner (pool/storage): SQLite's PRAGMA synchronous for the ledger.
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"  # FULL: fsync per commit
 

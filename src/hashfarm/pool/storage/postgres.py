@@ -45,7 +45,7 @@ _CONNECT_TIMEOUT = 10  # seconds for one connection attempt
 class PostgresLedger(GroupCommitLedger):
     """Shares and blocks in PostgreSQL (group commit over one connection)."""
 
-    def __init__(self, url: str, *, batch_max: int = 512, batch_wait: float = 0.005) -> None:
+    def __init__(self, url: str, *, batch_max: int = 512, batch_wait: float = 0.0) -> None:
         super().__init__(batch_max=batch_max, batch_wait=batch_wait)
         self.url = url
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None

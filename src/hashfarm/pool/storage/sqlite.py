@@ -54,7 +54,7 @@ class SQLiteLedger(GroupCommitLedger):
         path: str | Path,
         *,
         batch_max: int = 512,
-        batch_wait: float = 0.005,
+        batch_wait: float = 0.0,
         synchronous: Synchronous = "FULL",
     ) -> None:
         super().__init__(batch_max=batch_max, batch_wait=batch_wait)
