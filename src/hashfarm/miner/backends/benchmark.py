@@ -31,12 +31,14 @@ MAX_CHUNK = 1 << 30  # nonces per scan at most (a fast GPU still returns often)
 
 @dataclass(frozen=True)
 class HashrateSample:
-    """One measurement: `hashes` double SHA-256 computed in `seconds` of wall time."""
+    """One measurement: `hashes` double SHA-256 computed in `seconds` of wall time, while
+    this process used `cpu_seconds` of CPU (its threads included, worker processes not)."""
 
     backend: str
     threads: int
     seconds: float
     hashes: int
+    cpu_seconds: float
 
     @property
     def hashes_per_second(self) -> HashesPerSecond:
@@ -47,6 +49,12 @@ class HashrateSample:
     def hashes_per_second_per_thread(self) -> HashesPerSecond:
         """Total rate divided by the number of workers."""
         return HashesPerSecond(self.hashes_per_second / self.threads)
+
+    @property
+    def hashes_per_cpu_second(self) -> float:
+        """Hashes per second of this process's CPU time: the per-core speed, even on a
+        machine that other jobs keep busy (meaningless when workers are other processes)."""
+        return self.hashes / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 def _timed_scan(backend: Backend, nonce_start: int, count: int) -> float:
@@ -69,7 +77,7 @@ def measure(backend: Backend, seconds: float, threads: int = 1, chunk: int = 0) 
     (for the per-thread figure); `chunk` 0 means calibrate it first."""
     chunk = chunk or calibrate_chunk(backend)
     hashes, nonce = 0, 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     elapsed = 0.0
     while elapsed < seconds:
         if nonce + chunk > NONCE_SPACE:
@@ -78,4 +86,5 @@ def measure(backend: Backend, seconds: float, threads: int = 1, chunk: int = 0) 
         hashes += chunk
         nonce += chunk
         elapsed = time.perf_counter() - started
-    return HashrateSample(backend.name, threads, elapsed, hashes)
+    cpu_seconds = time.process_time() - cpu_started
+    return HashrateSample(backend.name, threads, elapsed, hashes, cpu_seconds)

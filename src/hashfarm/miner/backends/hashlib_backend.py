@@ -1,7 +1,7 @@
 """The reference backend: hashlib's SHA-256 (OpenSSL), portable and obviously right.
 
 The first 64 header bytes are absorbed once per scan and the hash object is copied per
-nonce (`sha256().copy()` shares the midstate), so each nonce costs one compression for
+nonce (`sha256().copy()` carries the midstate), so each nonce costs one compression for
 the second chunk plus one for the second SHA-256. hashlib holds the GIL for inputs this
 small, so `threads > 1` means worker processes, each scanning one slice of the range.
 """
@@ -22,17 +22,14 @@ _NONCE = struct.Struct("<I")
 
 def scan_range(header76: bytes, nonce_start: int, count: int, target: int) -> list[int]:
     """Scan one contiguous slice in this process (arguments already checked)."""
-    midstate = sha256(header76[:64])
-    tail = header76[64:]
-    copy, pack = midstate.copy, _NONCE.pack
-    # A digest reversed is the hash as a big-endian number; equal-length bytes compare
-    # like the numbers they spell, which spares an int conversion per nonce.
-    target_be = target.to_bytes(32, "big")
+    # The hash object of the 76 bytes holds the midstate of the first 64 and buffers the
+    # other 12, so each copy needs only the nonce to finish the header.
+    copy, pack, number = sha256(header76).copy, _NONCE.pack, int.from_bytes
     found = []
     for nonce in range(nonce_start, nonce_start + count):
         h = copy()
-        h.update(tail + pack(nonce))
-        if sha256(h.digest()).digest()[::-1] <= target_be:
+        h.update(pack(nonce))
+        if number(sha256(h.digest()).digest(), "little") <= target:
             found.append(nonce)
     return found
 
