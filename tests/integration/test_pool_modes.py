@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,3 +140,20 @@ async def test_refresh_sends_new_work_without_clean_jobs(
         late = await miner.submit(first, header, en2)
         assert late.ok, late.error
         await miner.close()
+
+
+async def test_under_uvloop(regtest_node: RegtestNode, tmp_path: Path) -> None:
+    """`hashfarm pool` runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    uvloop = pytest.importorskip("uvloop")
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+
+    async def scenario() -> int:
+        async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+            miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[2])}.uv")
+            await miner.start()
+            while not accepted_blocks(pool):
+                await miner.mine_share()
+            await miner.close()
+            return len(accepted_blocks(pool))
+
+    assert await asyncio.to_thread(uvloop.run, scenario()) >= 1

@@ -14,6 +14,7 @@ import random
 import resource
 import time
 from collections.abc import Callable
+from typing import cast
 
 from hashfarm.errors import StratumError
 from hashfarm.pool.jobs import PoolJob
@@ -74,7 +75,8 @@ class StratumProtocol(asyncio.Protocol):
         self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
         self.session = self.server.open(self, transport)
