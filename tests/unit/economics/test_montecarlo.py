@@ -1,0 +1,76 @@
+"""The vectorized Monte Carlo, checked against the day-by-day reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashfarm.chain.networks import MAINNET
+from hashfarm.economics.machine import Costs, Machine
+from hashfarm.economics.montecarlo import Uncertainty, daily_revenue_btc, run_monte_carlo
+from hashfarm.economics.payback import daily_btc_per_th, simulate
+from hashfarm.economics.scenario import Scenario, Start, schedule
+
+# a halving inside the horizon (day 342), retargets landing mid-day, growth changing per
+# epoch, and shutdown days after the halving
+START = Start(MAINNET, height=1_000_000, difficulty=1.2e14, fees_btc=0.05, price=90_000)
+SCENARIO = Scenario(horizon_days=1500, difficulty_growth=(0.04, -0.02, 0.03, 0.015),
+                    price_growth_per_year=0.25)  # fmt: skip
+MACHINE = Machine("S21", 200, 3500, price=1000, count=3)
+COSTS = Costs(power_price_kwh=0.04, hosting_per_month=12, pool_fee=0.02, uptime=0.97)
+STILL = Uncertainty(paths=5, price_vol_per_year=0.0, growth_sd_per_epoch=0.0)
+
+
+def test_daily_revenue_equals_the_reference_without_variance() -> None:
+    grid = np.empty((1512, 5))
+    btc = daily_revenue_btc(np.random.default_rng(0), grid, MACHINE, COSTS, START, SCENARIO,
+                            STILL)  # fmt: skip
+    ths = 200 * COSTS.hash_factor * 3
+    reference = np.asarray(daily_btc_per_th(schedule(START, SCENARIO), 0.05, 1500)) * ths
+    for path in range(5):
+        np.testing.assert_allclose(btc[:1500, path], reference, rtol=1e-11)
+
+
+def test_zero_variance_is_the_deterministic_case() -> None:
+    run = simulate(MACHINE, COSTS, START, SCENARIO)
+    assert run.halving_days
+    assert run.days_off > 0
+    mc = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, STILL)
+    assert run.payback_day is not None
+    assert list(mc.payback_days) == [run.payback_day] * 5
+    np.testing.assert_allclose(mc.cumulative_end, run.cumulative_end, rtol=1e-9)
+    assert mc.probability_payback == 1.0
+    assert mc.payback_p10 == mc.payback_p50 == mc.payback_p90 == run.payback_day
+
+
+def test_reproducible_by_seed() -> None:
+    unc = Uncertainty(paths=3001, seed=7, chunk=1000)  # odd: one path without a twin
+    a = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, unc)
+    b = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, unc)
+    np.testing.assert_array_equal(a.payback_days, b.payback_days)
+    np.testing.assert_array_equal(a.cumulative_end, b.cumulative_end)
+    c = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, Uncertainty(paths=3001, seed=8,
+                        chunk=1000))  # fmt: skip
+    assert not np.array_equal(a.cumulative_end, c.cumulative_end)
+
+
+def test_spread_brackets_the_deterministic_case() -> None:
+    run = simulate(MACHINE, COSTS, START, SCENARIO)
+    mc = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, Uncertainty(paths=4000, seed=1))
+    assert mc.cumulative_end_p10 < run.cumulative_end < mc.cumulative_end_p90
+    assert 0 < mc.probability_payback < 1
+    assert mc.payback_p10 is not None
+    assert mc.payback_p10 < run.payback_day
+    # the switch-off option is convex in the price: spread raises the median outcome...
+    assert mc.cumulative_end_p50 > run.cumulative_end
+    # ...but a small, median-preserving spread leaves it close to the scenario's
+    calm = Uncertainty(paths=2000, seed=1, price_vol_per_year=0.02, growth_sd_per_epoch=0.0)
+    mc = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, calm)
+    assert mc.cumulative_end_p50 == pytest.approx(run.cumulative_end, rel=0.05)
+
+
+def test_more_difficulty_spread_only_moves_outcomes_through_difficulty() -> None:
+    only_growth = Uncertainty(paths=2000, price_vol_per_year=0.0, growth_sd_per_epoch=0.05)
+    mc = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, only_growth)
+    assert mc.cumulative_end.std() > 0
+    assert np.all(mc.payback_days >= 1)
