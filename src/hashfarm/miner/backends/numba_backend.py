@@ -1,7 +1,7 @@
 """The fast CPU backend: SHA-256d compiled by numba, many nonces per SIMD instruction.
 
 Per work unit the midstate is computed once (`sha256_words.work_words`). The kernel hashes
-`LANES` nonces per loop iteration (vectorized by LLVM, see `numba_sha256`), keeps only the
+16 nonces per loop iteration (vectorized by LLVM, see `numba_sha256.scan_kernel`), keeps only the
 top word of each hash and compares it with the target's top word: a smaller word is a
 winner, a larger one a loser, and an equal one (about one nonce in 2**32) is settled by
 the hashlib reference. The kernel releases the GIL (`nogil=True`), so `threads` workers
@@ -12,46 +12,16 @@ loaded from numba's on-disk cache (`cache=True`).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
-from numba import njit
 
 from .base import check_scan_args, is_winner, split_range
-from .numba_sha256 import U32, top_word
+from .numba_sha256 import U32, scan_kernel
 from .sha256_words import target_top_word, work_words
 
-__all__ = ["LANES", "NumbaBackend", "create"]
+__all__ = ["NumbaBackend", "create"]
 
-LANES = 16  # nonces per loop iteration: two AVX2 registers' worth, enough for LLVM to interleave
 BUFFER = 1 << 16  # winners the kernel may report per call before it returns to Python
-
-
-@njit(nogil=True, cache=True)
-def _scan_kernel(
-    midstate: Any, tail: Any, top: Any, nonce_start: int, count: int, hits: Any, ties: Any
-) -> tuple[int, int, int]:
-    """Scan until the range ends or a buffer may overflow.
-
-    Returns (winners written to `hits`, nonces whose top word ties the target's written
-    to `ties`, nonces scanned); the caller resumes after the scanned ones.
-    """
-    tops = np.empty(LANES, np.uint32)
-    end = nonce_start + count
-    n_hits = n_ties = 0
-    base = nonce_start
-    while base < end and n_hits + LANES <= hits.size and n_ties + LANES <= ties.size:
-        for lane in range(LANES):  # the vectorized loop: no branches, no calls
-            tops[lane] = top_word(midstate, tail, U32(base + lane))
-        for lane in range(min(LANES, end - base)):
-            if tops[lane] < top:
-                hits[n_hits] = base + lane
-                n_hits += 1
-            elif tops[lane] == top:
-                ties[n_ties] = base + lane
-                n_ties += 1
-        base += LANES
-    return n_hits, n_ties, min(base, end) - nonce_start
 
 
 class NumbaBackend:
@@ -90,7 +60,7 @@ class NumbaBackend:
         ties = np.empty(BUFFER, np.uint32)
         found: list[int] = []
         while count > 0:
-            n_hits, n_ties, done = _scan_kernel(midstate, tail, top, nonce_start, count, hits, ties)
+            n_hits, n_ties, done = scan_kernel(midstate, tail, top, nonce_start, count, hits, ties)
             found += hits[:n_hits].tolist()
             found += [n for n in ties[:n_ties].tolist() if is_winner(header76, n, target)]
             nonce_start, count = nonce_start + done, count - done

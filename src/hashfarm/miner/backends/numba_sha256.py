@@ -1,6 +1,6 @@
-"""SHA-256 compression compiled by numba, written so that LLVM can vectorize it.
+"""SHA-256d scan kernel compiled by numba, written so that LLVM can vectorize it.
 
-The kernel that calls `top_word` does so for a batch of nonces in a plain loop; once every
+`scan_kernel` calls `top_word` for a batch of nonces in a plain loop; once every
 helper here is inlined (`inline="always"`, at numba's IR level, because LLVM will not inline
 a function this large) the loop body is straight-line code that the loop vectorizer turns
 into 8- or 16-lane SIMD (AVX2/AVX-512), with every value in a register.
@@ -12,6 +12,10 @@ Two rules keep it fast:
 - nothing is computed that the caller does not use: `top_word` reads one word of the second
   hash, so LLVM deletes the last three rounds and the rest of the feed-forward, and it hoists
   the first three rounds of the first hash (they do not depend on the nonce) out of the loop.
+
+The kernel lives in this file with everything it inlines because numba's on-disk cache
+checks only the source file of the cached function: a helper edited in another file would
+leave a stale kernel in the cache.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from numba import njit
 from .sha256_words import IV as _IV
 from .sha256_words import K as _K
 
-__all__ = ["IV", "U32", "bswap", "compress", "top_word"]
+__all__ = ["IV", "LANES", "U32", "bswap", "compress", "scan_kernel", "top_word"]
 
 U32 = np.uint32
 K = np.array(_K, dtype=np.uint32)  # a global array: numba freezes it into the code
@@ -32,6 +36,7 @@ IV = tuple(U32(x) for x in _IV)
 PAD_WORD = U32(0x80000000)  # the 0x80 byte that starts SHA-256 padding
 HEADER_BITS = U32(640)  # length field of an 80-byte message
 DIGEST_BITS = U32(256)  # length field of a 32-byte message
+LANES = 16  # nonces per loop iteration: two AVX2 registers' worth, enough for LLVM to interleave
 
 _inline = njit(inline="always", cache=True)
 
@@ -141,3 +146,30 @@ def top_word(midstate: Any, tail: Any, nonce: Any) -> Any:
     s0, s1, s2, s3, s4, s5, s6, s7 = s
     digest1 = (s0, s1, s2, s3, s4, s5, s6, s7, PAD_WORD, z, z, z, z, z, z, DIGEST_BITS)
     return bswap(compress(IV, digest1)[7])
+
+
+@njit(nogil=True, cache=True)
+def scan_kernel(
+    midstate: Any, tail: Any, top: Any, nonce_start: int, count: int, hits: Any, ties: Any
+) -> tuple[int, int, int]:
+    """Scan until the range ends or a buffer may overflow.
+
+    Returns (winners written to `hits`, nonces whose top word ties the target's written
+    to `ties`, nonces scanned); the caller resumes after the scanned ones.
+    """
+    tops = np.empty(LANES, np.uint32)
+    end = nonce_start + count
+    n_hits = n_ties = 0
+    base = nonce_start
+    while base < end and n_hits + LANES <= hits.size and n_ties + LANES <= ties.size:
+        for lane in range(LANES):  # the vectorized loop: no branches, no calls
+            tops[lane] = top_word(midstate, tail, U32(base + lane))
+        for lane in range(min(LANES, end - base)):
+            if tops[lane] < top:
+                hits[n_hits] = base + lane
+                n_hits += 1
+            elif tops[lane] == top:
+                ties[n_ties] = base + lane
+                n_ties += 1
+        base += LANES
+    return n_hits, n_ties, min(base, end) - nonce_start
