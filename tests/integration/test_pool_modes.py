@@ -157,3 +157,28 @@ async def test_under_uvloop(regtest_node: RegtestNode, tmp_path: Path) -> None:
             return len(accepted_blocks(pool))
 
     assert await asyncio.to_thread(uvloop.run, scenario()) >= 1
+
+
+async def test_client_reconnect_reaches_every_session(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        miners = [
+            StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[i])}.r")
+            for i in range(2)
+        ]
+        for miner in miners:
+            await miner.start()
+        assert pool.reconnect_all("127.0.0.1", 4444, 5) == 2
+        for miner in miners:
+            await wait_for(
+                lambda miner=miner: any(
+                    n.method == "client.reconnect" for n in miner.notifications
+                ),
+                5,
+                "client.reconnect",
+            )
+            [note] = [n for n in miner.notifications if n.method == "client.reconnect"]
+            assert list(note.params) == ["127.0.0.1", 4444, 5]
+            await miner.close()

@@ -163,13 +163,22 @@ class Pool:
         """Blocks submitted since start, with the node's verdicts."""
         return list(self.blocks.found)
 
+    def reconnect_all(self, host: str | None = None, port: int | None = None, wait: int = 0) -> int:
+        """Send `client.reconnect` to every session (maintenance, migration); the count."""
+        sessions = self.sessions()
+        for session in sessions:
+            session.reconnect(host, port, wait)
+        return len(sessions)
+
     # -- templates -> jobs -> sessions ---------------------------------------------------
 
     async def _on_template(self, template: Template, reason: str) -> None:
+        previous = self.jobs.template
         clean = self.jobs.set_template(template)
         start = time.perf_counter()
-        for session in self.server.sessions:
-            session.network_changed(template.difficulty)
+        if previous is None or previous.bits != template.bits:  # a retarget: every 2016 blocks
+            for session in self.server.sessions:
+                session.network_changed(template.difficulty)
         count = self.server.broadcast(self.jobs.job_for)
         done = time.perf_counter()
         self.last_fanout_ms = (done - start) * 1000.0
