@@ -78,3 +78,16 @@ def test_more_winners_than_the_kernel_buffer_holds() -> None:
     header76 = bytes(76)
     count = 200_000
     assert backend.scan(header76, 7, count, (1 << 256) - 1) == list(range(7, 7 + count))
+
+
+@pytest.mark.parametrize("name", ["hashlib", "numba"])
+def test_threads_split_the_range_and_keep_the_order(name: str) -> None:
+    header76 = bytes(range(76))
+    target = ((1 << 256) - 1) >> 3  # about one nonce in 8 wins
+    backend = get_backend(name, threads=3)
+    try:
+        found = backend.scan(header76, 1_000, 4_001, target)
+    finally:
+        backend.close()
+    assert found == REFERENCE.scan(header76, 1_000, 4_001, target)
+    assert 300 < len(found) < 700
