@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hashfarm.chain.coinbase import CoinbaseParts, build_coinbase
+from hashfarm.chain.merkle import coinbase_branch
 from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
 from hashfarm.chain.tx import TxOut
 from hashfarm.errors import NodeError
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import encode
-from hashfarm.stratum.work import Job, make_job
+from hashfarm.stratum.work import Job
 
 EXTRANONCE1_SIZE = 4  # bytes the pool assigns per connection (unique among live sessions)
 WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN PUSH36 aa21a9ed
@@ -155,8 +156,13 @@ def build_job(
     tag: bytes,
     extranonce2_size: int,
     clean: bool,
+    branch: tuple[bytes, ...] | None = None,
 ) -> PoolJob:
-    """Build the coinbase for `payout_script`, the merkle branch and the notify line."""
+    """Build the coinbase for `payout_script`, the notify fields and the notify line.
+
+    `branch` is the template's coinbase merkle branch when already known: it does not depend
+    on the coinbase, so one computation serves every payout script of a template.
+    """
     coinbase = build_coinbase(
         template.height,
         outputs_for(template.coinbase_value, payout_script),
@@ -165,12 +171,14 @@ def build_job(
         aux=template.coinbase_aux,
         witness_commitment=template.witness_commitment,
     )
-    work = make_job(
+    if branch is None:
+        branch = tuple(coinbase_branch(template.txids))
+    work = Job(
         f"{seq:x}",
         template.prev_hash,
         coinbase.coinb1,
         coinbase.coinb2,
-        template.txids,
+        branch,
         template.version,
         template.bits,
         template.curtime,
@@ -199,6 +207,7 @@ class JobBook:
         self.generation = 0
         self.template: Template | None = None
         self._clean = True
+        self._branch: tuple[bytes, ...] | None = None  # the template's, shared by its jobs
         self._current: dict[bytes, PoolJob] = {}  # payout script -> job for this template
         self._jobs: OrderedDict[str, PoolJob] = OrderedDict()
         self._seen: dict[str, set[bytes]] = {}  # job id -> header hashes already submitted
@@ -211,6 +220,7 @@ class JobBook:
         self._clean = clean
         self.generation += 1
         self._current = {}
+        self._branch = None  # computed with the template's first job
         self._evict()
         return clean
 
@@ -225,6 +235,8 @@ class JobBook:
         if self.template is None:
             raise NodeError("no block template yet")
         self._seq += 1
+        if self._branch is None:
+            self._branch = tuple(coinbase_branch(self.template.txids))
         job = build_job(
             self._seq,
             self.generation,
@@ -234,6 +246,7 @@ class JobBook:
             tag=self._tag,
             extranonce2_size=self._en2_size,
             clean=self._clean,
+            branch=self._branch,
         )
         self._current[payout_script] = job
         self._jobs[job.job_id] = job
