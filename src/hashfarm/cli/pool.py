@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -27,7 +28,7 @@ from hashfarm.pool.config import load_settings
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.stats import PoolStats
-from hashfarm.pool.storage import open_ledger
+from hashfarm.pool.storage import GroupCommitLedger, open_ledger
 
 log = logging.getLogger("hashfarm.cli.pool")
 
@@ -111,17 +112,26 @@ def run(main: Any) -> None:
 async def serve(settings: PoolSettings, stop: asyncio.Event | None = None) -> None:
     """Start everything, serve until `stop` is set (or SIGINT/SIGTERM), then shut down."""
     stop = stop or _stop_on_signals()
-    async with running_pool(settings) as (pool_, api):
-        port = api.port if api else 0
+    async with running_pool(settings) as running:
         log.info("pool ready: stratum %s:%d, api port %d", settings.stratum.host,
-                 pool_.stratum_port, port)  # fmt: skip
+                 running.pool.stratum_port, running.api.port if running.api else 0)  # fmt: skip
         await stop.wait()
         log.info("stopping")
 
 
+@dataclass(frozen=True)
+class RunningPool:
+    """The wired pool process: the pool, its statistics, its ledger and its API."""
+
+    pool: Pool
+    stats: PoolStats
+    ledger: GroupCommitLedger
+    api: ApiServer | None
+
+
 @contextlib.asynccontextmanager
-async def running_pool(settings: PoolSettings) -> AsyncIterator[tuple[Pool, ApiServer | None]]:
-    """The wired pool and its API, stopped in reverse order on exit."""
+async def running_pool(settings: PoolSettings) -> AsyncIterator[RunningPool]:
+    """Start node client -> ledger -> stats -> Pool -> API; stop in reverse order on exit."""
     node = settings.node
     async with contextlib.AsyncExitStack() as stack:
         rpc = RPCClient(node.rpc_url, user=node.rpc_user, password=node.rpc_password,
@@ -140,7 +150,7 @@ async def running_pool(settings: PoolSettings) -> AsyncIterator[tuple[Pool, ApiS
                             settings.http.port)  # fmt: skip
             await api.start()
             stack.push_async_callback(api.stop)
-        yield pool_, api
+        yield RunningPool(pool_, stats, ledger, api)
 
 
 def _hashblock(settings: PoolSettings) -> Callable[[], AsyncIterator[str]] | None:
