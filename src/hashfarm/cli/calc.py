@@ -171,13 +171,9 @@ class _RpcChain:
         header = await self.client.getblockheader(block_hash)
         block = Block.parse(await self.client.getrawblock(block_hash))
         coinbase = sum(out.value for out in block.transactions[0].outputs)
-        return BlockSummary(
-            height,
-            int(header["time"]),
-            int(header["bits"], 16),
-            int(header["chainwork"], 16),
-            coinbase,
-        )
+        # time and bits from the block itself: nodes disagree on their JSON types
+        chainwork = int(header["chainwork"], 16)
+        return BlockSummary(height, block.header.time, block.header.bits, chainwork, coinbase)
 
 
 async def _from_node(kw: dict[str, Any]) -> NetworkState:
