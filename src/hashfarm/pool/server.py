@@ -9,11 +9,12 @@ in the group.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from hashfarm.errors import StratumError
@@ -29,11 +30,17 @@ WRITE_BUFFER_LIMIT = 1 << 20  # bytes queued for a miner that does not read: the
 
 
 class ExtranonceAllocator:
-    """Unique 4-byte extranonce1 values; a released one is kept for its owner to resume."""
+    """Unique 4-byte extranonce1 values; a released one is kept for its owner to resume.
 
-    def __init__(self, resume_window: float, seed: int | None = None) -> None:
+    Values come from `values` (default: a counter from a random start, so a restarted pool
+    does not hand out the same sequence); one held by a live session, or released less than
+    `resume_window` seconds ago, is skipped.
+    """
+
+    def __init__(self, resume_window: float, values: Iterator[int] | None = None) -> None:
         self._window = resume_window
-        self._next = random.Random(seed).getrandbits(32)
+        start = random.getrandbits(32)
+        self._values = values or (n & 0xFFFFFFFF for n in itertools.count(start))
         self.in_use: dict[bytes, Session] = {}
         self._reserved: dict[bytes, float] = {}  # released extranonce1 -> reserved until
 
@@ -42,13 +49,12 @@ class ExtranonceAllocator:
         if wanted is not None and wanted not in self.in_use:
             self._reserved.pop(wanted, None)
             return self._take(wanted, session)
-        while True:
-            value = self._next.to_bytes(4, "big")
-            self._next = (self._next + 1) & 0xFFFFFFFF
-            held = value in self.in_use or self._reserved.get(value, 0.0) > now
-            if not held:
+        for number in self._values:
+            value = number.to_bytes(4, "big")
+            if value not in self.in_use and self._reserved.get(value, 0.0) <= now:
                 self._reserved.pop(value, None)
                 return self._take(value, session)
+        raise RuntimeError("extranonce1 values exhausted")
 
     def _take(self, value: bytes, session: Session) -> bytes:
         self.in_use[value] = session

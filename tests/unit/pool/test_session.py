@@ -33,7 +33,7 @@ class LocalHost:
             payout_outputs(None, 0.0), tag=b"/t/", extranonce2_size=8, generations_kept=4
         )
         self.jobs.set_template(template_of(block))
-        self.extranonces = ExtranonceAllocator(300.0, seed=7)
+        self.extranonces = ExtranonceAllocator(300.0)
         self.clock = 1000.0
         self.verdicts: list[Verdict] = []
 

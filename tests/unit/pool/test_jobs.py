@@ -1,0 +1,123 @@
+"""JobBook, extranonce allocation and block assembly, on real mainnet blocks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from pool_helpers import job_of, template_of
+
+from hashfarm.chain.block import Block
+from hashfarm.chain.coinbase import bip34_height
+from hashfarm.chain.tx import Transaction
+from hashfarm.errors import NodeError
+from hashfarm.pool.blocks import assemble_block
+from hashfarm.pool.jobs import JobBook, parse_template, payout_outputs
+from hashfarm.pool.server import ExtranonceAllocator
+
+SCRIPT_A = bytes.fromhex("0014") + bytes(range(20))
+SCRIPT_B = bytes.fromhex("0014") + bytes(range(20, 40))
+FEE = bytes.fromhex("0014") + bytes(20)
+
+
+def book(generations: int = 3, fee: float = 0.0) -> JobBook:
+    return JobBook(
+        payout_outputs(FEE if fee else None, fee),
+        tag=b"/hashfarm/",
+        extranonce2_size=8,
+        generations_kept=generations,
+    )
+
+
+def test_assembled_block_is_byte_identical_to_the_real_one(real_block: Block) -> None:
+    job, extranonce = job_of(real_block)
+    raw = assemble_block(job, real_block.header.serialize(), extranonce)
+    assert raw == real_block.serialize()
+
+
+def test_one_job_per_payout_script_sharing_one_branch(small_block: Block) -> None:
+    jobs = book()
+    assert jobs.set_template(template_of(small_block)) is True  # first template: clean
+    a, b = jobs.job_for(SCRIPT_A), jobs.job_for(SCRIPT_B)
+    assert jobs.job_for(SCRIPT_A) is a  # built once, then shared
+    assert a.job_id != b.job_id
+    assert a.work.merkle_branch == b.work.merkle_branch
+    assert a.notify_line != b.notify_line
+    cb_a = Transaction.parse(a.coinbase.serialize(bytes(12)))
+    assert cb_a.outputs[0].script_pubkey == SCRIPT_A
+    assert cb_a.outputs[0].value == small_block.transactions[0].total_out()
+    assert bip34_height(cb_a.inputs[0].script_sig) == 482683
+    assert b"/hashfarm/" in cb_a.inputs[0].script_sig
+
+
+def test_fee_output_and_witness_commitment(small_block: Block) -> None:
+    jobs = book(fee=2.0)
+    jobs.set_template(template_of(small_block))
+    tx = jobs.job_for(SCRIPT_A).coinbase.transaction(bytes(12))
+    value = small_block.transactions[0].total_out()
+    fee = value * 2 // 100
+    assert [(o.value, o.script_pubkey) for o in tx.outputs[:2]] == [
+        (value - fee, SCRIPT_A),
+        (fee, FEE),
+    ]
+    assert tx.outputs[2].script_pubkey[:6].hex() == "6a24aa21a9ed"
+    assert tx.inputs[0].witness == (bytes(32),)  # the reserved value travels with the block
+
+
+def test_clean_only_on_a_new_prevhash_and_old_jobs_age_out(small_block: Block) -> None:
+    jobs = book(generations=2)
+    tpl = template_of(small_block)
+    jobs.set_template(tpl)
+    first = jobs.job_for(SCRIPT_A)
+    assert jobs.set_template(replace(tpl, curtime=tpl.curtime + 30)) is False  # refresh
+    refreshed = jobs.job_for(SCRIPT_A)
+    assert json.loads(refreshed.notify_line)["params"][8] is False
+    assert jobs.get(first.job_id) is first  # kept: a late share is still judged
+    assert jobs.set_template(replace(tpl, prev_hash=bytes(32))) is True  # new tip
+    assert json.loads(jobs.job_for(SCRIPT_A).notify_line)["params"][8] is True
+    assert jobs.get(first.job_id) is None  # two templates back: gone
+    assert jobs.get(refreshed.job_id) is refreshed
+
+
+def test_unknown_job_ids_do_not_grow_the_book(small_block: Block) -> None:
+    jobs = book()
+    jobs.set_template(template_of(small_block))
+    jobs.seen("nope").add(b"x")
+    jobs.roots("nope")[b"x"] = b"y"
+    assert not jobs.seen("nope")
+    assert not jobs.roots("nope")
+
+
+def test_no_template_yet() -> None:
+    with pytest.raises(NodeError, match="no block template"):
+        book().job_for(SCRIPT_A)
+
+
+def test_parse_template_names_a_bad_field() -> None:
+    with pytest.raises(NodeError, match="previousblockhash"):
+        parse_template({"height": 1, "version": 4, "transactions": []})
+
+
+def test_extranonce1_unique_among_live_sessions() -> None:
+    alloc = ExtranonceAllocator(resume_window=60.0)
+    values = {alloc.claim(object(), None, 0.0) for _ in range(1000)}  # type: ignore[arg-type]
+    assert len(values) == 1000
+    assert all(len(v) == 4 for v in values)
+
+
+def test_released_extranonce1_is_reserved_for_its_owner_then_freed() -> None:
+    alloc = ExtranonceAllocator(resume_window=60.0, values=iter([7, 7, 8, 7, 7, 9]))
+    seven = (7).to_bytes(4, "big")
+    assert alloc.claim(object(), None, 0.0) == seven  # type: ignore[arg-type]
+    alloc.release(seven, now=10.0)
+    # a newcomer is offered 7 again but it is reserved until 70: it gets 8
+    assert alloc.claim(object(), None, 20.0) == (8).to_bytes(4, "big")  # type: ignore[arg-type]
+    # the owner resumes with its old id and gets it back
+    assert alloc.claim(object(), seven, 30.0) == seven  # type: ignore[arg-type]
+    alloc.release(seven, now=40.0)
+    assert alloc.claim(object(), None, 100.0) == seven  # type: ignore[arg-type]
+    live = alloc.in_use[seven]
+    # while it is live, a resume request for it gets another value
+    assert alloc.claim(object(), seven, 101.0) != seven  # type: ignore[arg-type]
+    assert alloc.in_use[seven] is live
