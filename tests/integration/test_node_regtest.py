@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -167,3 +169,36 @@ async def test_judge_follows_a_reorg(tmp_path: Path, make_judge: Callable[[], Ju
             assert judge.hash_at(5) != old_tip
     finally:
         await node.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited; only nobody has reaped it
+
+
+async def test_node_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys, time\n"
+        "from hashfarm.node.bcoin import BcoinNode\n"
+        "node = BcoinNode(sys.argv[1], memory=True, wallet=False)\n"
+        "asyncio.run(node.start())\n"
+        "print(node.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    line = await asyncio.wait_for(parent.stdout.readline(), 30)
+    pid = int(line)
+    assert _alive(pid)
+    parent.kill()  # SIGKILL: no cleanup code of ours runs
+    await parent.wait()
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(pid), "bcoin outlived the process that started it"

@@ -16,6 +16,9 @@ Two bcoin 1.0.2 defects are handled here rather than patched in node_modules:
   tests re-create unconfirmed transactions after one.
 * The wallet's `getnewaddress` formats addresses for mainnet; `getaccountaddress` formats
   them for the node's network, so `wallet_address()` uses it.
+
+The same preload makes a node exit once the process that started it is gone
+(`ORPHAN_WATCH_JS`), so a test run killed with SIGKILL leaves no bcoin behind.
 """
 
 from __future__ import annotations
@@ -39,8 +42,13 @@ STOP_TIMEOUT = 10.0  # seconds after SIGTERM before the node is killed
 POLL_INTERVAL = 0.02  # seconds between readiness probes
 FUNDS_WAIT = 10.0  # seconds a payment waits for the wallet to see its coins
 
-PRELOAD_JS = """'use strict';
-// hashfarm: bcoin's bdb passes null range bounds; leveldown 5 would turn them into "null".
+ORPHAN_WATCH_JS = """'use strict';
+// hashfarm: exit when the process that started us is gone (a killed test run).
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(1); }, 500).unref();
+"""
+
+PRELOAD_JS = """// hashfarm: bcoin's bdb passes null range bounds; leveldown 5 reads them as "null".
 const LevelDOWN = require(%s);
 const serializeKey = LevelDOWN.prototype._serializeKey;
 LevelDOWN.prototype._serializeKey = function (key) {
@@ -202,11 +210,12 @@ class BcoinNode:
             )
 
     def _preload(self) -> list[str]:
-        if self.memory:
-            return []
-        leveldown = self.bcoin_dir.parent / "leveldown"
-        script = self.datadir / "hashfarm-leveldown-fix.js"
-        script.write_text(PRELOAD_JS % json.dumps(str(leveldown)))
+        """A script Node.js runs before bcoin: the orphan watch, and the leveldown fix on disk."""
+        code = ORPHAN_WATCH_JS
+        if not self.memory:
+            code += PRELOAD_JS % json.dumps(str(self.bcoin_dir.parent / "leveldown"))
+        script = self.datadir / "hashfarm-preload.js"
+        script.write_text(code)
         return ["--require", str(script)]
 
     def _flags(self) -> list[str]:

@@ -155,12 +155,12 @@ class RPCClient:
                 result = interpret(await self._post(payload, label, attempt_timeout))
             except _AuthRefused as exc:
                 if self._cookie_file is None or cookie_reloaded:
-                    raise NodeAuthError(f"{label}: {exc}") from None
+                    raise NodeAuthError(f"{label}: {exc}") from exc
                 cookie_reloaded, self._auth = True, None  # Core drew a new cookie: read again
                 continue
             except _Transient as exc:
                 if attempt >= self.retries or not (idempotent or exc.unsent):
-                    raise NodeUnavailable(f"{label}: {exc}") from None
+                    raise NodeUnavailable(f"{label}: {exc}") from exc
                 attempt += 1
                 log.warning(
                     "node %s: %s; retry %d/%d in %.2fs", self.url, exc, attempt, self.retries, delay
