@@ -62,6 +62,15 @@ def assemble_block(job: PoolJob, header: bytes, extranonce: bytes) -> bytes:
     )
 
 
+def block_hex(job: PoolJob, header: bytes, extranonce: bytes) -> str:
+    """`assemble_block(...).hex()` without hexing the template's transactions again: the
+    node's own hex is kept with the template, so a winning share costs one coinbase."""
+    tpl = job.template
+    coinbase = job.coinbase.transaction(extranonce).serialize(witness=True)
+    head = header + encode_compact_size(1 + len(tpl.transactions)) + coinbase
+    return head.hex() + tpl.tail_hex()
+
+
 async def prove_coinbase(rpc: NodeRPC, job: PoolJob, extranonce2_size: int) -> None:
     """Ask the node to check a block built on `job` (proposal mode); raise if it objects."""
     extranonce = bytes(4 + extranonce2_size)
@@ -69,8 +78,8 @@ async def prove_coinbase(rpc: NodeRPC, job: PoolJob, extranonce2_size: int) -> N
     header = serialize_header(
         job.work.version, job.template.prev_hash, root, job.work.time, job.work.bits, 0
     )
-    block = assemble_block(job, header, extranonce)
-    verdict = await rpc.call("getblocktemplate", {"mode": "proposal", "data": block.hex()})
+    data = block_hex(job, header, extranonce)
+    verdict = await rpc.call("getblocktemplate", {"mode": "proposal", "data": data})
     if verdict is None:
         log.info("coinbase proven: the node accepts a block proposal built on job %s", job.job_id)
         return
@@ -99,8 +108,8 @@ class BlockSubmitter:
 
     def submit(self, found: Found, started: float) -> None:
         """Assemble now and send `submitblock` at once (the caller does not wait)."""
-        raw = assemble_block(found.job, found.header, found.extranonce)
-        task = asyncio.ensure_future(self._submit(found, raw.hex(), started))
+        raw_hex = block_hex(found.job, found.header, found.extranonce)
+        task = asyncio.ensure_future(self._submit(found, raw_hex, started))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -55,6 +55,13 @@ class Template:
     witness_commitment: bytes | None  # the 32-byte commitment (None: no segwit tx rules)
     coinbase_aux: bytes  # node's coinbaseaux flags, pushed into the scriptSig
     longpollid: str | None
+    transactions_hex: str = ""  # the node's hex of every tx, joined: a block's tail, ready
+
+    def tail_hex(self) -> str:
+        """Hex of all non-coinbase transactions in block order (what follows the coinbase)."""
+        if self.transactions_hex or not self.transactions:
+            return self.transactions_hex
+        return "".join(tx.data.hex() for tx in self.transactions)
 
     @property
     def target(self) -> int:
@@ -98,6 +105,7 @@ def _parse_template(gbt: Mapping[str, Any]) -> Template:
         witness_commitment=_commitment(gbt.get("default_witness_commitment")),
         coinbase_aux=bytes.fromhex(aux.get("flags", "")),
         longpollid=gbt.get("longpollid"),
+        transactions_hex="".join(t["data"] for t in gbt["transactions"]),
     )
 
 

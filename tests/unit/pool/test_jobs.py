@@ -12,7 +12,7 @@ from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import bip34_height
 from hashfarm.chain.tx import Transaction
 from hashfarm.errors import NodeError
-from hashfarm.pool.blocks import assemble_block
+from hashfarm.pool.blocks import assemble_block, block_hex
 from hashfarm.pool.jobs import JobBook, parse_template, payout_outputs
 from hashfarm.pool.server import ExtranonceAllocator
 
@@ -34,6 +34,10 @@ def test_assembled_block_is_byte_identical_to_the_real_one(real_block: Block) ->
     job, extranonce = job_of(real_block)
     raw = assemble_block(job, real_block.header.serialize(), extranonce)
     assert raw == real_block.serialize()
+    assert block_hex(job, real_block.header.serialize(), extranonce) == raw.hex()
+    tail = "".join(tx.serialize().hex() for tx in real_block.transactions[1:])
+    with_node_hex = replace(job, template=replace(job.template, transactions_hex=tail))
+    assert block_hex(with_node_hex, real_block.header.serialize(), extranonce) == raw.hex()
 
 
 def test_one_job_per_payout_script_sharing_one_branch(small_block: Block) -> None:
