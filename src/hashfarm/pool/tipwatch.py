@@ -207,8 +207,11 @@ class TipWatcher:
     async def _adopt_longpoll(self, gbt: dict[str, Any]) -> None:
         template = parse_template(gbt)
         async with self._lock:
-            if self.template is not None and template.longpollid == self.template.longpollid:
-                return
+            current = self.template
+            if current is not None and (
+                template.longpollid == current.longpollid or template.height < current.height
+            ):
+                return  # nothing new, or overtaken by a newer tip while it was in flight
             new_tip = template.prev_hash != self._prev()
             if new_tip:
                 self.detected_at = time.perf_counter()
