@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from hashfarm.chain.tx import TxOut
 from hashfarm.errors import NodeError
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.blocks import prove_coinbase
-from hashfarm.pool.jobs import build_job, parse_template
+from hashfarm.pool.jobs import Template, build_job, parse_template
 from hashfarm.pool.settings import NodeSettings
+from hashfarm.pool.tipwatch import TipWatcher
 from nodes import PAYOUT_SCRIPT, RegtestNode, bcoin_address
 from unit.pool.harness import (
     MINER_SCRIPTS,
@@ -182,3 +184,33 @@ async def test_client_reconnect_reaches_every_session(
             [note] = [n for n in miner.notifications if n.method == "client.reconnect"]
             assert list(note.params) == ["127.0.0.1", 4444, 5]
             await miner.close()
+
+
+async def test_hashblock_stream_drives_new_tips(regtest_node: RegtestNode, rpc: RPCClient) -> None:
+    """ZMQ hashblock (a stream of display-hex hashes from node/) triggers the fetch at once."""
+    hashes: asyncio.Queue[str] = asyncio.Queue()
+
+    async def stream() -> AsyncIterator[str]:
+        while True:
+            yield await hashes.get()
+
+    seen: list[tuple[str, str]] = []
+
+    async def on_template(template: Template, reason: str) -> None:
+        seen.append((template.prev_hash[::-1].hex(), reason))
+
+    settings = NodeSettings(poll_interval=1.0, longpoll=False, refresh_interval=55.0)
+    watcher = TipWatcher(regtest_node.rpc(), settings, on_template, stream)
+    await watcher.fetch("start")
+    watcher.start()  # the first poll is a second away: only the stream can be quicker
+    try:
+        [tip] = await regtest_node.mine(1)
+        await hashes.put(tip)
+        await wait_for(lambda: len(seen) == 2, 0.9, "the template for the new tip")
+        assert seen[1] == (tip, "new tip (zmq)")
+        await hashes.put(tip)  # the same hash again: nothing to do
+        await asyncio.sleep(0.05)
+        assert len(seen) == 2
+    finally:
+        await watcher.stop()
+        await watcher.rpc.close()  # type: ignore[attr-defined]
