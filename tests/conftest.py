@@ -16,18 +16,16 @@ or fails them when HASHFARM_REQUIRE_SERVICES=1 (as CI sets).
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from hashfarm.errors import NodeError
-from hashfarm.node.bcoin import find_bcoin
 from hashfarm.node.rpc import RPCClient
 from nodes import (
     Judge,
     RegtestNode,
+    bcoin_problem,
     create_database,
     drop_database,
     postgres_problem,
@@ -35,20 +33,10 @@ from nodes import (
 )
 
 
-def _bcoin_problem() -> str | None:
-    if shutil.which("node") is None:
-        return "Node.js (`node`) is not installed; the regtest node needs it"
-    try:
-        find_bcoin(Path(__file__).parent)
-    except NodeError as exc:
-        return str(exc)
-    return None
-
-
 @pytest.fixture(scope="session")
 async def regtest_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RegtestNode]:
     """The session's bcoin regtest node, warmed up past height 432."""
-    if problem := _bcoin_problem():
+    if problem := bcoin_problem():
         service_missing(problem)
     node = RegtestNode(tmp_path_factory.mktemp("bcoin"), memory=True, wallet=True)
     await node.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from hashfarm.chain.header import BlockHeader
 from hashfarm.chain.merkle import merkle_root, witness_commitment, witness_merkle_root
 from hashfarm.chain.networks import get_network
 from hashfarm.chain.tx import Transaction, TxOut
-from hashfarm.node.bcoin import BcoinNode
+from hashfarm.errors import NodeError
+from hashfarm.node.bcoin import BcoinNode, find_bcoin
 from hashfarm.node.rpc import RPCClient
 
 SEGWIT_HEIGHT = 432  # bcoin regtest: BIP 9 activates segwit for blocks from this height
@@ -84,10 +86,26 @@ class RegtestNode(BcoinNode):
         return [await self.send(address, amount_btc) for _ in range(count)]
 
 
+def bcoin_problem() -> str | None:
+    """Why no bcoin node can run here (None when one can)."""
+    if shutil.which("node") is None:
+        return "Node.js (`node`) is not installed; the regtest node needs it"
+    try:
+        find_bcoin(Path(__file__).parent)
+    except NodeError as exc:
+        return str(exc)
+    return None
+
+
 async def start_regtest_node(
     datadir: Path, *, memory: bool = False, wallet: bool = True, warm_up: bool = True
 ) -> RegtestNode:
-    """Start a test's own node (on disk by default, so `restart()` keeps its chain)."""
+    """Start a test's own node (on disk by default, so `restart()` keeps its chain).
+
+    Skips the test (fails it under HASHFARM_REQUIRE_SERVICES=1) when bcoin cannot run.
+    """
+    if problem := bcoin_problem():
+        service_missing(problem)
     node = RegtestNode(datadir, memory=memory, wallet=wallet, api_key=secrets.token_hex(8))
     await node.start()
     try:

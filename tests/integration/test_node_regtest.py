@@ -22,9 +22,11 @@ from nodes import (
     Judge,
     JudgeRejection,
     RegtestNode,
+    bcoin_problem,
     block_from_template,
     grind,
     mine_template_block,
+    service_missing,
     start_regtest_node,
 )
 
@@ -180,6 +182,8 @@ def _alive(pid: int) -> bool:
 
 
 async def test_node_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    if problem := bcoin_problem():
+        service_missing(problem)
     script = (
         "import asyncio, sys, time\n"
         "from hashfarm.node.bcoin import BcoinNode\n"

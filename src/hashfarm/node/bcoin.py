@@ -60,6 +60,8 @@ LevelDOWN.prototype._serializeKey = function (key) {
 def find_bcoin(start: Path | None = None) -> Path:
     """The `node_modules/bcoin` folder: `$HASHFARM_BCOIN`, else above `start` or this file."""
     if env := os.environ.get("HASHFARM_BCOIN"):
+        if not (Path(env) / "bin/node").is_file():
+            raise NodeError(f"HASHFARM_BCOIN={env} holds no bcoin (bin/node is missing)")
         return Path(env)
     for base in (start or Path.cwd(), Path(__file__)):
         for folder in (base, *base.resolve().parents):
