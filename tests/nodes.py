@@ -28,6 +28,7 @@ import pbk
 import psycopg
 import pytest
 
+from hashfarm.chain.address import script_to_address
 from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import build_coinbase
 from hashfarm.chain.header import BlockHeader
@@ -124,8 +125,6 @@ PAYOUT_SCRIPT = bytes.fromhex("0014") + bytes(range(20))  # P2WPKH to a fixed te
 
 def bcoin_address(script: bytes) -> str:
     """The bcoin-regtest address of `script`."""
-    from hashfarm.chain.address import script_to_address
-
     address = script_to_address(script, NETWORK)
     assert address is not None
     return address
