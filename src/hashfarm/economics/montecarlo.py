@@ -7,10 +7,11 @@ With both spreads at zero every path equals `payback.simulate`, which the tests 
 
 Vectorized over paths, arrays day-major (shape (days, paths)): the revenue rate is piecewise
 constant in time, so each path's daily BTC comes from a difference array - one rate jump per
-boundary (retarget or halving), split across the day it lands in - and a running sum. Running
-sums go day by day over whole rows of paths, which numpy does four times faster than
-`cumsum` along a row. Price shocks come once a week (the scenario's drift stays daily) and
-in antithetic pairs; same seed and chunk size, same answer.
+boundary (retarget or halving), split across the day it lands in - and a running sum. Then
+one fused pass over blocks of days that fit in cache does everything else (running sums,
+prices, the switch-off rule, cash, the payback day): the work is memory-bound, so touching
+each byte once matters more than the arithmetic. Price shocks come once a week (the
+scenario's drift stays daily), in antithetic pairs; same seed and chunk size, same answer.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Uncertainty:
     seed: int = 0  # seed of numpy's default generator; same seed, same answer
     price_vol_per_year: float = 0.6  # annualized volatility of the log BTC price
     growth_sd_per_epoch: float = 0.03  # standard deviation of difficulty growth per epoch
-    chunk: int = 4096  # paths simulated together (memory ~ chunk * days * 11 bytes)
+    chunk: int = 4096  # paths simulated together (memory ~ chunk * days * 8 bytes)
 
     def __post_init__(self) -> None:
         if self.paths < 1 or self.chunk < 1:
@@ -86,9 +87,10 @@ def run_monte_carlo(
     payback, cash = np.empty(unc.paths), np.empty(unc.paths)
     for first in range(0, unc.paths, unc.chunk):
         n = min(unc.chunk, unc.paths - first)
-        btc = daily_revenue_btc(rng, work.grid(n), machine, costs, start, scenario, unc)
+        grid = work.grid(n)
+        _revenue_jumps(rng, grid, machine, costs, start, scenario, unc)
         part = slice(first, first + n)
-        payback[part], cash[part] = _cash_flow(rng, btc, work, n, machine, costs, unc)
+        payback[part], cash[part] = _cash_flow(rng, grid, work, machine, costs, unc)
     p10, p50, p90 = np.quantile(payback, (0.1, 0.5, 0.9), method="inverted_cdf")
     c10, c50, c90 = np.quantile(cash, (0.1, 0.5, 0.9))
     return MonteCarloResult(
@@ -108,38 +110,36 @@ def run_monte_carlo(
 
 
 _WEEK = 7  # days per price shock
+_BLOCK = 9 * _WEEK  # days per cache block of the fused pass (9 weeks x 4096 paths = 2 MB)
 
 
 class _Workspace:
-    """Buffers reused by every chunk (fresh pages cost more than the arithmetic on them)."""
+    """The one big buffer, reused by every chunk, and the per-day constants."""
 
     def __init__(self, days: int, paths: int, start: Start, scenario: Scenario) -> None:
         self.days = days
-        self.width = _WEEK * math.ceil((days + 2) / _WEEK)  # whole weeks, room for spill
-        self._grid = np.empty(self.width * paths)  # day-major: one row per day
-        self._first = np.empty(days * paths, dtype=np.int16)  # payback search scratch
-        self._paid = np.empty(days * paths, dtype=np.bool_)
+        self.weeks = math.ceil(days / _WEEK)
+        self.width = self.weeks * _WEEK + 2  # whole weeks, plus two rows that catch spill
+        # zeros from the start; the fused pass re-zeroes what it used, for the next chunk
+        self._grid = np.zeros(self.width * paths)
         prices = np.asarray(daily_prices(start, scenario), dtype=np.float64)
         self.prices = np.pad(prices, (0, self.width - days), mode="edge")[:, None]
-        self.day_numbers = np.arange(1, days + 1, dtype=np.int16)[:, None]
 
     def grid(self, n: int) -> Array:
-        """A contiguous (width, n) view for a chunk of n paths."""
+        """A contiguous (width, n) view for a chunk of n paths (day-major)."""
         return self._grid[: self.width * n].reshape(self.width, n)
 
-    def first(self, n: int) -> npt.NDArray[np.int16]:
-        """A contiguous (days, n) int16 view."""
-        return self._first[: self.days * n].reshape(self.days, n)
 
-    def paid(self, n: int) -> npt.NDArray[np.bool_]:
-        """A contiguous (days, n) bool view."""
-        return self._paid[: self.days * n].reshape(self.days, n)
+def _accumulate(rows: Array, op: np.ufunc, first: Array) -> Array:
+    """In place along rows: rows[0] = op(first, rows[0]), rows[i] = op(rows[i-1], rows[i]).
 
-
-def _running_sum(grid: Array) -> None:
-    """In-place cumulative sum over days (rows), one vector add per day."""
-    for day in range(1, grid.shape[0]):
-        np.add(grid[day], grid[day - 1], out=grid[day])
+    numpy's cumsum/cumprod along axis 0 walk the array with a stride; a vector op per row
+    is several times faster.
+    """
+    op(first, rows[0], out=rows[0])
+    for i in range(1, rows.shape[0]):
+        op(rows[i - 1], rows[i], out=rows[i])
+    return rows
 
 
 def _antithetic(rng: np.random.Generator, n: int, count: int) -> Array:
@@ -155,24 +155,39 @@ def _antithetic(rng: np.random.Generator, n: int, count: int) -> Array:
 
 def daily_revenue_btc(
     rng: np.random.Generator,
-    grid: Array,
+    n: int,
     machine: Machine,
     costs: Costs,
     start: Start,
     scenario: Scenario,
     unc: Uncertainty,
 ) -> Array:
-    """BTC the batch mines each day on random difficulty paths, one per column of `grid`.
-
-    `grid` (shape (width, n), width >= days + 2) is scratch space, overwritten and returned;
-    rows from `days` on are spill and padding, not part of the horizon.
-    """
-    n = grid.shape[1]
+    """BTC the batch mines each day on n random difficulty paths: shape (days, n)."""
     days = scenario.horizon_days
+    grid = np.zeros((_WEEK * math.ceil(days / _WEEK) + 2, n))
+    _revenue_jumps(rng, grid, machine, costs, start, scenario, unc)
+    _accumulate(grid, np.add, np.zeros(n))
+    return grid[:days]
+
+
+def _revenue_jumps(
+    rng: np.random.Generator,
+    grid: Array,
+    machine: Machine,
+    costs: Costs,
+    start: Start,
+    scenario: Scenario,
+    unc: Uncertainty,
+) -> None:
+    """Write the difference array of daily BTC into the zeroed `grid` (one column per path).
+
+    Rows from `days` on catch jumps past the horizon. Boundaries are taken `_BATCH` at a
+    time until every path has passed the horizon.
+    """
+    n, days = grid.shape[1], scenario.horizon_days
     ths = machine.hashrate_ths * costs.hash_factor * machine.count
     per_day = btc_per_th_day(1.0, 1.0) * ths  # BTC/day at difficulty 1 and reward 1 BTC
     walker = _PathState(rng, n, start, scenario, unc, per_day)
-    grid.fill(0.0)
     grid[0] = walker.rate
     flat = grid.reshape(-1)  # a view: grid is C-contiguous (see _Workspace.grid)
     columns = np.arange(n)
@@ -181,10 +196,10 @@ def daily_revenue_btc(
         at_day, jump = walker.advance(list(itertools.islice(bounds, _BATCH)))
         day = np.minimum(np.floor(at_day), days).astype(np.intp)
         frac = at_day - day  # share of the landing day already past at the jump
-        np.add.at(flat, day * n + columns, jump * (1 - frac))
-        np.add.at(flat, (day + 1) * n + columns, jump * frac)
-    _running_sum(grid)
-    return grid
+        index = day * n + columns
+        for j in range(len(index)):  # one boundary at a time: its columns are distinct
+            flat[index[j]] += jump[j] * (1 - frac[j])
+            flat[index[j] + n] += jump[j] * frac[j]
 
 
 _BATCH = 32  # boundaries handled per vectorized step
@@ -235,9 +250,10 @@ class _PathState:
         seg_growth = growths[np.concatenate(([0], np.cumsum(retarget)[:-1]))]
         blocks = np.diff(heights, prepend=self.height)[:, None]
         spacing = self.start.network.target_spacing
-        at_day = self.t + np.cumsum(blocks * spacing / (1 + seg_growth), axis=0) / 86400
+        # the same arithmetic, in the same order, as scenario.schedule
+        at_day = _accumulate(blocks * (spacing / (1 + seg_growth)) / 86400, np.add, self.t)
         step = np.where(retarget[:, None], 1 + seg_growth, 1.0)
-        difficulty = self.difficulty * np.cumprod(step, axis=0)
+        difficulty = _accumulate(step, np.multiply, self.difficulty)
         subsidy = np.asarray([block_subsidy(int(h), self.start.network) for h in heights])
         rate = self.per_day * (subsidy[:, None] / SATS_PER_BTC + self.start.fees_btc) / difficulty
         jump = np.diff(rate, axis=0, prepend=self.rate[None])
@@ -249,33 +265,48 @@ class _PathState:
 
 def _cash_flow(
     rng: np.random.Generator,
-    btc: Array,
+    grid: Array,
     work: _Workspace,
-    n: int,
     machine: Machine,
     costs: Costs,
     unc: Uncertainty,
 ) -> tuple[Array, Array]:
-    """Payback day (inf if never) and final cash per path; overwrites `btc`."""
-    days, weeks = work.days, work.width // _WEEK
-    btc *= work.prices  # now revenue per day on the scenario's price path
+    """Payback day (inf if never) and final cash per path, from the revenue jumps in `grid`.
+
+    One pass over blocks of `_BLOCK` days; each block is summed, priced, switched off where
+    it loses money, summed again and searched for the payback day while it sits in cache,
+    then zeroed for the next chunk.
+    """
+    n, days = grid.shape[1], work.days
+    factor = None
     if unc.price_vol_per_year > 0:
-        factor = _weekly_price_factors(rng, n, weeks, unc.price_vol_per_year)
-        btc.reshape(weeks, _WEEK, n)[...] *= factor[:, None, :]
+        factor = _weekly_price_factors(rng, n, work.weeks, unc.price_vol_per_year)
     power = machine.power_w / 1000 * 24 * costs.uptime * machine.count * costs.power_price_kwh
-    # switched off on days that would lose money: profit = max(revenue, power) - power
-    np.maximum(btc, power, out=btc)
-    _running_sum(btc)
     hosting = costs.hosting_per_month / DAYS_PER_MONTH * machine.count
-    fixed = machine.capex + (power + hosting) * np.arange(1, days + 1)[:, None]
-    paid = np.greater_equal(btc[:days], fixed, out=work.paid(n))
-    # first day paid: the smallest day number where paid, days + 1 where never
-    first = work.first(n)
-    first.fill(days + 1)
-    np.copyto(first, work.day_numbers, where=paid)
-    day = first.min(axis=0).astype(np.float64)
-    day[day > days] = np.inf
-    return day, btc[days - 1] - fixed[-1, 0]
+    day_numbers = np.arange(1, work.weeks * _WEEK + 1, dtype=np.float64)
+    # cash is reached when the running sum of max(revenue, power) covers this
+    fixed = machine.capex + (power + hosting) * day_numbers
+    fixed[days:] = np.inf  # padding days never pay back
+    btc_carry, cash_carry = np.zeros(n), np.zeros(n)
+    payback = np.full(n, np.inf)
+    for d0 in range(0, work.weeks * _WEEK, _BLOCK):
+        d1 = min(d0 + _BLOCK, work.weeks * _WEEK)
+        rows = grid[d0:d1]
+        _accumulate(rows, np.add, btc_carry)  # daily BTC
+        btc_carry = rows[-1].copy()
+        rows *= work.prices[d0:d1]  # revenue on the scenario's price path
+        if factor is not None:
+            weekly = rows.reshape(-1, _WEEK, n)
+            weekly *= factor[d0 // _WEEK : d1 // _WEEK, None, :]
+        np.maximum(rows, power, out=rows)  # switched off on days that would lose money
+        _accumulate(rows, np.add, cash_carry)
+        cash_carry = rows[-1 if d1 <= days else days - 1 - d0].copy()
+        paid = rows >= fixed[d0:d1, None]
+        first = np.where(paid, day_numbers[d0:d1, None], np.inf).min(axis=0)
+        np.minimum(payback, first, out=payback)
+        rows.fill(0.0)
+    grid[work.weeks * _WEEK :].fill(0.0)  # the spill rows
+    return payback, cash_carry - fixed[days - 1]
 
 
 def _weekly_price_factors(rng: np.random.Generator, n: int, weeks: int, vol: float) -> Array:
@@ -283,7 +314,7 @@ def _weekly_price_factors(rng: np.random.Generator, n: int, weeks: int, vol: flo
     z = _antithetic(rng, n, weeks)
     z[0] = 0.0
     z *= vol * math.sqrt(_WEEK / 365)
-    np.cumsum(z, axis=0, out=z)
+    _accumulate(z, np.add, np.zeros(n))
     out: Array = np.exp(z, out=z)
     return out
 
