@@ -206,3 +206,29 @@ async def test_node_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
             break
         await asyncio.sleep(0.05)
     assert not _alive(pid), "bcoin outlived the process that started it"
+
+
+async def test_core_requires_the_coinbase_witness_nonce_bcoin_fills_in(
+    tmp_path: Path, make_judge: Callable[[], Judge]
+) -> None:
+    node = await start_regtest_node(tmp_path / "bcoin", memory=True, wallet=False)
+    try:
+        async with node.rpc() as rpc:
+            judge = make_judge()
+            await judge.check_chain(rpc)
+            block = grind(block_from_template(await rpc.getblocktemplate()))
+            coinbase = block.transactions[0]
+            bare_input = replace(coinbase.inputs[0], witness=())
+            bare = replace(block, transactions=(
+                replace(coinbase, inputs=(bare_input,)), *block.transactions[1:]))  # fmt: skip
+            assert bare.hash() == block.hash()  # the witness is not in the header's commitment
+
+            verdict = judge.verdict(bare.serialize())
+            assert not verdict.valid
+            assert "bad-witness-nonce-size" in str(verdict.reason)
+            # bcoin quietly adds the nonce (so does Core's submitblock; P2P peers do not).
+            assert await rpc.submitblock(bare.serialize().hex()) is None
+            assert await rpc.getrawblock(block.hash_hex()) == block.serialize()
+            assert await judge.check_chain(rpc) == WARM_UP_HEIGHT + 1
+    finally:
+        await node.stop()
