@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,7 +14,8 @@ import pytest
 from hashfarm.chain.block import Block
 from hashfarm.chain.merkle import witness_commitment, witness_commitment_script, witness_merkle_root
 from hashfarm.chain.subsidy import block_subsidy
-from hashfarm.errors import NodeAuthError, RPCError
+from hashfarm.errors import NodeAuthError, NodeError, RPCError
+from hashfarm.node.bcoin import BcoinNode, BcoinPorts, free_port
 from hashfarm.node.rpc import RPCClient
 from nodes import (
     NETWORK,
@@ -232,3 +234,18 @@ async def test_core_requires_the_coinbase_witness_nonce_bcoin_fills_in(
             assert await judge.check_chain(rpc) == WARM_UP_HEIGHT + 1
     finally:
         await node.stop()
+
+
+async def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    if problem := bcoin_problem():
+        service_missing(problem)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        ports = BcoinPorts(http=taken, p2p=free_port(), wallet=free_port())
+        node = BcoinNode(tmp_path, memory=True, wallet=False, ports=ports)
+        with pytest.raises(NodeError, match="EADDRINUSE") as info:
+            await node.start()
+    assert "exited at start-up" in str(info.value)
+    assert not node.running
