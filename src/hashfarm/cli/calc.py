@@ -13,7 +13,6 @@ import asyncio
 import csv
 import dataclasses
 import functools
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from hashfarm.chain.pow import (
     next_work_required,
     target_to_bits,
 )
-from hashfarm.economics import catalog, odds, retarget
+from hashfarm.economics import catalog, odds, report, retarget
 from hashfarm.economics.compare import compare_machines, fair_price
 from hashfarm.economics.hashprice import Currency, hashprice
 from hashfarm.economics.machine import Costs, Machine, machine_economics
@@ -64,72 +63,41 @@ class Output:
 # ---------------------------------------------------------------- rendering
 
 
-def _plain(value: Any, key: str = "") -> Any:
-    """JSON-safe value: inf/nan become None ("never"), numpy scalars floats, bits hex."""
-    if "bits" in key and isinstance(value, int):
-        return f"{value:08x}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):
-        return _plain(value.item())
-    return value
-
-
-def _fmt(key: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "never" if "payback" in key else "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}" if "bits" not in key else f"{value:08x}"
-    if isinstance(value, float):
-        if any(w in key for w in ("probability", "roi", "change", "share")):
-            return f"{value:.4%}" if abs(value) >= 1e-4 else f"{value:.3e}"
-        magnitude = abs(value)
-        if magnitude >= 1e9 or 0 < magnitude < 1e-3:
-            return f"{value:.4g}"
-        return f"{value:,.0f}" if magnitude >= 1e4 else f"{value:,.{2 if magnitude >= 1 else 5}f}"
-    return str(value)
-
-
-def _label(key: str, currency: str) -> str:
-    return key.replace("fiat", currency).replace("_", " ")
-
-
 def emit(out: Output, fmt: str, currency: str) -> None:
     """Print `out` as Rich tables, JSON or CSV."""
     if fmt == "json":
-        doc = {k: _plain(v, k) for k, v in out.summary.items()}
+        doc = {k: report.plain(v, k) for k, v in out.summary.items()}
         if out.rows:
-            doc["rows"] = [{k: _plain(v, k) for k, v in row.items()} for row in out.rows]
+            doc["rows"] = [{k: report.plain(v, k) for k, v in row.items()} for row in out.rows]
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "csv":
-        rows = out.rows or [{"key": k, "value": _plain(v, k)} for k, v in out.summary.items()]
+        rows = out.rows or [{"key": k, "value": report.plain(v, k)} for k, v in out.summary.items()]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: _plain(v, k) for k, v in row.items()} for row in rows)
+        writer.writerows({k: report.plain(v, k) for k, v in row.items()} for row in rows)
     else:
         console = Console(width=None if sys.stdout.isatty() else 200)  # pipes: no wrapping
         table = Table(title=out.title, show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column(justify="right")
         for key, value in out.summary.items():
-            table.add_row(_label(key, currency), _fmt(key, value))
+            table.add_row(report.label(key, currency), report.format_value(key, value))
         console.print(table)
         if out.rows:
             grid = Table(title=out.rows_title, title_justify="left")
             for key in out.rows[0]:
-                grid.add_column(_label(key, currency), justify="right")
+                grid.add_column(report.label(key, currency), justify="right")
             for row in out.rows:
-                grid.add_row(*(_fmt(k, v) for k, v in row.items()))
+                grid.add_row(*(report.format_value(k, v) for k, v in row.items()))
             console.print(grid)
 
 
 # ---------------------------------------------------------------- options
 
 
-def _percent(value: float | None) -> float | None:
-    return None if value is None else value / 100
+def _stack(*opts: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply click decorators in reading order."""
+    return lambda f: functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
 
 
 def output_options(f: F) -> F:
@@ -141,20 +109,17 @@ def output_options(f: F) -> F:
     )(f)
 
 
-def network_options(f: F) -> F:
-    """Where network figures come from: a node, flags, or the shipped data."""
-    opts = [
-        click.option("--rpc-url", help="Read the network state from this node (JSON-RPC URL)."),
-        click.option("--rpc-user", help="RPC user name."),
-        click.option("--rpc-password", help="RPC password (bcoin: its api-key)."),
-        click.option("--rpc-cookie", type=click.Path(dir_okay=False), help="Core cookie file."),
-        click.option("--network", default="mainnet", show_default=True, help="Chain params."),
-        click.option("--difficulty", type=float, help="Network difficulty [shipped: latest]."),
-        click.option("--height", type=int, help="Tip height [shipped: latest epoch start]."),
-        click.option("--fees-btc", type=float, help="Average fees per block, BTC [0 or node]."),
-        click.option("--fee-window", default=144, show_default=True, help="Blocks for fees."),
-    ]
-    return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
+network_options = _stack(
+    click.option("--rpc-url", help="Read the network state from this node (JSON-RPC URL)."),
+    click.option("--rpc-user", help="RPC user name."),
+    click.option("--rpc-password", help="RPC password (bcoin: its api-key)."),
+    click.option("--rpc-cookie", type=click.Path(dir_okay=False), help="Core cookie file."),
+    click.option("--network", default="mainnet", show_default=True, help="Chain params."),
+    click.option("--difficulty", type=float, help="Network difficulty [shipped: latest]."),
+    click.option("--height", type=int, help="Tip height [shipped: latest epoch start]."),
+    click.option("--fees-btc", type=float, help="Average fees per block, BTC [0 or node]."),
+    click.option("--fee-window", default=144, show_default=True, help="Blocks for fees."),
+)
 
 
 class _RpcChain:
@@ -176,17 +141,16 @@ class _RpcChain:
         return BlockSummary(height, block.header.time, block.header.bits, chainwork, coinbase)
 
 
-async def _from_node(kw: dict[str, Any]) -> NetworkState:
-    from hashfarm.node.rpc import RPCClient  # only commands given --rpc-url pay for aiohttp
+def _client(kw: dict[str, Any]) -> Any:
+    """An RPC client for --rpc-url (imported here: other commands never pay for aiohttp)."""
+    from hashfarm.node.rpc import RPCClient
 
-    client = RPCClient(
-        kw["rpc_url"],
-        user=kw.get("rpc_user"),
-        password=kw.get("rpc_password"),
-        cookie_file=kw.get("rpc_cookie"),
-        retries=2,
-    )
-    async with client:
+    return RPCClient(kw["rpc_url"], user=kw["rpc_user"], password=kw["rpc_password"],
+                     cookie_file=kw["rpc_cookie"], retries=2)  # fmt: skip
+
+
+async def _from_node(kw: dict[str, Any]) -> NetworkState:
+    async with _client(kw) as client:
         return await fetch_network_state(
             _RpcChain(client), get_network(kw["network"]), fee_window=kw["fee_window"]
         )
@@ -205,25 +169,30 @@ def network_state(kw: dict[str, Any]) -> NetworkState:
     )
 
 
-def machine_options(f: F) -> F:
-    """A catalog model or custom figures, plus costs."""
-    opts = [
-        click.argument("model", required=False),
-        click.option("--hashrate-ths", type=float, help="Custom machine: TH/s."),
-        click.option("--power-w", type=float, help="Custom machine: watts at the wall."),
-        click.option("--machine-price", default=0.0, show_default=True, help="Per machine."),
-        click.option("--count", default=1, show_default=True, help="Identical machines."),
-        click.option("--power-price", default=0.0, show_default=True, help="Per kWh."),
-        click.option("--hosting", default=0.0, show_default=True, help="Per machine per month."),
-        click.option("--pool-fee", default=0.0, show_default=True, help="Percent of hashrate."),
-        click.option("--dev-fee", default=0.0, show_default=True, help="Firmware fee, percent."),
-        click.option("--uptime", default=100.0, show_default=True, help="Percent of the day."),
-    ]
-    return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
+machine_options = _stack(
+    click.argument("model", required=False),
+    click.option("--hashrate-ths", type=float, help="Custom machine: TH/s."),
+    click.option("--power-w", type=float, help="Custom machine: watts at the wall."),
+    click.option("--machine-price", default=0.0, show_default=True, help="Per machine."),
+)
+cost_options = _stack(
+    click.option("--count", default=1, show_default=True, help="Identical machines."),
+    click.option("--power-price", default=0.0, show_default=True, help="Per kWh."),
+    click.option("--hosting", default=0.0, show_default=True, help="Per machine per month."),
+    click.option("--pool-fee", default=0.0, show_default=True, help="Percent of hashrate."),
+    click.option("--dev-fee", default=0.0, show_default=True, help="Firmware fee, percent."),
+    click.option("--uptime", default=100.0, show_default=True, help="Percent of the day."),
+)
+
+
+def build_costs(kw: dict[str, Any]) -> Costs:
+    """The Costs described by cost_options (percentages become fractions)."""
+    return Costs(kw["power_price"], kw["hosting"], kw["pool_fee"] / 100, kw["dev_fee"] / 100,
+                 kw["uptime"] / 100)  # fmt: skip
 
 
 def build_machine(kw: dict[str, Any], currency: Currency) -> tuple[Machine, Costs]:
-    """The machine and costs described by machine_options."""
+    """The machine and costs described by machine_options and cost_options."""
     name = kw.get("model")
     if name:
         model = catalog.find_model(name)
@@ -243,34 +212,18 @@ def build_machine(kw: dict[str, Any], currency: Currency) -> tuple[Machine, Cost
         raise click.UsageError(
             "give a MODEL (see `hashfarm calc models`) or both --hashrate-ths and --power-w"
         )
-    costs = Costs(
-        power_price_kwh=kw["power_price"],
-        hosting_per_month=kw["hosting"],
-        pool_fee=kw["pool_fee"] / 100,
-        dev_fee=kw["dev_fee"] / 100,
-        uptime=kw["uptime"] / 100,
-    )
-    return machine, costs
+    return machine, build_costs(kw)
 
 
-def scenario_options(f: F) -> F:
-    """The future: horizon, difficulty growth or path, price growth or path."""
-    opts = [
-        click.option("--horizon-days", default=3 * 365, show_default=True, help="Days."),
-        click.option(
-            "--difficulty-growth",
-            type=float,
-            help="Percent per epoch [shipped history: last 52 epochs].",
-        ),
-        click.option("--difficulty-path", help="Percent per epoch, comma separated; last repeats."),
-        click.option("--price-growth", default=0.0, show_default=True, help="Percent per year."),
-        click.option(
-            "--price-path",
-            type=click.Path(exists=True, dir_okay=False),
-            help="CSV with columns day,price_usd (linear between, flat after).",
-        ),
-    ]
-    return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
+scenario_options = _stack(
+    click.option("--horizon-days", default=3 * 365, show_default=True, help="Days."),
+    click.option("--difficulty-growth", type=float,
+                 help="Percent per epoch [shipped history: last 52 epochs]."),
+    click.option("--difficulty-path", help="Percent per epoch, comma separated; last repeats."),
+    click.option("--price-growth", default=0.0, show_default=True, help="Percent per year."),
+    click.option("--price-path", type=click.Path(exists=True, dir_okay=False),
+                 help="CSV with columns day,price_usd (linear between, flat after)."),
+)  # fmt: skip
 
 
 def build_scenario(kw: dict[str, Any], currency: Currency) -> Scenario:
@@ -300,21 +253,6 @@ def _start(state: NetworkState, price_fiat: float) -> Start:
     return Start(
         state.network, state.height + 1, state.difficulty, state.fees_btc_per_block, price_fiat
     )
-
-
-def _state_summary(state: NetworkState) -> dict[str, Any]:
-    return {
-        "network": state.network.name,
-        "height": state.height,
-        "difficulty": state.difficulty,
-        "next_subsidy_btc": state.next_subsidy_sats / SATS_PER_BTC,
-        "fees_btc_per_block": state.fees_btc_per_block,
-        "fee_window_blocks": state.fee_window,
-        "hashrate_from_difficulty_ehs": state.hashrate_from_difficulty_hs / 1e18,
-        "hashrate_from_chainwork_ehs": None
-        if state.hashrate_from_chainwork_hs is None
-        else state.hashrate_from_chainwork_hs / 1e18,
-    }
 
 
 def command(f: F) -> F:
@@ -360,13 +298,14 @@ def hashprice_cmd(currency: Currency, **kw: Any) -> Output:
         currency.from_usd(kw["price"]),
         currency.code,
     )
-    summary = {**_state_summary(state), **dataclasses.asdict(hp)}
+    summary = {**report.state_summary(state), **dataclasses.asdict(hp)}
     summary["subsidy_btc"] = subsidy
     return Output("Hashprice", summary)
 
 
 @calc.command("machine")
 @machine_options
+@cost_options
 @network_options
 @click.option("--price", type=float, required=True, help="BTC price in USD.")
 @output_options
@@ -381,58 +320,8 @@ def machine_cmd(currency: Currency, **kw: Any) -> Output:
     )
     return Output(
         f"{machine.name} x{machine.count} today",
-        {**dataclasses.asdict(econ), "currency": currency.code, **_state_summary(state)},
+        {**dataclasses.asdict(econ), "currency": currency.code, **report.state_summary(state)},
     )
-
-
-def _payback_rows(run: PaybackResult, step: int = 30) -> list[dict[str, Any]]:
-    """One row per `step` days: what a person reads; --csv/--json give every day."""
-    rows = []
-    for first in range(0, len(run.rows), step):
-        chunk = run.rows[first : first + step]
-        rows.append(
-            {
-                "days": f"{first + 1}-{first + len(chunk)}",
-                "difficulty": chunk[0].difficulty,
-                "subsidy_btc": chunk[0].subsidy_btc,
-                "price_fiat": chunk[0].price,
-                "btc_mined": sum(r.btc_mined for r in chunk),
-                "profit_fiat": sum(r.profit for r in chunk),
-                "cumulative_fiat": chunk[-1].cumulative,
-                "days_off": sum(not r.running for r in chunk),
-            }
-        )
-    return rows
-
-
-def _payback_summary(run: PaybackResult) -> dict[str, Any]:
-    return {
-        "machine": run.machine,
-        "count": run.count,
-        "capex_fiat": run.capex,
-        "horizon_days": run.horizon_days,
-        "payback_day": run.payback_day,
-        "static_payback_days": run.static_payback_days,
-        "cumulative_end_fiat": run.cumulative_end,
-        "roi": run.roi,
-        "btc_mined": run.btc_mined,
-        "days_off": run.days_off,
-        "halving_days": ", ".join(f"{d:.1f}" for d in run.halving_days) or "none",
-    }
-
-
-def _mc_summary(mc: MonteCarloResult) -> dict[str, Any]:
-    return {
-        "mc_paths": mc.paths,
-        "mc_seed": mc.seed,
-        "mc_probability_payback": mc.probability_payback,
-        "mc_payback_p10_day": mc.payback_p10,
-        "mc_payback_p50_day": mc.payback_p50,
-        "mc_payback_p90_day": mc.payback_p90,
-        "mc_cumulative_end_p10_fiat": mc.cumulative_end_p10,
-        "mc_cumulative_end_p50_fiat": mc.cumulative_end_p50,
-        "mc_cumulative_end_p90_fiat": mc.cumulative_end_p90,
-    }
 
 
 def _save_plot(
@@ -445,6 +334,7 @@ def _save_plot(
 
 @calc.command("payback")
 @machine_options
+@cost_options
 @network_options
 @scenario_options
 @click.option("--price", type=float, required=True, help="BTC price in USD today.")
@@ -464,7 +354,7 @@ def payback_cmd(currency: Currency, **kw: Any) -> Output:
     start = _start(state, currency.from_usd(kw["price"]))
     run = simulate(machine, costs, start, scenario)
     summary = {
-        **_payback_summary(run),
+        **report.payback_summary(run),
         "currency": currency.code,
         "difficulty_growth_per_epoch": scenario.difficulty_growth[0],
     }
@@ -472,10 +362,10 @@ def payback_cmd(currency: Currency, **kw: Any) -> Output:
     if kw["paths"] > 0:
         unc = Uncertainty(kw["paths"], kw["seed"], kw["price_vol"] / 100, kw["growth_sd"] / 100)
         mc = run_monte_carlo(machine, costs, start, scenario, unc)
-        summary.update(_mc_summary(mc))
+        summary.update(report.mc_summary(mc))
     if kw["plot"]:
         _save_plot(kw["plot"], [run], currency.code, mc)
-    rows = _payback_rows(run, 1 if kw["daily"] or kw.get("fmt") else 30)
+    rows = report.payback_rows(run, 1 if kw["daily"] or kw.get("fmt") else 30)
     return Output(f"Payback of {machine.name} x{machine.count}", summary, rows, "Cash flow")
 
 
@@ -491,12 +381,7 @@ def _machine_spec(spec: str, count: int) -> Machine:
 
 @calc.command("compare")
 @click.argument("machines", nargs=-1, required=True)
-@click.option("--count", default=1, show_default=True, help="Machines of each model.")
-@click.option("--power-price", default=0.0, show_default=True, help="Per kWh.")
-@click.option("--hosting", default=0.0, show_default=True, help="Per machine per month.")
-@click.option("--pool-fee", default=0.0, show_default=True, help="Percent of hashrate.")
-@click.option("--dev-fee", default=0.0, show_default=True, help="Firmware fee, percent.")
-@click.option("--uptime", default=100.0, show_default=True, help="Percent of the day.")
+@cost_options
 @click.option("--fair-price-days", type=int, help="Also show the price that pays back in N days.")
 @network_options
 @scenario_options
@@ -508,13 +393,7 @@ def compare_cmd(currency: Currency, **kw: Any) -> Output:
     """Compare MODEL[=PRICE] ... side by side, ranked by payback and by profit."""
     state = network_state(kw)
     machines = [_machine_spec(spec, kw["count"]) for spec in kw["machines"]]
-    costs = Costs(
-        kw["power_price"],
-        kw["hosting"],
-        kw["pool_fee"] / 100,
-        kw["dev_fee"] / 100,
-        kw["uptime"] / 100,
-    )
+    costs = build_costs(kw)
     start = _start(state, currency.from_usd(kw["price"]))
     scenario = build_scenario(kw, currency)
     rows = []
@@ -541,7 +420,7 @@ def compare_cmd(currency: Currency, **kw: Any) -> Output:
         runs = [simulate(m, costs, start, scenario) for m in machines]
         _save_plot(kw["plot"], runs, currency.code)
     summary = {
-        **_state_summary(state),
+        **report.state_summary(state),
         "btc_price_fiat": start.price,
         "currency": currency.code,
         "horizon_days": scenario.horizon_days,
@@ -637,16 +516,8 @@ def retarget_cmd(currency: Currency, **kw: Any) -> Output:
 
 def _retarget_from_node(kw: dict[str, Any]) -> Output:
     async def fetch() -> retarget.RetargetProjection:
-        from hashfarm.node.rpc import RPCClient
-
         network = get_network(kw["network"])
-        async with RPCClient(
-            kw["rpc_url"],
-            user=kw["rpc_user"],
-            password=kw["rpc_password"],
-            cookie_file=kw["rpc_cookie"],
-            retries=2,
-        ) as client:
+        async with _client(kw) as client:
             chain = _RpcChain(client)
             height = await chain.tip_height()
             tip = await chain.block_summary(height)
