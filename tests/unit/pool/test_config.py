@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from hashfarm.cli.main import cli
 from hashfarm.errors import ConfigError
 from hashfarm.pool.config import config_keys, load_settings
 from hashfarm.pool.settings import PoolSettings
@@ -98,3 +100,18 @@ def test_every_key_is_documented_with_its_environment_variable() -> None:
     text = DOCS.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \| `(HASHFARM_[A-Z0-9_]+)` \|", text, re.M))
     assert documented == {(k.dotted, k.env) for k in config_keys().values()}
+
+
+def test_hashfarm_pool_refuses_a_bad_flag_or_file_before_starting(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad_port = runner.invoke(cli, ["pool", "--stratum-port", "99999"], env={})
+    assert bad_port.exit_code == 2
+    assert "invalid setting stratum.port: 99999" in bad_port.output
+    cfg = _toml(tmp_path, "[vardiff]\nmaximun = 5\n")
+    bad_key = runner.invoke(cli, ["pool", "--config", str(cfg)])
+    assert bad_key.exit_code == 2
+    assert "unknown setting vardiff.maximun" in bad_key.output
+    assert "did you mean vardiff.maximum?" in bad_key.output
+    bad_env = runner.invoke(cli, ["pool"], env={"HASHFARM_STORAGE_BATCH_MAX": "many"})
+    assert bad_env.exit_code == 2
+    assert "storage.batch_max from $HASHFARM_STORAGE_BATCH_MAX" in bad_env.output
