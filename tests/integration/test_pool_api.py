@@ -1,8 +1,9 @@
-"""The HTTP API and /metrics on a real socket, over real stats, a real SQLite ledger and a
-real job built from mainnet block 482683."""
+"""The HTTP API and /metrics on a real socket: over real stats, a real SQLite ledger and a
+real job built from mainnet block 482683; then over the real pool on the regtest node."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,26 @@ from prometheus_client.parser import text_string_to_metric_families
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import ApiServer
 from hashfarm.chain.block import Block
+from hashfarm.chain.pow import bits_to_difficulty
+from hashfarm.cli.pool import running_pool
+from hashfarm.node.bcoin import free_port
 from hashfarm.pool.jobs import PoolJob, Template, TemplateTx, build_job, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
+from hashfarm.pool.settings import (
+    HttpSettings,
+    NodeSettings,
+    PoolSettings,
+    StorageSettings,
+    StratumSettings,
+    VardiffSettings,
+)
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.sqlite import SQLiteLedger
+from nodes import RegtestNode
 from realdata import load_block_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
+from loadgen import connect_many
 
 T0 = 1_750_000_000.0
 MINER = "RWzHLjYTCWm6GxZK8ZBrRd4e5HvYBrJRkV.rig-1"  # a bcoin regtest address as a worker name
@@ -193,3 +209,44 @@ async def test_metrics_parse_as_prometheus_text_with_the_pool_figures(api: Any) 
     assert samples[("hashfarm_pool_job_height", ())] == 482683
     key = ("hashfarm_worker_hashrate_hps", (("window", "1m"), ("worker", 'odd"name\\.rig')))
     assert samples[key] == pytest.approx(2 * 2**32 / 55)
+
+
+@pytest.mark.node
+async def test_the_api_of_a_real_pool_shows_what_its_miners_did(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """`hashfarm pool`'s wiring on the regtest node: shares from two Stratum connections
+    (none of them a block) show up in /api/pool, /api/workers/{name} and /metrics."""
+    http_port = free_port()
+    settings = PoolSettings(
+        node=NodeSettings(rpc_url=regtest_node.rpc_url, rpc_password=regtest_node.api_key),
+        stratum=StratumSettings(port=0),
+        vardiff=VardiffSettings(initial=1e-11, enabled=False),  # network: ~4.7e-10
+        storage=StorageSettings(url=f"sqlite:///{tmp_path / 'pool.sqlite3'}"),
+        http=HttpSettings(port=http_port),
+    )
+    address = await regtest_node.payout_address()
+    async with running_pool(settings) as running:
+        miners = await connect_many("127.0.0.1", running.pool.stratum_port,
+                                    [f"{address}.a", f"{address}.b"])  # fmt: skip
+        job = miners[0].job
+        assert job is not None
+        network = bits_to_difficulty(job.bits)
+        for miner, count in zip(miners, (30, 20), strict=True):
+            shares = miner.prepare(count, keep=lambda d, m=miner: m.difficulty <= d < network)
+            await miner.submit(shares + shares[:3])  # three duplicates each
+        base = f"http://127.0.0.1:{http_port}"
+        _, pool_doc, _ = await get(f"{base}/api/pool")
+        _, worker_a, _ = await get(f"{base}/api/workers/{address}.a")
+        _, _, text = await get(f"{base}/metrics")
+        async with regtest_node.rpc() as rpc:
+            height = await rpc.getblockcount()
+        for miner in miners:
+            await miner.close()
+    assert pool_doc["connections"] == 2
+    assert pool_doc["shares"] == {"accepted": 50, "rejected": {"duplicate": 6}}
+    assert pool_doc["job"]["height"] == height + 1
+    assert (worker_a["shares_accepted"], worker_a["shares_rejected"]) == (30, {"duplicate": 3})
+    assert worker_a["hashrate"]["1m"] > 0
+    assert "hashfarm_pool_shares_accepted_total 50" in text.splitlines()
+    assert 'hashfarm_pool_shares_rejected_total{reason="duplicate"} 6' in text.splitlines()
