@@ -32,6 +32,8 @@ from hashfarm.pool.storage import GroupCommitLedger, open_ledger
 
 log = logging.getLogger("hashfarm.cli.pool")
 
+FORGET_INTERVAL = 3600.0  # seconds between sweeps of idle workers out of the statistics
+
 # flag name (as click passes it) -> dotted settings key
 FLAG_KEYS = {
     "network": "network",
@@ -140,6 +142,8 @@ async def running_pool(settings: PoolSettings) -> AsyncIterator[RunningPool]:
         ledger = await open_ledger(settings.storage)
         stack.push_async_callback(ledger.close)
         stats = PoolStats()
+        forgetting = asyncio.ensure_future(_forget_idle_workers(stats))
+        stack.callback(forgetting.cancel)
         pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings))
         await pool_.start()
         stack.push_async_callback(pool_.stop)
@@ -151,6 +155,14 @@ async def running_pool(settings: PoolSettings) -> AsyncIterator[RunningPool]:
             await api.start()
             stack.push_async_callback(api.stop)
         yield RunningPool(pool_, stats, ledger, api)
+
+
+async def _forget_idle_workers(stats: PoolStats) -> None:
+    """Drop workers silent for a day, hourly, so the statistics never grow without bound."""
+    while True:
+        await asyncio.sleep(FORGET_INTERVAL)
+        if dropped := stats.forget_idle():
+            log.info("statistics: forgot %d workers idle for 24 h", dropped)
 
 
 def _hashblock(settings: PoolSettings) -> Callable[[], AsyncIterator[str]] | None:
