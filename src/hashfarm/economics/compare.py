@@ -24,7 +24,7 @@ class Comparison:
 
     economics: MachineEconomics
     payback: PaybackResult
-    rank_payback: int  # by simulated payback day (never = last), then by final cash
+    rank_payback: int  # by simulated payback day; machines that never pay back by ROI
     rank_profit: int  # by today's profit per day
 
 
@@ -38,7 +38,8 @@ def compare_machines(
 
     def payback_key(i: int) -> tuple[float, float]:
         day = runs[i].payback_day
-        return (math.inf if day is None else day, -runs[i].cumulative_end)
+        # among machines that never pay back, the one losing the smallest share of its price
+        return (math.inf if day is None else day, -runs[i].roi)
 
     by_payback = sorted(range(len(machines)), key=payback_key)
     by_profit = sorted(range(len(machines)), key=lambda i: -econ[i].profit_per_day)

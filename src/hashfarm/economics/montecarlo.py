@@ -196,10 +196,9 @@ def _revenue_jumps(
         at_day, jump = walker.advance(list(itertools.islice(bounds, _BATCH)))
         day = np.minimum(np.floor(at_day), days).astype(np.intp)
         frac = at_day - day  # share of the landing day already past at the jump
-        index = day * n + columns
-        for j in range(len(index)):  # one boundary at a time: its columns are distinct
-            flat[index[j]] += jump[j] * (1 - frac[j])
-            flat[index[j] + n] += jump[j] * frac[j]
+        index = (day * n + columns).ravel()  # 1-D indices: numpy's fast add.at path
+        np.add.at(flat, index, (jump * (1 - frac)).ravel())
+        np.add.at(flat, index + n, (jump * frac).ravel())
 
 
 _BATCH = 32  # boundaries handled per vectorized step
