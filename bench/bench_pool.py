@@ -10,7 +10,8 @@ generator (bench/loadgen.py) drives it from this process over 127.0.0.1 and repo
    with p50/p99 submit->answer latency and the pool's CPU use; reference in the same run:
    the hashing floor of one share (coinbase + merkle branch + header sha256d) in-process;
 2. connections held and the pool's RSS;
-3. new tip -> last `mining.notify` with all connections open: detection (poll) as seen by
+3. new tip -> last `mining.notify` with all connections open (the tip announced over ZMQ
+   `hashblock`, as Bitcoin Core does; the 100 ms poll runs too): detection as seen by
    the node, the pool's own fan-out time (from its log) and the last notify read by a client.
 
 Run: .venv/bin/python bench/bench_pool.py [--connections 10000] [--runs 3] [--quick]
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import zmq
 from aiohttp import web
 
 from hashfarm.chain.block import Block
@@ -45,6 +47,9 @@ from realdata import load_block_bytes
 HASHFARM = Path(sys.executable).parent / "hashfarm"
 PAYOUT = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"  # pooled mode: every session shares one job
 CKPOOL = {"conns_mb": 72, "shares_s": 20_000, "p99_ms": 2.0, "fanout_us": 19}  # the issue
+
+
+_TIP_CALLS = ("getbestblockhash", "getblocktemplate")
 
 
 class TemplateNode:
@@ -72,8 +77,11 @@ class TemplateNode:
             "rules": ["segwit"],
         }
         self.tips = 0  # how many times the tip moved
+        self.zmq = zmq.Context.instance().socket(zmq.PUB)  # Core's -zmqpubhashblock
+        self.zmq_url = f"tcp://127.0.0.1:{free_port()}"
+        self.zmq.bind(self.zmq_url)
         self.tip_moved_at = 0.0  # perf_counter when new_tip() ran
-        self.tip_seen_at = 0.0  # first getbestblockhash answered with the new tip
+        self.tip_seen_at = 0.0  # first call that shows the pool knows of the new tip
         self.gbt_served_at = 0.0  # first template served on the new tip
 
     def new_tip(self) -> None:
@@ -84,6 +92,9 @@ class TemplateNode:
         self.template = {**self.template, "previousblockhash": prev,
                          "height": self.template["height"] + 1}  # fmt: skip
         self.tip_moved_at, self.tip_seen_at, self.gbt_served_at = time.perf_counter(), 0.0, 0.0
+        self.zmq.send_multipart(
+            [b"hashblock", bytes.fromhex(prev), self.tips.to_bytes(4, "little")]
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json(loads=__import__("orjson").loads)
@@ -95,13 +106,13 @@ class TemplateNode:
     def _answer(self, call: dict[str, Any]) -> dict[str, Any]:
         method, now = call["method"], time.perf_counter()
         result: Any = None
+        if self.tip_moved_at and not self.tip_seen_at and method in _TIP_CALLS:
+            self.tip_seen_at = now  # by the poll, or by ZMQ (then straight to the template)
         if method == "getbestblockhash":
             result = self.template["previousblockhash"]
-            if self.tip_moved_at and not self.tip_seen_at:
-                self.tip_seen_at = now
         elif method == "getblocktemplate":
             result = self.template
-            if self.tip_moved_at and self.tip_seen_at and not self.gbt_served_at:
+            if self.tip_moved_at and not self.gbt_served_at:
                 self.gbt_served_at = now
         elif method == "getblockhash":
             result = self.template["previousblockhash"]
@@ -122,7 +133,9 @@ async def start_node() -> tuple[TemplateNode, web.AppRunner, str]:
     return node, runner, f"http://127.0.0.1:{port}/"
 
 
-def start_pool(rpc_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_pool(
+    rpc_url: str, zmq_url: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], int, Path]:
     port, log = free_port(), workdir / "pool.log"
     env = {**os.environ, "HASHFARM_NETWORK": "mainnet", "HASHFARM_MODE": "pooled",
            "HASHFARM_PAYOUT_ADDRESS": PAYOUT, "HASHFARM_NODE_CHECK_COINBASE": "false",
@@ -130,7 +143,7 @@ def start_pool(rpc_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], in
            "HASHFARM_VARDIFF_INITIAL": "1e-12",  # every hash is a share: all accepted
            "HASHFARM_STRATUM_IDLE_TIMEOUT": "3600"}  # fmt: skip
     args = [str(HASHFARM), "pool", "--rpc-url", rpc_url, "--rpc-password", "x",
-            "--stratum-port", str(port), "--http-port", "0",
+            "--zmq-hashblock", zmq_url, "--stratum-port", str(port), "--http-port", "0",
             "--db", f"sqlite:///{workdir / 'bench.sqlite3'}"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -222,7 +235,7 @@ async def main(args: argparse.Namespace) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     node, runner, url = await start_node()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port, log = start_pool(url, Path(tmp))
+        proc, port, log = start_pool(url, node.zmq_url, Path(tmp))
         try:
             await wait_ready(proc, log)
             await report(args, node, proc, port, log)
@@ -280,8 +293,8 @@ async def report(
     fans = [await fanout(node, workers + lows + idle, log) for _ in range(args.runs)]
     med = {k: statistics.median(f[k] for f in fans) for k in fans[0]}
     print(
-        f"new tip, {held:,} connections: detected {med['detect']:.1f} ms (poll), template "
-        f"served {med['gbt']:.1f} ms, pool fan-out {med['pool_fanout']:.1f} ms "
+        f"new tip (ZMQ hashblock), {held:,} connections: first node call {med['detect']:.1f} ms, "
+        f"template requested {med['gbt']:.1f} ms, pool fan-out {med['pool_fanout']:.1f} ms "
         f"({med['pool_fanout'] * 1e3 / held:.1f} us/conn; C pool {CKPOOL['fanout_us']} us), "
         f"last notify read {med['last_notify']:.1f} ms"
     )
