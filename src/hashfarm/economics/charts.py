@@ -61,7 +61,9 @@ def _difficulty_panel(ax: Axes, run: PaybackResult) -> None:
     ax.set_ylabel("difficulty")
     twin = ax.twinx()
     off = [0 if r.running else 1 for r in run.rows]
-    twin.fill_between(days, off, step="post", color="tab:red", alpha=0.15, label="switched off")
+    twin.fill_between(
+        days, off, step="post", color="tab:red", alpha=0.15, label=f"{run.machine} switched off"
+    )
     twin.set_ylim(0, 1.05)
     twin.set_yticks([])
     twin.legend(loc="upper left")
