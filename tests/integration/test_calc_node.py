@@ -74,3 +74,15 @@ async def test_odds_and_machine_read_difficulty_from_the_node(regtest_node: Regt
     assert odds["probability_block_per_day"] == pytest.approx(1.0)  # regtest is trivial
     machine = await _calc(regtest_node, "machine", "S9", "--price", "1")
     assert machine["difficulty"] == odds["difficulty"]
+
+
+async def test_payback_and_retarget_from_the_node(regtest_node: RegtestNode) -> None:
+    await regtest_node.mine(2)
+    run = await _calc(regtest_node, "payback", "S9", "--price", "1", "--horizon-days", "3")
+    # regtest halves every 150 blocks: at 600 s a block that is every 25 hours
+    halvings = run["halving_days"]
+    assert len(halvings) >= 2
+    assert halvings[1] - halvings[0] == pytest.approx(150 * 600 / 86400)
+    projection = await _calc(regtest_node, "retarget")
+    assert projection["projected_bits"] == f"{REGTEST.pow_limit_bits:08x}"  # never retargets
+    assert projection["retarget_height"] % 2016 == 0

@@ -51,6 +51,8 @@ def format_value(key: str, value: Any) -> str:
         if magnitude >= 1e9 or 0 < magnitude < 1e-3:
             return f"{value:.4g}"
         return f"{value:,.0f}" if magnitude >= 1e4 else f"{value:,.{2 if magnitude >= 1 else 5}f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(format_value(key, v) for v in value) or "none"
     return str(value)
 
 
@@ -105,7 +107,7 @@ def payback_summary(run: PaybackResult) -> dict[str, Any]:
         "roi": run.roi,
         "btc_mined": run.btc_mined,
         "days_off": run.days_off,
-        "halving_days": ", ".join(f"{d:.1f}" for d in run.halving_days) or "none",
+        "halving_days": list(run.halving_days),
     }
 
 
