@@ -112,6 +112,8 @@ def arms_race(
     """
     if not hashrate_hs or min(hashrate_hs) <= 0:
         raise ConfigError("hashrate path: give at least one positive value per day")
+    if network.no_retargeting:
+        raise ConfigError(f"{network.name} never retargets: there is no arms race to simulate")
     height = start_height - start_height % network.retarget_interval
     epochs: list[ArmsRaceEpoch] = []
     day, clock = 0, 0.0  # day index into the path; seconds elapsed since the start
