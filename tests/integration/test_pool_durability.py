@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,7 +24,7 @@ import pytest
 
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.node.bcoin import free_port
-from nodes import RegtestNode
+from nodes import RegtestNode, create_database, drop_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
 from loadgen import Miner, Share, connect_many
@@ -141,19 +142,25 @@ async def test_sigkill_under_load_loses_no_acknowledged_share_sqlite(
     await check_nothing_acknowledged_is_lost(miners, set(rows))
 
 
+@pytest.fixture
+def fresh_pg_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test server (`postgres_url` skips without one)."""
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
 @pytest.mark.services
 async def test_sigkill_under_load_loses_no_acknowledged_share_postgresql(
-    regtest_node: RegtestNode, postgres_url: str, tmp_path: Path, pool_log: Path
+    regtest_node: RegtestNode, fresh_pg_url: str, pool_log: Path
 ) -> None:
-    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
-        await conn.execute("DROP TABLE IF EXISTS shares, blocks, schema_version")
-    proc, port = start_pool(regtest_node, postgres_url, pool_log)
+    proc, port = start_pool(regtest_node, fresh_pg_url, pool_log)
     try:
         await wait_listening(proc, port, pool_log)
         miners = await load_then_kill(proc, port, await regtest_node.payout_address())
     finally:
         proc.kill()
-    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+    async with await psycopg.AsyncConnection.connect(fresh_pg_url) as conn:
         cur = await conn.execute("SELECT extranonce1, job_id, share_difficulty FROM shares")
         rows = await cur.fetchall()
     await check_nothing_acknowledged_is_lost(miners, {(a, b, c) for a, b, c in rows})
