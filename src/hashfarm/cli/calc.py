@@ -50,7 +50,7 @@ from hashfarm.units import SATS_PER_BTC
 F = Callable[..., Any]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Output:
     """What a command prints: a titled summary and optional rows."""
 

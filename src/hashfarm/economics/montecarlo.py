@@ -1,8 +1,9 @@
 """Monte Carlo payback: many price and difficulty-growth paths at once (numpy, seeded).
 
 Each path draws a difficulty growth per epoch (the scenario's value plus a normal shock,
-clipped to what the retarget rule allows) and a daily log-price random walk around the
-scenario's price path (median-preserving: with zero volatility the path *is* the scenario).
+clipped to what the retarget rule allows) and a log-price random walk with weekly steps
+around the scenario's daily price path (median-preserving: with zero volatility the path *is*
+the scenario).
 With both spreads at zero every path equals `payback.simulate`, which the tests check.
 
 Vectorized over paths, arrays day-major (shape (days, paths)): the revenue rate is piecewise
