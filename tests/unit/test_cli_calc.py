@@ -132,3 +132,22 @@ def test_odds_retarget_race_and_models() -> None:
 def test_bad_input_gets_a_clear_error(args: tuple[str, ...], message: str) -> None:
     done = _calc(*args, ok=False)
     assert message in done.stderr
+
+
+def test_payback_with_a_price_path_a_difficulty_path_and_a_currency(tmp_path: Path) -> None:
+    path = tmp_path / "price.csv"
+    path.write_text("day,price_usd\n0,100000\n100,50000\n")
+    doc = _json("payback", "--hashrate-ths", "100", "--power-w", "3000", "--difficulty", "1e14",
+                "--height", "1007999", "--price", "1", "--price-path", str(path),
+                "--difficulty-path", "10,0", "--horizon-days", "200", "--fx", "INR=80",
+                "--power-price", "4", "--daily")  # fmt: skip
+    rows = doc["rows"]
+    assert doc["currency"] == "INR"
+    assert rows[0]["price_fiat"] == 100_000 * 80  # the path is in USD, shown in INR
+    assert rows[50]["price_fiat"] == pytest.approx(75_000 * 80)
+    assert rows[150]["price_fiat"] == 50_000 * 80
+    # epoch 0 grows 10 % (blocks every 600/1.1 s), then the path's last value (0) repeats
+    assert rows[20]["difficulty"] == pytest.approx(1.1e14)
+    assert rows[199]["difficulty"] == pytest.approx(1.1e14)
+    per_th = 86400 * 1e12 * 3.125 / (1e14 * 2**32)
+    assert rows[0]["btc_mined"] == pytest.approx(100 * per_th)

@@ -119,7 +119,9 @@ network_options = _stack(
     click.option("--height", type=int, help="Tip height [shipped: latest epoch start]."),
     click.option("--fees-btc", type=float, help="Average fees per block, BTC [0 or node]."),
     click.option("--fee-window", default=144, show_default=True, help="Blocks for fees."),
-)
+    click.option("--hashrate-window", default=1008, show_default=True,
+                 help="Blocks for the chainwork hashrate."),
+)  # fmt: skip
 
 
 class _RpcChain:
@@ -152,7 +154,10 @@ def _client(kw: dict[str, Any]) -> Any:
 async def _from_node(kw: dict[str, Any]) -> NetworkState:
     async with _client(kw) as client:
         return await fetch_network_state(
-            _RpcChain(client), get_network(kw["network"]), fee_window=kw["fee_window"]
+            _RpcChain(client),
+            get_network(kw["network"]),
+            fee_window=kw["fee_window"],
+            hashrate_window=kw["hashrate_window"],
         )
 
 
