@@ -404,19 +404,7 @@ def compare_cmd(currency: Currency, **kw: Any) -> Output:
     rows = []
     results = compare_machines(machines, costs, start, scenario, state.next_subsidy_sats)
     for machine, c in zip(machines, results, strict=True):
-        row = {
-            "machine": c.economics.machine,
-            "j_per_th": c.economics.efficiency_j_per_th,
-            "price_fiat": c.payback.capex / c.payback.count,
-            "profit_per_day_fiat": c.economics.profit_per_day,
-            "break_even_power_price_kwh": c.economics.break_even_power_price_kwh,
-            "payback_day": c.payback.payback_day,
-            "static_payback_days": c.payback.static_payback_days,
-            "cumulative_end_fiat": c.payback.cumulative_end,
-            "days_off": c.payback.days_off,
-            "rank_payback": c.rank_payback,
-            "rank_profit": c.rank_profit,
-        }
+        row = report.comparison_row(c)
         if kw["fair_price_days"]:
             fair = fair_price(machine, costs, start, scenario, kw["fair_price_days"])
             row[f"fair_price_{kw['fair_price_days']}d_fiat"] = fair
@@ -443,16 +431,7 @@ def odds_cmd(currency: Currency, **kw: Any) -> Output:
     """Solo mining odds: the chance of a block per day, month, year; the expected wait."""
     state = network_state(kw)
     o = odds.solo_odds(kw["hashrate_ths"] * 1e12, state.difficulty)
-    summary = {
-        "hashrate_ths": kw["hashrate_ths"],
-        "difficulty": o.difficulty,
-        "blocks_per_day": o.blocks_per_day,
-        **{f"probability_block_per_{k}": v for k, v in o.probability.items()},
-        "expected_days_to_block": o.expected_days_to_block,
-        "expected_years_to_block": o.expected_days_to_block / 365,
-        "median_days_to_block": o.median_days_to_block,
-        "share_of_network": o.share_of_network,
-    }
+    summary = report.odds_summary(o)
     return Output("Solo mining odds", summary)
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hashfarm.economics.compare import Comparison
 from hashfarm.economics.montecarlo import MonteCarloResult
 from hashfarm.economics.network import NetworkState
+from hashfarm.economics.odds import SoloOdds
 from hashfarm.economics.payback import PaybackResult
 from hashfarm.units import SATS_PER_BTC
 
 __all__ = [
+    "comparison_row",
     "format_value",
     "label",
     "mc_summary",
+    "odds_summary",
     "payback_rows",
     "payback_summary",
     "plain",
@@ -122,4 +126,35 @@ def mc_summary(mc: MonteCarloResult) -> dict[str, Any]:
         "mc_cumulative_end_p10_fiat": mc.cumulative_end_p10,
         "mc_cumulative_end_p50_fiat": mc.cumulative_end_p50,
         "mc_cumulative_end_p90_fiat": mc.cumulative_end_p90,
+    }
+
+
+def comparison_row(c: Comparison) -> dict[str, Any]:
+    """One machine's row of `calc compare`."""
+    return {
+        "machine": c.economics.machine,
+        "j_per_th": c.economics.efficiency_j_per_th,
+        "price_fiat": c.payback.capex / c.payback.count,
+        "profit_per_day_fiat": c.economics.profit_per_day,
+        "break_even_power_price_kwh": c.economics.break_even_power_price_kwh,
+        "payback_day": c.payback.payback_day,
+        "static_payback_days": c.payback.static_payback_days,
+        "cumulative_end_fiat": c.payback.cumulative_end,
+        "days_off": c.payback.days_off,
+        "rank_payback": c.rank_payback,
+        "rank_profit": c.rank_profit,
+    }
+
+
+def odds_summary(o: SoloOdds) -> dict[str, Any]:
+    """The summary of `calc odds`."""
+    return {
+        "hashrate_ths": o.hashrate_hs / 1e12,
+        "difficulty": o.difficulty,
+        "blocks_per_day": o.blocks_per_day,
+        **{f"probability_block_per_{k}": v for k, v in o.probability.items()},
+        "expected_days_to_block": o.expected_days_to_block,
+        "expected_years_to_block": o.expected_days_to_block / 365,
+        "median_days_to_block": o.median_days_to_block,
+        "share_of_network": o.share_of_network,
     }
