@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hashfarm.chain.networks import MAINNET
 from hashfarm.economics.machine import Costs, Machine
@@ -73,3 +75,25 @@ def test_more_difficulty_spread_only_moves_outcomes_through_difficulty() -> None
     mc = run_monte_carlo(MACHINE, COSTS, START, SCENARIO, only_growth)
     assert mc.cumulative_end.std() > 0
     assert np.all(mc.payback_days >= 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(min_value=0, max_value=2_000_000),
+    growth=st.lists(st.floats(min_value=-0.3, max_value=0.5), min_size=1, max_size=6),
+    horizon=st.integers(min_value=1, max_value=500),
+    power_price=st.floats(min_value=0.0, max_value=0.2),
+    price_growth=st.floats(min_value=-0.5, max_value=2.0),
+)
+def test_zero_variance_matches_the_reference_on_any_scenario(
+    height: int, growth: list[float], horizon: int, power_price: float, price_growth: float
+) -> None:
+    start = Start(MAINNET, height=height, difficulty=9e13, fees_btc=0.02, price=60_000)
+    scenario = Scenario(horizon_days=horizon, difficulty_growth=tuple(growth),
+                        price_growth_per_year=price_growth)  # fmt: skip
+    costs = Costs(power_price_kwh=power_price, hosting_per_month=5)
+    run = simulate(MACHINE, costs, start, scenario)
+    mc = run_monte_carlo(MACHINE, costs, start, scenario, STILL)
+    expected = np.inf if run.payback_day is None else run.payback_day
+    assert list(mc.payback_days) == [expected] * STILL.paths
+    np.testing.assert_allclose(mc.cumulative_end, run.cumulative_end, rtol=1e-9, atol=1e-6)
