@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+import orjson
 
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import ApiServer
@@ -73,7 +74,8 @@ FLAG_KEYS = {
     default="info",
     show_default=True,
 )
-def pool(config_file: str | None, log_level: str, **flags: Any) -> None:
+@click.option("--log-json", is_flag=True, help="One JSON object per log line (for collectors).")
+def pool(config_file: str | None, log_level: str, log_json: bool, **flags: Any) -> None:
     """Run the Stratum V1 pool on a Bitcoin node (defaults: local regtest, SQLite)."""
     try:
         settings = load_settings(
@@ -81,7 +83,7 @@ def pool(config_file: str | None, log_level: str, **flags: Any) -> None:
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    configure_logging(log_level)
+    configure_logging(log_level, as_json=log_json)
     try:
         run(serve(settings))
     except HashfarmError as exc:
@@ -92,13 +94,32 @@ def pool(config_file: str | None, log_level: str, **flags: Any) -> None:
         sys.exit(1)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, as_json: bool = False) -> None:
     """One line per event: time, level, component, message (sessions add their prefix)."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if as_json
+        else logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"
+        )
     )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"time": UNIX s, "level", "logger", "message"[, "error"]}` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc).decode()
 
 
 def run(main: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hashfarm.cli.main import cli
+from hashfarm.cli.pool import JsonFormatter
 from hashfarm.errors import ConfigError
 from hashfarm.pool.config import config_keys, load_settings
 from hashfarm.pool.settings import PoolSettings
@@ -115,3 +118,13 @@ def test_hashfarm_pool_refuses_a_bad_flag_or_file_before_starting(tmp_path: Path
     bad_env = runner.invoke(cli, ["pool"], env={"HASHFARM_STORAGE_BATCH_MAX": "many"})
     assert bad_env.exit_code == 2
     assert "storage.batch_max from $HASHFARM_STORAGE_BATCH_MAX" in bad_env.output
+
+
+def test_log_lines_can_be_json_for_collectors() -> None:
+    record = logging.LogRecord(
+        "hashfarm.pool.server", logging.INFO, __file__, 1, "%s ready: %s", ("[#1]", "rb1q"), None
+    )
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["level"] == "info"
+    assert doc["logger"] == "hashfarm.pool.server"
+    assert doc["message"] == "[#1] ready: rb1q"
