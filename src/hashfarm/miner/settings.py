@@ -32,15 +32,15 @@ class PoolURL:
         """Parse a stratum URL; refuses TLS for now and anything that is not Stratum."""
         parts = urlsplit(url if "://" in url else f"stratum+tcp://{url}")
         if parts.scheme == "stratum+ssl" or parts.scheme == "stratum+tls":
-            raise ConfigError(f"url: {parts.scheme}:// is not supported yet (plain TCP only)")
+            raise ConfigError(f"miner.url: {parts.scheme}:// is not supported yet (plain TCP only)")
         if parts.scheme not in ("stratum+tcp", "stratum", "tcp"):
-            raise ConfigError(f"url: scheme must be stratum+tcp://, got {parts.scheme!r}")
+            raise ConfigError(f"miner.url: scheme must be stratum+tcp://, got {parts.scheme!r}")
         try:
             port = parts.port
         except ValueError:
-            raise ConfigError(f"url: bad port in {url!r}") from None
+            raise ConfigError(f"miner.url: bad port in {url!r}") from None
         if not parts.hostname or port is None:
-            raise ConfigError(f"url: need stratum+tcp://HOST:PORT, got {url!r}")
+            raise ConfigError(f"miner.url: need stratum+tcp://HOST:PORT, got {url!r}")
         return cls(parts.hostname, port)
 
     def __str__(self) -> str:

@@ -17,6 +17,8 @@ from hashfarm.chain.pow import hash_difficulty, hash_to_int
 from hashfarm.miner.protocol import FoundShare, MinerJob
 from hashfarm.stratum.work import U32_MAX
 
+MAX_RESULTS = 64  # winners expected per scan at most (bounds the list a scan returns)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkUnit:
@@ -43,6 +45,12 @@ def deposit_bits(value: int, mask: int) -> int:
         mask ^= low
         bit <<= 1
     return result
+
+
+def results_cap(target: int) -> int:
+    """Nonces per scan that yield about MAX_RESULTS winners on average: on regtest every
+    other hash meets the target, and a scan must not return millions of nonces."""
+    return max(1, (MAX_RESULTS << 256) // (target + 1))
 
 
 def rolling_mask(work: MinerJob) -> int:
@@ -105,7 +113,7 @@ class WorkSource:
         version = work.job.version | deposit_bits(cursor.version_index, rolling_mask(work))
         header76 = _header76(work, version, cursor.root)
         start = cursor.nonce
-        count = min(count, self.nonce_space - start)
+        count = min(count, self.nonce_space - start, results_cap(work.share_target))
         self._advance(cursor, work, count)
         return WorkUnit(
             work, thread, en2, version, work.job.time, header76, start, count, work.share_target
