@@ -134,14 +134,15 @@ async def start_node() -> tuple[TemplateNode, web.AppRunner, str]:
 
 
 def start_pool(
-    rpc_url: str, zmq_url: str, workdir: Path
+    rpc_url: str, zmq_url: str, workdir: Path, synchronous: str
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     port, log = free_port(), workdir / "pool.log"
     env = {**os.environ, "HASHFARM_NETWORK": "mainnet", "HASHFARM_MODE": "pooled",
            "HASHFARM_PAYOUT_ADDRESS": PAYOUT, "HASHFARM_NODE_CHECK_COINBASE": "false",
            "HASHFARM_NODE_LONGPOLL": "false", "HASHFARM_VARDIFF_ENABLED": "false",
            "HASHFARM_VARDIFF_INITIAL": "1e-12",  # every hash is a share: all accepted
-           "HASHFARM_STRATUM_IDLE_TIMEOUT": "3600"}  # fmt: skip
+           "HASHFARM_STRATUM_IDLE_TIMEOUT": "3600",
+           "HASHFARM_STORAGE_SQLITE_SYNCHRONOUS": synchronous}  # fmt: skip
     args = [str(HASHFARM), "pool", "--rpc-url", rpc_url, "--rpc-password", "x",
             "--zmq-hashblock", zmq_url, "--stratum-port", str(port), "--http-port", "0",
             "--db", f"sqlite:///{workdir / 'bench.sqlite3'}"]  # fmt: skip
@@ -235,7 +236,7 @@ async def main(args: argparse.Namespace) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     node, runner, url = await start_node()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port, log = start_pool(url, node.zmq_url, Path(tmp))
+        proc, port, log = start_pool(url, node.zmq_url, Path(tmp), args.synchronous)
         try:
             await wait_ready(proc, log)
             await report(args, node, proc, port, log)
@@ -261,12 +262,14 @@ async def report(
     lows = await connect_many("127.0.0.1", port, [f"bench.l{i}" for i in range(args.share_conns)],
                               suggest=1e6)  # fmt: skip
     floor = statistics.median(hashing_floor(workers[0]) for _ in range(3))
-    print(f"pool pid {proc.pid}; template: block 481829, 2020 txs, mainnet bits")
+    print(f"pool pid {proc.pid}; template: block 481829, 2020 txs, mainnet bits; "
+          f"ledger SQLite synchronous={args.synchronous}")  # fmt: skip
     print(f"reference: per-share hashing floor in one Python process {floor:,.0f} shares/s")
     runs = [
         ("accepted, saturated (bursts of 16)", workers, 16),
         ("accepted, closed loop (one in flight)", workers, 1),
         ("rejected, saturated (bursts of 16)", lows, 16),
+        ("rejected, closed loop (one in flight)", lows, 1),
     ]
     for label, group, window in runs:
         per = args.shares // len(group) // (4 if window == 1 else 1)
@@ -310,6 +313,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--log", help="copy the pool's log to this file")
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"],
+                        help="the ledger's SQLite synchronous setting")  # fmt: skip
     ns = parser.parse_args()
     if ns.quick:
         ns.connections, ns.shares, ns.runs = 500, 4000, 1
