@@ -1,0 +1,101 @@
+"""Solo mining on the regtest node: blocks built by `hashfarm miner --solo` must be accepted
+by bcoin (it becomes the tip) and by Bitcoin Core's consensus engine (the `judge`)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hashfarm.chain.block import Block
+from hashfarm.chain.coinbase import bip34_height
+from hashfarm.miner.display import Reporter
+from hashfarm.miner.settings import MinerSettings
+from hashfarm.miner.solo import COINBASE_TAG, SoloMiner
+from hashfarm.miner.stats import MinerStats
+from hashfarm.node.rpc import RPCClient
+from nodes import Judge, RegtestNode, bcoin_address
+
+pytestmark = pytest.mark.node
+
+SOLO_SCRIPT = bytes.fromhex("0014") + bytes(range(100, 120))  # P2WPKH to a test key hash
+
+
+async def _check_ours(rpc: RPCClient, block_hash: str, height: int) -> Block:
+    """The node's copy of a block we mined pays us, carries BIP 34 height and our tag."""
+    block = Block.parse(await rpc.getrawblock(block_hash))
+    coinbase = block.transactions[0]
+    assert block.hash()[::-1].hex() == block_hash
+    assert bip34_height(coinbase.inputs[0].script_sig) == height
+    assert COINBASE_TAG in coinbase.inputs[0].script_sig
+    assert coinbase.outputs[0].script_pubkey == SOLO_SCRIPT
+    assert block.compute_merkle_root() == block.header.merkle_root
+    return block
+
+
+async def test_solo_mines_blocks_bcoin_and_core_accept(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge
+) -> None:
+    await regtest_node.mempool_txs(3)  # real segwit spends, so the commitment matters
+    await asyncio.sleep(0.2)
+    start = await rpc.getblockcount()
+    settings = MinerSettings(backend="hashlib", threads=2, output="json").validate()
+    stats = MinerStats("hashlib", 2, time.monotonic())
+    log = io.StringIO()
+    solo = SoloMiner(
+        settings,
+        rpc,
+        bcoin_address(SOLO_SCRIPT),
+        stats,
+        Reporter(stats, "json", stream=log),
+        max_blocks=3,
+        poll_interval=0.1,
+    )
+    await asyncio.wait_for(solo.run(), 120)
+
+    assert await rpc.getblockcount() == start + 3
+    assert len(solo.found) == 3
+    assert stats.blocks == 3
+    for offset, block_hash in enumerate(solo.found, start=1):
+        assert await rpc.getblockhash(start + offset) == block_hash
+        block = await _check_ours(rpc, block_hash, start + offset)
+        if offset == 1:
+            assert len(block.transactions) >= 4, "the mempool spends were left out"
+            assert block.witness_commitment_in_coinbase() == block.compute_witness_commitment()
+    events = [orjson.loads(line) for line in log.getvalue().splitlines()]
+    assert [e["height"] for e in events if e["event"] == "block"] == [
+        start + 1,
+        start + 2,
+        start + 3,
+    ]
+    await judge.check_chain(rpc)
+
+
+async def test_cli_solo_mines_one_block(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge
+) -> None:
+    start = await rpc.getblockcount()
+    url = regtest_node.rpc_url.replace("://", f"://x:{regtest_node.api_key}@", 1)
+    command = [
+        str(Path(sys.executable).parent / "hashfarm"), "miner", "--solo", "--rpc", url,
+        "--address", bcoin_address(SOLO_SCRIPT), "--blocks", "1", "--json",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    events = [orjson.loads(line) for line in out.splitlines()]
+    [block] = [e for e in events if e["event"] == "block"]
+    assert block["height"] == start + 1
+    assert await rpc.getbestblockhash() == block["hash"]
+    assert events[-1]["event"] == "stats"
+    assert events[-1]["blocks"] == 1
+    await _check_ours(rpc, block["hash"], start + 1)
+    await judge.check_chain(rpc)
