@@ -201,8 +201,10 @@ async def summarize(rpc: RPCClient, running: RunningPool, found: list[BlockRecor
 class PacedMiner:
     """A minimal Stratum miner: hashes real headers, one every `pace` seconds.
 
-    The stand-in until `hashfarm miner` can be paced: it shows the pool's whole path
-    (subscribe, authorize, suggest_difficulty, notify, submit) at a speed a person can follow.
+    The stand-in until `hashfarm miner` can be paced: at full speed on regtest (every other
+    hash a block) it turns every share into a block race, which is no demo. This one shows
+    the pool's whole path (subscribe, suggest_difficulty, authorize, notify, submit) at a
+    speed a person can follow.
     """
 
     port: int
