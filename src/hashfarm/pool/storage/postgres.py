@@ -48,7 +48,8 @@ class PostgresLedger(GroupCommitLedger):
     def __init__(self, url: str, *, batch_max: int = 512, batch_wait: float = 0.0) -> None:
         super().__init__(batch_max=batch_max, batch_wait=batch_wait)
         self.url = url
-        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # the writer's
+        self._reader: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # API reads
 
     async def _open(self) -> None:
         conn = await self._connect()
@@ -59,16 +60,19 @@ class PostgresLedger(GroupCommitLedger):
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            try:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self.url,
-                    autocommit=True,
-                    connect_timeout=_CONNECT_TIMEOUT,
-                    application_name="hashfarm-pool",  # so operators see who is connected
-                )
-            except psycopg.OperationalError as exc:
-                raise TransientLedgerError(f"postgresql: cannot connect: {exc}") from exc
+            self._conn = await self._open_connection()
         return self._conn
+
+    async def _open_connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=_CONNECT_TIMEOUT,
+                application_name="hashfarm-pool",  # so operators see who is connected
+            )
+        except psycopg.OperationalError as exc:
+            raise TransientLedgerError(f"postgresql: cannot connect: {exc}") from exc
 
     async def _write(self, batch: Batch) -> None:
         conn = await self._connect()
@@ -84,9 +88,10 @@ class PostgresLedger(GroupCommitLedger):
             raise LedgerError(f"postgresql: {exc}") from exc
 
     async def _close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._reader = None
 
     async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
         """The newest blocks first."""
@@ -101,7 +106,11 @@ class PostgresLedger(GroupCommitLedger):
         return count if isinstance(count, int) else 0
 
     async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        conn = await self._connect()
+        # Reads get their own connection: on the writer's, a read could land inside an open
+        # batch transaction and see rows that might yet roll back.
+        if self._reader is None or self._reader.closed:
+            self._reader = await self._open_connection()
+        conn = self._reader
         try:
             async with conn.cursor() as cur:
                 await cur.execute(sql, params)
