@@ -132,16 +132,23 @@ class GroupCommitLedger(abc.ABC):
             self.batches_committed += 1
             self.records_committed += len(taken)
         for _, future in taken:
-            if not future.done():
-                future.set_result(None) if error is None else future.set_exception(error)
+            if future.done():  # its waiter was cancelled
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     async def _write_with_retry(self, batch: Batch) -> LedgerError | None:
-        delay = self.retry_first
+        delay, failures = self.retry_first, 0
         while True:
             try:
                 await self._write(batch)
+                if failures:
+                    log.info("ledger commit succeeded after %d failed attempts", failures)
                 return None
             except TransientLedgerError as exc:
+                failures += 1
                 if self._closing and delay >= self.retry_cap:
                     return exc
                 log.warning("ledger commit failed (%s); retrying in %.2fs", exc, delay)
