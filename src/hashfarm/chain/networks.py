@@ -86,7 +86,7 @@ SIGNET = replace(
 )
 REGTEST = Network(
     name="regtest",
-    pow_limit=0x7FFFFF << 232,
+    pow_limit=(1 << 255) - 1,  # Core: 0x7fff...ff (its compact form 0x207fffff rounds down)
     pow_limit_bits=0x207FFFFF,
     halving_interval=150,
     p2pkh_prefixes=(0x6F, 0x3C),

@@ -134,7 +134,7 @@ def test_pow_limit_values() -> None:
     assert f"{MAINNET.pow_limit:064x}" == "00000000" + "f" * 56
     assert TESTNET4.pow_limit == TESTNET3.pow_limit == MAINNET.pow_limit
     assert f"{SIGNET.pow_limit:064x}" == "00000377ae" + "0" * 54
-    assert f"{REGTEST.pow_limit:064x}" == "7fffff" + "0" * 58
+    assert f"{REGTEST.pow_limit:064x}" == "7" + "f" * 63
 
 
 def _epochs() -> list[dict[str, str]]:
