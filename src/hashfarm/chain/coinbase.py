@@ -74,8 +74,12 @@ def bip34_height(script_sig: bytes) -> int:
     if data[-1] & 0x80:
         raise DecodeError(f"coinbase height push {data.hex()} is negative")
     value = int.from_bytes(data, "little")
-    if script_num(value) != data:
-        raise DecodeError(f"coinbase height push {data.hex()} is not minimal")
+    # Core (bad-cb-height) compares with `CScript() << height`: heights 1..16 must be OP_N.
+    expected = bip34_height_push(value)
+    if script_sig[: 1 + op] != expected:
+        raise DecodeError(
+            f"coinbase height push {data.hex()} is not minimal (Core writes {expected.hex()})"
+        )
     return value
 
 

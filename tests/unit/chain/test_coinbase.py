@@ -48,7 +48,8 @@ def test_bip34_pushes(height: int, hex_: str) -> None:
 @pytest.mark.parametrize(
     ("script_hex", "message"),
     [("", "empty"), ("4c01", "does not start"), ("0380", "does not start"),
-     ("0200ff", "negative"), ("020100", "not minimal"), ("0100", "not minimal")],
+     ("0200ff", "negative"), ("020100", "not minimal"), ("0100", "not minimal"),
+     ("0105", r"not minimal \(Core writes 55\)"), ("0110", "Core writes 60")],
 )  # fmt: skip
 def test_bad_height_pushes(script_hex: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
