@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from hashlib import sha256
 
 from hashfarm.chain.hashes import sha256d
 from hashfarm.errors import ChainError
@@ -30,9 +29,7 @@ WITNESS_COMMITMENT_HEADER = bytes.fromhex("6a24aa21a9ed")
 def _next_level(level: list[bytes]) -> list[bytes]:
     if len(level) & 1:  # odd: the last node pairs with itself (as Core, CVE-2012-2459 aside)
         level.append(level[-1])
-    return [
-        sha256(sha256(level[i] + level[i + 1]).digest()).digest() for i in range(0, len(level), 2)
-    ]
+    return [sha256d(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
