@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import struct
 from collections.abc import Iterator
-from hashlib import sha256
 from typing import Protocol, runtime_checkable
 
+from hashfarm.chain.hashes import sha256d
+from hashfarm.chain.pow import MAX_TARGET, meets_target
 from hashfarm.errors import ConfigError
 
 from .sha256_words import HEADER76_SIZE
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 NONCE_SPACE = 1 << 32  # a header nonce is a 32-bit field
-MAX_TARGET = (1 << 256) - 1  # every hash meets this target
 _NONCE = struct.Struct("<I")
 
 # name -> "module:factory"; a factory takes `threads` and returns a Backend or raises
@@ -75,8 +75,7 @@ def check_scan_args(header76: bytes, nonce_start: int, count: int, target: int) 
 
 def is_winner(header76: bytes, nonce: int, target: int) -> bool:
     """The reference check of one nonce: the full double SHA-256 compared with the target."""
-    digest = sha256(sha256(header76 + _NONCE.pack(nonce)).digest()).digest()
-    return int.from_bytes(digest, "little") <= target
+    return meets_target(sha256d(header76 + _NONCE.pack(nonce)), target)
 
 
 def split_range(nonce_start: int, count: int, parts: int) -> Iterator[tuple[int, int]]:
