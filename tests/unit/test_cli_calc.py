@@ -127,6 +127,10 @@ def test_odds_retarget_race_and_models() -> None:
         (("payback", "S21", "--price", "1", "--difficulty-growth", "400"), "retarget rule"),
         (("attack", "--q", "1.5", "--z", "1"), "q:"),
         (("retarget",), "--rpc-url"),
+        (
+            ("retarget", "--bits", "zz", "--epoch-start-time", "1", "--last-time", "2"),
+            "compact bits in hex",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(args: tuple[str, ...], message: str) -> None:
@@ -151,3 +155,13 @@ def test_payback_with_a_price_path_a_difficulty_path_and_a_currency(tmp_path: Pa
     assert rows[199]["difficulty"] == pytest.approx(1.1e14)
     per_th = 86400 * 1e12 * 3.125 / (1e14 * 2**32)
     assert rows[0]["btc_mined"] == pytest.approx(100 * per_th)
+
+
+@pytest.mark.parametrize(
+    "text", ["day,price\n0,1\n", "day,price_usd\n0,abc\n", "day,price_usd\n0\n"]
+)
+def test_a_bad_price_path_names_the_file_and_line(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "price.csv"
+    path.write_text(text)
+    done = _calc("payback", "S21", "--price", "1", "--price-path", str(path), ok=False)
+    assert f"{path}: line 2: need numbers in columns day,price_usd" in done.stderr

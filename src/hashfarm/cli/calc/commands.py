@@ -239,7 +239,10 @@ def retarget_cmd(currency: Currency, **kw: Any) -> Output:
             "give --rpc-url, or --bits and --epoch-start-time with "
             "--last-time (finished epoch) or --height and --tip-time"
         )
-    bits = int(kw["bits"], 16)
+    try:
+        bits = int(kw["bits"], 16)
+    except ValueError as exc:
+        raise click.BadParameter("compact bits in hex, e.g. 1d00ffff", param_hint="--bits") from exc
     if kw["last_time"] is not None:
         return _next_retarget(bits, kw["epoch_start_time"], kw["last_time"], network)
     if kw["height"] is None or kw["tip_time"] is None:

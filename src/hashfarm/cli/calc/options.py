@@ -200,14 +200,23 @@ def build_scenario(kw: dict[str, Any], currency: Currency) -> Scenario:
         growth = (kw["difficulty_growth"] / 100,)
     else:
         growth = (catalog.recent_growth_per_epoch(),)
-    points: tuple[tuple[float, float], ...] = ()
-    if kw.get("price_path"):
-        with Path(kw["price_path"]).open(newline="") as fh:
-            points = tuple(
-                (float(r["day"]), currency.from_usd(float(r["price_usd"])))
-                for r in csv.DictReader(fh)
-            )
+    points = _price_path(kw["price_path"], currency) if kw.get("price_path") else ()
     return Scenario(kw["horizon_days"], growth, kw["price_growth"] / 100, points)
+
+
+def _price_path(path: str, currency: Currency) -> tuple[tuple[float, float], ...]:
+    """(day, price in the display currency) points of a day,price_usd CSV file."""
+    with Path(path).open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            return tuple(
+                (float(r["day"]), currency.from_usd(float(r["price_usd"]))) for r in reader
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise click.BadParameter(
+                f"{path}: line {reader.line_num}: need numbers in columns day,price_usd ({exc})",
+                param_hint="--price-path",
+            ) from exc
 
 
 def start_of(state: NetworkState, price_fiat: float) -> Start:
