@@ -214,3 +214,20 @@ async def test_hashblock_stream_drives_new_tips(regtest_node: RegtestNode, rpc: 
     finally:
         await watcher.stop()
         await watcher.rpc.close()  # type: ignore[attr-defined]
+
+
+async def test_unauthorized_connections_are_closed_after_auth_timeout(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    base = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    settings = replace(base, stratum=replace(base.stratum, auth_timeout=0.5))
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        lurker = StratumTestMiner(pool.stratum_port, "nobody")
+        await lurker.connect()
+        await lurker.subscribe()  # subscribed, never authorized
+        miner = StratumTestMiner(pool.stratum_port, f"{bcoin_address(MINER_SCRIPTS[3])}.ok")
+        await miner.start()
+        await wait_for(lambda: len(pool.sessions()) == 1, 5, "the lurker to be closed")
+        assert pool.sessions()[0].account == miner.username.split(".")[0]
+        await lurker.close()
+        await miner.close()
