@@ -243,7 +243,7 @@ class RPCClient:
 
     async def getbestblockhash(self) -> str:
         """Hash of the tip (display hex)."""
-        return str(await self.call("getbestblockhash"))
+        return _as_str(await self.call("getbestblockhash"), "getbestblockhash")
 
     async def getblockcount(self) -> int:
         """Height of the tip."""
@@ -254,7 +254,7 @@ class RPCClient:
 
     async def getblockhash(self, height: int) -> str:
         """Hash (display hex) of the active chain's block at `height`."""
-        return str(await self.call("getblockhash", height))
+        return _as_str(await self.call("getblockhash", height), "getblockhash")
 
     async def getblockheader(self, block_hash: str, verbose: bool = True) -> Any:
         """The header as a dict (verbose) or as 80-byte hex."""
@@ -266,7 +266,11 @@ class RPCClient:
 
     async def getrawblock(self, block_hash: str) -> bytes:
         """The serialized block (with witness data)."""
-        return bytes.fromhex(await self.call("getblock", block_hash, 0))
+        raw = _as_str(await self.call("getblock", block_hash, 0), "getblock")
+        try:
+            return bytes.fromhex(raw)
+        except ValueError:
+            raise NodeError(f"getblock: not a hex block: {raw[:120]!r}") from None
 
     async def getmininginfo(self) -> dict[str, Any]:
         """Difficulty, network hash rate, current template size..."""
@@ -278,21 +282,35 @@ class RPCClient:
 
     async def getrawmempool(self) -> list[str]:
         """Txids in the mempool (display hex)."""
-        return list(await self.call("getrawmempool"))
+        return _as_list(await self.call("getrawmempool"), "getrawmempool")
 
     async def generatetoaddress(self, count: int, address: str) -> list[str]:
         """Regtest: mine `count` blocks paying `address`; their hashes."""
-        return list(await self.call("generatetoaddress", count, address))
+        return _as_list(await self.call("generatetoaddress", count, address), "generatetoaddress")
 
     async def sendtoaddress(self, address: str, amount_btc: float) -> str:
         """Wallet: pay `amount_btc` to `address`; the txid."""
-        return str(await self.call("sendtoaddress", address, amount_btc))
+        return _as_str(await self.call("sendtoaddress", address, amount_btc), "sendtoaddress")
 
 
 def _as_dict(value: Any, method: str) -> dict[str, Any]:
     """A result that must be a JSON object."""
     if not isinstance(value, dict):
         raise NodeError(f"{method}: expected an object, got {str(value)[:120]!r}")
+    return value
+
+
+def _as_str(value: Any, method: str) -> str:
+    """A result that must be a JSON string (a hash, hex): never "None" for a null."""
+    if not isinstance(value, str):
+        raise NodeError(f"{method}: expected a string, got {str(value)[:120]!r}")
+    return value
+
+
+def _as_list(value: Any, method: str) -> list[str]:
+    """A result that must be a JSON array of strings (txids, block hashes)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise NodeError(f"{method}: expected a list of strings, got {str(value)[:120]!r}")
     return value
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -145,7 +146,7 @@ async def test_credentials_in_the_url_are_used_and_kept_out_of_it(server: Misbeh
 
 async def test_keep_alive_reuses_one_connection(client: RPCClient, server: MisbehavingNode) -> None:
     for _ in range(20):
-        await client.getbestblockhash()
+        await client.call("getbestblockhash")  # the echo server's result is not a hash
     assert len(server.seen) == 20
     assert len({s.peer_port for s in server.seen}) == 1
 
@@ -281,6 +282,29 @@ async def test_submitblock_reasons_read_alike(client: RPCClient, server: Misbeha
     assert await client.submitblock("00") is None
     assert await client.submitblock("00") == "bad-txnmrklroot"
     assert await client.submitblock("00") == "high-hash"
+
+
+@pytest.mark.parametrize(
+    ("result", "call", "message"),
+    [
+        (None, lambda c: c.getbestblockhash(), "getbestblockhash: expected a string, got 'None'"),
+        (7, lambda c: c.getblockhash(7), "getblockhash: expected a string, got '7'"),
+        ("zz", lambda c: c.getrawblock("00"), "getblock: not a hex block: 'zz'"),
+        (None, lambda c: c.getrawmempool(), "getrawmempool: expected a list of strings"),
+        ([1], lambda c: c.generatetoaddress(1, "x"), "generatetoaddress: expected a list"),
+    ],
+)
+async def test_a_result_of_the_wrong_type_is_an_error(
+    client: RPCClient, server: MisbehavingNode, result: Any, call: Any, message: str
+) -> None:
+    """A null or a number where a hash belongs must not become the string 'None' or '7'."""
+
+    async def answer(_request: web.Request, doc: Any) -> web.StreamResponse:
+        return _reply({"result": result, "error": None, "id": doc["id"]})
+
+    server.plan.append(answer)
+    with pytest.raises(NodeError, match=re.escape(message)):
+        await call(client)
 
 
 async def test_not_json_rpc_is_an_error(client: RPCClient, server: MisbehavingNode) -> None:
