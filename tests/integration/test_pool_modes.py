@@ -91,6 +91,21 @@ async def test_addresses_of_both_regtest_flavours_and_refusals(
         await miner.subscribe()
         assert (await miner.authorize()).ok  # Core's bcrt1 form
         await miner.wait_job()
+        await miner.close()
+        p2pkh = bytes.fromhex("76a914") + bytes(range(20)) + bytes.fromhex("88ac")
+        p2sh = bytes.fromhex("a914") + bytes(range(20)) + bytes.fromhex("87")
+        for script, first in ((p2pkh, "R"), (p2sh, "G")):  # bcoin's base58 flavours
+            address = bcoin_address(script)
+            assert address.startswith(first)
+            other = StratumTestMiner(pool.stratum_port, f"{address}.w")
+            await other.connect()
+            await other.subscribe()
+            assert (await other.authorize()).ok
+            await other.wait_job()
+            await other.close()
+        miner = StratumTestMiner(pool.stratum_port, f"{CORE_REGTEST_ADDRESS}.core")
+        await miner.connect()
+        await miner.subscribe()
         mainnet = await miner.authorize("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.x")
         assert mainnet.error is not None
         assert mainnet.error.code == 24
