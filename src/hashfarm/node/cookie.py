@@ -10,17 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hashfarm.chain.networks import Network, get_network
 from hashfarm.errors import NodeAuthError, NodeUnavailable
 
 COOKIE_NAME = ".cookie"
 
-# The folder under -datadir where each network keeps its files (mainnet uses the datadir).
+# The folder under -datadir where each network keeps its files (mainnet uses the datadir),
+# by canonical network name (`hashfarm.chain.networks`).
 NETWORK_DIRS = {
     "mainnet": "",
-    "testnet": "testnet3",
+    "testnet3": "testnet3",
     "testnet4": "testnet4",
     "signet": "signet",
     "regtest": "regtest",
+    "regtest-bcoin": "regtest",
 }
 
 
@@ -55,12 +58,8 @@ class NodeCookie:
         return cls.parse(text, source=str(path))
 
     @staticmethod
-    def default_path(datadir: str | Path, network: str = "mainnet") -> Path:
-        """Where Core puts the cookie for `network` under `datadir`."""
-        try:
-            sub = NETWORK_DIRS[network]
-        except KeyError:
-            raise ValueError(
-                f"unknown network {network!r}; one of {sorted(NETWORK_DIRS)}"
-            ) from None
+    def default_path(datadir: str | Path, network: str | Network = "mainnet") -> Path:
+        """Where Core puts the cookie for `network` (any name `get_network` knows) under
+        `datadir`; ChainError names an unknown network."""
+        sub = NETWORK_DIRS[get_network(network).name]
         return Path(datadir) / sub / COOKIE_NAME if sub else Path(datadir) / COOKIE_NAME

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hashfarm.errors import NodeAuthError, NodeUnavailable
+from hashfarm.errors import ChainError, NodeAuthError, NodeUnavailable
 from hashfarm.node.cookie import NodeCookie
 
 # The shape Core writes: "__cookie__:" + 32 random bytes in hex, no trailing newline.
@@ -46,9 +46,12 @@ def test_unreadable_file_is_an_auth_error(tmp_path: Path) -> None:
     [
         ("mainnet", ".cookie"),
         ("testnet", "testnet3/.cookie"),
+        ("testnet3", "testnet3/.cookie"),
+        ("main", ".cookie"),
         ("testnet4", "testnet4/.cookie"),
         ("signet", "signet/.cookie"),
         ("regtest", "regtest/.cookie"),
+        ("regtest-bcoin", "regtest/.cookie"),
     ],
 )
 def test_default_path_follows_core_network_dirs(network: str, relative: str) -> None:
@@ -56,5 +59,5 @@ def test_default_path_follows_core_network_dirs(network: str, relative: str) -> 
 
 
 def test_unknown_network_is_named() -> None:
-    with pytest.raises(ValueError, match="'regnet'"):
+    with pytest.raises(ChainError, match="unknown network 'regnet'"):
         NodeCookie.default_path("/data", "regnet")
