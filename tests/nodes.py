@@ -34,6 +34,7 @@ from hashfarm.chain.coinbase import build_coinbase
 from hashfarm.chain.header import BlockHeader
 from hashfarm.chain.merkle import merkle_root, witness_commitment, witness_merkle_root
 from hashfarm.chain.networks import get_network
+from hashfarm.chain.subsidy import block_subsidy
 from hashfarm.chain.tx import Transaction, TxOut
 from hashfarm.errors import NodeError
 from hashfarm.node.bcoin import BcoinNode, find_bcoin
@@ -175,6 +176,31 @@ def grind(block: Block) -> Block:
         if candidate.meets_target():
             return replace(block, header=candidate)
     raise AssertionError("no nonce meets the target; roll the time or the extranonce")
+
+
+def coinbase_only_block(
+    prev_hash: bytes,
+    height: int,
+    payout_script: bytes = PAYOUT_SCRIPT,
+    *,
+    time: int,
+    push_height: int | None = None,
+    value: int | None = None,
+) -> Block:
+    """A ground regtest block with only a coinbase (witness commitment included), built by
+    hashfarm.chain without a node; `push_height` and `value` break BIP 34 or the subsidy."""
+    out = TxOut(block_subsidy(height, NETWORK) if value is None else value, payout_script)
+    parts = build_coinbase(
+        height if push_height is None else push_height,
+        [out],
+        extranonce_size=8,
+        tag=b"/hashfarm-test/",
+        witness_commitment=witness_commitment(witness_merkle_root([])),
+    )
+    coinbase = parts.transaction(height.to_bytes(8, "little"))  # unique per height
+    root = merkle_root([coinbase.txid()])
+    header = BlockHeader(0x20000000, prev_hash, root, time, NETWORK.pow_limit_bits, 0)
+    return grind(Block(header, (coinbase,)))
 
 
 async def mine_template_block(rpc: RPCClient, **overrides: Any) -> tuple[Block, str | None]:

@@ -10,19 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hashfarm.chain import (
-    REGTEST,
-    Block,
-    BlockHeader,
-    TxOut,
-    address_to_script,
-    block_subsidy,
-    build_coinbase,
-    merkle_root,
-    witness_commitment,
-    witness_merkle_root,
-)
+from hashfarm.chain import REGTEST, Block, address_to_script
 from hashfarm.cli.block import block
+from nodes import coinbase_only_block
 from realdata import BLOCKS_DIR, REPO_DIR, load_block_bytes
 
 SMALL = "mainnet-482683"
@@ -114,24 +104,10 @@ def test_truncated_file_and_bad_network(tmp_path: Path) -> None:
     assert "unknown network 'dogecoin'" in out
 
 
-def _mine_regtest_block(payout: str) -> bytes:
-    """A real regtest block built with our coinbase code and mined at 0x207fffff."""
-    out = TxOut(block_subsidy(500, REGTEST), address_to_script(payout, REGTEST))
-    commitment = witness_commitment(witness_merkle_root([]))
-    parts = build_coinbase(500, [out], extranonce_size=8, tag=b"/hashfarm/",
-                           witness_commitment=commitment)  # fmt: skip
-    coinbase = parts.transaction(bytes(8))
-    root = merkle_root([coinbase.txid()])
-    for nonce in range(1000):
-        header = BlockHeader(0x20000000, bytes(32), root, 1700000000, 0x207FFFFF, nonce)
-        if header.meets_target():
-            return Block(header, (coinbase,)).serialize()
-    raise AssertionError("no regtest nonce in 1000 tries")
-
-
 def test_regtest_block_with_bcoin_address() -> None:
     payout = "rb1qw508d6qejxtdg4y5r3zarvary0c5xw7k38f4sn"
-    raw = _mine_regtest_block(payout)
+    script = address_to_script(payout, REGTEST)
+    raw = coinbase_only_block(bytes(32), 500, script, time=1700000000).serialize()
     code, out = _run(raw.hex(), "--network", "regtest-bcoin", "--json")
     assert code == 0, out
     report = json.loads(out)

@@ -8,19 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from hashfarm.chain import (
-    REGTEST,
-    Block,
-    BlockHeader,
-    TxOut,
-    address_to_script,
-    block_subsidy,
-    build_coinbase,
-    merkle_root,
-    witness_commitment,
-    witness_merkle_root,
-)
-from nodes import Judge
+from hashfarm.chain import REGTEST, Block, address_to_script
+from nodes import Judge, coinbase_only_block
 
 GENESIS_HASH_HEX = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
 GENESIS_HASH = bytes.fromhex(GENESIS_HASH_HEX)[::-1]  # regtest genesis, internal order
@@ -28,30 +17,11 @@ GENESIS_TIME = 1296688602
 PAYOUT = address_to_script("bcrt1qdavt4j2sd7dlhqsavtnfxvzppw6k7qy97tmnu9", REGTEST)
 
 
-def make_block(
-    prev: bytes,
-    height: int,
-    *,
-    push_height: int | None = None,
-    value: int | None = None,
-    with_nonce: bool = True,
-) -> bytes:
-    """A one-transaction regtest block mined at 0x207fffff; knobs break one rule each."""
-    out = TxOut(block_subsidy(height, REGTEST) if value is None else value, PAYOUT)
-    parts = build_coinbase(
-        height if push_height is None else push_height,
-        [out],
-        extranonce_size=8,
-        tag=b"/hashfarm-test/",
-        witness_commitment=witness_commitment(witness_merkle_root([])),
-    )
-    coinbase = parts.transaction(height.to_bytes(8, "little"))
-    root = merkle_root([coinbase.txid()])
-    for nonce in range(10_000):
-        header = BlockHeader(0x20000000, prev, root, GENESIS_TIME + 600 * height, 0x207FFFFF, nonce)
-        if header.meets_target():
-            return Block(header, (coinbase,)).serialize(witness=with_nonce)
-    raise AssertionError("no nonce found")
+def make_block(prev: bytes, height: int, *, with_nonce: bool = True, **knobs: int) -> bytes:
+    """A one-transaction regtest block; each knob (`push_height`, `value`, `with_nonce`)
+    breaks one rule."""
+    block = coinbase_only_block(prev, height, PAYOUT, time=GENESIS_TIME + 600 * height, **knobs)
+    return block.serialize(witness=with_nonce)
 
 
 @pytest.fixture
