@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hashfarm.chain.subsidy import block_subsidy
-from hashfarm.economics.hashprice import btc_per_th_day
+from hashfarm.economics.hashprice import SECONDS_PER_DAY, btc_per_th_day
 from hashfarm.economics.machine import DAYS_PER_MONTH, Costs, Machine
 from hashfarm.economics.scenario import (
     MAX_GROWTH,
@@ -251,7 +251,9 @@ class _PathState:
         blocks = np.diff(heights, prepend=self.height)[:, None]
         spacing = self.start.network.target_spacing
         # the same arithmetic, in the same order, as scenario.schedule
-        at_day = _accumulate(blocks * (spacing / (1 + seg_growth)) / 86400, np.add, self.t)
+        at_day = _accumulate(
+            blocks * (spacing / (1 + seg_growth)) / SECONDS_PER_DAY, np.add, self.t
+        )
         step = np.where(retarget[:, None], 1 + seg_growth, 1.0)
         difficulty = _accumulate(step, np.multiply, self.difficulty)
         subsidy = np.asarray([block_subsidy(int(h), self.start.network) for h in heights])

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hashfarm.economics.hashprice import SECONDS_PER_DAY, network_hashrate_hs
 from hashfarm.errors import ConfigError
 from hashfarm.units import HASHES_PER_DIFF1
 
 __all__ = ["SoloOdds", "attacker_success", "confirmations_needed", "solo_odds"]
 
-PERIODS_S = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 365 / 12 * 86_400.0,
-             "year": 365 * 86_400.0}  # fmt: skip
+_DAY = float(SECONDS_PER_DAY)
+PERIODS_S = {"day": _DAY, "week": 7 * _DAY, "month": 365 / 12 * _DAY, "year": 365 * _DAY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def solo_odds(hashrate_hs: float, difficulty: float) -> SoloOdds:
         probability={name: -math.expm1(-rate * s) for name, s in PERIODS_S.items()},
         expected_days_to_block=1 / rate / PERIODS_S["day"],
         median_days_to_block=math.log(2) / rate / PERIODS_S["day"],
-        share_of_network=hashrate_hs / (difficulty * HASHES_PER_DIFF1 / 600),
+        share_of_network=hashrate_hs / network_hashrate_hs(difficulty),
     )
 
 
