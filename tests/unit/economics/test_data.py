@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 
 from hashfarm.chain.pow import bits_to_difficulty, bits_to_target, target_to_bits
@@ -14,6 +16,7 @@ from hashfarm.economics.catalog import (
     subsidy_schedule,
 )
 from hashfarm.errors import ConfigError
+from realdata import DATA_DIR
 
 
 def test_every_epoch_is_rederived_from_its_bits() -> None:
@@ -64,3 +67,12 @@ def test_recent_growth_is_the_geometric_mean() -> None:
     e = difficulty_epochs()
     g = recent_growth_per_epoch(4)
     assert e[-5].difficulty * (1 + g) ** 4 == pytest.approx(e[-1].difficulty)
+
+
+@pytest.mark.parametrize(
+    "name", ["asic_models.csv", "block_subsidy_schedule.csv", "difficulty_epochs.csv"]
+)
+def test_package_data_is_the_shared_data_unmodified(name: str) -> None:
+    """data/README.md promises byte-for-byte copies of shared/data/."""
+    packaged = resources.files("hashfarm").joinpath("data", name).read_bytes()
+    assert packaged == (DATA_DIR / name).read_bytes()
