@@ -42,6 +42,7 @@ def plain(value: Any, key: str = "") -> Any:
 
 
 def format_value(key: str, value: Any) -> str:
+    """How a table shows `value`: percentages, thousands separators, hex bits, "never"."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "never" if "payback" in key else "-"
     if isinstance(value, bool):
@@ -61,10 +62,12 @@ def format_value(key: str, value: Any) -> str:
 
 
 def label(key: str, currency: str) -> str:
+    """A key as a column title, with `fiat` replaced by the display currency."""
     return key.replace("fiat", currency).replace("_", " ")
 
 
 def state_summary(state: NetworkState) -> dict[str, Any]:
+    """The network figures every command that reads the network prints."""
     return {
         "network": state.network.name,
         "height": state.height,
@@ -100,6 +103,7 @@ def payback_rows(run: PaybackResult, step: int = 30) -> list[dict[str, Any]]:
 
 
 def payback_summary(run: PaybackResult) -> dict[str, Any]:
+    """The summary of `calc payback`."""
     return {
         "machine": run.machine,
         "count": run.count,
@@ -116,6 +120,7 @@ def payback_summary(run: PaybackResult) -> dict[str, Any]:
 
 
 def mc_summary(mc: MonteCarloResult) -> dict[str, Any]:
+    """The Monte Carlo part of the `calc payback` summary (`mc_` keys)."""
     return {
         "mc_paths": mc.paths,
         "mc_seed": mc.seed,
