@@ -191,10 +191,8 @@ def _hashblock(settings: PoolSettings) -> Callable[[], AsyncIterator[str]] | Non
     url = settings.node.zmq_hashblock
     if not url:
         return None
-    try:
-        from hashfarm.node.zmq import hashblock_stream
-    except ImportError as exc:
-        raise ConfigError(f"invalid setting node.zmq_hashblock: ZMQ unavailable ({exc})") from exc
+    from hashfarm.node.zmq import hashblock_stream  # here: only ZMQ users load pyzmq
+
     return lambda: hashblock_stream(url)
 
 
