@@ -18,23 +18,21 @@ a buffer big enough.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .sha256_words import IV, K
+
 __all__ = ["KERNEL_NAME", "KERNEL_SOURCE"]
 
 KERNEL_NAME = "sha256d_scan"
 
-KERNEL_SOURCE = r"""
+# The round constants and the initial state come from sha256_words (one copy in the
+# project), written into the C source as hex literals where @K@ and @IV@ stand.
+_TEMPLATE = r"""
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
-__constant__ u32 K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+__constant__ u32 K[64] = {@K@};
 
 __device__ __forceinline__ u32 rotr(u32 x, u32 n) { return __funnelshift_r(x, x, n); }
 __device__ __forceinline__ u32 bswap(u32 x) { return __byte_perm(x, 0, 0x0123); }
@@ -70,8 +68,7 @@ extern "C" __global__ void sha256d_scan(
         u32 s[8] = {m0, m1, m2, m3, m4, m5, m6, m7};
         u32 w[16] = {t0, t1, t2, bswap(nonce), 0x80000000u, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 640};
         compress(s, w);
-        u32 h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+        u32 h[8] = {@IV@};
         u32 w2[16] = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
                       0x80000000u, 0, 0, 0, 0, 0, 0, 256};
         compress(h, w2);
@@ -84,3 +81,12 @@ extern "C" __global__ void sha256d_scan(
     }
 }
 """
+
+
+def _c_words(words: Sequence[int]) -> str:
+    """32-bit words as a C initializer list, eight to a line."""
+    lines = (", ".join(f"0x{w:08x}" for w in words[i : i + 8]) for i in range(0, len(words), 8))
+    return "\n    " + ",\n    ".join(lines)
+
+
+KERNEL_SOURCE = _TEMPLATE.replace("@K@", _c_words(K)).replace("@IV@", _c_words(IV))
