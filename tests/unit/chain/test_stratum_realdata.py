@@ -10,30 +10,21 @@ import pytest
 from hashfarm.chain import (
     Block,
     BlockHeader,
-    bip34_height_push,
     coinbase_branch,
-    encode_compact_size,
     root_from_branch,
     sha256d,
     split_coinbase,
 )
-from realdata import FIXTURE_BLOCKS
+from realdata import FIXTURE_BLOCKS, extranonce_offset
 
 EXTRANONCE_SIZE = 8  # extranonce1 (4) + extranonce2 (4), a common pool setting
-
-
-def _extranonce_offset(block: Block) -> int:
-    """Offset, in the non-witness coinbase, of the bytes right after the BIP 34 height push."""
-    script = block.coinbase.inputs[0].script_sig
-    before_script = 4 + 1 + 36 + len(encode_compact_size(len(script)))
-    return before_script + len(bip34_height_push(block.height_from_coinbase()))
 
 
 @pytest.mark.parametrize("path", FIXTURE_BLOCKS, ids=lambda p: p.stem)
 def test_stratum_miner_reproduces_the_block_hash(path: Path) -> None:
     block = Block.parse(path.read_bytes())
     raw_coinbase = block.coinbase.serialize(witness=False)
-    offset = _extranonce_offset(block)
+    offset = extranonce_offset(block)
     coinb1, coinb2 = split_coinbase(raw_coinbase, offset, EXTRANONCE_SIZE)
     extranonce = raw_coinbase[offset : offset + EXTRANONCE_SIZE]
     branch = coinbase_branch([tx.txid() for tx in block.transactions[1:]])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashfarm.chain import Block, bip34_height_push, bits_to_target, encode_compact_size
+from hashfarm.chain import Block, bits_to_target
 from hashfarm.stratum.work import Job, make_job
+from realdata import extranonce_offset
 
 EXTRANONCE1_SIZE = 4
 EXTRANONCE2_SIZE = 4
@@ -19,9 +20,7 @@ EXTRANONCE2_SIZE = 4
 def _job_and_extranonces(block: Block) -> tuple[Job, bytes, bytes]:
     """The notify fields of `block` and the extranonce1/extranonce2 its miner used."""
     raw = block.coinbase.serialize(witness=False)
-    script = block.coinbase.inputs[0].script_sig
-    offset = 4 + 1 + 36 + len(encode_compact_size(len(script)))
-    offset += len(bip34_height_push(block.height_from_coinbase()))
+    offset = extranonce_offset(block)
     size = EXTRANONCE1_SIZE + EXTRANONCE2_SIZE
     extranonce = raw[offset : offset + size]
     h = block.header
