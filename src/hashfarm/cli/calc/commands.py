@@ -295,7 +295,9 @@ def race_cmd(currency: Currency, **kw: Any) -> Output:
     state = network_state(kw)
     network = state.network
     bits = state.bits or target_to_bits(difficulty_to_target(state.difficulty))
-    hs0 = kw["hashrate_ehs"] * 1e18 if kw["hashrate_ehs"] else state.hashrate_from_difficulty_hs
+    hs0 = state.hashrate_from_difficulty_hs
+    if kw["hashrate_ehs"] is not None:  # 0 is refused by arms_race, not read as "not given"
+        hs0 = kw["hashrate_ehs"] * 1e18
     daily = (1 + kw["growth"] / 100) ** (12 / 365)
     path = [hs0 * daily**d for d in range(kw["days"])]
     price = currency.from_usd(kw["price"])

@@ -125,7 +125,7 @@ def network_state(kw: dict[str, Any]) -> NetworkState:
     return network_state_from_figures(
         get_network(kw["network"]),
         kw["height"] if kw.get("height") is not None else latest.start_height,
-        kw["difficulty"] or latest.difficulty,
+        kw["difficulty"] if kw["difficulty"] is not None else latest.difficulty,
         kw.get("fees_btc") or 0.0,
     )
 
@@ -157,15 +157,15 @@ def build_machine(kw: dict[str, Any], currency: Currency) -> tuple[Machine, Cost
     name = kw.get("model")
     if name:
         model = catalog.find_model(name)
-        rate = kw["hashrate_ths"] or model.hashrate_ths
-        watts = kw["power_w"] or model.power_w
+        rate = kw["hashrate_ths"] if kw["hashrate_ths"] is not None else model.hashrate_ths
+        watts = kw["power_w"] if kw["power_w"] is not None else model.power_w
         if rate is None or watts is None:
             raise click.UsageError(
                 f"{model.model}: the catalog states no TH/s or watts; "
                 "give --hashrate-ths and --power-w"
             )
         machine = Machine(model.model, rate, watts, kw["machine_price"], kw["count"])
-    elif kw["hashrate_ths"] and kw["power_w"]:
+    elif kw["hashrate_ths"] is not None and kw["power_w"] is not None:
         machine = Machine(
             "custom", kw["hashrate_ths"], kw["power_w"], kw["machine_price"], kw["count"]
         )
