@@ -124,6 +124,7 @@ def test_odds_retarget_race_and_models() -> None:
         (("machine", "Avalon Nano 3", "--price", "1"), "no TH/s or watts"),
         (("hashprice", "--difficulty", "-5"), "difficulty"),
         (("hashprice", "--difficulty", "0"), "difficulty must be positive"),
+        (("hashprice", "--fees-btc", "-1"), "fees: must not be negative"),
         (("machine", "S21", "--price", "1", "--hashrate-ths", "0"), "must be a positive number"),
         (("machine", "--hashrate-ths", "100", "--power-w", "0", "--price", "1"), "power: must be"),
         (("race", "--hashrate-ehs", "0"), "hashrate path"),

@@ -86,6 +86,8 @@ def network_state_from_figures(
     """A state from user-given figures (no node): what `--difficulty` etc. describe."""
     if height < 0 or not difficulty > 0:
         raise ConfigError("height must not be negative and difficulty must be positive")
+    if not fees_btc >= 0:
+        raise ConfigError(f"fees: must not be negative, got {fees_btc!r}")
     return NetworkState(
         network=network,
         height=height,
