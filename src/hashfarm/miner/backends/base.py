@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from typing import Protocol, runtime_checkable
 
 from hashfarm.chain.hashes import sha256d
@@ -29,6 +30,7 @@ __all__ = [
     "check_scan_args",
     "get_backend",
     "is_winner",
+    "scan_in_slices",
     "split_range",
 ]
 
@@ -88,6 +90,21 @@ def split_range(nonce_start: int, count: int, parts: int) -> Iterator[tuple[int,
         if size:
             yield start, size
             start += size
+
+
+ScanSlice = Callable[[bytes, int, int, int], list[int]]  # (header76, start, count, target)
+
+
+def scan_in_slices(
+    pool: Executor, scan_slice: ScanSlice, header76: bytes, nonce_start: int, count: int,
+    target: int, parts: int,
+) -> list[int]:  # fmt: skip
+    """Scan the range as up to `parts` contiguous slices on `pool`; the winners, ascending."""
+    futures = [
+        pool.submit(scan_slice, header76, start, size, target)
+        for start, size in split_range(nonce_start, count, parts)
+    ]
+    return [nonce for future in futures for nonce in future.result()]
 
 
 def get_backend(name: str, threads: int = 1) -> Backend:

@@ -13,7 +13,7 @@ import struct
 from concurrent.futures import Executor, ProcessPoolExecutor
 from hashlib import sha256
 
-from .base import check_scan_args, split_range
+from .base import check_scan_args, scan_in_slices
 
 __all__ = ["HashlibBackend", "create", "scan_range"]
 
@@ -48,12 +48,9 @@ class HashlibBackend:
         check_scan_args(header76, nonce_start, count, target)
         if self.threads == 1:
             return scan_range(header76, nonce_start, count, target)
-        pieces = split_range(nonce_start, count, self.threads)
-        futures = [
-            self._executor().submit(scan_range, header76, start, size, target)
-            for start, size in pieces
-        ]
-        return [nonce for future in futures for nonce in future.result()]
+        return scan_in_slices(
+            self._executor(), scan_range, header76, nonce_start, count, target, self.threads
+        )
 
     def close(self) -> None:
         """Stop the worker processes, if any were started."""

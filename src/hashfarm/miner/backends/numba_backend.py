@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .base import check_scan_args, is_winner, split_range
+from .base import check_scan_args, is_winner, scan_in_slices
 from .numba_sha256 import U32, scan_kernel
 from .sha256_words import target_top_word, work_words
 
@@ -38,11 +38,9 @@ class NumbaBackend:
         check_scan_args(header76, nonce_start, count, target)
         if self._pool is None:
             return self._scan_slice(header76, nonce_start, count, target)
-        futures = [
-            self._pool.submit(self._scan_slice, header76, start, size, target)
-            for start, size in split_range(nonce_start, count, self.threads)
-        ]
-        return [nonce for future in futures for nonce in future.result()]
+        return scan_in_slices(
+            self._pool, self._scan_slice, header76, nonce_start, count, target, self.threads
+        )
 
     def close(self) -> None:
         """Stop the worker threads."""
