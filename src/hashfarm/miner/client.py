@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from hashfarm.chain.pow import bits_to_target, hash_to_int
 from hashfarm.errors import StratumError
 from hashfarm.miner import protocol as p
 from hashfarm.miner.display import Reporter
@@ -21,6 +22,7 @@ from hashfarm.miner.engine import HashingEngine
 from hashfarm.miner.settings import MinerSettings, PoolURL
 from hashfarm.miner.stats import MinerStats
 from hashfarm.stratum.codec import LineBuffer, Request, decode, encode
+from hashfarm.stratum.work import Job
 
 READ_SIZE = 65536  # bytes per socket read
 
@@ -62,6 +64,7 @@ class StratumMiner:
         self.connections = 0  # successful connections so far (tests read it)
         self._writer: asyncio.StreamWriter | None = None
         self._authorized = False  # this connection got through mining.authorize
+        self._block_job: Job | None = None  # the job we found a block on (idle on it)
 
     async def run(self) -> None:
         """Hash and talk to the pool until cancelled or the pool refuses the worker."""
@@ -120,15 +123,7 @@ class StratumMiner:
     def _apply(self, event: p.Event) -> None:
         r = self.reporter
         if isinstance(event, p.NewWork):
-            self.engine.set_work(event.work)
-            self.stats.difficulty = event.work.difficulty
-            if event.clean or event.work.job.clean_jobs:
-                r.event(
-                    "job",
-                    f"new job {event.work.job.job_id}",
-                    job=event.work.job.job_id,
-                    clean=event.clean,
-                )
+            self._new_work(event)
         elif isinstance(event, p.ShareResult):
             self._verdict(event)
         elif isinstance(event, p.DifficultyChanged):
@@ -177,12 +172,34 @@ class StratumMiner:
                 "rejected", f"share rejected: {event.reason}", "warn", reason=event.reason, **fields
             )
 
+    def _new_work(self, event: p.NewWork) -> None:
+        job = event.work.job
+        self.stats.difficulty = event.work.difficulty
+        if event.clean:
+            self.reporter.event("job", f"new job {job.job_id}", job=job.job_id, clean=True)
+        if job != self._block_job:  # a rebind of the job we found a block on stays idle
+            self._block_job = None
+            self.engine.set_work(event.work)
+
     def _on_share(self, share: p.FoundShare) -> None:
         request = self.protocol.submit(share, self.clock()) if self._writer else None
         if request is None:
             self.stats.stale_dropped += 1
             return
         self._send(request)
+        job = share.work.job
+        if self.settings.idle_after_block and hash_to_int(share.hash) <= bits_to_target(job.bits):
+            # A block: the tip is about to move, and more work on this job could only
+            # compete with our own block. Idle until the pool sends the next job.
+            self._block_job = job
+            self.engine.set_work(None)
+            self.reporter.event(
+                "block",
+                f"block candidate {share.hash[::-1].hex()}",
+                "good",
+                job=job.job_id,
+                hash=share.hash[::-1].hex(),
+            )
 
     def _send(self, request: Request) -> None:
         if self._writer is not None and not self._writer.is_closing():

@@ -60,6 +60,7 @@ class MinerSettings:
     version_mask: int = DEFAULT_VERSION_MASK  # bits we offer to roll (the pool may narrow it)
     suggest_difficulty: float | None = None  # send mining.suggest_difficulty with this value
     user_agent: str = "hashfarm-miner/0.1"  # sent in mining.subscribe
+    idle_after_block: bool = True  # after a block share, idle until the next job arrives
     nonce_space: int = NONCE_SPACE  # nonces per header before rolling version/extranonce2
     chunk_seconds: float = 0.25  # seconds of hashing per scan call (latency of a job switch)
     min_chunk: int = 1024  # fewest nonces per scan call
