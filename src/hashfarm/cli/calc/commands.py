@@ -89,7 +89,7 @@ def hashprice_cmd(currency: Currency, **kw: Any) -> Output:
 def machine_cmd(currency: Currency, **kw: Any) -> Output:
     """Today's economics of a machine: profit, break-even, shutdown point, cost per BTC."""
     state = network_state(kw)
-    machine, costs = build_machine(kw, currency)
+    machine, costs = build_machine(kw)
     reward = state.next_subsidy_sats / SATS_PER_BTC + state.fees_btc_per_block
     econ = machine_economics(
         machine, costs, state.difficulty, reward, currency.from_usd(kw["price"])
@@ -125,7 +125,7 @@ def _save_plot(
 def payback_cmd(currency: Currency, **kw: Any) -> Output:
     """Payback over time: difficulty per epoch, halvings, shutdown days, optional odds."""
     state = network_state(kw)
-    machine, costs = build_machine(kw, currency)
+    machine, costs = build_machine(kw)
     scenario = build_scenario(kw, currency)
     start = start_of(state, currency.from_usd(kw["price"]))
     run = simulate(machine, costs, start, scenario)

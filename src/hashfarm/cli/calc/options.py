@@ -152,7 +152,7 @@ def build_costs(kw: dict[str, Any]) -> Costs:
                  kw["uptime"] / 100)  # fmt: skip
 
 
-def build_machine(kw: dict[str, Any], currency: Currency) -> tuple[Machine, Costs]:
+def build_machine(kw: dict[str, Any]) -> tuple[Machine, Costs]:
     """The machine and costs described by machine_options and cost_options."""
     name = kw.get("model")
     if name:
