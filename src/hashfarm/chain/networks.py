@@ -39,6 +39,7 @@ class Network:
     no_retargeting: bool = False  # difficulty never changes (regtest)
     retarget_interval: int = 2016  # blocks per difficulty epoch
     target_spacing: int = 600  # seconds per block the retarget aims at
+    enforce_bip94: bool = False  # retarget from the epoch's first block's bits (testnet4)
 
     @property
     def p2pkh_prefix(self) -> int:
@@ -76,7 +77,7 @@ TESTNET3 = replace(
     bech32_hrps=("tb",),
     allow_min_difficulty=True,
 )
-TESTNET4 = replace(TESTNET3, name="testnet4")
+TESTNET4 = replace(TESTNET3, name="testnet4", enforce_bip94=True)
 SIGNET = replace(
     TESTNET3,
     name="signet",

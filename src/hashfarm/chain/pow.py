@@ -166,6 +166,8 @@ def next_work_required(last_bits: int, first_time: int, last_time: int, network:
 
     `first_time`/`last_time` are the times of the epoch's first and last blocks; the measured
     timespan is clamped to a factor of 4 either way and the target capped at the pow limit.
+    `last_bits` are the last block's bits, except on `network.enforce_bip94` (testnet4),
+    where Core starts from the epoch's first block's bits: pass those instead.
     """
     if network.no_retargeting:
         return last_bits

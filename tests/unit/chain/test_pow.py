@@ -137,6 +137,12 @@ def test_pow_limit_values() -> None:
     assert f"{REGTEST.pow_limit:064x}" == "7" + "f" * 63
 
 
+def test_only_testnet4_retargets_from_the_first_block() -> None:
+    """Core chainparams: consensus.enforce_BIP94 is true for testnet4 alone."""
+    assert TESTNET4.enforce_bip94
+    assert not any(n.enforce_bip94 for n in (MAINNET, TESTNET3, SIGNET, REGTEST))
+
+
 def _epochs() -> list[dict[str, str]]:
     with (DATA_DIR / "difficulty_epochs.csv").open() as f:
         return list(csv.DictReader(f))

@@ -277,7 +277,8 @@ def _retarget_from_node(kw: dict[str, Any]) -> Output:
             height = await chain.tip_height()
             tip = await chain.block_summary(height)
             first = await chain.block_summary(height - height % network.retarget_interval)
-            return retarget.project_retarget(height, tip.bits, first.time, tip.time, network)
+            bits = first.bits if network.enforce_bip94 else tip.bits  # Core's BIP 94 rule
+            return retarget.project_retarget(height, bits, first.time, tip.time, network)
 
     return Output("Retarget projection", dataclasses.asdict(asyncio.run(fetch())))
 
