@@ -49,7 +49,16 @@ async def test_node_restart_mid_run(tmp_path: Path, make_judge: type[Judge]) -> 
             for miner in miners:  # still connected, still answered while the node is away
                 resp = await miner.request(m.SUGGEST_DIFFICULTY, 0.001)
                 assert resp.ok
+            # a block found while the node is away waits for it and is submitted on return
+            share = await miners[0].mine_share()
+            assert share.response.ok
+            hash_hex = share.hash[::-1].hex()
             await restart
+            await wait_for(
+                lambda: any(b.hash_hex == hash_hex for b in accepted_blocks(pool)),
+                30,
+                "the block found during the outage to be accepted",
+            )
             await wait_for(lambda: pool.watcher.node_up, 30, "the pool to see the node back")
 
             done = asyncio.Event()

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hashfarm.chain.serialize import encode_compact_size
-from hashfarm.errors import HashfarmError, NodeError
+from hashfarm.errors import HashfarmError, NodeError, NodeUnavailable
 from hashfarm.pool.jobs import PoolJob
 from hashfarm.pool.records import BlockRecord, PoolObserver, ShareLedger
 from hashfarm.pool.tipwatch import NodeRPC
@@ -28,6 +28,7 @@ from hashfarm.stratum.work import serialize_header
 
 log = logging.getLogger(__name__)
 
+SUBMIT_PATIENCE = 120.0  # seconds a found block keeps retrying submitblock while the node is away
 CONFIRM_TRIES = 20  # getblockhash attempts (50 ms apart) before a block counts as not in chain
 
 
@@ -115,10 +116,7 @@ class BlockSubmitter:
 
     async def _submit(self, found: Found, block_hex: str, started: float) -> None:
         self.last_submit_latency = time.perf_counter() - started
-        try:
-            verdict = await self.rpc.submitblock(block_hex)
-        except NodeError as exc:
-            verdict = f"submitblock failed: {exc}"
+        verdict = await self._send(found, block_hex)
         accepted = await self._confirm(found, verdict)
         record = BlockRecord(
             height=found.job.template.height,
@@ -134,6 +132,20 @@ class BlockSubmitter:
         if accepted and self.on_accepted is not None:
             await self.on_accepted(record)
         await self._record(record)
+
+    async def _send(self, found: Found, block_hex: str) -> str | None:
+        """`submitblock`, retried while the node is away (a found block is worth waiting for)."""
+        deadline = time.monotonic() + SUBMIT_PATIENCE
+        while True:
+            try:
+                return await self.rpc.submitblock(block_hex)
+            except NodeUnavailable as exc:
+                if time.monotonic() > deadline:
+                    return f"submitblock failed: {exc}"
+                log.error("block %s waits for the node: %s", found.hash_hex, exc)
+                await asyncio.sleep(1.0)
+            except NodeError as exc:
+                return f"submitblock failed: {exc}"
 
     async def _confirm(self, found: Found, verdict: str | None) -> bool:
         """The node said yes (or duplicate): check the block is its chain's at that height."""
