@@ -6,7 +6,8 @@ import struct
 from dataclasses import dataclass
 
 from hashfarm.chain.hashes import sha256d
-from hashfarm.chain.pow import bits_to_target, hash_to_int
+from hashfarm.chain.pow import bits_to_target
+from hashfarm.chain.pow import meets_target as hash_meets_target
 from hashfarm.errors import DecodeError
 
 __all__ = ["HEADER_SIZE", "BlockHeader"]
@@ -53,5 +54,4 @@ class BlockHeader:
 
     def meets_target(self, target: int | None = None) -> bool:
         """True when the hash is <= target (default: the header's own bits)."""
-        limit = self.target() if target is None else target
-        return hash_to_int(self.hash()) <= limit
+        return hash_meets_target(self.hash(), self.target() if target is None else target)
