@@ -267,7 +267,10 @@ class BcoinNode:
     async def wallet_address(self) -> str:
         """A receive address of the wallet's default account, in regtest format."""
         async with self.wallet_rpc() as wallet:
-            return str(await wallet.call("getaccountaddress", "default"))
+            address = await wallet.call("getaccountaddress", "default")
+        if not isinstance(address, str):  # never the string "None"
+            raise NodeError(f"getaccountaddress: expected an address, got {address!r}")
+        return address
 
     async def send(self, address: str, amount_btc: float) -> str:
         """Pay from the wallet; returns the txid once the node's mempool holds the tx.
