@@ -335,7 +335,9 @@ def _error_of(doc: Any, method: str) -> RPCError | None:
     if err is None:
         return None
     if isinstance(err, dict):
-        code, message = int(err.get("code", -1)), str(err.get("message", ""))
+        code, message = err.get("code", -1), str(err.get("message", ""))
+        if not isinstance(code, int) or isinstance(code, bool):  # a node's bug, still an error
+            code, message = -1, f"{message} (error code {code!r})"
     else:
         code, message = -1, str(err)
     if code == RPC_IN_WARMUP:

@@ -178,6 +178,16 @@ async def test_bcoin_error_object_with_http_200_is_an_rpc_error(
         await client.call("nosuchmethod")
 
 
+@pytest.mark.parametrize("code", [None, "abc", 1.5])
+async def test_an_error_code_that_is_not_an_integer_is_still_an_rpc_error(
+    client: RPCClient, server: MisbehavingNode, code: Any
+) -> None:
+    server.plan.append(error(code, "odd node"))
+    with pytest.raises(RPCError) as info:
+        await client.call("getblockcount")
+    assert (info.value.code, info.value.message) == (-1, f"odd node (error code {code!r})")
+
+
 async def test_warm_up_is_waited_out(
     client: RPCClient, server: MisbehavingNode, caplog: pytest.LogCaptureFixture
 ) -> None:
