@@ -296,3 +296,16 @@ async def test_refused_worker_ends_the_run_with_the_reason() -> None:
     finally:
         server.close()
     assert "acct.rig1" in str(info.value)
+
+
+async def test_numba_backend_in_threads_mines_valid_shares(pool: ScriptedPool) -> None:
+    settings = _settings(backend="numba", executor="thread", nonce_space=1 << 32)
+    async with _running(settings, pool.port) as miner:
+        await pool.wait_for(lambda: pool.authorized)
+        await pool.send("mining.set_difficulty", [DIFFICULTY])
+        await pool.notify(_real_job_params("n1", clean=True))
+        await pool.wait_for(lambda: len(pool.shares) >= 20, within=60)
+    assert all(s.valid for s in pool.shares)
+    threads = {int(s.params[2], 16) % 2 for s in pool.shares}
+    assert threads == {0, 1}  # both hashing threads found shares on their own extranonce2
+    assert miner.stats.hardware_errors == 0

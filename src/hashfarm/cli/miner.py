@@ -41,7 +41,7 @@ from hashfarm.node.rpc import RPCClient
     type=click.Choice(["auto", "process", "thread"]),
     default="auto",
     show_default=True,
-    help="Where scans run (auto: processes for CPU, threads for GPU).",
+    help="Where scans run (auto: processes for hashlib, threads for numba/GPU).",
 )
 @click.option("--no-version-rolling", is_flag=True, help="Do not ask for BIP 310 version-rolling.")
 @click.option(

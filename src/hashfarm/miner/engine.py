@@ -4,9 +4,10 @@ One coroutine per hashing thread asks the `WorkSource` for its next chunk, runs
 `backend.scan` in an executor, re-hashes every nonce the backend reports (a nonce that does
 not meet the target is a hardware error, never a share) and passes shares to `on_share`.
 
-Where scans run: hashlib holds the GIL for 80-byte inputs, so CPU backends run in worker
-processes (one per thread, started with `spawn`, which is safe beside asyncio's threads);
-GPU backends, which release the GIL while the device works, run in threads. Chunks are
+Where scans run: hashlib holds the GIL for 80-byte inputs, so it runs in worker processes
+(one per thread, started with `spawn`, which is safe beside asyncio's threads); numba
+(`nogil=True` kernels) and GPU backends release the GIL, so they run in threads and share
+one JIT-compiled kernel. Chunks are
 sized to `chunk_seconds` of work from the measured speed, so a clean job switch waits at
 most that long and no work is queued behind it.
 """
@@ -30,6 +31,7 @@ from hashfarm.miner.workgen import WorkSource, WorkUnit, check_nonce
 CHUNK_GROWTH = 4.0  # largest factor a chunk may grow by from one scan to the next
 FIRST_CHUNK = 4096  # nonces in a thread's first scan (covers process start and JIT warm-up)
 
+GIL_BOUND_BACKENDS = frozenset({"hashlib"})  # scans that hold the GIL: run in processes
 _local = threading.local()  # one backend instance per worker thread or process
 
 
@@ -55,7 +57,7 @@ def executor_kind(settings: MinerSettings) -> str:
     """process or thread, resolving `auto` by backend."""
     if settings.executor != "auto":
         return settings.executor
-    return "thread" if settings.backend.startswith(("gpu", "cuda")) else "process"
+    return "process" if settings.backend in GIL_BOUND_BACKENDS else "thread"
 
 
 def make_executor(settings: MinerSettings) -> Executor:

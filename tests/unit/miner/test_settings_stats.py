@@ -47,6 +47,7 @@ def test_settings_name_the_bad_key(change: dict[str, object], key: str) -> None:
 def test_executor_choice() -> None:
     assert executor_kind(MinerSettings(backend="hashlib")) == "process"
     assert executor_kind(MinerSettings(backend="cuda")) == "thread"
+    assert executor_kind(MinerSettings(backend="numba")) == "thread"  # nogil kernels
     assert executor_kind(MinerSettings(backend="hashlib", executor="thread")) == "thread"
 
 
