@@ -74,6 +74,37 @@ def static_payback_days(capex: float, profit_per_day: float) -> float | None:
     return capex / profit_per_day if profit_per_day > 0 else None
 
 
+def _operate(
+    day: int, seg: Segment, btc: float, price: float, power: float, hosting: float, cash: float
+) -> DayRow:
+    """One day of the batch: it runs only when the BTC it mines pays for its power; hosting
+    is due either way. `cash` is the cumulative cash before the day."""
+    running = btc * price >= power
+    btc_kept = btc if running else 0.0
+    revenue = btc_kept * price
+    cost = power if running else 0.0
+    profit = revenue - cost - hosting
+    return DayRow(
+        day=day,
+        difficulty=seg.difficulty,
+        subsidy_btc=seg.subsidy_sats / SATS_PER_BTC,
+        price=price,
+        running=running,
+        btc_mined=btc_kept,
+        revenue=revenue,
+        power_cost=cost,
+        hosting=hosting,
+        profit=profit,
+        cumulative=cash + profit,
+    )
+
+
+def _halving_days(segments: list[Segment]) -> tuple[float, ...]:
+    """Days on which the subsidy changes."""
+    pairs = itertools.pairwise(segments)
+    return tuple(b.start_day for a, b in pairs if b.subsidy_sats != a.subsidy_sats)
+
+
 def simulate(machine: Machine, costs: Costs, start: Start, scenario: Scenario) -> PaybackResult:
     """Simulate a batch of machines day by day over the scenario's horizon."""
     days = scenario.horizon_days
@@ -90,30 +121,11 @@ def simulate(machine: Machine, costs: Costs, start: Start, scenario: Scenario) -
     for day in range(days):
         while seg.end_day <= day:
             seg = next(seg_iter)
-        btc = per_th[day] * ths
-        running = btc * prices[day] >= power
-        btc_kept = btc if running else 0.0
-        revenue = btc_kept * prices[day]
-        cost = power if running else 0.0
-        profit = revenue - cost - hosting
-        cash += profit
+        row = _operate(day, seg, per_th[day] * ths, prices[day], power, hosting, cash)
+        cash = row.cumulative
         if payback is None and cash >= 0:
             payback = day + 1
-        rows.append(
-            DayRow(
-                day=day,
-                difficulty=seg.difficulty,
-                subsidy_btc=seg.subsidy_sats / SATS_PER_BTC,
-                price=prices[day],
-                running=running,
-                btc_mined=btc_kept,
-                revenue=revenue,
-                power_cost=cost,
-                hosting=hosting,
-                profit=profit,
-                cumulative=cash,
-            )
-        )
+        rows.append(row)
     today = segments[0].btc_per_th_day(start.fees_btc) * ths * prices[0] - power - hosting
     return PaybackResult(
         machine=machine.name,
@@ -126,9 +138,7 @@ def simulate(machine: Machine, costs: Costs, start: Start, scenario: Scenario) -
         roi=cash / machine.capex if machine.capex > 0 else math.inf,
         btc_mined=sum(r.btc_mined for r in rows),
         days_off=sum(not r.running for r in rows),
-        halving_days=tuple(
-            b.start_day for a, b in itertools.pairwise(segments) if b.subsidy_sats != a.subsidy_sats
-        ),
+        halving_days=_halving_days(segments),
         segments=tuple(segments),
         rows=tuple(rows),
     )
