@@ -144,6 +144,8 @@ class StratumMiner:
             self._reconnect_to(event)
         elif isinstance(event, p.PoolMessage):
             r.event("pool_message", event.text, "warn" if event.problem else "info")
+        elif isinstance(event, p.Retry):
+            raise ConnectionAbortedError(event.reason)
         elif isinstance(event, p.Fatal):
             r.event("fatal", event.reason, "error")
             raise _Fatal(event.reason)

@@ -119,6 +119,14 @@ class PoolMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """The pool refused the session in a way that may pass (full, restarting): reconnect
+    after the usual backoff."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fatal:
     """The pool refused us in a way retrying will not fix (worker not authorized)."""
 
@@ -134,6 +142,7 @@ Event = (
     | ShareResult
     | ReconnectRequested
     | PoolMessage
+    | Retry
     | Fatal
 )
 
@@ -258,7 +267,7 @@ class ClientProtocol:
 
     def _on_subscribe_result(self, resp: Response) -> list[Event]:
         if not resp.ok:
-            raise StratumError(f"mining.subscribe refused: {resp.error}")
+            return [Retry(f"mining.subscribe refused: {resp.error}")]
         result = m.parse_subscribe_result(resp.result)
         resumed = self.session_id is not None and result.extranonce1 == self.extranonce1
         self.extranonce1, self.extranonce2_size = result.extranonce1, result.extranonce2_size

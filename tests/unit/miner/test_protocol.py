@@ -169,3 +169,10 @@ def test_refusals_and_bad_messages_are_events_not_crashes(real_job: Job) -> None
     assert isinstance(stray, p.PoolMessage)
     [note] = client.receive(Request(5, m.SHOW_MESSAGE, ("maintenance at 12:00",)), 0.5)
     assert note == p.PoolMessage("maintenance at 12:00")
+
+
+def test_refused_subscribe_asks_for_a_retry() -> None:
+    client = _client()
+    sub = next(r for r in client.opening(0.0) if r.method == m.SUBSCRIBE)
+    [retry] = client.receive(m.error(sub.id, ErrorCode.OTHER, "pool full"), 0.1)
+    assert retry == p.Retry("mining.subscribe refused: [20] pool full")
