@@ -96,6 +96,26 @@ class ArmsRaceEpoch:
     btc_per_th_day: float  # revenue rate at this epoch's difficulty (subsidy + fees)
 
 
+def _mine_epoch(
+    hashrate_hs: Sequence[float], day: int, clock: float, work_per_block: float, blocks: int
+) -> tuple[int, float, float, float]:
+    """Follow the daily hashrate path from `clock` (s) until `blocks` are expected.
+
+    Returns (day, clock, hashes done, blocks still missing when the path ran out).
+    """
+    need, hashes = float(blocks), 0.0
+    while need > 0 and day < len(hashrate_hs):
+        day_end = (day + 1) * SECONDS_PER_DAY
+        blocks_left_today = (day_end - clock) * hashrate_hs[day] / work_per_block
+        step = min(need, blocks_left_today)
+        clock += step * work_per_block / hashrate_hs[day]
+        hashes += step * work_per_block
+        need -= step
+        if need > 0:
+            day += 1
+    return day, clock, hashes, need
+
+
 def arms_race(
     hashrate_hs: Sequence[float],
     start_height: int,
@@ -120,16 +140,10 @@ def arms_race(
     while day < len(hashrate_hs):
         difficulty = bits_to_difficulty(bits)
         work_per_block = float(block_work(bits))  # expected hashes per block, exact
-        start, need, hashes = clock, float(network.retarget_interval), 0.0
-        while need > 0 and day < len(hashrate_hs):
-            day_end = (day + 1) * SECONDS_PER_DAY
-            blocks_left_today = (day_end - clock) * hashrate_hs[day] / work_per_block
-            step = min(need, blocks_left_today)
-            clock += step * work_per_block / hashrate_hs[day]
-            hashes += step * work_per_block
-            need -= step
-            if need > 0:
-                day += 1
+        start = clock
+        day, clock, hashes, need = _mine_epoch(
+            hashrate_hs, day, clock, work_per_block, network.retarget_interval
+        )
         network_blocks = network.retarget_interval - need  # < 2016: the path ended early
         duration = clock - start
         reward = block_subsidy(height, network) / SATS_PER_BTC + fees_btc
