@@ -42,8 +42,9 @@ async def _check_ours(rpc: RPCClient, block_hash: str, height: int) -> Block:
 async def test_solo_mines_blocks_bcoin_and_core_accept(
     regtest_node: RegtestNode, rpc: RPCClient, judge: Judge
 ) -> None:
-    await regtest_node.mempool_txs(3)  # real segwit spends, so the commitment matters
-    await asyncio.sleep(0.2)
+    # Real segwit spends, so the witness commitment matters. bcoin may serve a cached
+    # template without them for the first block; the next tip's template carries them.
+    txids = set(await regtest_node.mempool_txs(3))
     start = await rpc.getblockcount()
     settings = MinerSettings(backend="hashlib", threads=2, output="json").validate()
     stats = MinerStats("hashlib", 2, time.monotonic())
@@ -62,12 +63,13 @@ async def test_solo_mines_blocks_bcoin_and_core_accept(
     assert await rpc.getblockcount() == start + 3
     assert len(solo.found) == 3
     assert stats.blocks == 3
+    mined: set[str] = set()
     for offset, block_hash in enumerate(solo.found, start=1):
         assert await rpc.getblockhash(start + offset) == block_hash
         block = await _check_ours(rpc, block_hash, start + offset)
-        if offset == 1:
-            assert len(block.transactions) >= 4, "the mempool spends were left out"
-            assert block.witness_commitment_in_coinbase() == block.compute_witness_commitment()
+        assert block.witness_commitment_in_coinbase() == block.compute_witness_commitment()
+        mined |= {tx.txid_hex() for tx in block.transactions[1:]}
+    assert txids <= mined, "the mempool spends were left out"
     events = [orjson.loads(line) for line in log.getvalue().splitlines()]
     assert [e["height"] for e in events if e["event"] == "block"] == [
         start + 1,
