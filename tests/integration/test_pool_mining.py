@@ -21,6 +21,7 @@ from unit.pool.harness import (
     pool_settings,
     running_pool,
     wait_for,
+    witness_spend,
 )
 from unit.pool.stratum_client import StratumTestMiner
 
@@ -73,11 +74,15 @@ async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
             await wait_for(lambda: len(accepted_blocks(pool)) >= 5, 60, "5 blocks")
             # put payments in the mempool: the next templates must carry them
             txids = set(await regtest_node.mempool_txs(3))
+            segwit_txid = await witness_spend(regtest_node, rpc)
+            txids.add(segwit_txid)
             await mined_out_of_mempool(rpc, txids, 60)
-            await wait_for(lambda: len(accepted_blocks(pool)) >= 12, 90, "12 blocks")
+            want = max(12, len(accepted_blocks(pool)) + 2)  # and the blocks that took them
+            await wait_for(lambda: len(accepted_blocks(pool)) >= want, 90, f"{want} blocks")
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.blocks.drain()  # every submitted block confirmed and recorded
             for mn in miners:
                 await mn.close()
         blocks = accepted_blocks(pool)
@@ -91,6 +96,10 @@ async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
         assert await coinbase_pays(rpc, rec.hash_hex, finders[rec.finder_worker])
         block = Block.parse(await rpc.getrawblock(rec.hash_hex))
         with_txs |= {tx.txid_hex() for tx in block.transactions[1:]} & txids
+        for tx in block.transactions[1:]:
+            if tx.txid_hex() == segwit_txid:  # the commitment covers a real witness
+                assert tx.has_witness()
+                assert block.witness_valid()
         if rec.finder_worker == miners[0].username:  # its blocks carry rolled version bits
             assert block.header.version & 0x1FFFE000
     assert in_chain >= 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -12,11 +13,13 @@ from typing import Any
 
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.block import Block
+from hashfarm.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import NodeSettings, PoolSettings, StorageSettings, StratumSettings
 from hashfarm.pool.storage import make_ledger
+from nodes import RegtestNode, bcoin_address
 
 # Distinct P2WPKH scripts for test miners: bcoin regtest accepts their rb1... addresses.
 MINER_SCRIPTS = [bytes.fromhex("0014") + bytes([i + 1]) * 20 for i in range(8)]
@@ -77,6 +80,23 @@ async def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> 
 def accepted_blocks(pool: Pool) -> list[BlockRecord]:
     """Blocks the node took into its chain."""
     return [b for b in pool.found_blocks() if b.accepted_by_node]
+
+
+OP_TRUE_P2WSH = b"\x00\x20" + hashlib.sha256(b"\x51").digest()  # anyone can spend, by witness
+
+
+async def witness_spend(node: RegtestNode, rpc: RPCClient) -> str:
+    """Put a segwit transaction in the mempool (and its parent): the wallet pays a P2WSH of
+    OP_TRUE, then a spend of it carries the script as its witness (no signature needed)."""
+    parent_txid = await node.send(bcoin_address(OP_TRUE_P2WSH), 1.0)
+    parent = Transaction.parse(bytes.fromhex(await rpc.call("getrawtransaction", parent_txid, 0)))
+    vout = next(i for i, o in enumerate(parent.outputs) if o.script_pubkey == OP_TRUE_P2WSH)
+    spend = Transaction(
+        2,
+        (TxIn(OutPoint(parent.txid(), vout), b"", 0xFFFFFFFF, (b"\x51",)),),
+        (TxOut(parent.outputs[vout].value - 10_000, OP_TRUE_P2WSH),),
+    )
+    return str(await rpc.call("sendrawtransaction", spend.serialize().hex()))
 
 
 async def coinbase_pays(rpc: RPCClient, block_hash_hex: str, address: str) -> bool:
