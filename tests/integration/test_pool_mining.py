@@ -148,8 +148,9 @@ async def test_stale_block_share_is_rejected_as_stale(
         try:
             old_job = miner.job
             assert old_job is not None
-            await regtest_node.mine(1)
-            await miner.wait_job()
+            [tip] = await regtest_node.mine(1)
+            prev = bytes.fromhex(tip)[::-1]
+            await wait_for(lambda: miner.job is not None and miner.job.prev_hash == prev, 5, "tip")
             assert miner.difficulty is not None
             header, en2 = miner.grind(old_job, pool.jobs.template.target)  # type: ignore[union-attr]
             resp = await miner.submit(old_job, header, en2)
