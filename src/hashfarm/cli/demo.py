@@ -131,6 +131,11 @@ async def mine(running: RunningPool, blocks: int, count: int, pace: float,
     return [b for b in running.stats.blocks() if b.accepted_by_node]
 
 
+def rate(hps: float) -> str:
+    """A hashrate for the demo's tiny regtest rates (fractions of a hash per second)."""
+    return f"{hps:.2f} H/s" if hps < 10 else format_hashrate(hps)
+
+
 def accepted(running: RunningPool) -> int:
     """Blocks the node accepted so far."""
     return running.stats.pool().blocks_found
@@ -143,12 +148,12 @@ def view(running: RunningPool) -> Group:
     head = (f"height {job.template.height if job else '-'}  connections "
             f"{len(running.pool.sessions())}  shares {snap.shares_accepted} accepted / "
             f"{sum(snap.shares_rejected.values())} rejected  blocks {snap.blocks_found}  "
-            f"pool {format_hashrate(snap.hashrate['1m'])}")  # fmt: skip
+            f"pool {rate(snap.hashrate['1m'])}")  # fmt: skip
     workers = Table("worker", "accepted", "rejected", "hashrate (1m)", "best share", "blocks",
                     title="workers")  # fmt: skip
     for w in running.stats.workers():
         workers.add_row(w.name[:20] + "..." + w.name[-6:], str(w.shares_accepted),
-                        str(sum(w.shares_rejected.values())), format_hashrate(w.hashrate["1m"]),
+                        str(sum(w.shares_rejected.values())), rate(w.hashrate["1m"]),
                         f"{w.best_share:.3g}", str(w.blocks_found))  # fmt: skip
     recent = Table("height", "hash", "finder", "node", title="latest blocks")
     for b in running.stats.blocks()[:6]:
@@ -164,8 +169,9 @@ def view(running: RunningPool) -> Group:
 async def summarize(rpc: RPCClient, running: RunningPool, found: list[BlockRecord],
                     console: Console) -> None:  # fmt: skip
     """Read every found block back from the node: in the chain? whom does it pay?"""
+    title = "blocks found, read back from the node (ok: in its chain, paying the finder)"
     table = Table("height", "block hash", "finder", "coinbase pays", "reward BTC", "check",
-                  title="blocks found, as the node has them")  # fmt: skip
+                  title=title)  # fmt: skip
     good = 0
     for rec in sorted(found, key=lambda b: b.height):
         in_chain = await rpc.getblockhash(rec.height) == rec.hash_hex
@@ -174,7 +180,7 @@ async def summarize(rpc: RPCClient, running: RunningPool, found: list[BlockRecor
         paid = script_to_address(outputs[0].script_pubkey, NETWORK) or "?"
         ok = in_chain and paid == rec.finder_account
         good += ok
-        verdict = "in chain, pays finder" if ok else ("replaced" if not in_chain else "WRONG")
+        verdict = "ok" if ok else ("replaced" if not in_chain else "WRONG PAYEE")
         table.add_row(
             str(rec.height),
             rec.hash_hex[:20] + "...",
@@ -188,12 +194,12 @@ async def summarize(rpc: RPCClient, running: RunningPool, found: list[BlockRecor
     console.print(
         f"{good} of {len(found)} blocks are in the node's chain and pay their finder;"
         f" shares: {snap.shares_accepted} accepted, {sum(snap.shares_rejected.values())} "
-        f"rejected; pool hashrate {format_hashrate(snap.hashrate['5m'])} (5m)"
+        f"rejected; pool hashrate {rate(snap.hashrate['5m'])} (5m)"
     )
     for w in running.stats.workers():
         console.print(
             f"  {w.name}: {w.shares_accepted} shares, {w.blocks_found} blocks, "
-            f"{format_hashrate(w.hashrate['5m'])}"
+            f"{rate(w.hashrate['5m'])}"
         )
 
 
