@@ -64,9 +64,12 @@ class Reporter:
         """Refresh the live table, or print stats lines, until cancelled."""
         if self.mode == "live":
             with Live(self.render(), console=self._console, refresh_per_second=4) as live:
-                while True:
-                    await asyncio.sleep(LIVE_REFRESH)
-                    live.update(self.render())
+                try:
+                    while True:
+                        await asyncio.sleep(LIVE_REFRESH)
+                        live.update(self.render())
+                finally:  # leave the final figures on screen
+                    live.update(self.render(), refresh=True)
         while True:
             await asyncio.sleep(self.stats_interval)
             self.print_stats()
@@ -79,7 +82,8 @@ class Reporter:
         elif self.mode == "quiet":
             rate = format_hashrate(snap["hashrate_1m"])
             line = (
-                f"{rate} acc {snap['accepted']} rej {snap['rejected']} diff {snap['difficulty']:g}"
+                f"{rate} acc {snap['accepted']} rej {snap['rejected']} "
+                f"blocks {snap['blocks']} diff {snap['difficulty']:g}"
             )
             print(f"{time.strftime('%H:%M:%S')} stats: {line}", file=self.stream, flush=True)
 
