@@ -309,3 +309,9 @@ async def test_numba_backend_in_threads_mines_valid_shares(pool: ScriptedPool) -
     threads = {int(s.params[2], 16) % 2 for s in pool.shares}
     assert threads == {0, 1}  # both hashing threads found shares on their own extranonce2
     assert miner.stats.hardware_errors == 0
+
+
+async def test_silent_pool_is_left_after_the_idle_timeout(pool: ScriptedPool) -> None:
+    async with _running(_settings(threads=1, idle_timeout=0.3), pool.port) as miner:
+        await pool.wait_for(lambda: pool.authorized >= 2, within=10)  # said nothing: reconnected
+        assert miner.connections >= 2
