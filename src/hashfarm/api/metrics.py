@@ -7,7 +7,7 @@ update. Every reject reason is always exported (0 until it happens) so rate() wo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from hashfarm.api.readmodel import ReadModel
 from hashfarm.pool.records import REJECT_REASONS
@@ -15,110 +15,66 @@ from hashfarm.pool.records import REJECT_REASONS
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+Sample = tuple[str, float | int]  # (labels, value)
+Family = tuple[str, str, str, Sequence[Sample]]  # (name, type, help, samples)
+
+
 def render(model: ReadModel) -> str:
     """The whole /metrics page."""
-    lines: list[str] = []
-    lines += _pool_metrics(model)
-    lines += _worker_metrics(model)
-    return "\n".join(lines) + "\n"
+    families = _pool_families(model) + _worker_families(model)
+    return "\n".join(line for family in families for line in _family(*family)) + "\n"
 
 
-def _pool_metrics(model: ReadModel) -> list[str]:
+def _pool_families(model: ReadModel) -> list[Family]:
     snap = model.stats.pool()
-    rejected = {reason: snap.shares_rejected.get(reason, 0) for reason in REJECT_REASONS}
-    rejected.update(snap.shares_rejected)
+    rejected = {reason: 0 for reason in REJECT_REASONS} | snap.shares_rejected
+    families: list[Family] = [
+        ("hashfarm_pool_hashrate_hps", "gauge", "Pool hashrate from accepted difficulty.",
+         [(f'window="{w}"', h) for w, h in snap.hashrate.items()]),
+        ("hashfarm_pool_connections", "gauge", "Open Stratum connections.",
+         [("", len(model.pool.sessions()))]),
+        ("hashfarm_pool_workers", "gauge", "Workers with a share in the last 24 h.",
+         [("", snap.workers)]),
+        ("hashfarm_pool_shares_accepted", "counter", "Accepted shares.",
+         [("", snap.shares_accepted)]),
+        ("hashfarm_pool_shares_rejected", "counter", "Rejected shares by reason.",
+         [(f'reason="{_escape(r)}"', n) for r, n in sorted(rejected.items())]),
+        ("hashfarm_pool_best_share_difficulty", "gauge", "Highest accepted share difficulty.",
+         [("", snap.best_share)]),
+        ("hashfarm_pool_blocks_found", "counter", "Blocks the node accepted.",
+         [("", snap.blocks_found)]),
+        ("hashfarm_pool_blocks_rejected", "counter", "Blocks the node refused.",
+         [("", snap.blocks_rejected)]),
+    ]  # fmt: skip
     job = model.pool.current_job()
-    out = _family(
-        "hashfarm_pool_hashrate_hps",
-        "gauge",
-        "Pool hashrate from accepted difficulty.",
-        ((f'window="{w}"', h) for w, h in snap.hashrate.items()),
-    )
-    out += _family(
-        "hashfarm_pool_connections",
-        "gauge",
-        "Open Stratum connections.",
-        [("", len(model.pool.sessions()))],
-    )
-    out += _family(
-        "hashfarm_pool_workers",
-        "gauge",
-        "Workers with a share in the last 24 h.",
-        [("", snap.workers)],
-    )
-    out += _family(
-        "hashfarm_pool_shares_accepted", "counter", "Accepted shares.", [("", snap.shares_accepted)]
-    )
-    out += _family(
-        "hashfarm_pool_shares_rejected",
-        "counter",
-        "Rejected shares by reason.",
-        ((f'reason="{_escape(r)}"', n) for r, n in sorted(rejected.items())),
-    )
-    out += _family(
-        "hashfarm_pool_best_share_difficulty",
-        "gauge",
-        "Highest difficulty of an accepted share.",
-        [("", snap.best_share)],
-    )
-    out += _family(
-        "hashfarm_pool_blocks_found",
-        "counter",
-        "Blocks the node accepted.",
-        [("", snap.blocks_found)],
-    )
-    out += _family(
-        "hashfarm_pool_blocks_rejected",
-        "counter",
-        "Blocks the node refused.",
-        [("", snap.blocks_rejected)],
-    )
     if job is not None:
-        out += _family(
-            "hashfarm_pool_job_height",
-            "gauge",
-            "Height of the current job.",
-            [("", job.template.height)],
-        )
-        out += _family(
-            "hashfarm_pool_network_difficulty",
-            "gauge",
-            "Network difficulty of the current job.",
-            [("", job.template.difficulty)],
-        )
-    return out
+        families += [
+            ("hashfarm_pool_job_height", "gauge", "Height of the current job.",
+             [("", job.template.height)]),
+            ("hashfarm_pool_network_difficulty", "gauge", "Network difficulty of the job.",
+             [("", job.template.difficulty)]),
+        ]  # fmt: skip
+    return families
 
 
-def _worker_metrics(model: ReadModel) -> list[str]:
+def _worker_families(model: ReadModel) -> list[Family]:
     workers = model.stats.workers()
-    rates = (
-        (f'worker="{_escape(w.name)}",window="{win}"', h)
-        for w in workers
-        for win, h in w.hashrate.items()
-    )
-    out = _family(
-        "hashfarm_worker_hashrate_hps", "gauge", "Worker hashrate from accepted difficulty.", rates
-    )
-    out += _family(
-        "hashfarm_worker_shares_accepted",
-        "counter",
-        "Accepted shares per worker.",
-        ((f'worker="{_escape(w.name)}"', w.shares_accepted) for w in workers),
-    )
-    return out
+    rates = [(f'worker="{_escape(w.name)}",window="{win}"', h)
+             for w in workers for win, h in w.hashrate.items()]  # fmt: skip
+    accepted = [(f'worker="{_escape(w.name)}"', w.shares_accepted) for w in workers]
+    return [
+        ("hashfarm_worker_hashrate_hps", "gauge", "Worker hashrate from accepted difficulty.",
+         rates),
+        ("hashfarm_worker_shares_accepted", "counter", "Accepted shares per worker.", accepted),
+    ]  # fmt: skip
 
 
-def _family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float | int]]
-) -> list[str]:
-    suffix = "_total" if kind == "counter" else ""
-    out = [f"# HELP {name}{suffix} {help_text}", f"# TYPE {name}{suffix} {kind}"]
+def _family(name: str, kind: str, help_text: str, samples: Sequence[Sample]) -> list[str]:
+    """HELP, TYPE and one line per sample (counters get the `_total` suffix)."""
+    full = f"{name}_total" if kind == "counter" else name
+    out = [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
     for labels, value in samples:
-        out.append(
-            f"{name}{suffix}{{{labels}}} {_number(value)}"
-            if labels
-            else f"{name}{suffix} {_number(value)}"
-        )
+        out.append(f"{full}{{{labels}}} {_number(value)}" if labels else f"{full} {_number(value)}")
     return out
 
 
