@@ -183,14 +183,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def share_run(miners: list[Miner], per_miner: int, pid: int, window: int) -> dict[str, float]:
-    """Submit `per_miner` prepared shares from every miner, at most `window` unanswered per
+async def share_run(miners: list[Miner], per_miner: int, pid: int, burst: int) -> dict[str, float]:
+    """Submit `per_miner` prepared shares from every miner, in bursts of `burst` per
     connection; rate, latency, pool CPU."""
     batches = [m.prepare(per_miner) for m in miners]
     for m in miners:
         m.answers.clear()
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    await asyncio.gather(*(m.submit(b, burst=window) for m, b in zip(miners, batches, strict=True)))
+    await asyncio.gather(*(m.submit(b, burst=burst) for m, b in zip(miners, batches, strict=True)))
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     answers = [a for m in miners for a in m.answers.values()]
     lat = [a.latency for a in answers]
@@ -271,9 +271,9 @@ async def report(
         ("rejected, saturated (bursts of 16)", lows, 16),
         ("rejected, closed loop (one in flight)", lows, 1),
     ]
-    for label, group, window in runs:
-        per = args.shares // len(group) // (4 if window == 1 else 1)
-        res = [await share_run(group, per, proc.pid, window) for _ in range(args.runs)]
+    for label, group, burst in runs:
+        per = args.shares // len(group) // (4 if burst == 1 else 1)
+        res = [await share_run(group, per, proc.pid, burst) for _ in range(args.runs)]
         med = {k: statistics.median(r[k] for r in res) for k in res[0]}
         print(
             f"{label:33s} {med['rate']:7,.0f} shares/s  p50 {med['p50']:6.2f} ms  "
