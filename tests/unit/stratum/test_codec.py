@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hashfarm.errors import StratumError
 from hashfarm.stratum.codec import (
@@ -153,3 +155,35 @@ def test_round_trip_through_buffer() -> None:
 def test_encode_unserializable_value_is_a_stratum_error() -> None:
     with pytest.raises(StratumError, match="cannot encode"):
         encode(Request(1, "x", (object(),)))
+
+
+_ids = st.one_of(st.none(), st.integers(-(2**53), 2**53), st.text(max_size=8))
+_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=12)),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@given(
+    ids=st.lists(_ids, min_size=1, max_size=6),
+    params=st.lists(_values, max_size=4),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_any_chunking_yields_the_same_messages(
+    ids: list[int | str | None], params: list[object], cuts: list[int]
+) -> None:
+    messages: list[Request | Notification | Response] = []
+    for msg_id in ids:
+        if msg_id is None:
+            messages.append(Notification("mining.notify", tuple(params)))
+        else:
+            messages.append(Request(msg_id, "mining.submit", tuple(params)))
+            messages.append(Response(msg_id, params, None))
+    stream = b"".join(encode(m) for m in messages)
+    buf, lines, start = LineBuffer(max_line=1 << 16), [], 0
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
+        lines += buf.feed(stream[start:cut])
+        start = cut
+    assert [decode(line) for line in lines] == messages
+    assert buf.pending == 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hashfarm.chain.hashes import sha256d
 from hashfarm.chain.header import BlockHeader
@@ -126,3 +129,26 @@ def test_bad_notify_fields_are_named(index: int, value: object, reason: str) -> 
         Job.from_params(params)
     with pytest.raises(StratumError, match="9 params"):
         Job.from_params(params[:8])
+
+
+@given(
+    prev=st.binary(min_size=32, max_size=32),
+    branch=st.lists(st.binary(min_size=32, max_size=32), max_size=13),
+    version=st.integers(0, 0xFFFFFFFF),
+    bits=st.integers(0, 0xFFFFFFFF),
+    time=st.integers(0, 0xFFFFFFFF),
+    coinb=st.tuples(st.binary(max_size=64), st.binary(max_size=64)),
+    clean=st.booleans(),
+)
+def test_notify_params_round_trip(
+    prev: bytes,
+    branch: list[bytes],
+    version: int,
+    bits: int,
+    time: int,
+    coinb: tuple[bytes, bytes],
+    clean: bool,
+) -> None:
+    job = Job("x1", prev, coinb[0], coinb[1], tuple(branch), version, bits, time, clean)
+    assert Job.from_params(orjson.loads(orjson.dumps(job.to_params()))) == job
+    assert prevhash_from_stratum(prevhash_to_stratum(prev)) == prev
