@@ -9,6 +9,8 @@
     │   ├── NodeUnavailable   transport failure or warm-up (transient: retry with backoff)
     │   ├── NodeAuthError     401/403 from the node (permanent)
     │   └── RPCError          the node answered with a JSON-RPC error (code, message)
+    ├── LedgerError           the share ledger could not store a record (permanent)
+    │   └── TransientLedgerError  locked database or dropped connection (retried)
     └── StratumError          a Stratum message that breaks the protocol
 
 Lower layers translate third-party exceptions at their boundary (`raise ... from exc`), so
@@ -58,6 +60,14 @@ class RPCError(NodeError):
         self.code = code
         self.message = message
         self.method = method
+
+
+class LedgerError(HashfarmError):
+    """The ledger could not store a record, or was used after close; the message says why."""
+
+
+class TransientLedgerError(LedgerError):
+    """A failure worth retrying: the database is locked or the connection dropped."""
 
 
 class StratumError(HashfarmError):

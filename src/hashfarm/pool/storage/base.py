@@ -22,20 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hashfarm.errors import HashfarmError
+from hashfarm.errors import LedgerError, TransientLedgerError
 from hashfarm.pool.records import BlockRecord, ShareRecord
 
 log = logging.getLogger("hashfarm.pool.storage")
 
 Record = ShareRecord | BlockRecord
-
-
-class LedgerError(HashfarmError):
-    """The ledger could not store a record, or was used after close; the message says why."""
-
-
-class TransientLedgerError(LedgerError):
-    """A failure worth retrying: the database is locked or the connection dropped."""
 
 
 @dataclass(frozen=True, slots=True)
