@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashfarm.errors import ConfigError
+from hashfarm.errors import ConfigError, LedgerError, TransientLedgerError
 from hashfarm.pool.settings import StorageSettings
-from hashfarm.pool.storage.base import GroupCommitLedger, LedgerError, TransientLedgerError
+from hashfarm.pool.storage.base import GroupCommitLedger
 from hashfarm.pool.storage.migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hashfarm.pool.storage.base import LedgerError
+from hashfarm.errors import LedgerError
 
 Dialect = Literal["sqlite", "postgresql"]
 

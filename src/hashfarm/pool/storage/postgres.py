@@ -13,6 +13,7 @@ import time
 
 import psycopg
 
+from hashfarm.errors import LedgerError, TransientLedgerError
 from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
@@ -20,8 +21,6 @@ from hashfarm.pool.storage.base import (
     SHARE_COLUMNS,
     Batch,
     GroupCommitLedger,
-    LedgerError,
-    TransientLedgerError,
     block_from_row,
     block_row,
     share_row,

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from hashfarm.errors import LedgerError, TransientLedgerError
 from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
@@ -22,8 +23,6 @@ from hashfarm.pool.storage.base import (
     SHARE_COLUMNS,
     Batch,
     GroupCommitLedger,
-    LedgerError,
-    TransientLedgerError,
     block_from_row,
     block_row,
     share_row,
