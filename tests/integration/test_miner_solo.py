@@ -4,10 +4,12 @@ by bcoin (it becomes the tip) and by Bitcoin Core's consensus engine (the `judge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -20,7 +22,7 @@ from hashfarm.miner.settings import MinerSettings
 from hashfarm.miner.solo import COINBASE_TAG, SoloMiner
 from hashfarm.miner.stats import MinerStats
 from hashfarm.node.rpc import RPCClient
-from nodes import Judge, RegtestNode, bcoin_address
+from nodes import Judge, RegtestNode, bcoin_address, start_regtest_node
 
 pytestmark = pytest.mark.node
 
@@ -101,3 +103,40 @@ async def test_cli_solo_mines_one_block(
     assert events[-1]["blocks"] == 1
     await _check_ours(rpc, block["hash"], start + 1)
     await judge.check_chain(rpc)
+
+
+async def test_solo_waits_out_a_node_restart(
+    tmp_path: Path, make_judge: Callable[[], Judge]
+) -> None:
+    node = await start_regtest_node(tmp_path / "node", wallet=False)
+    try:
+        settings = MinerSettings(backend="hashlib", backoff_max=0.5, output="json").validate()
+        stats = MinerStats("hashlib", 1, time.monotonic())
+        log = io.StringIO()
+        async with node.rpc(timeout=2, retries=0) as rpc:
+            solo = SoloMiner(settings, rpc, bcoin_address(SOLO_SCRIPT), stats,
+                             Reporter(stats, "json", stream=log), poll_interval=0.1)  # fmt: skip
+            mining = asyncio.create_task(solo.run())
+            try:
+                await _until(lambda: len(solo.found) >= 1, 30)
+                await node.stop()
+                await _until(lambda: '"event":"node"' in log.getvalue(), 30)
+                assert not mining.done()  # still running, waiting for the node
+                await node.start()
+                count = len(solo.found)
+                await _until(lambda: len(solo.found) >= count + 2, 60)
+            finally:
+                mining.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mining
+            assert solo.found[-1] == await rpc.getbestblockhash()
+            await make_judge().check_chain(rpc)
+    finally:
+        await node.stop()
+
+
+async def _until(predicate: Callable[[], bool], seconds: float) -> None:
+    """Poll the miner's state (it offers no event to wait on) until `predicate` holds."""
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 - polling is the point here
+            await asyncio.sleep(0.05)

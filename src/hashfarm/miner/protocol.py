@@ -256,7 +256,13 @@ class ClientProtocol:
             ok = resp.ok and resp.result is not False
             reason = None if ok else (str(resp.error) if resp.error else "rejected")
             return [ShareResult(context, ok, reason, now - sent)]
-        return getattr(self, f"_on_{kind}_result")(resp)  # type: ignore[no-any-return]
+        handlers = {
+            "configure": self._on_configure_result,
+            "subscribe": self._on_subscribe_result,
+            "authorize": self._on_authorize_result,
+            "suggest": self._on_suggest_result,
+        }
+        return handlers[kind](resp)
 
     def _on_configure_result(self, resp: Response) -> list[Event]:
         mask = m.parse_configure_result(resp.result) if resp.ok else None

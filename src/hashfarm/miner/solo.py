@@ -24,7 +24,7 @@ from hashfarm.chain.networks import get_network
 from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
 from hashfarm.chain.serialize import encode_compact_size
 from hashfarm.chain.tx import TxOut
-from hashfarm.errors import ConfigError, HashfarmError, NodeError
+from hashfarm.errors import ConfigError, HashfarmError, NodeError, NodeUnavailable
 from hashfarm.miner.display import Reporter
 from hashfarm.miner.engine import HashingEngine
 from hashfarm.miner.protocol import FoundShare, MinerJob
@@ -153,6 +153,7 @@ class SoloMiner:
         self.node, self.address, self.stats, self.reporter = node, address, stats, reporter
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.max_blocks = max_blocks
+        self.settings = settings
         self.engine = HashingEngine(settings, stats, self._on_share, clock)
         self.found: list[str] = []  # display hashes of blocks the node accepted
         self._current: SoloWork | None = None
@@ -173,7 +174,7 @@ class SoloMiner:
 
     async def _follow(self, script: bytes) -> None:
         while self.max_blocks is None or len(self.found) < self.max_blocks:
-            template = Template.parse(await self.node.getblocktemplate())
+            template = await self._template()
             solo = build_solo_work(template, script, str(next(self._job_ids)))
             self._current = solo
             self._changed.clear()
@@ -186,6 +187,22 @@ class SoloMiner:
             await self._until_stale(template)
         self.engine.set_work(None)
 
+    async def _template(self) -> Template:
+        """The node's template; while the node is away, idle and retry with capped backoff."""
+        delay = self.settings.backoff_initial
+        while True:
+            try:
+                gbt = await self.node.getblocktemplate()
+                self.stats.connected = True
+                return Template.parse(gbt)
+            except NodeUnavailable as exc:
+                self.engine.set_work(None)
+                self.stats.connected = False
+                self.reporter.event("node", f"node unavailable ({exc}); retry in {delay:.1f} s",
+                                    "warn")  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_max)
+
     async def _until_stale(self, template: Template) -> None:
         """Return when the tip moves, a block was submitted, or the template is old."""
         deadline = time.monotonic() + self.refresh_interval
@@ -196,8 +213,11 @@ class SoloMiner:
                     await self._changed.wait()
                 return
             except TimeoutError:
-                if await self.node.getbestblockhash() != tip:
-                    return
+                try:
+                    if await self.node.getbestblockhash() != tip:
+                        return
+                except NodeUnavailable:
+                    return  # the template fetch waits for the node's return
 
     def _on_share(self, share: FoundShare) -> None:
         solo = self._current
