@@ -315,3 +315,18 @@ async def test_silent_pool_is_left_after_the_idle_timeout(pool: ScriptedPool) ->
     async with _running(_settings(threads=1, idle_timeout=0.3), pool.port) as miner:
         await pool.wait_for(lambda: pool.authorized >= 2, within=10)  # said nothing: reconnected
         assert miner.connections >= 2
+
+
+async def test_resumed_session_hashes_on_without_a_new_job(pool: ScriptedPool) -> None:
+    async with _running(_settings(threads=1), pool.port):
+        await pool.wait_for(lambda: pool.authorized)
+        await pool.send("mining.set_difficulty", [DIFFICULTY])
+        await pool.notify(_real_job_params("j1", clean=True))
+        await pool.wait_for(lambda: len(pool.shares) >= 1)
+        for writer in pool.writers:
+            writer.close()
+        await pool.wait_for(lambda: pool.authorized == 2)
+        assert pool.subscribes[1] == ["hashfarm-miner/0.1", "sid1"]
+        seen = len(pool.shares)
+        await pool.wait_for(lambda: len(pool.shares) >= seen + 3)  # no notify was sent again
+    assert all(s.valid and s.job_id == "j1" for s in pool.shares)

@@ -77,6 +77,8 @@ class StratumMiner:
             try:
                 await self._session()
             except _Reconnect as exc:
+                if exc.target is not None and exc.target != self.url:
+                    self.protocol.drop_jobs()  # another server: nothing of ours to resume
                 self.url = exc.target or self.url
                 wait, reason, delay = exc.wait, str(exc), self.settings.backoff_initial
             except _Fatal as exc:
@@ -131,6 +133,9 @@ class StratumMiner:
             r.event("difficulty", f"difficulty {event.difficulty:g}", difficulty=event.difficulty)
         elif isinstance(event, p.Subscribed):
             how = "resumed" if event.resumed else "new"
+            resumed_work = self.protocol.current() if event.resumed else None
+            if resumed_work is not None:  # the pool kept our jobs: hash on at once
+                self.engine.set_work(resumed_work)
             r.event(
                 "subscribed", f"subscribed ({how} session)", extranonce1=event.extranonce1.hex()
             )

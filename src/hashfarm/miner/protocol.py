@@ -279,7 +279,7 @@ class ClientProtocol:
         self.extranonce1, self.extranonce2_size = result.extranonce1, result.extranonce2_size
         self.session_id = result.subscription_id or self.session_id
         if not resumed:
-            self._drop_jobs()
+            self.drop_jobs()
         return [Subscribed(result.extranonce1, result.extranonce2_size, self.session_id, resumed)]
 
     def _on_authorize_result(self, resp: Response) -> list[Event]:
@@ -322,7 +322,7 @@ class ClientProtocol:
             raise StratumError("mining.notify before mining.subscribe was answered")
         clean = job.clean_jobs or job.prev_hash != self._tip
         if clean:
-            self._drop_jobs()
+            self.drop_jobs()
         self._tip = job.prev_hash
         work = MinerJob(
             job,
@@ -340,7 +340,8 @@ class ClientProtocol:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _drop_jobs(self) -> None:
+    def drop_jobs(self) -> None:
+        """Forget every job (moving to another pool: its jobs are not ours to finish)."""
         self._jobs.clear()
         self.generation += 1
 
