@@ -249,3 +249,18 @@ async def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
             await node.start()
     assert "exited at start-up" in str(info.value)
     assert not node.running
+
+
+async def test_proposeblock_checks_everything_but_the_proof_of_work(rpc: RPCClient) -> None:
+    template = await rpc.getblocktemplate()
+    block = block_from_template(template)
+    nonce = block.header.nonce
+    while replace(block.header, nonce=nonce).meets_target():
+        nonce += 1  # a hash that misses the target: a proposal must not care
+    unmined = replace(block, header=replace(block.header, nonce=nonce))
+    assert await rpc.proposeblock(unmined.serialize().hex()) is None
+    greedy = block_from_template(template, reward=template["coinbasevalue"] + 1)
+    assert await rpc.proposeblock(greedy.serialize().hex()) == "bad-cb-amount"
+    orphan = replace(unmined, header=replace(unmined.header, prev_hash=bytes(32)))
+    assert await rpc.proposeblock(orphan.serialize().hex()) == "inconclusive-not-best-prevblk"
+    assert await rpc.getbestblockhash() == template["previousblockhash"]

@@ -241,6 +241,19 @@ class RPCClient:
             return None
         return str(verdict).removeprefix("rejected: ")
 
+    async def proposeblock(self, block_hex: str) -> str | None:
+        """Ask the node to check a block without its proof of work (BIP 23 proposal mode).
+
+        None when the node finds nothing wrong, else its reason (`bad-cb-amount`...), with
+        bcoin's `rejected: ` prefix removed like submitblock's. A block not built on the
+        current tip answers `inconclusive-not-best-prevblk` on both nodes.
+        """
+        request = {"mode": "proposal", "data": block_hex}
+        verdict = await self.call("getblocktemplate", request)
+        if verdict is None:
+            return None
+        return str(verdict).removeprefix("rejected: ")
+
     async def getbestblockhash(self) -> str:
         """Hash of the tip (display hex)."""
         return _as_str(await self.call("getbestblockhash"), "getbestblockhash")

@@ -80,7 +80,7 @@ async def prove_coinbase(rpc: NodeRPC, job: PoolJob, extranonce2_size: int) -> N
         job.work.version, job.template.prev_hash, root, job.work.time, job.work.bits, 0
     )
     data = block_hex(job, header, extranonce)
-    verdict = await rpc.call("getblocktemplate", {"mode": "proposal", "data": data})
+    verdict = await rpc.proposeblock(data)
     if verdict is None:
         log.info("coinbase proven: the node accepts a block proposal built on job %s", job.job_id)
         return

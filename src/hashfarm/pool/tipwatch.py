@@ -33,8 +33,8 @@ LONGPOLL_TIMEOUT = 120.0  # seconds one longpoll request may wait before it is r
 class NodeRPC(Protocol):
     """The node calls the pool makes (`hashfarm.node.rpc.RPCClient` implements them)."""
 
-    async def call(self, method: str, *params: Any, attempt_timeout: float | None = None) -> Any:
-        """A raw call (proposal mode has no typed helper)."""
+    async def proposeblock(self, block_hex: str) -> str | None:
+        """BIP 23 proposal: None when the node finds nothing wrong, else its reason."""
         ...
 
     async def getblocktemplate(
