@@ -88,14 +88,18 @@ class StratumProtocol(asyncio.Protocol):
         self.session = self.server.open(self, transport)
 
     def write(self, data: bytes) -> None:
-        """Queue bytes; a miner that stops reading is dropped rather than buffered for ever."""
+        """Queue bytes (a miner that stops reading is dropped: see `pause_writing`)."""
         t = self.transport
-        if t is None or t.is_closing():
-            return
-        t.write(data)
-        if t.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+        if t is not None and not t.is_closing():
+            t.write(data)
+
+    def pause_writing(self) -> None:
+        """More than WRITE_BUFFER_LIMIT queued: the miner stopped reading; drop it rather than
+        buffer for ever. The transport calls this from `write`, so the fan-out's bare
+        `transport.write` loop needs no per-write buffer check."""
+        if self.transport is not None:
             log.warning("%s not reading its socket: closing", self._prefix())
-            t.abort()
+            self.transport.abort()
 
     def _prefix(self) -> str:
         return self.session.prefix if self.session else "[?]"
@@ -142,7 +146,7 @@ class StratumServer:
         self.settings = settings
         self.extranonces = ExtranonceAllocator(settings.resume_window)
         self.sessions: dict[Session, StratumProtocol] = {}
-        self.groups: dict[bytes, set[Session]] = {}
+        self.groups: dict[bytes, dict[Session, asyncio.Transport]] = {}  # script -> members
         self._server: asyncio.Server | None = None
         self._count = 0
         self.port = 0
@@ -191,7 +195,7 @@ class StratumServer:
         if session.payout_script is not None:
             group = self.groups.get(session.payout_script)
             if group is not None:
-                group.discard(session)
+                group.pop(session, None)
                 if not group:
                     del self.groups[session.payout_script]
         self.extranonces.release(session.extranonce1, self.host.now())
@@ -199,14 +203,33 @@ class StratumServer:
     def join(self, session: Session) -> None:
         """Add a ready session to its payout script's group."""
         assert session.payout_script is not None
-        self.groups.setdefault(session.payout_script, set()).add(session)
+        transport = self.sessions[session].transport
+        if transport is not None:
+            self.groups.setdefault(session.payout_script, {})[session] = transport
 
     def broadcast(self, job_for: Callable[[bytes], PoolJob]) -> int:
-        """Write the current job of each group to every session in it; return the count."""
+        """Write the current job of each group to every session in it; return the count.
+
+        The hot loop of a new tip: a `steady` session (difficulty unchanged since its last
+        job) gets the group's notify bytes straight from `transport.write`, with no method
+        chain, formatting or logging per session; the few others go through `send_job`
+        (set_difficulty first) after every steady session has its clean job.
+        """
         written = 0
         for script, group in self.groups.items():
             job = job_for(script)
-            for session in group:
+            line = job.notify_line
+            others = []
+            for session, transport in group.items():
+                if session.steady:
+                    try:
+                        transport.write(line)
+                    except RuntimeError:  # uvloop: closed; connection_lost is on its way
+                        continue
+                    session.last_job = job
+                else:
+                    others.append(session)
+            for session in others:
                 session.send_job(job)
             written += len(group)
         return written

@@ -13,6 +13,7 @@ the authorized address. Every request gets an answer; unknown methods get error 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -81,6 +82,7 @@ class Session:
         "peer",
         "rejected",
         "sent_difficulty",
+        "steady",
         "subscribed",
         "user_agent",
         "vardiff",
@@ -108,6 +110,7 @@ class Session:
         tpl = host.jobs.template
         self.vardiff = Vardiff(host.settings.vardiff, now, tpl.difficulty if tpl else 1e300)
         self.sent_difficulty: float | None = None
+        self.steady = False  # True: the next job is just the shared notify line (fan-out fast path)
         self._history: list[tuple[int, float]] = []  # (first job seq, difficulty) changes
         self._lim: Limits | None = None  # the last share's limits, reused while unchanged
         self.last_job: PoolJob | None = None
@@ -299,23 +302,30 @@ class Session:
         if new_difficulty is None or self.last_job is None:
             return
         self.sent_difficulty = new_difficulty
-        self.write(encode(m.set_difficulty(new_difficulty)))
+        self.steady = False  # the next job opens a new difficulty period
+        self.write(set_difficulty_line(new_difficulty))
 
     def send_job(self, job: PoolJob) -> None:
-        """Write a job's shared notify line (set_difficulty first when it changed)."""
+        """Write a job's shared notify line (set_difficulty first when it changed).
+
+        Afterwards the session is `steady`: until its difficulty changes, the server's
+        fan-out writes the next job's line itself, skipping this method.
+        """
         diff = self.vardiff.difficulty
         if diff != self.sent_difficulty:
             self.sent_difficulty = diff
-            self.write(encode(m.set_difficulty(diff)))
+            self.write(set_difficulty_line(diff))
         if not self._history or self._history[-1][1] != diff:
             self._history.append((job.seq, diff))
             del self._history[:-HISTORY_KEPT]
         self.last_job = job
+        self.steady = True
         self.write(job.notify_line)
 
     def network_changed(self, network_difficulty: float) -> None:
         """A new template's difficulty re-clamps vardiff (sent with the next job)."""
         self.vardiff.set_network_difficulty(network_difficulty, self.host.now())
+        self.steady = False
 
     def tick(self, now: float) -> None:
         """Periodic: time-based vardiff retarget."""
@@ -328,6 +338,12 @@ class Session:
     def version_mask_hex(self) -> str:
         """The negotiated mask as Stratum writes it."""
         return u32_hex(self.version_mask)
+
+
+@functools.lru_cache(maxsize=1024)
+def set_difficulty_line(difficulty: float) -> bytes:
+    """The encoded `mining.set_difficulty` line, shared by every session at that value."""
+    return encode(m.set_difficulty(difficulty))
 
 
 def _hex_or_none(value: str | None) -> bytes | None:
