@@ -187,14 +187,13 @@ async def fanout(count: int, runs: int) -> None:
 # -- 2. submit -----------------------------------------------------------------------------
 
 
-def share_lines(pool: Pool, en1: bytes, count: int, accepted: bool) -> list[bytes]:
-    """Distinct shares for the current job; accepted ones meet difficulty 1e-9 (all do)."""
+def share_lines(pool: Pool, count: int) -> list[bytes]:
+    """Distinct valid shares for the current job (each one's verdict is set by difficulty)."""
     job = pool.current_job()
     assert job is not None
     lines = []
     for i in range(count):
         en2 = (i // 64).to_bytes(8, "big")  # a miner rolls the nonce many times per extranonce2
-        ntime = job.work.time if accepted else job.work.time - 7200 * 10  # ntime reject: cheap
         lines.append(
             b'{"id":%d,"method":"mining.submit","params":["%s.w","%s","%s","%s","%s"]}\n'
             % (
@@ -202,7 +201,7 @@ def share_lines(pool: Pool, en1: bytes, count: int, accepted: bool) -> list[byte
                 PAYOUT.encode(),
                 job.job_id.encode(),
                 en2.hex().encode(),
-                u32_hex(ntime).encode(),
+                u32_hex(job.work.time).encode(),
                 u32_hex(i).encode(),
             )
         )
@@ -223,11 +222,11 @@ async def submit(runs: int, count: int) -> None:
     for _ in range(runs):
         for label in results:
             await pool._on_template(next_tip(template(), len(results[label]) + 1), "bench")
-            high = label == "accepted"
-            pool.server.sessions  # noqa: B018
-            session.vardiff.difficulty = 1e-9 if high else 1e30  # type: ignore[misc]
+            # every share meets 1e-12; none meets 1e30 (all fully hashed, none a block)
+            session.vardiff.difficulty = 1e-12 if label == "accepted" else 1e30  # type: ignore[misc]
+            session._history.clear()  # the difficulty above applies to every job
             session._lim = None
-            lines = share_lines(pool, session.extranonce1, count, True)
+            lines = share_lines(pool, count)
             start = time.perf_counter()
             for i in range(0, count, 16):  # 16 lines per read, as a busy socket delivers them
                 proto.data_received(b"".join(lines[i : i + 16]))

@@ -79,6 +79,7 @@ class StratumProtocol(asyncio.Protocol):
         self.buffer = LineBuffer(server.settings.max_line)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
+        self._out: list[bytes] | None = None  # lines held until the next flush
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
@@ -88,10 +89,25 @@ class StratumProtocol(asyncio.Protocol):
         self.session = self.server.open(self, transport)
 
     def write(self, data: bytes) -> None:
-        """Queue bytes (a miner that stops reading is dropped: see `pause_writing`)."""
+        """Queue a line; the lines written in one turn of the event loop leave in one send().
+
+        While a read is handled they are flushed at its end; elsewhere (answers to accepted
+        shares, which wake together when their group commit ends) at the loop's next turn.
+        A miner that stops reading is dropped: see `pause_writing`.
+        """
+        out = self._out
+        if out is None:
+            self._out = [data]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        """Write the queued lines now."""
+        out, self._out = self._out, None
         t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(data)
+        if out and t is not None and not t.is_closing():
+            t.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_writing(self) -> None:
         """More than WRITE_BUFFER_LIMIT queued: the miner stopped reading; drop it rather than
@@ -115,20 +131,31 @@ class StratumProtocol(asyncio.Protocol):
             self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
             self.close()
             return
-        for line in lines:
-            try:
-                message = decode(line)
-            except StratumError as exc:  # answer and live on: one bad line is not fatal
-                self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
-                continue
-            try:
-                session.handle(message)
-            except Exception:  # our bug: log it, answer, keep the miner connected
-                log.exception("%s failed on %r", session.prefix, line[:200])
-                self.write(encode(m.error(_id_of(message), ErrorCode.OTHER, "internal error")))
+        # The answers to one read go out in one write: a busy miner's burst of submits
+        # costs one send() instead of one per share.
+        if self._out is None:
+            self._out = []
+        try:
+            for line in lines:
+                self._handle_line(session, line)
+        finally:
+            self.flush()
+
+    def _handle_line(self, session: Session, line: bytes) -> None:
+        try:
+            message = decode(line)
+        except StratumError as exc:  # answer and live on: one bad line is not fatal
+            self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
+            return
+        try:
+            session.handle(message)
+        except Exception:  # our bug: log it, answer, keep the miner connected
+            log.exception("%s failed on %r", session.prefix, line[:200])
+            self.write(encode(m.error(_id_of(message), ErrorCode.OTHER, "internal error")))
 
     def close(self) -> None:
         """Close the connection after what is queued has been written."""
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 

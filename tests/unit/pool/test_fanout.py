@@ -21,6 +21,7 @@ from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import PoolSettings, StorageSettings, StratumSettings
 from hashfarm.pool.storage import make_ledger
 from hashfarm.stratum import messages as m
+from hashfarm.stratum.codec import Request, Response, decode, encode
 
 PAYOUT = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"
 
@@ -84,3 +85,29 @@ async def test_fanout_sends_set_difficulty_only_where_it_changed(pool: Pool) -> 
         assert miner.difficulty == pytest.approx(tiny.difficulty)
         await miner.close()
     await asyncio.sleep(0)
+
+
+async def test_answers_to_one_read_arrive_in_order_and_an_error_precedes_the_close(
+    pool: Pool,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", pool.stratum_port)
+    burst = [
+        encode(Request(1, m.SUBSCRIBE, ("t",))),
+        encode(Request(2, "mining.teleport", ())),
+        encode(Request(3, m.AUTHORIZE, (f"{PAYOUT}.w", "x"))),
+    ]
+    writer.write(b"".join(burst))  # one segment: the pool answers all three in one write
+    answers = [decode(await reader.readline()) for _ in range(3)]
+    assert [a.id for a in answers if isinstance(a, Response)] == [1, 2, 3]
+    assert isinstance(answers[1], Response)
+    assert answers[1].error is not None
+    assert answers[1].error.code == 20
+    lines = [await reader.readline() for _ in range(2)]  # set_difficulty, then the first job
+    assert [decode(x).method for x in lines] == [m.SET_DIFFICULTY, m.NOTIFY]  # type: ignore[union-attr]
+
+    writer.write(b"x" * (pool.settings.stratum.max_line + 10))  # too long: answered, then closed
+    last = decode(await reader.readline())
+    assert isinstance(last, Response)
+    assert last.error is not None
+    assert await reader.read() == b""
+    writer.close()
