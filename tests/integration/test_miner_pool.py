@@ -28,7 +28,7 @@ from hashfarm.miner.display import Reporter
 from hashfarm.miner.settings import DEFAULT_VERSION_MASK, MinerSettings, PoolURL
 from hashfarm.miner.stats import MinerStats
 from hashfarm.node.rpc import RPCClient
-from hashfarm.pool.records import REJECT_LOW_DIFFICULTY, REJECT_STALE
+from hashfarm.pool.records import REJECT_LOW_DIFFICULTY, REJECT_STALE, ShareRecord
 from hashfarm.pool.settings import VardiffSettings
 from nodes import Judge, RegtestNode, bcoin_address
 from unit.pool.harness import (
@@ -180,45 +180,84 @@ async def test_a_tip_moved_outside_the_pool_switches_the_miner_to_the_new_tip(
     await judge.check_chain(rpc)
 
 
-async def test_vardiff_raises_the_miners_difficulty_and_later_shares_meet_it(
-    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge, tmp_path: Path
-) -> None:
-    """vardiff: from 1e-13 (every hash a share) the pool steps the miner up to the network
-    difficulty (~4.66e-10 on regtest, the ceiling); shares are held to the new value."""
-    address = bcoin_address(MINER_SCRIPT)
-    vardiff = VardiffSettings(
-        initial=1e-13, minimum=1e-13, retarget_shares=4, retarget_time=1.0, max_step=8.0
-    )
-    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path, vardiff=vardiff)
+FLOOR = 1e-13  # vardiff floor: far below regtest's ~4.66e-10, every hash is a share
+
+
+@dataclass
+class VardiffRun:
+    """What one vardiff run showed: the miner's difficulties, the pool's verdicts."""
+
+    steps: list[float]  # every mining.set_difficulty the miner got, in order
+    shares: list[ShareRecord]  # every share the pool judged
+    later: list[ShareRecord]  # shares for jobs sent after the last change
+    ceiling: float  # the network difficulty
+
+
+async def vardiff_run(
+    node: RegtestNode, tmp_path: Path, vardiff: VardiffSettings, final: str
+) -> VardiffRun:
+    """Mine until the miner holds the `final` ("ceiling" or "floor") difficulty, then until
+    4 shares for jobs sent after that change are judged."""
+    settings = pool_settings(node.rpc_url, node.api_key, tmp_path, vardiff=vardiff)
     async with (
-        running_pool(settings, regtest_node.rpc()) as (pool, recorder),
-        mining(pool.stratum_port, address) as run,
+        running_pool(settings, node.rpc()) as (pool, recorder),
+        mining(pool.stratum_port, bcoin_address(MINER_SCRIPT)) as run,
     ):
         assert pool.jobs.template is not None
         ceiling = pool.jobs.template.difficulty
-        await wait_for(
-            lambda: run.stats.difficulty == pytest.approx(ceiling), 40, "the network difficulty"
-        )
+        goal = ceiling if final == "ceiling" else FLOOR
+        await wait_for(lambda: run.stats.difficulty == pytest.approx(goal), 40, final)
         # Jobs for the next height are sent after the last set_difficulty: held to it.
         settled = pool.jobs.template.height + 1
         await wait_for(
             lambda: sum(s.height >= settled for s in recorder.shares) >= 4, 30, "4 later shares"
         )
-    steps = [e["difficulty"] for e in run.events("difficulty")]
-    assert steps[0] == pytest.approx(1e-13)
-    assert steps[-1] == pytest.approx(ceiling)
-    assert len(steps) >= 5  # 1e-13 -> ~4.66e-10 takes at least 5 steps of at most 8x
-    for low, high in itertools.pairwise(steps):
-        assert low < high <= low * 8.0 * (1 + 1e-9)
-    assert min(s.difficulty for s in recorder.shares) == pytest.approx(1e-13)
-    later = [s for s in recorder.shares if s.height >= settled]
-    assert all(s.difficulty == ceiling for s in later)
+        assert accepted_blocks(pool)
+    run.assert_no_bad_work()
     assert all(s.reject_reason != REJECT_LOW_DIFFICULTY for s in recorder.shares)
     for share in recorder.shares:  # the pool's verdicts: every accepted share met its target
         if share.accepted:
             assert share.share_difficulty >= share.difficulty * (1 - 1e-9)
-    assert accepted_blocks(pool)
-    run.assert_no_bad_work()
+    steps = [e["difficulty"] for e in run.events("difficulty")]
+    later = [s for s in recorder.shares if s.height >= settled]
+    return VardiffRun(steps, recorder.shares, later, ceiling)
+
+
+async def test_vardiff_raises_the_miners_difficulty_and_later_shares_meet_it(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge, tmp_path: Path
+) -> None:
+    """vardiff up: from 1e-13 the pool steps the miner up to the network difficulty (the
+    ceiling); later shares are held to it, and none is refused as too easy."""
+    vardiff = VardiffSettings(initial=FLOOR, minimum=FLOOR, retarget_shares=4, max_step=8.0)
+    got = await vardiff_run(regtest_node, tmp_path, vardiff, "ceiling")
+    assert got.steps[0] == pytest.approx(FLOOR)
+    assert got.steps[-1] == pytest.approx(got.ceiling)
+    assert len(got.steps) >= 5  # 1e-13 -> ~4.66e-10 takes at least 5 steps of at most 8x
+    for low, high in itertools.pairwise(got.steps):
+        assert low < high <= low * 8.0 * (1 + 1e-9)
+    assert min(s.difficulty for s in got.shares) == pytest.approx(FLOOR)
+    assert got.later
+    assert all(s.difficulty == got.ceiling for s in got.later)
+    await judge.check_chain(rpc)
+
+
+async def test_vardiff_lowers_the_miners_difficulty_and_it_sends_the_easier_shares(
+    regtest_node: RegtestNode, rpc: RPCClient, judge: Judge, tmp_path: Path
+) -> None:
+    """vardiff down: told to expect a share every microsecond, the pool steps the miner from
+    the network difficulty down to the 1e-13 floor; the miner then submits shares its old
+    target would have dropped, and the pool accepts them at the new difficulty."""
+    vardiff = VardiffSettings(minimum=FLOOR, target_interval=1e-6, retarget_shares=4)
+    got = await vardiff_run(regtest_node, tmp_path, vardiff, "floor")
+    assert got.steps[0] == pytest.approx(got.ceiling)  # initial 1.0, clamped
+    assert got.steps[-1] == pytest.approx(FLOOR)
+    assert len(got.steps) >= 5
+    for high, low in itertools.pairwise(got.steps):
+        assert high > low >= high / 8.0 * (1 - 1e-9)
+    assert got.later
+    assert all(s.difficulty == pytest.approx(FLOOR) for s in got.later)
+    easy = [s for s in got.later if s.accepted and s.share_difficulty < got.ceiling]
+    assert easy  # below the old difficulty: only sent because the miner took the new one
     await judge.check_chain(rpc)
 
 
