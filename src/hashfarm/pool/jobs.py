@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hashfarm.chain.coinbase import CoinbaseParts, build_coinbase
@@ -154,6 +154,62 @@ class PoolJob:
         return self.work.job_id
 
 
+JOB_ID_HOLE = "jobidhole"  # stand-in values that cannot occur elsewhere in a notify line
+COINB2_HOLE = bytes.fromhex("c0b2") * 16
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyLayout:
+    """One template's `mining.notify` line, encoded once, with holes for the two fields that
+    differ between its payout scripts (the job id and coinb2): a solo pool with many miner
+    addresses fills the holes instead of encoding the branch and the rest again."""
+
+    head: bytes  # up to the job id
+    middle: bytes  # between the job id and coinb2's hex
+    tail: bytes  # after coinb2's hex
+
+    @classmethod
+    def of(cls, work: Job) -> NotifyLayout | None:
+        """The layout of `work`'s template (None if a hole cannot be told apart)."""
+        line = encode(messages.notify(replace(work, job_id=JOB_ID_HOLE, coinb2=COINB2_HOLE)))
+        head, sep, rest = line.partition(JOB_ID_HOLE.encode())
+        middle, sep2, tail = rest.partition(COINB2_HOLE.hex().encode())
+        if not (sep and sep2) or JOB_ID_HOLE.encode() in rest or COINB2_HOLE.hex().encode() in tail:
+            return None
+        return cls(head, middle, tail)
+
+    def line(self, job_id: str, coinb2: bytes) -> bytes:
+        """The notify line of the job `job_id` whose coinbase ends with `coinb2`."""
+        return b"".join((self.head, job_id.encode(), self.middle, coinb2.hex().encode(), self.tail))
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseLayout:
+    """One template's coinbase with a hole for the payout output, the only output that
+    differs between payout scripts: other scripts' coinbases are filled in, not rebuilt."""
+
+    parts: CoinbaseParts  # the coinbase built for the template's first payout script
+    others: tuple[TxOut, ...]  # the outputs after the payout output (fee), the same for all
+    before: bytes  # coinb2 up to the payout output
+    after: bytes  # coinb2 after it
+
+    @classmethod
+    def of(cls, parts: CoinbaseParts, outputs: Sequence[TxOut]) -> CoinbaseLayout | None:
+        """The layout of a coinbase built with `outputs` (None if the payout output cannot
+        be found exactly once)."""
+        payout = outputs[0].serialize()
+        before, sep, after = parts.coinb2.partition(payout)
+        if not sep or payout in after:
+            return None
+        return cls(parts, tuple(outputs[1:]), before, after)
+
+    def parts_for(self, outputs: Sequence[TxOut]) -> CoinbaseParts | None:
+        """The coinbase paying `outputs`; None unless only the payout output differs."""
+        if tuple(outputs[1:]) != self.others:
+            return None
+        return replace(self.parts, coinb2=self.before + outputs[0].serialize() + self.after)
+
+
 def build_job(
     seq: int,
     generation: int,
@@ -165,20 +221,27 @@ def build_job(
     extranonce2_size: int,
     clean: bool,
     branch: tuple[bytes, ...] | None = None,
+    layout: NotifyLayout | None = None,
+    coinbase_layout: CoinbaseLayout | None = None,
 ) -> PoolJob:
     """Build the coinbase for `payout_script`, the notify fields and the notify line.
 
-    `branch` is the template's coinbase merkle branch when already known: it does not depend
-    on the coinbase, so one computation serves every payout script of a template.
+    `branch` is the template's coinbase merkle branch and `layout` its notify line with
+    holes, and `coinbase_layout` its coinbase with a hole for the payout output, when
+    already known: they do not depend on the payout script, so one computation serves every
+    payout script of a template.
     """
-    coinbase = build_coinbase(
-        template.height,
-        outputs_for(template.coinbase_value, payout_script),
-        extranonce_size=EXTRANONCE1_SIZE + extranonce2_size,
-        tag=tag,
-        aux=template.coinbase_aux,
-        witness_commitment=template.witness_commitment,
-    )
+    outputs = outputs_for(template.coinbase_value, payout_script)
+    coinbase = coinbase_layout.parts_for(outputs) if coinbase_layout else None
+    if coinbase is None:
+        coinbase = build_coinbase(
+            template.height,
+            outputs,
+            extranonce_size=EXTRANONCE1_SIZE + extranonce2_size,
+            tag=tag,
+            aux=template.coinbase_aux,
+            witness_commitment=template.witness_commitment,
+        )
     if branch is None:
         branch = tuple(coinbase_branch(template.txids))
     work = Job(
@@ -192,7 +255,7 @@ def build_job(
         template.curtime,
         clean,
     )
-    line = encode(messages.notify(work))
+    line = layout.line(work.job_id, work.coinb2) if layout else encode(messages.notify(work))
     return PoolJob(seq, generation, work, template, coinbase, payout_script, line)
 
 
@@ -216,6 +279,8 @@ class JobBook:
         self.template: Template | None = None
         self._clean = True
         self._branch: tuple[bytes, ...] | None = None  # the template's, shared by its jobs
+        self._layout: NotifyLayout | None = None  # the template's notify line, with holes
+        self._coinbase: CoinbaseLayout | None = None  # its coinbase, with a payout hole
         self._current: dict[bytes, PoolJob] = {}  # payout script -> job for this template
         self._jobs: OrderedDict[str, PoolJob] = OrderedDict()
         self._seen: dict[str, set[bytes]] = {}  # job id -> header hashes already submitted
@@ -229,6 +294,8 @@ class JobBook:
         self.generation += 1
         self._current = {}
         self._branch = None  # computed with the template's first job
+        self._layout = None
+        self._coinbase = None
         self._evict()
         return clean
 
@@ -255,7 +322,15 @@ class JobBook:
             extranonce2_size=self._en2_size,
             clean=self._clean,
             branch=self._branch,
+            layout=self._layout,
+            coinbase_layout=self._coinbase,
         )
+        if self._layout is None:  # the template's first job: what the others share with it
+            self._layout = NotifyLayout.of(job.work)
+            value = self.template.coinbase_value
+            self._coinbase = CoinbaseLayout.of(
+                job.coinbase, self._outputs_for(value, payout_script)
+            )
         self._current[payout_script] = job
         self._jobs[job.job_id] = job
         self._seen[job.job_id] = set()

@@ -13,8 +13,16 @@ from hashfarm.chain.coinbase import bip34_height
 from hashfarm.chain.tx import Transaction
 from hashfarm.errors import NodeError
 from hashfarm.pool.blocks import assemble_block, block_hex
-from hashfarm.pool.jobs import JobBook, parse_template, payout_outputs
+from hashfarm.pool.jobs import (
+    CoinbaseLayout,
+    JobBook,
+    NotifyLayout,
+    parse_template,
+    payout_outputs,
+)
 from hashfarm.pool.server import ExtranonceAllocator
+from hashfarm.stratum import messages
+from hashfarm.stratum.codec import decode, encode
 
 SCRIPT_A = bytes.fromhex("0014") + bytes(range(20))
 SCRIPT_B = bytes.fromhex("0014") + bytes(range(20, 40))
@@ -53,6 +61,30 @@ def test_one_job_per_payout_script_sharing_one_branch(small_block: Block) -> Non
     assert cb_a.outputs[0].value == small_block.transactions[0].total_out()
     assert bip34_height(cb_a.inputs[0].script_sig) == 482683
     assert b"/hashfarm/" in cb_a.inputs[0].script_sig
+
+
+@pytest.mark.parametrize("fee", [0.0, 1.5])
+def test_jobs_filled_from_the_templates_layouts_equal_jobs_built_in_full(
+    real_block: Block, fee: float
+) -> None:
+    b = book(fee=fee)
+    b.set_template(template_of(real_block))
+    scripts = [SCRIPT_A, SCRIPT_B, bytes.fromhex("76a914") + bytes(20) + bytes.fromhex("88ac")]
+    scripts.append(bytes.fromhex("5120") + bytes(range(32)))  # P2TR: a longer coinb2
+    jobs = [b.job_for(s) for s in scripts]
+    assert NotifyLayout.of(jobs[0].work) is not None  # the later jobs were filled in, not built
+    outputs = payout_outputs(FEE if fee else None, fee)(jobs[0].template.coinbase_value, SCRIPT_A)
+    assert CoinbaseLayout.of(jobs[0].coinbase, outputs) is not None
+    for script, job in zip(scripts, jobs, strict=True):
+        alone = book(fee=fee)  # a book whose first job is this script's: built in full
+        alone.set_template(template_of(real_block))
+        full = alone.job_for(script)
+        assert job.coinbase == full.coinbase
+        assert replace(job.work, job_id=full.job_id) == full.work
+        assert job.notify_line == encode(messages.notify(job.work))
+        assert messages.parse_notify(decode(job.notify_line).params) == job.work  # type: ignore[union-attr]
+    assert len({job.work.coinb1 for job in jobs}) == 1
+    assert len({job.work.coinb2 for job in jobs}) == len(scripts)
 
 
 def test_fee_output_and_witness_commitment(small_block: Block) -> None:
