@@ -47,6 +47,11 @@ from hashfarm.node.rpc import RPCClient
 @click.option(
     "--suggest-difficulty", type=float, help="Send mining.suggest_difficulty with this value."
 )
+@click.option(
+    "--max-hashrate",
+    type=click.FloatRange(0, min_open=True),
+    help="Cap the total hashrate (H/s): sleep between scans (e.g. a calm regtest demo).",
+)
 @click.option("--solo", is_flag=True, help="Mine blocks straight onto a node (no pool).")
 @click.option("--rpc", "rpc_url", help="Solo: node JSON-RPC URL (http://user:pass@host:port).")
 @click.option("--rpc-cookie", type=click.Path(dir_okay=False), help="Solo: Core's .cookie file.")
@@ -90,6 +95,7 @@ def _settings(opts: dict[str, Any]) -> MinerSettings:
         executor=opts["executor"],
         version_rolling=not opts["no_version_rolling"],
         suggest_difficulty=opts["suggest_difficulty"],
+        max_hashrate=opts["max_hashrate"],
         output=output,
         stats_interval=opts["stats_interval"],
     ).validate()

@@ -9,7 +9,9 @@ Where scans run: hashlib holds the GIL for 80-byte inputs, so it runs in worker 
 (`nogil=True` kernels) and GPU backends release the GIL, so they run in threads and share
 one JIT-compiled kernel. Chunks are
 sized to `chunk_seconds` of work from the measured speed, so a clean job switch waits at
-most that long and no work is queued behind it.
+most that long and no work is queued behind it. Under `max_hashrate` each thread scans at
+most its share of the cap per `chunk_seconds` and sleeps after a scan until it is back on
+that rate (a watchable regtest demo, a CPU left cool).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class HashingEngine:
         loop = asyncio.get_running_loop()
         chunk = FIRST_CHUNK
         while True:
-            unit = self.source.next_unit(thread, chunk)
+            unit = self.source.next_unit(thread, self._capped(chunk))
             if unit is None:
                 await self._changed.wait()
                 continue
@@ -134,11 +136,30 @@ class HashingEngine:
             self.stats.add_hashes(thread, unit.count, self.clock())
             chunk = self._next_chunk(unit.count, elapsed)
             self._deliver(unit, nonces)
+            if pause := self._pause(unit.count, elapsed):
+                await asyncio.sleep(pause)  # a job change meanwhile is picked up after it
 
     def _next_chunk(self, count: int, elapsed: float) -> int:
         wanted = count * self.settings.chunk_seconds / max(elapsed, 1e-6)
         wanted = min(wanted, count * CHUNK_GROWTH, self.settings.nonce_space)
         return max(self.settings.min_chunk, int(wanted))
+
+    def _thread_rate(self) -> float | None:
+        """One thread's share of `max_hashrate` in H/s (None: no cap)."""
+        cap = self.settings.max_hashrate
+        return None if cap is None else cap / self.settings.threads
+
+    def _capped(self, chunk: int) -> int:
+        """`chunk`, cut to `chunk_seconds` of the capped rate (at least one nonce)."""
+        rate = self._thread_rate()
+        if rate is None:
+            return chunk
+        return min(chunk, max(1, int(rate * self.settings.chunk_seconds)))
+
+    def _pause(self, count: int, elapsed: float) -> float:
+        """Seconds to sleep after scanning `count` nonces in `elapsed` s to hold the cap."""
+        rate = self._thread_rate()
+        return 0.0 if rate is None else max(0.0, count / rate - elapsed)
 
     def _deliver(self, unit: WorkUnit, nonces: list[int]) -> None:
         for nonce in nonces:

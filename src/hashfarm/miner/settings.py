@@ -61,6 +61,7 @@ class MinerSettings:
     suggest_difficulty: float | None = None  # send mining.suggest_difficulty with this value
     user_agent: str = "hashfarm-miner/0.1"  # sent in mining.subscribe
     idle_after_block: bool = True  # after a block share, idle until the next job arrives
+    max_hashrate: float | None = None  # H/s cap for the whole miner (sleeps between scans)
     nonce_space: int = NONCE_SPACE  # nonces per header before rolling version/extranonce2
     chunk_seconds: float = 0.25  # seconds of hashing per scan call (latency of a job switch)
     min_chunk: int = 1024  # fewest nonces per scan call
@@ -84,6 +85,7 @@ class MinerSettings:
         )
         _require(0 < self.nonce_space <= NONCE_SPACE, "nonce_space", "must be 1..2^32")
         _require(self.min_chunk >= 1, "min_chunk", "must be >= 1")
+        _require(self.max_hashrate is None or self.max_hashrate > 0, "max_hashrate", "must be > 0")
         for name in ("chunk_seconds", "connect_timeout", "response_timeout", "idle_timeout"):
             _require(getattr(self, name) > 0, name, "must be > 0")
         _require(0 < self.backoff_initial <= self.backoff_max, "backoff_initial", "must be > 0")
