@@ -37,6 +37,7 @@ import hashfarm
 from hashfarm.chain.address import script_to_address
 from hashfarm.chain.block import Block
 from hashfarm.chain.networks import get_network
+from hashfarm.pool import service
 from hashfarm.pool.jobs import JobBook, Template, TemplateTx, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.service import Pool
@@ -170,9 +171,22 @@ async def fanout(count: int, runs: int) -> None:
             t.write(line)
         floor.append((time.perf_counter() - start) * 1000.0)
         await asyncio.sleep(0.3)
+    whole, steps = [], [0.0]  # the periodic sweep's longest stall of the loop, whole and in parts
+    parts = getattr(service, "SWEEP_PARTS", 0)  # 0: older code, one whole sweep only
+    for _ in range(runs):
+        start = time.perf_counter()
+        pool.server.sweep(time.time())
+        whole.append((time.perf_counter() - start) * 1000.0)
+        for part in range(parts):
+            start = time.perf_counter()
+            pool.server.sweep(time.time(), part, parts)  # type: ignore[call-arg,unused-ignore]
+            steps.append((time.perf_counter() - start) * 1000.0)
+            await asyncio.sleep(0.01)
     stop.set()
     proc.join()
     await pool.server.stop()
+    w, s = statistics.median(whole), statistics.median(steps)
+    print(f"sweep of {held:,} connections: whole {w:.1f} ms; one of {parts} steps {s:.2f} ms")
     o, f = statistics.median(ours), statistics.median(floor)
     print(f"fan-out, {held:,} connections, {len(line):,}-byte notify (medians of {runs}):")
     print(

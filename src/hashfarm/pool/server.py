@@ -176,6 +176,7 @@ class StratumServer:
         self.groups: dict[bytes, dict[Session, asyncio.Transport]] = {}  # script -> members
         self._server: asyncio.Server | None = None
         self._count = 0
+        self._sweeping: list[tuple[Session, StratumProtocol]] = []  # this sweep pass's sessions
         self.port = 0
 
     async def start(self) -> int:
@@ -261,19 +262,33 @@ class StratumServer:
             written += len(group)
         return written
 
-    def sweep(self, now: float) -> None:
-        """Periodic: vardiff by time, idle and unauthorized connections closed."""
+    def sweep(self, now: float, part: int = 0, parts: int = 1) -> None:
+        """Periodic: vardiff by time, idle and unauthorized connections closed.
+
+        Slice `part` of `parts`: the caller spreads one pass over several steps, so 10,000
+        connections never stall the loop (and every share's answer) for one long sweep.
+        A pass works on the sessions present at its first step.
+        """
+        if part == 0 or not self._sweeping:
+            self._sweeping = list(self.sessions.items())
+        size = -(-len(self._sweeping) // parts)
+        for session, proto in self._sweeping[part * size : (part + 1) * size]:
+            if not session.closed:
+                self._sweep_one(session, proto, now)
+        if part == parts - 1:
+            self._sweeping = []
+            self.extranonces.purge(now)
+
+    def _sweep_one(self, session: Session, proto: StratumProtocol, now: float) -> None:
         st = self.settings
-        for session, proto in list(self.sessions.items()):
-            if now - session.last_activity > st.idle_timeout:
-                log.info("%s idle for %.0f s: closing", session.prefix, st.idle_timeout)
-                proto.close()
-            elif not session.ready and now - session.connected_at > st.auth_timeout:
-                log.info("%s not authorized after %.0f s: closing", session.prefix, st.auth_timeout)
-                proto.close()
-            else:
-                session.tick(now)
-        self.extranonces.purge(now)
+        if now - session.last_activity > st.idle_timeout:
+            log.info("%s idle for %.0f s: closing", session.prefix, st.idle_timeout)
+            proto.close()
+        elif not session.ready and now - session.connected_at > st.auth_timeout:
+            log.info("%s not authorized after %.0f s: closing", session.prefix, st.auth_timeout)
+            proto.close()
+        else:
+            session.tick(now)
 
 
 def _id_of(message: object) -> object:

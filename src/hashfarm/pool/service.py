@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 PROVING_SCRIPT = bytes.fromhex("0014") + bytes(20)  # P2WPKH layout for solo mode's proof
 START_TRIES = 50  # attempts (0.2 s apart) to get a first template from a starting node
-SWEEP_INTERVAL = 1.0  # seconds between vardiff/idle sweeps
+SWEEP_INTERVAL = 1.0  # seconds between vardiff/idle sweeps of every connection
+SWEEP_PARTS = 20  # steps per sweep (10,000 connections: ~0.7 ms each instead of one ~15 ms stall)
 
 
 class Pool:
@@ -136,8 +137,9 @@ class Pool:
 
     async def _sweep_loop(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            self.server.sweep(self.now())
+            for part in range(SWEEP_PARTS):
+                await asyncio.sleep(SWEEP_INTERVAL / SWEEP_PARTS)
+                self.server.sweep(self.now(), part, SWEEP_PARTS)
 
     # -- read-only views for the API -----------------------------------------------------
 

@@ -111,3 +111,22 @@ async def test_answers_to_one_read_arrive_in_order_and_an_error_precedes_the_clo
     assert last.error is not None
     assert await reader.read() == b""
     writer.close()
+
+
+async def test_a_sweep_in_parts_visits_every_session_once(pool: Pool) -> None:
+    miners = [StratumTestMiner(pool.stratum_port, f"{PAYOUT}.{n}") for n in range(5)]
+    for miner in miners:
+        await miner.start()
+    later = pool.now() + pool.settings.stratum.idle_timeout + 1  # every session is idle by then
+    closing = []
+    for part in range(3):
+        pool.server.sweep(later, part, 3)
+        closing.append(
+            sum(
+                p.transport is None or p.transport.is_closing()
+                for p in pool.server.sessions.values()
+            )
+        )
+    assert closing == [2, 4, 5]  # slices of ceil(5 / 3) sessions, each visited once
+    for miner in miners:
+        await miner.close()
