@@ -8,6 +8,7 @@ templates are handed to the pool the way its tip watcher does.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from hashfarm.pool.settings import PoolSettings, StorageSettings, StratumSetting
 from hashfarm.pool.storage import make_ledger
 from hashfarm.stratum import messages as m
 from hashfarm.stratum.codec import Request, Response, decode, encode
+from realdata import load_block_bytes
 
 PAYOUT = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"
 
@@ -130,3 +132,24 @@ async def test_a_sweep_in_parts_visits_every_session_once(pool: Pool) -> None:
     assert closing == [2, 4, 5]  # slices of ceil(5 / 3) sessions, each visited once
     for miner in miners:
         await miner.close()
+
+
+async def test_a_miner_that_stops_reading_is_dropped(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = Block.parse(load_block_bytes("mainnet-481829.raw"))  # ~1 MB of transactions
+    await pool._on_template(template_of(big), "big")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", pool.stratum_port))
+    hello = [Request(1, m.SUBSCRIBE, ("t",)), Request(2, m.AUTHORIZE, (f"{PAYOUT}.w", "x"))]
+    asks = [Request(3 + n, "mining.get_transactions", ()) for n in range(4)]  # ~2 MB each
+    await asyncio.get_running_loop().sock_sendall(sock, b"".join(map(encode, hello + asks)))
+    for _ in range(100):  # never read: more than 1 MiB queues up in the pool
+        if "not reading its socket: closing" in caplog.text and not pool.sessions():
+            break
+        await asyncio.sleep(0.05)
+    assert "not reading its socket: closing" in caplog.text
+    assert not pool.sessions()
+    sock.close()
