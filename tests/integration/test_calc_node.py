@@ -71,7 +71,9 @@ async def test_fee_average_over_a_window(regtest_node: RegtestNode, rpc: RPCClie
 async def test_odds_and_machine_read_difficulty_from_the_node(regtest_node: RegtestNode) -> None:
     odds = await _calc(regtest_node, "odds", "--hashrate-ths", "0.001")
     assert odds["difficulty"] == bits_to_difficulty(REGTEST.pow_limit_bits)
-    assert odds["difficulty"] == pytest.approx(0xFFFF / 0x7FFFFF / 256**3)  # by hand: 4.66e-10
+    assert odds["difficulty"] == pytest.approx(
+        0xFFFF / 0x7FFFFF / 256**3, rel=1e-12, abs=0
+    )  # 4.66e-10
     assert odds["probability_block_per_day"] == pytest.approx(1.0)  # regtest is trivial
     machine = await _calc(regtest_node, "machine", "S9", "--price", "1")
     assert machine["difficulty"] == odds["difficulty"]
