@@ -184,16 +184,19 @@ class Pool:
         count = self.server.broadcast(self.jobs.job_for)
         done = time.perf_counter()
         self.last_fanout_ms = (done - start) * 1000.0
+        since_tip = ""
         if clean and self.watcher.detected_at:
             self.last_tip_to_notify_ms = (done - self.watcher.detected_at) * 1000.0
+            since_tip = f" ({self.last_tip_to_notify_ms:.2f} ms after the tip was detected)"
         log.info(
-            "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms",
+            "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms%s",
             reason,
             template.height,
             len(template.transactions),
             clean,
             count,
             self.last_fanout_ms,
+            since_tip,
         )
 
     # -- SessionHost ---------------------------------------------------------------------
