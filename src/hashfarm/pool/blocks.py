@@ -117,6 +117,7 @@ class BlockSubmitter:
     async def _submit(self, found: Found, block_hex: str, started: float) -> None:
         self.last_submit_latency = time.perf_counter() - started
         verdict = await self._send(found, block_hex)
+        del block_hex  # a mainnet block's hex is ~2 MB: not kept while confirming
         accepted = await self._confirm(found, verdict)
         record = BlockRecord(
             height=found.job.template.height,
