@@ -11,6 +11,7 @@ import pytest
 
 from hashfarm.chain.block import Block
 from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.blocks import ORPHANED
 from hashfarm.pool.service import Pool
 from hashfarm.stratum import messages as m
 from nodes import Judge, RegtestNode, bcoin_address
@@ -161,6 +162,8 @@ async def test_stale_block_share_is_rejected_as_stale(
             # still tested as a block: submitted, and the node keeps it off its chain
             await wait_for(lambda: len(pool.found_blocks()) == 1, 10, "the stale block")
             assert not pool.found_blocks()[0].accepted_by_node
+            # valid on the old tip, so the node keeps it as a side branch: orphaned, not rejected
+            assert pool.found_blocks()[0].node_verdict == ORPHANED
             assert recorder.shares[-1].reject_reason == "stale"
         finally:
             with contextlib.suppress(Exception):

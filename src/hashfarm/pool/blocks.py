@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SUBMIT_PATIENCE = 120.0  # seconds a found block keeps retrying submitblock while the node is away
 CONFIRM_TRIES = 20  # getblockhash attempts (50 ms apart) before a block counts as not in chain
+ORPHANED = "not in the active chain (valid, but another block at this height won)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class BlockSubmitter:
             finder_account=found.account,
             time=time.time(),
             accepted_by_node=accepted,
-            node_verdict=None if accepted else (verdict or "not in the active chain"),
+            node_verdict=None if accepted else (verdict or ORPHANED),
         )
         self._report(record)
         if accepted and self.on_accepted is not None:
@@ -170,6 +171,14 @@ class BlockSubmitter:
                 rec.hash_hex,
                 rec.finder_worker,
                 rec.reward_sats,
+            )
+        elif rec.node_verdict == ORPHANED:  # valid, but a sibling won the race: no alarm
+            log.warning(
+                "BLOCK ORPHANED height %d %s by %s: %s",
+                rec.height,
+                rec.hash_hex,
+                rec.finder_worker,
+                rec.node_verdict,
             )
         else:
             log.error(
