@@ -84,7 +84,7 @@ async def test_fanout_sends_set_difficulty_only_where_it_changed(pool: Pool) -> 
     for miner in (steady, changed):
         await miner.wait_job()
         assert [n.method for n in miner.notifications] == [m.SET_DIFFICULTY, m.NOTIFY]
-        assert miner.difficulty == pytest.approx(tiny.difficulty)
+        assert miner.difficulty == pytest.approx(tiny.difficulty, rel=1e-12, abs=0)
         await miner.close()
     await asyncio.sleep(0)
 
