@@ -37,8 +37,9 @@ import hashfarm
 from hashfarm.chain.address import script_to_address
 from hashfarm.chain.block import Block
 from hashfarm.chain.networks import get_network
+from hashfarm.node.template import Template, TemplateTx
 from hashfarm.pool import service
-from hashfarm.pool.jobs import JobBook, Template, TemplateTx, payout_outputs
+from hashfarm.pool.jobs import JobBook, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import NodeSettings, PoolSettings, StratumSettings, VardiffSettings

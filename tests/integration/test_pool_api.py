@@ -18,7 +18,8 @@ from hashfarm.chain.block import Block
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.cli.pool import running_pool
 from hashfarm.node.bcoin import free_port
-from hashfarm.pool.jobs import PoolJob, Template, TemplateTx, build_job, payout_outputs
+from hashfarm.node.template import Template, TemplateTx
+from hashfarm.pool.jobs import PoolJob, build_job, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.settings import (
     HttpSettings,

@@ -13,8 +13,9 @@ from hashfarm.chain.pow import difficulty_to_target
 from hashfarm.chain.tx import TxOut
 from hashfarm.errors import NodeError
 from hashfarm.node.rpc import RPCClient
+from hashfarm.node.template import Template, parse_template
 from hashfarm.pool.blocks import prove_coinbase
-from hashfarm.pool.jobs import Template, build_job, parse_template
+from hashfarm.pool.jobs import build_job
 from hashfarm.pool.settings import NodeSettings
 from hashfarm.pool.tipwatch import TipWatcher
 from nodes import PAYOUT_SCRIPT, RegtestNode, bcoin_address

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,11 +30,11 @@ from hashfarm.miner.engine import HashingEngine
 from hashfarm.miner.protocol import FoundShare, MinerJob
 from hashfarm.miner.settings import MinerSettings
 from hashfarm.miner.stats import MinerStats
+from hashfarm.node.template import Template, parse_template
 from hashfarm.stratum.work import make_job
 
 EXTRANONCE_SIZE = 8  # bytes of extranonce in our coinbase (all of it rolled by the threads)
 COINBASE_TAG = b"/hashfarm/"  # pushed after the extranonce, visible in the coinbase
-WITNESS_COMMITMENT_HEAD = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN PUSH36 aa21a9ed
 
 
 class SoloNode(Protocol):
@@ -44,49 +44,6 @@ class SoloNode(Protocol):
     async def submitblock(self, block_hex: str) -> str | None: ...
     async def getbestblockhash(self) -> str: ...
     async def getblockchaininfo(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """The parts of a `getblocktemplate` answer a block is built from (internal byte order)."""
-
-    height: int
-    version: int
-    prev_hash: bytes
-    bits: int
-    curtime: int
-    coinbase_value: int  # sats: subsidy plus fees
-    tx_data: tuple[bytes, ...]  # raw transactions (witness form), block order
-    txids: tuple[bytes, ...]
-    witness_commitment: bytes | None  # the 32-byte commitment, when segwit rules apply
-
-    @classmethod
-    def parse(cls, gbt: Mapping[str, Any]) -> Template:
-        """Read a template; NodeError names what is missing or malformed."""
-        try:
-            txs = gbt["transactions"]
-            return cls(
-                height=int(gbt["height"]),
-                version=int(gbt["version"]),
-                prev_hash=bytes.fromhex(gbt["previousblockhash"])[::-1],
-                bits=int(gbt["bits"], 16),
-                curtime=int(gbt["curtime"]),
-                coinbase_value=int(gbt["coinbasevalue"]),
-                tx_data=tuple(bytes.fromhex(t["data"]) for t in txs),
-                txids=tuple(bytes.fromhex(t["txid"])[::-1] for t in txs),
-                witness_commitment=_commitment(gbt.get("default_witness_commitment")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NodeError(f"unusable block template ({exc!r})") from exc
-
-
-def _commitment(script_hex: str | None) -> bytes | None:
-    if not script_hex:
-        return None
-    script = bytes.fromhex(script_hex)
-    if len(script) != 38 or not script.startswith(WITNESS_COMMITMENT_HEAD):
-        raise ValueError(f"default_witness_commitment is not a commitment: {script_hex}")
-    return script[6:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +61,8 @@ class SoloWork:
         if sha256d(header) != share.hash:
             raise HashfarmError("winning header does not rebuild to the hash found")
         coinbase = self.coinbase.transaction(share.extranonce2).serialize(witness=True)
-        count = encode_compact_size(1 + len(self.template.tx_data))
-        return header + count + coinbase + b"".join(self.template.tx_data)
+        count = encode_compact_size(1 + len(self.template.transactions))
+        return header + count + coinbase + b"".join(tx.data for tx in self.template.transactions)
 
 
 def build_solo_work(template: Template, payout_script: bytes, job_id: str) -> SoloWork:
@@ -194,7 +151,7 @@ class SoloMiner:
             try:
                 gbt = await self.node.getblocktemplate()
                 self.stats.connected = True
-                return Template.parse(gbt)
+                return parse_template(gbt)
             except NodeUnavailable as exc:
                 self.engine.set_work(None)
                 self.stats.connected = False

@@ -1,10 +1,10 @@
 """Block templates become Stratum jobs: coinbase split, merkle branch, one notify line each.
 
-A `Template` is the node's `getblocktemplate` answer in native types. For each template the
-`JobBook` builds one `PoolJob` per payout script (solo mode: one per miner address; pooled
-mode: just the pool's), lazily, the first time a session with that script needs it. The
-`mining.notify` line is encoded once per job, as bytes, and the server writes those same
-bytes to every session that shares the script.
+A `Template` (`hashfarm.node.template`) is the node's template in native types. For each
+template the `JobBook` builds one `PoolJob` per payout script (solo mode: one per miner
+address; pooled mode: just the pool's), lazily, the first time a session with that script
+needs it. The `mining.notify` line is encoded once per job, as bytes, and the server writes
+those same bytes to every session that shares the script.
 
 Recent jobs are kept (`jobs_kept` templates back) so a late share on the previous tip is
 still judged (stale, yet tested as a block), and each job carries the set of header hashes
@@ -14,109 +14,19 @@ already submitted against it, for duplicate detection.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from hashfarm.chain.coinbase import CoinbaseParts, build_coinbase
 from hashfarm.chain.merkle import coinbase_branch
-from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
 from hashfarm.chain.tx import TxOut
 from hashfarm.errors import NodeError
+from hashfarm.node.template import Template
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import encode
 from hashfarm.stratum.work import Job
 
 EXTRANONCE1_SIZE = 4  # bytes the pool assigns per connection (unique among live sessions)
-WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN PUSH36 aa21a9ed
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateTx:
-    """One mempool transaction of a template (raw bytes as the block will carry them)."""
-
-    data: bytes  # full serialization, witness included
-    txid: bytes  # internal order
-    fee: int  # sats
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """A `getblocktemplate` answer in native types (hashes in internal order)."""
-
-    height: int
-    version: int
-    prev_hash: bytes
-    bits: int
-    curtime: int
-    mintime: int
-    coinbase_value: int  # sats: subsidy plus fees
-    transactions: tuple[TemplateTx, ...]
-    witness_commitment: bytes | None  # the 32-byte commitment (None: no segwit tx rules)
-    coinbase_aux: bytes  # node's coinbaseaux flags, pushed into the scriptSig
-    longpollid: str | None
-    transactions_hex: str = ""  # the node's hex of every tx, joined: a block's tail, ready
-
-    def tail_hex(self) -> str:
-        """Hex of all non-coinbase transactions in block order (what follows the coinbase)."""
-        if self.transactions_hex or not self.transactions:
-            return self.transactions_hex
-        return "".join(tx.data.hex() for tx in self.transactions)
-
-    @property
-    def target(self) -> int:
-        """The network target a block hash must not exceed."""
-        return bits_to_target(self.bits)
-
-    @property
-    def difficulty(self) -> float:
-        """Network difficulty (regtest: about 4.66e-10)."""
-        return bits_to_difficulty(self.bits)
-
-    @property
-    def txids(self) -> list[bytes]:
-        """Non-coinbase txids in block order (the merkle branch's input)."""
-        return [tx.txid for tx in self.transactions]
-
-
-def parse_template(gbt: Mapping[str, Any]) -> Template:
-    """Turn a `getblocktemplate` result into a Template; NodeError names a bad field."""
-    try:
-        return _parse_template(gbt)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NodeError(f"unusable block template ({exc!r})") from exc
-
-
-def _parse_template(gbt: Mapping[str, Any]) -> Template:
-    txs = tuple(
-        TemplateTx(bytes.fromhex(t["data"]), bytes.fromhex(t["txid"])[::-1], int(t.get("fee", 0)))
-        for t in gbt["transactions"]
-    )
-    aux = gbt.get("coinbaseaux") or {}
-    return Template(
-        height=int(gbt["height"]),
-        version=int(gbt["version"]),
-        prev_hash=bytes.fromhex(gbt["previousblockhash"])[::-1],
-        bits=int(gbt["bits"], 16),
-        curtime=int(gbt["curtime"]),
-        mintime=int(gbt.get("mintime", 0)),
-        coinbase_value=int(gbt["coinbasevalue"]),
-        transactions=txs,
-        witness_commitment=_commitment(gbt.get("default_witness_commitment")),
-        coinbase_aux=bytes.fromhex(aux.get("flags", "")),
-        longpollid=gbt.get("longpollid"),
-        transactions_hex="".join(t["data"] for t in gbt["transactions"]),
-    )
-
-
-def _commitment(script_hex: str | None) -> bytes | None:
-    """The 32-byte commitment inside the node's `default_witness_commitment` script."""
-    if not script_hex:
-        return None
-    script = bytes.fromhex(script_hex)
-    if len(script) != 38 or not script.startswith(WITNESS_COMMITMENT_PREFIX):
-        raise ValueError(f"default_witness_commitment is not a commitment: {script_hex}")
-    return script[6:]
 
 
 OutputsFor = Callable[[int, bytes], list[TxOut]]

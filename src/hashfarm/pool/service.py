@@ -18,8 +18,9 @@ from typing import Any
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.networks import get_network
 from hashfarm.errors import ConfigError, HashfarmError, NodeError, NodeUnavailable
+from hashfarm.node.template import Template
 from hashfarm.pool.blocks import BlockSubmitter, Found, prove_coinbase
-from hashfarm.pool.jobs import JobBook, PoolJob, Template, payout_outputs
+from hashfarm.pool.jobs import JobBook, PoolJob, payout_outputs
 from hashfarm.pool.records import BlockRecord, PoolObserver, ShareLedger, ShareRecord
 from hashfarm.pool.server import StratumServer, raise_nofile_limit
 from hashfarm.pool.session import Session

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from hashfarm.errors import NodeError, NodeUnavailable
-from hashfarm.pool.jobs import Template, parse_template
+from hashfarm.node.template import Template, parse_template
 from hashfarm.pool.settings import NodeSettings
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from hashfarm.chain.hashes import sha256d
 from hashfarm.chain.merkle import WITNESS_RESERVED_VALUE, witness_commitment, witness_merkle_root
 from hashfarm.errors import NodeError
 from hashfarm.miner.protocol import FoundShare
-from hashfarm.miner.solo import COINBASE_TAG, Template, build_solo_work
+from hashfarm.miner.solo import COINBASE_TAG, build_solo_work
+from hashfarm.node.template import parse_template
 from realdata import load_block_bytes
 
 PAYOUT = bytes.fromhex("0014") + bytes(range(20))
@@ -40,7 +41,7 @@ def _gbt() -> dict[str, Any]:
 
 
 def test_template_to_block() -> None:
-    template = Template.parse(_gbt())
+    template = parse_template(_gbt())
     solo = build_solo_work(template, PAYOUT, "7")
     work = solo.work
     assert work.share_target == Block.parse(load_block_bytes("mainnet-482683")).header.target()
@@ -62,7 +63,7 @@ def test_template_to_block() -> None:
 
 
 def test_a_share_that_does_not_rebuild_is_refused() -> None:
-    template = Template.parse(_gbt())
+    template = parse_template(_gbt())
     solo = build_solo_work(template, PAYOUT, "1")
     share = FoundShare(
         solo.work, bytes(8), template.curtime, 1, solo.work.job.version, bytes(32), 0.0
@@ -79,4 +80,4 @@ def test_bad_templates_name_the_problem(key: str, value: object) -> None:
     gbt = _gbt()
     gbt[key] = value
     with pytest.raises(NodeError, match="unusable block template"):
-        Template.parse(gbt)
+        parse_template(gbt)

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import CoinbaseParts, split_coinbase
-from hashfarm.pool.jobs import PoolJob, Template, TemplateTx
+from hashfarm.node.template import Template, TemplateTx
+from hashfarm.pool.jobs import PoolJob
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import encode
 from hashfarm.stratum.work import make_job

@@ -12,14 +12,9 @@ from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import bip34_height
 from hashfarm.chain.tx import Transaction
 from hashfarm.errors import NodeError
+from hashfarm.node.template import parse_template
 from hashfarm.pool.blocks import assemble_block, block_hex
-from hashfarm.pool.jobs import (
-    CoinbaseLayout,
-    JobBook,
-    NotifyLayout,
-    parse_template,
-    payout_outputs,
-)
+from hashfarm.pool.jobs import CoinbaseLayout, JobBook, NotifyLayout, payout_outputs
 from hashfarm.pool.server import ExtranonceAllocator
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import decode, encode
