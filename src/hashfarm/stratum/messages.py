@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hashfarm.errors import StratumError
-from hashfarm.stratum.codec import ErrorCode, Notification, Request, Response, RpcError
+from hashfarm.stratum.codec import (
+    ErrorCode,
+    Notification,
+    Request,
+    Response,
+    RpcError,
+    new_response,
+    slot_setters,
+)
 from hashfarm.stratum.work import Job, hex_bytes, parse_u32_hex, u32_hex
 
 SUBSCRIBE = "mining.subscribe"
@@ -37,7 +45,7 @@ SHOW_MESSAGE = "client.show_message"
 VERSION_ROLLING = "version-rolling"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     """mining.subscribe params: the miner's user agent and the session it wants resumed."""
 
@@ -45,7 +53,7 @@ class Subscribe:
     session_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubscribeResult:
     """mining.subscribe result: subscriptions, extranonce1 and the extranonce2 size."""
 
@@ -54,7 +62,7 @@ class SubscribeResult:
     subscription_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Authorize:
     """mining.authorize params: `user[.worker]` and a password (often ignored)."""
 
@@ -62,7 +70,7 @@ class Authorize:
     password: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Configure:
     """mining.configure params (BIP 310): the extensions and their parameters."""
 
@@ -86,7 +94,7 @@ class Configure:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Submit:
     """mining.submit params: a share. `version_bits` is the rolled part (BIP 310), or None."""
 
@@ -98,13 +106,17 @@ class Submit:
     version_bits: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reconnect:
     """client.reconnect params: where to go (None = same place) and seconds to wait first."""
 
     host: str | None = None
     port: int | None = None
     wait: float = 0.0
+
+
+_new = object.__new__
+_SET_SUBMIT = slot_setters(Submit, *(f.name for f in fields(Submit)))
 
 
 # --- client -> pool -------------------------------------------------------------------------
@@ -202,6 +214,47 @@ def parse_submit(params: Sequence[Any]) -> Submit:
     """Parse mining.submit params: [worker, job_id, extranonce2, ntime, nonce, version_bits?]."""
     if not 5 <= len(params) <= 6:
         raise StratumError(f"mining.submit needs 5 or 6 params, got {len(params)}")
+    worker, job_id, extranonce2, ntime, nonce = (
+        params[0],
+        params[1],
+        params[2],
+        params[3],
+        params[4],
+    )
+    bits = params[5] if len(params) == 6 else None
+    # Every share goes through here: try the well-formed case with exact type checks and
+    # no helper calls; any doubt falls back to the checks below, which name the bad field.
+    if (
+        type(worker) is str
+        and type(job_id) is str
+        and type(extranonce2) is str
+        and type(ntime) is str
+        and type(nonce) is str
+        and len(ntime) == 8
+        and len(nonce) == 8
+        and (bits is None or (type(bits) is str and len(bits) == 8))
+    ):
+        try:
+            extranonce2_bytes = bytes.fromhex(extranonce2)
+            ntime_int, nonce_int = int(ntime, 16), int(nonce, 16)
+            bits_int = None if bits is None else int(bits, 16)
+        except ValueError:
+            return _parse_submit_checked(params)  # not hex somewhere: say where
+        # Submit(...) without the frozen __init__'s setattr-by-name per field (see codec).
+        share = _new(Submit)
+        set_worker, set_job, set_en2, set_ntime, set_nonce, set_bits = _SET_SUBMIT
+        set_worker(share, worker)
+        set_job(share, job_id)
+        set_en2(share, extranonce2_bytes)
+        set_ntime(share, ntime_int)
+        set_nonce(share, nonce_int)
+        set_bits(share, bits_int)
+        return share
+    return _parse_submit_checked(params)
+
+
+def _parse_submit_checked(params: Sequence[Any]) -> Submit:
+    """parse_submit, one field at a time, raising on the first bad one."""
     worker, job_id, extranonce2 = params[0], params[1], params[2]
     if not isinstance(worker, str):
         raise StratumError("mining.submit worker must be a string")
@@ -307,12 +360,22 @@ def show_message(text: str) -> Notification:
 
 def result(msg_id: Any, value: Any) -> Response:
     """A successful response."""
-    return Response(msg_id, value, None)
+    return new_response(msg_id, value, None)
 
 
 def error(msg_id: Any, code: ErrorCode, message: str | None = None) -> Response:
     """An error response with a standard code: result null, error [code, message, null]."""
-    return Response(msg_id, None, RpcError.of(code, message))
+    rpc_error = _ERRORS.get((code, message))
+    if rpc_error is None:
+        if len(_ERRORS) >= _ERRORS_MAX:  # messages may carry details: keep the cache small
+            _ERRORS.clear()
+        rpc_error = _ERRORS[code, message] = RpcError.of(code, message)
+    return new_response(msg_id, None, rpc_error)
+
+
+# RpcError is frozen, so one instance per (code, message) serves every rejection.
+_ERRORS: dict[tuple[ErrorCode, str | None], RpcError] = {}
+_ERRORS_MAX = 1024
 
 
 # --- field checks ---------------------------------------------------------------------------

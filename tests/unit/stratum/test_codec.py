@@ -187,3 +187,47 @@ def test_any_chunking_yields_the_same_messages(
         start = cut
     assert [decode(line) for line in lines] == messages
     assert buf.pending == 0
+
+
+@pytest.mark.parametrize("msg_id", [1, 0, -7, 2**63 - 1, "abc", 'q"\\é', None])
+@pytest.mark.parametrize(
+    "error",
+    [None, RpcError(23, "Low difficulty share"), RpcError(21, 'job "x" \n gone'), RpcError(20, "")],
+)
+@pytest.mark.parametrize("result", [True, False, None])
+def test_constant_replies_are_the_bytes_orjson_writes_for_the_dict(
+    msg_id: int | str | None, error: RpcError | None, result: bool | None
+) -> None:
+    response = Response(msg_id, result, error)
+    wire = error.to_wire() if error is not None else None
+    expected = orjson.dumps({"id": msg_id, "result": result, "error": wire}) + b"\n"
+    assert encode(response) == expected
+    assert decode(encode(response)) == response
+
+
+def test_replies_outside_the_constant_forms_are_encoded_in_full() -> None:
+    assert encode(Response(1, 1, None)) == b'{"id":1,"result":1,"error":null}\n'
+    assert encode(Response(1, [True], None)) == b'{"id":1,"result":[true],"error":null}\n'
+    with_data = Response(2, None, RpcError(20, "x", {"why": 1}))
+    assert encode(with_data) == b'{"id":2,"result":null,"error":[20,"x",{"why":1}]}\n'
+    with pytest.raises(StratumError, match="cannot encode"):
+        encode(Response(2**64, True, None))  # beyond orjson's integers, as before
+
+
+def test_the_fast_request_path_builds_what_the_general_path_builds() -> None:
+    line = b'{"id":5,"method":"mining.submit","params":["w","j","00","00000000","00000000"]}'
+    message = decode(line)
+    assert type(message) is Request
+    assert message == Request(5, "mining.submit", ("w", "j", "00", "00000000", "00000000"))
+    assert hash(message) == hash(
+        Request(5, "mining.submit", ("w", "j", "00", "00000000", "00000000"))
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"id":true,"method":"a","params":[]}', b'{"id":1.5,"method":"a","params":[]}'],
+)
+def test_a_call_with_a_bad_id_still_fails_off_the_fast_path(line: bytes) -> None:
+    with pytest.raises(StratumError, match="id must be an integer, a string or null"):
+        decode(line)

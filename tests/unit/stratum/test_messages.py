@@ -7,7 +7,7 @@ import pytest
 
 from hashfarm.errors import StratumError
 from hashfarm.stratum import messages as m
-from hashfarm.stratum.codec import ErrorCode, Notification, Request, decode, encode
+from hashfarm.stratum.codec import ErrorCode, Notification, Request, RpcError, decode, encode
 
 
 def _wire(msg: Request | Notification) -> object:
@@ -145,3 +145,34 @@ def test_responses() -> None:
         "error": [21, "Job not found", None],
     }
     assert orjson.loads(encode(m.result(7, True))) == {"id": 7, "result": True, "error": None}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ["w.1", "1a2f", "0000000000000a3c", "6543a1b2", "deadbeef"],
+        ["w.1", "1a2f", "", "6543A1B2", "DEADBEEF", "1fffe000"],
+        ["w.1", 77, "00ff", "6543a1b2", "deadbeef"],  # an int job id takes the checked path
+        ["w.1", "j", "00ff", "0x43a1b2", "deadbeef"],  # int() reads 0x: both paths alike
+    ],
+)
+def test_parse_submit_fast_path_builds_what_the_field_by_field_checks_build(
+    params: list[object],
+) -> None:
+    share = m.parse_submit(params)
+    assert type(share) is m.Submit
+    assert share == m._parse_submit_checked(params)
+    rebuilt = m.Submit(
+        share.worker, share.job_id, share.extranonce2, share.ntime, share.nonce, share.version_bits
+    )
+    assert share == rebuilt
+    assert hash(share) == hash(rebuilt)
+    assert repr(share) == repr(rebuilt)
+
+
+def test_error_responses_share_one_rpc_error_per_code_and_message() -> None:
+    first = m.error(1, ErrorCode.LOW_DIFFICULTY, "Low difficulty share")
+    second = m.error(2, ErrorCode.LOW_DIFFICULTY, "Low difficulty share")
+    assert first.error is second.error
+    assert encode(second) == b'{"id":2,"result":null,"error":[23,"Low difficulty share",null]}\n'
+    assert m.error(3, ErrorCode.DUPLICATE_SHARE).error == RpcError(22, "Duplicate share")
