@@ -15,7 +15,7 @@ import re
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from aiohttp import web
 
 from hashfarm.errors import NodeAuthError, NodeError, NodeUnavailable, RPCError
 from hashfarm.node.rpc import RPCClient
+from realdata import load_block_bytes
 
 Action = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 
@@ -79,6 +80,8 @@ class Seen:
     authorization: str | None
     peer_port: int
     doc: Any
+    body: bytes = b""  # the request body as it arrived
+    content_length: int | None = None
 
 
 @dataclass
@@ -91,9 +94,11 @@ class MisbehavingNode:
     seen: list[Seen] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        doc = orjson.loads(await request.read())
+        body = await request.read()
+        doc = orjson.loads(body)
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.seen.append(Seen(request.headers.get("Authorization"), peer[1] if peer else 0, doc))
+        seen = Seen(request.headers.get("Authorization"), peer[1] if peer else 0, doc, body)
+        self.seen.append(replace(seen, content_length=request.content_length))
         expected = "Basic " + base64.b64encode(f"user:{self.password}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
@@ -107,7 +112,7 @@ class MisbehavingNode:
 @pytest.fixture
 async def server() -> AsyncIterator[MisbehavingNode]:
     node = MisbehavingNode()
-    app = web.Application()
+    app = web.Application(client_max_size=8 * 1024 * 1024)  # a mainnet block is ~2 MB hex
     app.router.add_post("/", node.handle)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -292,6 +297,30 @@ async def test_submitblock_reasons_read_alike(client: RPCClient, server: Misbeha
     assert await client.submitblock("00") is None
     assert await client.submitblock("00") == "bad-txnmrklroot"
     assert await client.submitblock("00") == "high-hash"
+
+
+async def test_submitblock_sends_a_mainnet_block_as_the_exact_json_body(
+    client: RPCClient, server: MisbehavingNode
+) -> None:
+    block_hex = load_block_bytes("mainnet-481829").hex()  # 2,020 txs: sent in slices
+    await client.call("getblockcount")
+    assert await client.submitblock(block_hex) is not None
+    expected = orjson.dumps(
+        {"jsonrpc": "1.0", "id": 2, "method": "submitblock", "params": [block_hex]}
+    )
+    assert server.seen[1].body == expected
+    assert server.seen[1].content_length == len(expected)
+
+
+async def test_a_large_body_is_sent_whole_again_after_a_dropped_connection(
+    client: RPCClient, server: MisbehavingNode
+) -> None:
+    block_hex = load_block_bytes("mainnet-481829").hex()
+    server.plan.extend([drop, drop])
+    assert await client.submitblock(block_hex) is not None
+    assert server.methods() == ["submitblock"] * 3
+    assert server.seen[0].body == server.seen[1].body == server.seen[2].body
+    assert server.seen[2].doc["params"] == [block_hex]
 
 
 @pytest.mark.parametrize(
