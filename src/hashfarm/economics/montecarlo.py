@@ -1,7 +1,7 @@
 """Monte Carlo payback: many price and difficulty-growth paths at once (numpy, seeded).
 
 Each path draws a difficulty growth per epoch (the scenario's value plus a normal shock,
-clipped to what the retarget rule allows) and a log-price random walk with weekly steps
+clipped to what the retarget rule allows) and a log-price random walk with daily steps
 around the scenario's daily price path (median-preserving: with zero volatility the path *is*
 the scenario).
 With both spreads at zero every path equals `payback.simulate`, which the tests check.
@@ -11,8 +11,9 @@ constant in time, so each path's daily BTC comes from a difference array - one r
 boundary (retarget or halving), split across the day it lands in - and a running sum. Then
 one fused pass over blocks of days that fit in cache does everything else (running sums,
 prices, the switch-off rule, cash, the payback day): the work is memory-bound, so touching
-each byte once matters more than the arithmetic. Price shocks come once a week (the
-scenario's drift stays daily), in antithetic pairs; same seed and chunk size, same answer.
+each byte once matters more than the arithmetic. Price shocks are daily, in antithetic
+pairs, drawn per block inside that pass as float32 normals by inverse transform on a 16-bit
+grid (a table lookup: ~4x faster than numpy's ziggurat); same seed and chunk size, same answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cache
+from statistics import NormalDist
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +45,7 @@ from hashfarm.units import SATS_PER_BTC
 __all__ = ["MonteCarloResult", "Uncertainty", "daily_revenue_btc", "run_monte_carlo"]
 
 Array = npt.NDArray[np.float64]
+_F = TypeVar("_F", np.float32, np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +115,7 @@ def run_monte_carlo(
     )
 
 
-_WEEK = 7  # days per price shock
-_BLOCK = 9 * _WEEK  # days per cache block of the fused pass (9 weeks x 4096 paths = 2 MB)
+_BLOCK_CELLS = 42 * 4096  # path-days per cache block of the fused pass (1.3 MB of float64)
 
 
 class _Workspace:
@@ -119,19 +123,24 @@ class _Workspace:
 
     def __init__(self, days: int, paths: int, start: Start, scenario: Scenario) -> None:
         self.days = days
-        self.weeks = math.ceil(days / _WEEK)
-        self.width = self.weeks * _WEEK + 2  # whole weeks, plus two rows that catch spill
+        self.width = days + 2  # the horizon, plus two rows that catch spill
         # zeros from the start; the fused pass re-zeroes what it used, for the next chunk
         self._grid = np.zeros(self.width * paths)
         prices = np.asarray(daily_prices(start, scenario), dtype=np.float64)
-        self.prices = np.pad(prices, (0, self.width - days), mode="edge")[:, None]
+        self.prices = prices[:, None]
+        # the stochastic case prices in float32 (log-price + shock, then exp)
+        self.log_prices = np.log(prices).astype(np.float32)[:, None]
+        half = (paths + 1) // 2
+        self.block = min(days, max(1, _BLOCK_CELLS // paths))  # days per block
+        self.shocks = np.empty((self.block, half), dtype=np.float32)  # cumulative log shocks
+        self.factor = np.empty((self.block, paths), dtype=np.float32)  # price per path and day
 
     def grid(self, n: int) -> Array:
         """A contiguous (width, n) view for a chunk of n paths (day-major)."""
         return self._grid[: self.width * n].reshape(self.width, n)
 
 
-def _accumulate(rows: Array, op: np.ufunc, first: Array) -> Array:
+def _accumulate(rows: npt.NDArray[_F], op: np.ufunc, first: npt.NDArray[_F]) -> npt.NDArray[_F]:
     """In place along rows: rows[0] = op(first, rows[0]), rows[i] = op(rows[i-1], rows[i]).
 
     numpy's cumsum/cumprod along axis 0 walk the array with a stride; a vector op per row
@@ -150,8 +159,19 @@ def _antithetic(rng: np.random.Generator, n: int, count: int) -> Array:
     unpaired column.
     """
     half = (n + 1) // 2
-    z = rng.standard_normal((count, half))
+    z = _normal_quantiles()[_normal_words(rng.bit_generator, count, half)].astype(np.float64)
     return np.concatenate((z, -z[:, : n - half]), axis=1)
+
+
+def _normal_words(bits: np.random.BitGenerator, rows: int, cols: int) -> npt.NDArray[np.uint16]:
+    """Random indices into `_normal_quantiles()`, shape (rows, cols): 16 bits each.
+
+    Inverse transform on a 16-bit grid: a table lookup instead of numpy's ziggurat (~4x
+    faster, in float32); the tails are cut at 4.3 sd, which a sum over days or a clipped
+    growth shock does not notice.
+    """
+    words = bits.random_raw(-(-rows * cols // 4)).view(np.uint16)[: rows * cols]
+    return words.reshape(rows, cols)
 
 
 def daily_revenue_btc(
@@ -165,7 +185,7 @@ def daily_revenue_btc(
 ) -> Array:
     """BTC the batch mines each day on n random difficulty paths: shape (days, n)."""
     days = scenario.horizon_days
-    grid = np.zeros((_WEEK * math.ceil(days / _WEEK) + 2, n))
+    grid = np.zeros((days + 2, n))
     _revenue_jumps(rng, grid, machine, costs, start, scenario, unc)
     _accumulate(grid, np.add, np.zeros(n))
     return grid[:days]
@@ -202,7 +222,7 @@ def _revenue_jumps(
         np.add.at(flat, index + n, (jump * frac).ravel())
 
 
-_BATCH = 32  # boundaries handled per vectorized step
+_BATCH = 16  # boundaries per vectorized step (small: the last step overshoots the horizon)
 
 
 class _PathState:
@@ -275,50 +295,89 @@ def _cash_flow(
 ) -> tuple[Array, Array]:
     """Payback day (inf if never) and final cash per path, from the revenue jumps in `grid`.
 
-    One pass over blocks of `_BLOCK` days; each block is summed, priced, switched off where
+    One pass over blocks of `work.block` days; each block is summed, priced, switched off where
     it loses money, summed again and searched for the payback day while it sits in cache,
     then zeroed for the next chunk.
     """
     n, days = grid.shape[1], work.days
-    factor = None
+    walk = None
     if unc.price_vol_per_year > 0:
-        factor = _weekly_price_factors(rng, n, work.weeks, unc.price_vol_per_year)
+        walk = _PriceWalk(rng, work, n, unc.price_vol_per_year)
     power = machine.power_w / 1000 * 24 * costs.uptime * machine.count * costs.power_price_kwh
     hosting = costs.hosting_per_month / DAYS_PER_MONTH * machine.count
-    day_numbers = np.arange(1, work.weeks * _WEEK + 1, dtype=np.float64)
+    day_numbers = np.arange(1, days + 1, dtype=np.float64)
     # cash is reached when the running sum of max(revenue, power) covers this
     fixed = machine.capex + (power + hosting) * day_numbers
-    fixed[days:] = np.inf  # padding days never pay back
     btc_carry, cash_carry = np.zeros(n), np.zeros(n)
     payback = np.full(n, np.inf)
-    for d0 in range(0, work.weeks * _WEEK, _BLOCK):
-        d1 = min(d0 + _BLOCK, work.weeks * _WEEK)
+    for d0 in range(0, days, work.block):
+        d1 = min(d0 + work.block, days)
         rows = grid[d0:d1]
         _accumulate(rows, np.add, btc_carry)  # daily BTC
         btc_carry = rows[-1].copy()
-        rows *= work.prices[d0:d1]  # revenue on the scenario's price path
-        if factor is not None:
-            weekly = rows.reshape(-1, _WEEK, n)
-            weekly *= factor[d0 // _WEEK : d1 // _WEEK, None, :]
+        if walk is None:
+            rows *= work.prices[d0:d1]  # revenue on the scenario's price path
+        else:
+            rows *= walk.prices(d0, d1)  # ... or on this path's prices
         np.maximum(rows, power, out=rows)  # switched off on days that would lose money
         _accumulate(rows, np.add, cash_carry)
-        cash_carry = rows[-1 if d1 <= days else days - 1 - d0].copy()
-        paid = rows >= fixed[d0:d1, None]
-        first = np.where(paid, day_numbers[d0:d1, None], np.inf).min(axis=0)
-        np.minimum(payback, first, out=payback)
+        cash_carry = rows[-1].copy()
+        _first_paid(rows, fixed[d0:d1], day_numbers[d0:d1], payback)
         rows.fill(0.0)
-    grid[work.weeks * _WEEK :].fill(0.0)  # the spill rows
+    grid[days:].fill(0.0)  # the spill rows
     return payback, cash_carry - fixed[days - 1]
 
 
-def _weekly_price_factors(rng: np.random.Generator, n: int, weeks: int, vol: float) -> Array:
-    """exp(sigma * W_w) of shape (weeks, n): a weekly log-price walk from 0 (week 0 = today)."""
-    z = _antithetic(rng, n, weeks)
-    z[0] = 0.0
-    z *= vol * math.sqrt(_WEEK / 365)
-    _accumulate(z, np.add, np.zeros(n))
-    out: Array = np.exp(z, out=z)
-    return out
+def _first_paid(rows: Array, fixed: Array, day_numbers: Array, payback: Array) -> None:
+    """Set payback to the first day with rows >= fixed, on the paths not paid back before.
+
+    Costs are never negative, so both the running sum in `rows` and `fixed` never fall: a path
+    can only pay back in this block if its last day covers the block's first `fixed`. That
+    one-row test leaves the few paths whose days have to be searched.
+    """
+    cols = np.flatnonzero((rows[-1] >= fixed[0]) & np.isinf(payback))
+    if cols.size:
+        paid = rows[:, cols] >= fixed[:, None]
+        hit = paid.any(axis=0)
+        payback[cols[hit]] = day_numbers[paid[:, hit].argmax(axis=0)]
+
+
+class _PriceWalk:
+    """Daily log-price shocks for n paths, drawn a block of days at a time.
+
+    Path i + half is the antithetic twin of path i (its shocks negated), so only half the
+    shocks are drawn and summed.
+    """
+
+    def __init__(self, rng: np.random.Generator, work: _Workspace, n: int, vol: float) -> None:
+        self.bits, self.work, self.n = rng.bit_generator, work, n
+        self.half = (n + 1) // 2
+        self.table = _normal_quantiles() * np.float32(vol * math.sqrt(1 / 365))
+        self.level = np.zeros(self.half, dtype=np.float32)  # log shock so far (day 0 = today)
+
+    def prices(self, d0: int, d1: int) -> npt.NDArray[np.float32]:
+        """Price on days d0..d1-1 of every path: shape (d1 - d0, n), float32."""
+        k, half = d1 - d0, self.half
+        words = _normal_words(self.bits, k, half)
+        shocks = np.take(self.table, words, out=self.work.shocks[:k, :half])
+        if d0 == 0:
+            shocks[0] = 0.0  # today's price is known
+        _accumulate(shocks, np.add, self.level)
+        self.level = shocks[-1].copy()
+        out = self.work.factor[:k, : self.n]
+        log_prices = self.work.log_prices[d0:d1]
+        np.add(log_prices, shocks, out=out[:, :half])
+        np.subtract(log_prices, shocks[:, : self.n - half], out=out[:, half:])
+        priced: npt.NDArray[np.float32] = np.exp(out, out=out)
+        return priced
+
+
+@cache
+def _normal_quantiles() -> npt.NDArray[np.float32]:
+    """N(0, 1) at the midpoints of 65,536 equal-probability cells, scaled to unit variance."""
+    q = np.asarray([NormalDist().inv_cdf((i + 0.5) / 65536) for i in range(65536)])
+    table: npt.NDArray[np.float32] = (q / q.std()).astype(np.float32)
+    return table
 
 
 def _finite(x: float) -> float | None:

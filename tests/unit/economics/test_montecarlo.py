@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hashfarm.chain.networks import MAINNET
+from hashfarm.economics import montecarlo
 from hashfarm.economics.machine import Costs, Machine
 from hashfarm.economics.montecarlo import Uncertainty, daily_revenue_btc, run_monte_carlo
 from hashfarm.economics.payback import daily_btc_per_th, simulate
@@ -97,3 +100,28 @@ def test_zero_variance_matches_the_reference_on_any_scenario(
     expected = np.inf if run.payback_day is None else run.payback_day
     assert list(mc.payback_days) == [expected] * STILL.paths
     np.testing.assert_allclose(mc.cumulative_end, run.cumulative_end, rtol=1e-9, atol=1e-6)
+
+
+def test_daily_price_shocks_have_the_stated_volatility() -> None:
+    scenario = Scenario(horizon_days=300, difficulty_growth=(0.0,), price_growth_per_year=0.0)
+    work = montecarlo._Workspace(300, 2000, START, scenario)
+    walk = montecarlo._PriceWalk(np.random.default_rng(3), work, 2000, 0.5)
+    # the walk reuses one block buffer, so each block is copied out
+    blocks = [walk.prices(d, min(d + 50, 300)).copy() for d in range(0, 300, 50)]
+    prices = np.concatenate(blocks).astype(np.float64)
+    np.testing.assert_allclose(prices[0], START.price, rtol=1e-6)  # today's price is known
+    steps = np.diff(np.log(prices), axis=0)
+    # a new price every day, not every week (a float32 log-price swallows the tiniest shocks)
+    assert np.mean(steps == 0) < 0.01
+    assert steps.std() == pytest.approx(0.5 / np.sqrt(365), rel=0.02)
+    np.testing.assert_allclose(steps[:, :1000], -steps[:, 1000:], atol=1e-5)  # twins
+
+
+def test_the_normal_table_is_a_standard_normal() -> None:
+    q = montecarlo._normal_quantiles().astype(np.float64)
+    assert q.size == 65536
+    assert abs(q.mean()) < 1e-6
+    assert q.std() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(q, -q[::-1], atol=1e-6)  # symmetric
+    assert q[np.searchsorted(q, 1.0)] == pytest.approx(1.0, abs=1e-3)
+    assert np.mean(q <= 1.0) == pytest.approx(NormalDist().cdf(1.0), abs=1e-4)
