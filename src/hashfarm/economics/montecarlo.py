@@ -128,8 +128,10 @@ class _Workspace:
         self._grid = np.zeros(self.width * paths)
         prices = np.asarray(daily_prices(start, scenario), dtype=np.float64)
         self.prices = prices[:, None]
-        # the stochastic case prices in float32 (log-price + shock, then exp)
-        self.log_prices = np.log(prices).astype(np.float32)[:, None]
+        # the stochastic case prices in float32 (log-price + shock, then exp); a price of 0
+        # is a log of -inf, which exp turns back into 0
+        with np.errstate(divide="ignore"):
+            self.log_prices = np.log(prices).astype(np.float32)[:, None]
         half = (paths + 1) // 2
         self.block = min(days, max(1, _BLOCK_CELLS // paths))  # days per block
         self.shocks = np.empty((self.block, half), dtype=np.float32)  # cumulative log shocks

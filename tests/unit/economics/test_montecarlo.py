@@ -125,3 +125,15 @@ def test_the_normal_table_is_a_standard_normal() -> None:
     np.testing.assert_allclose(q, -q[::-1], atol=1e-6)  # symmetric
     assert q[np.searchsorted(q, 1.0)] == pytest.approx(1.0, abs=1e-3)
     assert np.mean(q <= 1.0) == pytest.approx(NormalDist().cdf(1.0), abs=1e-4)
+
+
+def test_a_price_path_through_zero_prices_zero_on_every_path() -> None:
+    scenario = Scenario(horizon_days=400, difficulty_growth=(0.02,),
+                        price_points=((0, 90_000), (100, 0), (400, 50_000)))  # fmt: skip
+    work = montecarlo._Workspace(400, 6, START, scenario)
+    walk = montecarlo._PriceWalk(np.random.default_rng(1), work, 6, 0.6)
+    prices = walk.prices(0, 101)
+    assert np.all(prices[100] == 0)
+    assert np.all(prices[99] > 0)
+    mc = run_monte_carlo(MACHINE, COSTS, START, scenario, Uncertainty(paths=50, seed=2))
+    assert np.all(np.isfinite(mc.cumulative_end))
