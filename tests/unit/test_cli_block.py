@@ -145,3 +145,13 @@ def test_real_subprocess_bad_input() -> None:
     assert done.returncode == 2
     assert "not a valid block (4 bytes): a block needs an 80-byte header" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").is_file(), reason="needs Linux /proc")
+def test_a_file_that_cannot_be_read_exits_2_without_traceback() -> None:
+    # /proc/self/clear_refs is a regular file whose read fails (EINVAL), even for root,
+    # standing in for a file without read permission.
+    code, out = _run("/proc/self/clear_refs")
+    assert code == 2
+    assert "cannot read /proc/self/clear_refs: Invalid argument" in out
+    assert "Traceback" not in out

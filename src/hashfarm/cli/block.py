@@ -62,7 +62,10 @@ def _read_input(arg: str) -> bytes:
 
 
 def _file_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # no permission, an I/O error, a special file
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
