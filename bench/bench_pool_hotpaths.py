@@ -37,7 +37,7 @@ import hashfarm
 from hashfarm.chain.address import script_to_address
 from hashfarm.chain.block import Block
 from hashfarm.chain.networks import get_network
-from hashfarm.node.template import Template, TemplateTx
+from hashfarm.node.template import Template
 from hashfarm.pool import service
 from hashfarm.pool.jobs import JobBook, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
@@ -53,23 +53,7 @@ PAYOUT = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"
 
 def template() -> Template:
     """Fixture block 481829 as a template."""
-    block = Block.parse(load_block_bytes("mainnet-481829"))
-    h = block.header
-    txs = tuple(TemplateTx(tx.serialize(), tx.txid(), 0) for tx in block.transactions[1:])
-    return Template(
-        height=block.height_from_coinbase(),
-        version=h.version,
-        prev_hash=h.prev_hash,
-        bits=h.bits,
-        curtime=h.time,
-        mintime=h.time - 3600,
-        coinbase_value=block.transactions[0].total_out(),
-        transactions=txs,
-        witness_commitment=block.witness_commitment_in_coinbase(),
-        coinbase_aux=b"",
-        longpollid=None,
-        transactions_hex="".join(tx.data.hex() for tx in txs),  # as parse_template keeps it
-    )
+    return Template.from_block(Block.parse(load_block_bytes("mainnet-481829")))
 
 
 def next_tip(tpl: Template, n: int) -> Template:

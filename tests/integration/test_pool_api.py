@@ -18,7 +18,7 @@ from hashfarm.chain.block import Block
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.cli.pool import running_pool
 from hashfarm.node.bcoin import free_port
-from hashfarm.node.template import Template, TemplateTx
+from hashfarm.node.template import Template
 from hashfarm.pool.jobs import PoolJob, build_job, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.settings import (
@@ -44,21 +44,8 @@ MINER = "RWzHLjYTCWm6GxZK8ZBrRd4e5HvYBrJRkV.rig-1"  # a bcoin regtest address as
 def mainnet_job() -> PoolJob:
     """The job a pool would have handed out for block 482683 (paying its real coinbase)."""
     block = Block.parse(load_block_bytes("mainnet-482683"))
-    h, coinbase = block.header, block.transactions[0]
-    template = Template(
-        height=block.height_from_coinbase(),
-        version=h.version,
-        prev_hash=h.prev_hash,
-        bits=h.bits,
-        curtime=h.time,
-        mintime=h.time - 3600,
-        coinbase_value=sum(o.value for o in coinbase.outputs),
-        transactions=tuple(TemplateTx(t.serialize(), t.txid(), 0) for t in block.transactions[1:]),
-        witness_commitment=block.witness_commitment_in_coinbase(),
-        coinbase_aux=b"",
-        longpollid=None,
-    )
-    script = coinbase.outputs[0].script_pubkey
+    template = Template.from_block(block)
+    script = block.transactions[0].outputs[0].script_pubkey
     return build_job(
         1,
         1,

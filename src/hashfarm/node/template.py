@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hashfarm.chain.block import Block
 from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
 from hashfarm.errors import NodeError
 
@@ -62,6 +63,27 @@ class Template:
     def txids(self) -> list[bytes]:
         """Non-coinbase txids in block order (the merkle branch's input)."""
         return [tx.txid for tx in self.transactions]
+
+    @classmethod
+    def from_block(cls, block: Block, *, curtime: int | None = None) -> Template:
+        """The template a real block's miner worked on (fees unknown: 0), for replays and
+        benchmarks on mainnet-sized data. `curtime` defaults to the block's own time."""
+        header = block.header
+        txs = tuple(TemplateTx(tx.serialize(), tx.txid(), 0) for tx in block.transactions[1:])
+        return cls(
+            height=block.height_from_coinbase(),
+            version=header.version,
+            prev_hash=header.prev_hash,
+            bits=header.bits,
+            curtime=header.time if curtime is None else curtime,
+            mintime=header.time - 3600,
+            coinbase_value=block.transactions[0].total_out(),
+            transactions=txs,
+            witness_commitment=block.witness_commitment_in_coinbase(),
+            coinbase_aux=b"",
+            longpollid=None,
+            transactions_hex="".join(tx.data.hex() for tx in txs),  # as parse_template keeps it
+        )
 
 
 def parse_template(gbt: Mapping[str, Any]) -> Template:

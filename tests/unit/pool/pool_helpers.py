@@ -6,45 +6,25 @@ from dataclasses import replace
 
 from hashfarm.chain.block import Block
 from hashfarm.chain.coinbase import CoinbaseParts, split_coinbase
-from hashfarm.node.template import Template, TemplateTx
+from hashfarm.node.template import Template
 from hashfarm.pool.jobs import PoolJob
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import encode
 from hashfarm.stratum.work import make_job
+from realdata import extranonce_offset
 
 EN1_SIZE, EN2_SIZE = 4, 8
 
 
-def slot_offset(block: Block) -> int:
-    """Where a 12-byte extranonce slot sits in the real coinbase: right after the height push."""
-    script_sig = block.transactions[0].inputs[0].script_sig
-    script_len_size = 1 if len(script_sig) < 0xFD else 3
-    return 4 + 1 + 36 + script_len_size + 1 + script_sig[0]
-
-
 def template_of(block: Block) -> Template:
     """The template the block's miner would have worked on (fees unknown: 0)."""
-    h = block.header
-    txs = tuple(TemplateTx(tx.serialize(), tx.txid(), 0) for tx in block.transactions[1:])
-    return Template(
-        height=block.height_from_coinbase(),
-        version=h.version,
-        prev_hash=h.prev_hash,
-        bits=h.bits,
-        curtime=h.time - 60,
-        mintime=h.time - 3600,
-        coinbase_value=block.transactions[0].total_out(),
-        transactions=txs,
-        witness_commitment=block.witness_commitment_in_coinbase(),
-        coinbase_aux=b"",
-        longpollid=None,
-    )
+    return Template.from_block(block, curtime=block.header.time - 60)
 
 
 def job_of(block: Block, seq: int = 1, *, clean: bool = True) -> tuple[PoolJob, bytes]:
     """A PoolJob whose coinbase is the block's own, and the extranonce its miner used."""
     raw_cb = block.transactions[0].serialize(witness=False)
-    offset = slot_offset(block)
+    offset = extranonce_offset(block)
     coinb1, coinb2 = split_coinbase(raw_cb, offset, EN1_SIZE + EN2_SIZE)
     extranonce = raw_cb[offset : offset + EN1_SIZE + EN2_SIZE]
     tpl = template_of(block)
