@@ -11,12 +11,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from hashfarm.errors import ConfigError
+from hashfarm.miner.backends.base import NONCE_SPACE
 
 Executor = Literal["auto", "process", "thread"]
 OutputMode = Literal["live", "quiet", "json"]
 
 DEFAULT_VERSION_MASK = 0x1FFFE000  # BIP 320 general-purpose bits we ask to roll
-NONCE_SPACE = 1 << 32  # nonces in one header
 
 
 @dataclass(frozen=True, slots=True)
