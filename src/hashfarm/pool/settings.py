@@ -88,6 +88,7 @@ class HttpSettings:
 
     host: str = "127.0.0.1"  # address the API listens on
     port: int = 8080  # TCP port of the API (0: disabled)
+    admin_token_file: str | None = None  # file holding the admin token (None: no admin routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("node.refresh_interval", 0.0 < nd.refresh_interval <= 55.0),
         ("node.retry_max", nd.retry_max > 0.0),
         ("http.port", 0 <= s.http.port <= 65535),
+        ("http.admin_token_file", s.http.admin_token_file != ""),
         ("storage.batch_max", s.storage.batch_max >= 1),
     ]
 
