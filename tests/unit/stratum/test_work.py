@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import orjson
 import pytest
 from hypothesis import given
@@ -25,8 +22,8 @@ from hashfarm.stratum.work import (
     prevhash_from_stratum,
     prevhash_to_stratum,
 )
+from realdata import load_block_bytes
 
-SHARED = Path(os.environ.get("HASHFARM_SHARED", Path(__file__).parents[4] / "shared"))
 BLOCKS = {  # file -> display hash (from the fixtures README)
     "mainnet-277647.raw": "0000000000000000054a714e580b16c583701712ab91060e92dbde6eb1e052a8",
     "mainnet-383616.raw": "00000000000000000aab6a2b34e979b09ca185584bd1aecf204f24d150ff55e9",
@@ -36,7 +33,7 @@ EN1_SIZE, EN2_SIZE = 4, 4
 
 
 def _load(name: str) -> tuple[BlockHeader, list[Transaction]]:
-    raw = (SHARED / "fixtures" / "blocks" / name).read_bytes()
+    raw = load_block_bytes(name)
     reader = ByteReader(raw[80:])
     txs = [Transaction.read(reader) for _ in range(reader.read_compact_size())]
     return BlockHeader.parse(raw[:80]), txs
