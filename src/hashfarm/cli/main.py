@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, str] = {
     "miner": "hashfarm.cli.miner:miner",
     "bench": "hashfarm.cli.bench:bench",
     "pool": "hashfarm.cli.pool:pool",
+    "pool-bans": "hashfarm.cli.bans:pool_bans",
     "demo": "hashfarm.cli.demo:demo",
 }
 
