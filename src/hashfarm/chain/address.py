@@ -1,31 +1,22 @@
 """Addresses <-> scriptPubKeys: P2PKH, P2SH (Base58Check) and segwit v0..v16 (BIP 173/350).
 
-The checksum codecs come from `base58-bech32` (btclib's typed, stdlib-only codecs; see
-docs/chain.md for why); the segwit rules of BIP 173/350 (witness version, program length,
-bech32 vs bech32m per version) and the network checks are applied here.
+The codecs are ours (`chain.base58`, `chain.bech32`, written from the BIPs and checked against
+every BIP 173/350 vector and Bitcoin Core's key_io vectors; docs/chain.md says why no library);
+this module maps them to scripts and applies the network checks.
 """
 
 from __future__ import annotations
 
-from base58_bech32.base58 import b58decode_check, b58encode_check
-from base58_bech32.bech32 import (
-    BECH32_1_CONST,
-    BECH32_M_CONST,
-    bech32_decode,
-    bech32_encode,
-    convertbits,
-)
-from base58_bech32.exceptions import Base58Bech32Exception
-
+from hashfarm.chain.base58 import b58decode_check, b58encode_check
+from hashfarm.chain.bech32 import CHARSET, MAX_LENGTH, decode_segwit_address, encode_segwit_address
 from hashfarm.chain.networks import NETWORKS, Network, get_network
-from hashfarm.errors import AddressError
+from hashfarm.errors import AddressError, DecodeError
 
 __all__ = ["address_to_script", "classify_script", "script_to_address", "witness_program"]
 
-_MAX_SEGWIT_LENGTH = 90  # BIP 173's limit on a segwit address
 _OP_DUP, _OP_HASH160, _OP_EQUALVERIFY, _OP_CHECKSIG, _OP_EQUAL = 0x76, 0xA9, 0x88, 0xAC, 0x87
 _OP_RETURN = 0x6A
-_BECH32_CHARS = set("qpzry9x8gf2tvdw0s3jn54khce6mua7l")
+_BECH32_CHARS = set(CHARSET)
 
 
 def _p2pkh(h: bytes) -> bytes:
@@ -36,59 +27,37 @@ def _p2sh(h: bytes) -> bytes:
     return bytes((_OP_HASH160, 20)) + h + bytes((_OP_EQUAL,))
 
 
-def _segwit_script(version: int, program: bytes) -> bytes:
-    op = 0 if version == 0 else 0x50 + version
-    return bytes((op, len(program))) + program
-
-
 def _networks_with(attr: str, value: object) -> str:
     names = [n.name for n in NETWORKS.values() if value in getattr(n, attr)]
     return "/".join(names) or "no known network"
 
 
-def _decode_segwit(address: str, hrp: str, network: Network) -> bytes:
+def _decode_segwit(address: str, network: Network) -> bytes:
     try:
-        got_hrp, data, const = bech32_decode(address, limit=_MAX_SEGWIT_LENGTH)
-    except Base58Bech32Exception as exc:
-        raise AddressError(f"invalid bech32 address {address!r}: {exc}") from exc
-    if got_hrp not in network.bech32_hrps:
-        owner = _networks_with("bech32_hrps", got_hrp)
+        decoded = decode_segwit_address(address)
+    except DecodeError as exc:
+        reason = str(exc).removeprefix("segwit: ").removeprefix("bech32: ")
+        raise AddressError(f"invalid segwit address {address!r}: {reason}") from exc
+    if decoded.hrp not in network.bech32_hrps:
+        owner = _networks_with("bech32_hrps", decoded.hrp)
         raise AddressError(
-            f"address {address!r} is for {owner} (hrp {got_hrp!r}), "
+            f"address {address!r} is for {owner} (hrp {decoded.hrp!r}), "
             f"not {network.name} (hrp {'/'.join(network.bech32_hrps)})"
         )
-    if not data or data[0] > 16:
-        raise AddressError(f"address {address!r} has an invalid witness version")
-    version = data[0]
-    try:
-        program = bytes(convertbits(data[1:], 5, 8, False))
-    except Base58Bech32Exception as exc:
-        raise AddressError(f"address {address!r} has invalid padding: {exc}") from exc
-    _check_program(address, version, program, const)
-    return _segwit_script(version, program)
-
-
-def _check_program(address: str, version: int, program: bytes, const: int) -> None:
-    if not 2 <= len(program) <= 40:
-        raise AddressError(f"address {address!r}: witness program of {len(program)} bytes")
-    if version == 0 and len(program) not in (20, 32):
-        raise AddressError(f"address {address!r}: v0 program must be 20 or 32 bytes")
-    expected = BECH32_1_CONST if version == 0 else BECH32_M_CONST
-    if const != expected:
-        want = "bech32" if version == 0 else "bech32m (BIP 350)"
-        raise AddressError(f"address {address!r}: witness v{version} must use {want} checksum")
+    return decoded.script()
 
 
 def _decode_base58(address: str, network: Network, hrp: str) -> bytes:
     try:
         payload = b58decode_check(address)
-    except Base58Bech32Exception as exc:
+    except DecodeError as exc:
         if hrp and set(address[len(hrp) + 1 :].lower()) <= _BECH32_CHARS:
             raise AddressError(
                 f"address {address!r} has an unknown human-readable part {hrp!r}; "
                 f"{network.name} uses {'/'.join(network.bech32_hrps)}"
             ) from None
-        raise AddressError(f"invalid address {address!r}: {exc}") from exc
+        reason = str(exc).removeprefix("base58: ")
+        raise AddressError(f"invalid address {address!r}: {reason}") from exc
     if len(payload) != 21:
         raise AddressError(f"address {address!r} decodes to {len(payload)} bytes, expected 21")
     prefix, h = payload[0], payload[1:]
@@ -105,16 +74,23 @@ def _decode_base58(address: str, network: Network, hrp: str) -> bytes:
 
 
 def address_to_script(address: str, network: Network | str = "mainnet") -> bytes:
-    """The scriptPubKey paying `address` on `network`; AddressError says what is wrong."""
+    """The scriptPubKey paying `address` on `network`; AddressError says what is wrong.
+
+    Input longer than any address (BIP 173's 90 characters) is refused before decoding, so a
+    stranger's long worker name costs nothing (Base58 decoding is quadratic)."""
     net = get_network(network)
     address = address.strip()
     if not address:
         raise AddressError("empty address")
+    if len(address) > MAX_LENGTH:
+        raise AddressError(
+            f"address of {len(address)} characters: no Bitcoin address is longer than {MAX_LENGTH}"
+        )
     sep = address.rfind("1")
     hrp = address[:sep].lower() if sep > 0 else ""
     known_hrps = {h for n in NETWORKS.values() for h in n.bech32_hrps}
     if hrp in known_hrps:
-        return _decode_segwit(address, hrp, net)
+        return _decode_segwit(address, net)
     return _decode_base58(address, net, hrp)
 
 
@@ -153,15 +129,13 @@ def script_to_address(script: bytes, network: Network | str = "mainnet") -> str 
     net = get_network(network)
     kind = classify_script(script)
     if kind == "p2pkh":
-        return b58encode_check(bytes((net.p2pkh_prefix,)) + script[3:23]).decode()
+        return b58encode_check(bytes((net.p2pkh_prefix,)) + script[3:23])
     if kind == "p2sh":
-        return b58encode_check(bytes((net.p2sh_prefix,)) + script[2:22]).decode()
+        return b58encode_check(bytes((net.p2sh_prefix,)) + script[2:22])
     wp = witness_program(script)
     if wp is None:
         return None
     version, program = wp
     if (version == 0 and len(program) not in (20, 32)) or len(program) > 40:
         return None
-    data = [version, *convertbits(program, 8, 5)]
-    m = BECH32_1_CONST if version == 0 else BECH32_M_CONST
-    return bech32_encode(net.bech32_hrp, data, m=m, limit=_MAX_SEGWIT_LENGTH).decode()
+    return encode_segwit_address(net.bech32_hrp, version, program)

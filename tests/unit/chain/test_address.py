@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import pytest
-from base58_bech32.bech32 import BECH32_1_CONST, BECH32_M_CONST, bech32_decode
-from base58_bech32.exceptions import Base58Bech32Exception
 
 from hashfarm.chain import address_to_script, classify_script, get_network, script_to_address
-from hashfarm.errors import AddressError, ChainError
+from hashfarm.chain.bech32 import Encoding, bech32_decode
+from hashfarm.errors import AddressError, ChainError, DecodeError
 
 HRP_NETWORK = {"bc": "mainnet", "tb": "testnet", "bcrt": "regtest"}
 
@@ -57,6 +56,10 @@ INVALID_SEGWIT = [
     ("tb1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vq47Zagq", "mixed case"),
     ("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7v07qwwzcrf", "padding > 4 bits"),
     ("tb1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vpggkg4j", "non-zero padding"),
+    # BIP 173's own "valid" v1+ addresses: bech32 checksums, which BIP 350 makes invalid.
+    ("bc1pw508d6qejxtdg4y5r3zarvary0c5xw7kw508d6qejxtdg4y5r3zarvary0c5xw7k7grplx", "bech32 for v1"),
+    ("BC1SW50QA3JX3S", "bech32 for v16"),
+    ("bc1zw508d6qejxtdg4y5r3zarvaryvg6kdaj", "bech32 for v2"),
 ]  # fmt: skip
 
 
@@ -79,7 +82,7 @@ def test_bip173_bip350_invalid(address: str, reason: str) -> None:
             address_to_script(address, network)
 
 
-# BIP 350 checksum-level vectors, run against the codec we chose (base58-bech32).
+# BIP 173 and BIP 350 checksum-level vectors (every one both BIPs list), run against our codec.
 BECH32M_VALID = [
     "A1LQFN3A", "a1lqfn3a",
     "an83characterlonghumanreadablepartthatcontainsthetheexcludedcharactersbioandnumber11sg7hg6",
@@ -108,14 +111,14 @@ CHECKSUM_INVALID = [
 
 @pytest.mark.parametrize("text", BECH32M_VALID + BECH32_VALID)
 def test_checksum_codec_valid(text: str) -> None:
-    expected = BECH32_M_CONST if text in BECH32M_VALID else BECH32_1_CONST
-    assert bech32_decode(text, limit=90)[2] == expected
+    expected = Encoding.BECH32M if text in BECH32M_VALID else Encoding.BECH32
+    assert bech32_decode(text)[2] == expected
 
 
 @pytest.mark.parametrize("text", CHECKSUM_INVALID)
 def test_checksum_codec_invalid(text: str) -> None:
-    with pytest.raises(Base58Bech32Exception):
-        bech32_decode(text, limit=90)
+    with pytest.raises(DecodeError):
+        bech32_decode(text)
 
 
 # Bitcoin Core src/test/data/key_io_valid.json (address entries), every network.
@@ -204,6 +207,31 @@ def test_bcoin_v1_addresses_use_pre_bip350_bech32() -> None:
         ("", "mainnet", "empty address"),
         ("0OIl", "mainnet", "invalid address"),
         ("111111111111111111117K4nzc", "mainnet", "20 bytes, expected 21"),
+        ("1FsSia9rv4NeEwvJ2GvXrX7LyxYspbN2m0", "mainnet", "invalid character '0' at position 33"),
+        ("1" * 10_000, "mainnet", "no Bitcoin address is longer than 90"),  # a stranger's name
+        (
+            "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd",
+            "mainnet",
+            "v1 must use bech32m",
+        ),
+        ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kemeawh", "mainnet", "v0 must use bech32 checksum"),
+        ("BC1QR508D6QEJXTDG4Y5R3ZARVARYV98GJ9P", "mainnet", "v0 program must be 20 or 32 bytes"),
+        ("bc1pw5dgrnzv", "mainnet", "witness program of 1 bytes"),
+        ("BC130XLXVLHEMJA6C4DQV22UAPCTQUPFHLXM9H8Z3K2E72Q4K9HCZ7VQ7ZWS8R", "mainnet", "version 17"),
+        ("tb1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vq47Zagq", "testnet", "mixed"),
+        ("bc1zw508d6qejxtdg4y5r3zarvaryvqyzf3du", "mainnet", "bits of padding, more than 4"),
+        (
+            "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3pjxtptv",
+            "testnet",
+            "non-zero padding",
+        ),
+        ("bc1gmk9yu", "mainnet", "empty data section"),
+        (
+            "bc1p38j9r5y49hruaue7wxjce0updqjuyyx0kh56v8s25huc6995vvpql3jow4",
+            "mainnet",
+            "'o' is not a bech32",
+        ),
+        ("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5", "mainnet", "invalid checksum"),
     ],
 )
 def test_errors_name_the_problem(address: str, network: str, message: str) -> None:
