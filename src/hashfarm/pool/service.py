@@ -65,6 +65,7 @@ class Pool:
             generations_kept=settings.stratum.jobs_kept,
         )
         self.server = StratumServer(self, settings.stratum)
+        self.bans = self.server.bans  # Stratum bans by IP (pool/bans.py): the API lists and lifts
         self.watcher = TipWatcher(rpc, settings.node, self._on_template, hashblock)
         self.blocks = BlockSubmitter(rpc, ledger, self.observers, self._block_accepted)
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from hashfarm.errors import HashfarmError
+from hashfarm.errors import ConfigError, HashfarmError
 from hashfarm.pool import records as r
 from hashfarm.pool.jobs import JobBook, PoolJob
 from hashfarm.pool.settings import PoolSettings
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Write = Callable[[bytes], None]
 HISTORY_KEPT = 8  # difficulty changes remembered per session (older jobs use the oldest)
+MAX_WORKER_NAME = 256  # characters of a user name (an address and a worker name fit easily)
 
 
 class SessionHost(Protocol):
@@ -69,14 +70,17 @@ class Session:
         "_lim",
         "accepted",
         "account",
+        "auth_failures",
         "closed",
         "connected_at",
         "extranonce1",
         "extranonce2_size",
         "extranonce_subscribed",
         "host",
+        "junk",
         "last_activity",
         "last_job",
+        "last_txns",
         "number",
         "payout_script",
         "peer",
@@ -119,6 +123,9 @@ class Session:
         self.accepted = 0
         self.rejected = 0
         self.closed = False
+        self.junk = 0  # lines that were not Stratum we serve (the server bans on these)
+        self.auth_failures = 0  # refused mining.authorize (the server bans on these)
+        self.last_txns = -1e300  # when mining.get_transactions was last answered
 
     def __repr__(self) -> str:
         return f"<Session #{self.number} {self.peer} {self.extranonce1.hex() or '-'}>"
@@ -133,6 +140,11 @@ class Session:
         """Subscribed and authorized: it gets jobs."""
         return self.subscribed and self.payout_script is not None
 
+    @property
+    def authorized(self) -> bool:
+        """A mining.authorize succeeded on this connection."""
+        return self.payout_script is not None
+
     # -- dispatch -----------------------------------------------------------------------
 
     def handle(self, message: Message) -> None:
@@ -140,10 +152,18 @@ class Session:
         self.last_activity = self.host.now()
         if isinstance(message, Response):
             return  # answers to our own (rare) requests; nothing to do
-        handler = _HANDLERS.get(message.method)
+        method = message.method
+        handler = _HANDLERS.get(method)
         msg_id = message.id if isinstance(message, Request) else None
         if handler is None:
-            return self.reply_error(msg_id, ErrorCode.OTHER, f"unknown method {message.method}")
+            self.junk += 1
+            return self.reply_error(msg_id, ErrorCode.OTHER, f"unknown method {method[:64]!r}")
+        if self.payout_script is None and method not in BEFORE_AUTHORIZE:
+            # The budget before authorize: a stranger reaches only the handshake.
+            self.junk += 1
+            if not self.subscribed:
+                return self.reply_error(msg_id, ErrorCode.NOT_SUBSCRIBED, "subscribe first")
+            return self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, f"{method}: authorize first")
         try:
             handler(self, msg_id, message.params)
         except HashfarmError as exc:
@@ -176,18 +196,30 @@ class Session:
     def on_authorize(self, msg_id: Any, params: tuple[Any, ...]) -> None:
         """mining.authorize [user, password]: solo mode checks the address for the network."""
         auth = m.parse_authorize(params)
+        name = auth.username
         try:
-            account, script = self.host.payout_for(auth.username)
+            _check_worker_name(name)
+            account, script = self.host.payout_for(name)
         except HashfarmError as exc:
-            log.info("%s authorize %r refused: %s", self.prefix, auth.username, exc)
-            return self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, str(exc))
+            log.info("%s authorize %r refused: %r", self.prefix, name[:MAX_WORKER_NAME], str(exc))
+            return self._refuse(msg_id, str(exc))
         if self.payout_script is not None and script != self.payout_script:
-            msg = "one payout address per connection: open another connection for this one"
-            return self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, msg)
-        self.workers[auth.username] = account
+            return self._refuse(
+                msg_id, "one payout address per connection: open another connection for this one"
+            )
+        cap = self.host.settings.stratum.max_workers
+        if name not in self.workers and len(self.workers) >= cap:
+            return self._refuse(
+                msg_id, f"{cap} workers on this connection already: open another connection"
+            )
+        self.workers[name] = account
         self.account, self.payout_script = account, script
         self.reply(msg_id, True)
         self._maybe_join()
+
+    def _refuse(self, msg_id: Any, message: str) -> None:
+        self.auth_failures += 1
+        self.reply_error(msg_id, ErrorCode.UNAUTHORIZED, message)
 
     def on_configure(self, msg_id: Any, params: tuple[Any, ...]) -> None:
         """mining.configure (BIP 310): answer every requested extension."""
@@ -224,11 +256,24 @@ class Session:
         self.reply(msg_id, True)
 
     def on_get_transactions(self, msg_id: Any, params: tuple[Any, ...]) -> None:
-        """mining.get_transactions [job id]: the raw transactions of that job's template."""
+        """mining.get_transactions [job id]: the txids of one of this connection's jobs.
+
+        Txids, not raw transactions (ckpool answers a count; 2,000 raw transactions are about
+        2 MB per answer), once per `get_transactions_interval`; only after authorize (the
+        allow-list in `handle`) and only for a job of this connection's payout script.
+        """
+        st = self.host.settings.stratum
+        if st.get_transactions == "off":
+            return self.reply_error(msg_id, ErrorCode.OTHER, "mining.get_transactions is off")
         job = self.host.jobs.get(str(params[0])) if params else self.last_job
-        if job is None:
+        if job is None or job.payout_script != self.payout_script:
             return self.reply_error(msg_id, ErrorCode.JOB_NOT_FOUND, "job not found")
-        self.reply(msg_id, [tx.data.hex() for tx in job.template.transactions])
+        now = self.host.now()
+        wait = self.last_txns + st.get_transactions_interval - now
+        if wait > 0:
+            return self.reply_error(msg_id, ErrorCode.OTHER, f"too soon: ask again in {wait:.0f} s")
+        self.last_txns = now
+        self.reply(msg_id, [tx.txid[::-1].hex() for tx in job.template.transactions])
 
     def on_submit(self, msg_id: Any, params: tuple[Any, ...]) -> None:
         """mining.submit: judge the share, then let the host record it and answer."""
@@ -346,6 +391,14 @@ def set_difficulty_line(difficulty: float) -> bytes:
     return encode(m.set_difficulty(difficulty))
 
 
+def _check_worker_name(name: str) -> None:
+    """Names go into logs, the API and /metrics labels: printable and of sane length only."""
+    if len(name) > MAX_WORKER_NAME:
+        raise ConfigError(f"user name longer than {MAX_WORKER_NAME} characters")
+    if not name.isprintable():
+        raise ConfigError("user name has control characters (newlines, escapes): not allowed")
+
+
 def _hex_or_none(value: str | None) -> bytes | None:
     if not value:
         return None
@@ -370,3 +423,14 @@ _HANDLERS: dict[str, Callable[[Session, Any, tuple[Any, ...]], None]] = {
     "mining.get_transactions": Session.on_get_transactions,
     "mining.multi_version": _ignore,  # some older firmware; harmless to acknowledge
 }
+# What a connection may ask before it has authorized: the handshake, nothing that costs more.
+BEFORE_AUTHORIZE = frozenset(
+    {
+        m.CONFIGURE,
+        m.SUBSCRIBE,
+        m.AUTHORIZE,
+        m.EXTRANONCE_SUBSCRIBE,
+        m.SUGGEST_DIFFICULTY,
+        "mining.multi_version",
+    }
+)

@@ -52,6 +52,33 @@ class StratumSettings:
     version_mask: int = POOL_VERSION_MASK  # bits the pool lets miners roll (BIP 310)
     resume_window: float = 300.0  # seconds an extranonce1 stays reserved for session resume
     raise_nofile: bool = True  # raise RLIMIT_NOFILE to the hard limit at start
+    # The per-connection and per-IP budget (docs/configuration.md says why each default is
+    # safe for hundreds of machines behind one NAT address).
+    max_line_unauthorized: int = 1024  # bytes: longest line before authorize (ckpool: 1 KiB)
+    max_connections_per_ip: int = 1024  # connections one IP may hold (NAT farms: hundreds)
+    max_unauthorized_per_ip: int = 256  # connections one IP may hold before they authorize
+    max_workers: int = 128  # worker names one connection may authorize (proxies: many)
+    max_output: int = 1 << 20  # bytes queued for one connection (unsent); beyond: closed
+    lines_per_turn: int = 64  # lines of one connection handled per event-loop turn
+    lines_per_second: float = 2000.0  # lines a connection may send per second (then: read later)
+    get_transactions: Literal["txids", "off"] = "txids"  # what mining.get_transactions answers
+    get_transactions_interval: float = 30.0  # seconds between two answered get_transactions
+
+
+@dataclass(frozen=True, slots=True)
+class BanSettings:
+    """When an IP is banned from Stratum (pure engine in pool/bans.py)."""
+
+    enabled: bool = True  # False: count nothing, ban nobody (manual bans still work)
+    seconds: float = 600.0  # how long an automatic ban lasts
+    window: float = 60.0  # seconds over which junk lines and failed authorizations are counted
+    junk_lines: int = 100  # bad JSON, unknown/disallowed methods, oversize lines per window
+    failed_authorizations: int = 100  # refused mining.authorize per window
+    share_window: float = 300.0  # seconds over which the invalid-share ratio is judged
+    invalid_ratio: float = 0.95  # ban when rejected/judged shares exceeds this...
+    invalid_min_shares: int = 1000  # ...over at least this many shares in the window
+    exempt_loopback: bool = True  # 127.0.0.0/8 and ::1: never banned, no per-IP caps
+    max_tracked_ips: int = 65_536  # IPs with counters or bans kept at most (oldest dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +133,7 @@ class PoolSettings:
     vardiff: VardiffSettings = field(default_factory=VardiffSettings)  # share difficulty
     storage: StorageSettings = field(default_factory=StorageSettings)  # share/block ledger
     http: HttpSettings = field(default_factory=HttpSettings)  # API and metrics
+    bans: BanSettings = field(default_factory=BanSettings)  # automatic Stratum bans by IP
 
     def validate(self) -> PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
@@ -130,6 +158,23 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("stratum.version_mask", 0 <= st.version_mask <= 0xFFFFFFFF),
         ("stratum.ntime_future", st.ntime_future >= 0),
         ("stratum.ntime_past", st.ntime_past >= 0),
+        ("stratum.max_line_unauthorized", 256 <= st.max_line_unauthorized <= st.max_line),
+        ("stratum.max_connections_per_ip", st.max_connections_per_ip >= 1),
+        ("stratum.max_unauthorized_per_ip", st.max_unauthorized_per_ip >= 1),
+        ("stratum.max_workers", st.max_workers >= 1),
+        ("stratum.max_output", st.max_output >= 65_536),
+        ("stratum.lines_per_turn", st.lines_per_turn >= 1),
+        ("stratum.lines_per_second", st.lines_per_second >= 1.0),
+        ("stratum.get_transactions", st.get_transactions in ("txids", "off")),
+        ("stratum.get_transactions_interval", st.get_transactions_interval >= 0.0),
+        ("bans.seconds", s.bans.seconds > 0.0),
+        ("bans.window", s.bans.window > 0.0),
+        ("bans.junk_lines", s.bans.junk_lines >= 1),
+        ("bans.failed_authorizations", s.bans.failed_authorizations >= 1),
+        ("bans.share_window", s.bans.share_window > 0.0),
+        ("bans.invalid_ratio", 0.0 < s.bans.invalid_ratio <= 1.0),
+        ("bans.invalid_min_shares", s.bans.invalid_min_shares >= 1),
+        ("bans.max_tracked_ips", s.bans.max_tracked_ips >= 16),
         ("vardiff.minimum", vd.minimum > 0.0),
         ("vardiff.maximum", vd.maximum >= vd.minimum),
         ("vardiff.initial", vd.initial > 0.0),

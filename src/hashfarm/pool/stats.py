@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hashfarm.pool.records import BlockRecord, ShareRecord
+from hashfarm.pool.records import REJECT_UNAUTHORIZED, BlockRecord, ShareRecord
 from hashfarm.units import HashesPerSecond, hashrate_from_shares
 
 WINDOWS: tuple[tuple[str, float], ...] = (
@@ -140,8 +140,12 @@ class PoolStats:
         self._blocks_rejected = 0
 
     def on_share(self, rec: ShareRecord) -> None:
-        """Count one judged share."""
+        """Count one judged share; a name the connection never authorized counts for the pool
+        only (anyone may submit under made-up names: each would cost a tally for 24 hours
+        and a /metrics label)."""
         self._pool.add(rec)
+        if rec.reject_reason == REJECT_UNAUTHORIZED:
+            return
         tally = self._workers.get(rec.worker)
         if tally is None:
             tally = self._workers[rec.worker] = _Tally()
