@@ -1,21 +1,26 @@
 """`hashfarm pool`: build the settings, then wire node RPC -> ledger -> stats -> Pool -> API.
 
 Settings come from TOML < `HASHFARM_*` < flags (`hashfarm.pool.config`); a bad one exits
-with status 2 and a message naming the key before anything is started. The process runs
-until SIGINT or SIGTERM, then stops in reverse order so every acknowledged share is
-committed before exit (a SIGKILL loses nothing acknowledged either: see docs/persistence.md).
+with status 2 and a message naming the key before anything is started. With no RPC URL the
+node is Core's default for the network (127.0.0.1:8332 on mainnet), and with no credentials
+its cookie in the default data directory (`node_access`). The process runs until SIGINT or
+SIGTERM, also while it still waits for the node, then stops in reverse order so every
+acknowledged share is committed before exit (a SIGKILL loses nothing acknowledged either: see
+docs/persistence.md). A failure at start is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,9 +28,12 @@ import orjson
 
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import ApiServer
-from hashfarm.errors import ConfigError, HashfarmError
+from hashfarm.chain.networks import get_network
+from hashfarm.errors import ConfigError, HashfarmError, NodeAuthError, NodeUnavailable
+from hashfarm.node.defaults import default_cookie, default_rpc_url
 from hashfarm.node.rpc import RPCClient
-from hashfarm.pool.config import load_settings
+from hashfarm.node.template import gbt_rules
+from hashfarm.pool.config import load_settings, redact_message, redact_url
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.stats import PoolStats
@@ -43,7 +51,9 @@ FLAG_KEYS = {
     "rpc_url": "node.rpc_url",
     "rpc_user": "node.rpc_user",
     "rpc_password": "node.rpc_password",
+    "rpc_password_file": "node.rpc_password_file",
     "rpc_cookie": "node.rpc_cookie",
+    "datadir": "node.datadir",
     "zmq_hashblock": "node.zmq_hashblock",
     "stratum_host": "stratum.host",
     "stratum_port": "stratum.port",
@@ -58,10 +68,14 @@ FLAG_KEYS = {
 @click.option("--network", metavar="NAME", help="mainnet, testnet, testnet4, signet, regtest.")
 @click.option("--mode", type=click.Choice(["solo", "pooled"]), help="Who the coinbase pays.")
 @click.option("--payout-address", metavar="ADDR", help="Pooled mode: the pool's address.")
-@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL.")
+@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL [Core's for --network].")
 @click.option("--rpc-user", metavar="U", help="RPC user name.")
-@click.option("--rpc-password", metavar="P", help="RPC password (bcoin: its api-key).")
+@click.option(
+    "--rpc-password", metavar="P", help="RPC password (bcoin: its api-key); shows in `ps`."
+)
+@click.option("--rpc-password-file", metavar="FILE", help="File holding the RPC password.")
 @click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
+@click.option("--datadir", metavar="DIR", help="Core's -datadir, for its cookie [~/.bitcoin].")
 @click.option("--zmq-hashblock", metavar="URL", help="Core's ZMQ hashblock endpoint.")
 @click.option("--stratum-host", metavar="H", help="Address miners connect to.")
 @click.option("--stratum-port", type=int, metavar="N", help="Stratum TCP port.")
@@ -81,17 +95,116 @@ def pool(config_file: str | None, log_level: str, log_json: bool, **flags: Any) 
         settings = load_settings(
             config_file=config_file, flags={FLAG_KEYS[k]: v for k, v in flags.items()}
         )
+        access = node_access(settings)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     configure_logging(log_level, as_json=log_json)
+    if flags.get("rpc_password") is not None:
+        log.warning("--rpc-password is visible to every user of this machine (ps, /proc); "
+                    "use --rpc-password-file or $HASHFARM_NODE_RPC_PASSWORD")  # fmt: skip
+    for hint in exposure_hints(settings):
+        log.warning("%s", hint)
+    log.info("node: %s, auth: %s", redact_url(access.url), access.auth)
+    log.info("storage: %s", redact_url(settings.storage.url))
     try:
-        run(serve(settings))
+        run(serve(settings, access=access))
+    except NodeAuthError as exc:
+        log.error("the node at %s refused the credentials (%s): %s",
+                  redact_url(access.url), access.auth, _one_line(exc, settings))  # fmt: skip
+        sys.exit(1)
+    except NodeUnavailable as exc:
+        log.error("no answer from the node at %s (is it running, on this network's port?): %s",
+                  redact_url(access.url), _one_line(exc, settings))  # fmt: skip
+        sys.exit(1)
     except HashfarmError as exc:
-        log.error("%s", exc)
+        log.error("%s", _one_line(exc, settings))
         sys.exit(1)
     except OSError as exc:  # a port in use, a database file that cannot be created
-        log.error("cannot start: %s", exc)
+        log.error("cannot start: %s", _one_line(exc, settings))
         sys.exit(1)
+
+
+def _one_line(exc: BaseException, settings: PoolSettings) -> str:
+    """The error on one line, with no URL's password in it (drivers echo what they parse)."""
+    return redact_message(str(exc), settings.storage.url)
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """Where the node is and how the pool proves who it is (resolved from NodeSettings)."""
+
+    url: str  # may carry user:password, which RPCClient takes out
+    user: str | None
+    password: str | None
+    cookie: Path | None
+    auth: str  # for the start-up log line: which credentials, never their value
+
+
+def node_access(settings: PoolSettings) -> NodeAccess:
+    """The node's URL (Core's default port for the network unless `node.rpc_url` is set)
+    and credentials: the cookie file, else user/password (flag, file, environment or URL),
+    else the cookie Core writes in its data directory for the network. ConfigError when the
+    password file cannot be read."""
+    node = settings.node
+    url = node.rpc_url or default_rpc_url(settings.network)
+    password = _read_password(node.rpc_password_file) if node.rpc_password_file else None
+    password = node.rpc_password if password is None else password
+    if node.rpc_cookie:
+        cookie = Path(node.rpc_cookie).expanduser()
+        return NodeAccess(url, None, None, cookie, f"cookie file {cookie}")
+    if node.rpc_user is not None or password is not None or redact_url(url) != url:
+        source = "password file" if node.rpc_password_file else "user/password"
+        return NodeAccess(url, node.rpc_user, password, None, source)
+    cookie = default_cookie(settings.network, node.datadir)
+    # Core makes the cookie when it starts, so a missing one is waited for, except on regtest,
+    # where a node without any auth (bcoin without an api-key) is normal.
+    if node.datadir or cookie.exists() or not _regtest(settings):
+        found = "" if cookie.exists() else " (not there yet: is the node running?)"
+        return NodeAccess(url, None, None, cookie, f"cookie file {cookie}{found}")
+    return NodeAccess(url, None, None, None, f"none (none given, and no cookie at {cookie})")
+
+
+def _read_password(path: str) -> str:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"cannot read node.rpc_password_file {path}: {reason}") from exc
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise ConfigError(f"node.rpc_password_file {path} is empty: the first line is used")
+    return password
+
+
+def exposure_hints(settings: PoolSettings) -> list[str]:
+    """Warnings about addresses that are likely wrong for the network: Stratum on loopback
+    off regtest (no miner on the LAN can connect), the HTTP API on every interface."""
+    hints = []
+    if _loopback(settings.stratum.host) and not _regtest(settings):
+        hints.append(
+            f"stratum listens on {settings.stratum.host} only: miners on other machines (a "
+            "Bitaxe on the LAN) cannot connect; use --stratum-host 0.0.0.0 or this machine's "
+            "LAN address"
+        )
+    if settings.http.port and not _loopback(settings.http.host):
+        hints.append(
+            f"the HTTP API listens on {settings.http.host}: it has no authentication and shows "
+            "every worker; keep it on 127.0.0.1 behind a proxy (docs/security.md)"
+        )
+    return hints
+
+
+def _regtest(settings: PoolSettings) -> bool:
+    return get_network(settings.network).name.startswith("regtest")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: cannot tell without resolving it
+        return False
 
 
 def configure_logging(level: str, *, as_json: bool = False) -> None:
@@ -132,10 +245,29 @@ def run(main: Any) -> None:
     uvloop.run(main)
 
 
-async def serve(settings: PoolSettings, stop: asyncio.Event | None = None) -> None:
-    """Start everything, serve until `stop` is set (or SIGINT/SIGTERM), then shut down."""
+async def serve(
+    settings: PoolSettings, stop: asyncio.Event | None = None, *, access: NodeAccess | None = None
+) -> None:
+    """Start everything, serve until `stop` is set (or SIGINT/SIGTERM), then shut down.
+
+    A stop asked while the pool still starts (waiting for the node) cancels the start."""
     stop = stop or _stop_on_signals()
-    async with running_pool(settings) as running:
+    async with contextlib.AsyncExitStack() as stack:
+        starting = asyncio.ensure_future(
+            stack.enter_async_context(running_pool(settings, access=access))
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.wait({starting})  # let it close what it opened
+        if starting.cancelled():
+            log.warning("stopped before the pool was ready (it was still starting)")
+            return
+        running = starting.result()  # a failed start raises here
         log.info("pool ready: stratum %s:%d, api port %d", settings.stratum.host,
                  running.pool.stratum_port, running.api.port if running.api else 0)  # fmt: skip
         await stop.wait()
@@ -153,12 +285,15 @@ class RunningPool:
 
 
 @contextlib.asynccontextmanager
-async def running_pool(settings: PoolSettings) -> AsyncIterator[RunningPool]:
+async def running_pool(
+    settings: PoolSettings, *, access: NodeAccess | None = None
+) -> AsyncIterator[RunningPool]:
     """Start node client -> ledger -> stats -> Pool -> API; stop in reverse order on exit."""
-    node = settings.node
+    access = access or node_access(settings)
     async with contextlib.AsyncExitStack() as stack:
-        rpc = RPCClient(node.rpc_url, user=node.rpc_user, password=node.rpc_password,
-                        cookie_file=node.rpc_cookie, timeout=node.rpc_timeout)  # fmt: skip
+        rpc = RPCClient(access.url, user=access.user, password=access.password,
+                        cookie_file=access.cookie, timeout=settings.node.rpc_timeout,
+                        gbt_rules=gbt_rules(settings.network))  # fmt: skip
         stack.push_async_callback(rpc.close)
         ledger = await open_ledger(settings.storage)
         stack.push_async_callback(ledger.close)
@@ -172,7 +307,8 @@ async def running_pool(settings: PoolSettings) -> AsyncIterator[RunningPool]:
         if settings.http.port:
             info = PoolInfo(settings.network, settings.mode, pool_.stratum_port, time.time())
             api = ApiServer(ReadModel(info, pool_, stats, ledger), settings.http.host,
-                            settings.http.port)  # fmt: skip
+                            settings.http.port,
+                            admin_token_file=settings.http.admin_token_file)  # fmt: skip
             await api.start()
             stack.push_async_callback(api.stop)
         yield RunningPool(pool_, stats, ledger, api)

@@ -1,7 +1,8 @@
 """Figures for `--plot`: cumulative cash flow, the payback distribution, the difficulty path.
 
 Builders return a matplotlib `Figure` (Agg canvas, no display needed); the caller saves it.
-matplotlib is imported here only, so the rest of the calculator never pays for it.
+matplotlib is imported here only, so the rest of the calculator never pays for it; it is the
+optional extra `plot`, and importing this module without it raises a ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from hashfarm.errors import ConfigError
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ImportError as exc:  # a light install: `pip install hashfarm` leaves matplotlib out
+    raise ConfigError(
+        "--plot needs matplotlib, which is not installed: pip install 'hashfarm[plot]'"
+    ) from exc
 
 from hashfarm.economics.montecarlo import MonteCarloResult
 from hashfarm.economics.payback import PaybackResult

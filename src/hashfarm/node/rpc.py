@@ -67,6 +67,8 @@ class RPCClient:
     from Core's `cookie_file` (read at the first call, so the node may start later).
     `timeout` bounds each attempt in seconds; `retries` is the number of extra attempts
     for transient failures, waiting `backoff` seconds first and doubling up to `max_backoff`.
+    `gbt_rules` are the rules `getblocktemplate` names by default (`node.template.gbt_rules`
+    gives a network's: signet needs "signet" too).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class RPCClient:
         retries: int = 5,
         backoff: float = 0.05,
         max_backoff: float = 2.0,
+        gbt_rules: Sequence[str] = ("segwit",),
     ) -> None:
         parsed = URL(url)
         self.url = str(parsed.with_user(None))
@@ -91,6 +94,7 @@ class RPCClient:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.gbt_rules = tuple(gbt_rules)
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
 
@@ -166,9 +170,10 @@ class RPCClient:
                 if attempt >= self.retries or not (idempotent or exc.unsent):
                     raise NodeUnavailable(f"{label}: {exc}") from exc
                 attempt += 1
-                log.warning(
-                    "node %s: %s; retry %d/%d in %.2fs", self.url, exc, attempt, self.retries, delay
-                )
+                # the first failure is news; the rest of one call's retries only repeat it
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                        "node %s: %s; retry %d/%d in %.2fs", self.url, exc, attempt, self.retries,
+                        delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
@@ -224,12 +229,14 @@ class RPCClient:
 
     async def getblocktemplate(
         self,
-        rules: Sequence[str] = ("segwit",),
+        rules: Sequence[str] | None = None,
         longpollid: str | None = None,
         attempt_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """A block template (BIP 22/23); with `longpollid` it waits for a change (BIP 22)."""
-        request: dict[str, Any] = {"rules": list(rules)}
+        """A block template (BIP 22/23); with `longpollid` it waits for a change (BIP 22).
+
+        `rules` defaults to the client's `gbt_rules`."""
+        request: dict[str, Any] = {"rules": list(self.gbt_rules if rules is None else rules)}
         if longpollid is not None:
             request["longpollid"] = longpollid
         template = await self.call("getblocktemplate", request, attempt_timeout=attempt_timeout)

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from hashfarm.chain.block import Block
+from hashfarm.chain.networks import Network, get_network
 from hashfarm.chain.pow import bits_to_difficulty, bits_to_target
 from hashfarm.errors import NodeError
 
 WITNESS_COMMITMENT_PREFIX = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN PUSH36 aa21a9ed
+
+
+def gbt_rules(network: str | Network) -> tuple[str, ...]:
+    """The `rules` a getblocktemplate request names on `network`: segwit everywhere, and
+    signet on signet, where Core refuses the request without it (RPC error -8)."""
+    return ("segwit", "signet") if get_network(network).name == "signet" else ("segwit",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,16 @@ Every key has one dotted name (`stratum.port`), used verbatim in the TOML file (
 and named in every error. Values are checked against the field's type (and `Literal`
 choices) here and against the pool's own rules by `PoolSettings.validate()`, so a bad key or
 value stops `hashfarm pool` at start with a message naming it. docs/configuration.md lists
-every key.
+every key. Messages never show a secret: a password key's value is hidden and a URL's
+`user:password@` part is shown as `user:***@` (`redact_url`), here and wherever the pool logs
+a storage or node URL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -27,6 +30,7 @@ from hashfarm.settings import ENV_PREFIX
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"  # names the TOML file when --config is not given
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,6 +79,37 @@ def load_settings(
     settings = _build(values)
     _check_network(settings.network)
     return settings.validate()
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password in its `user:password@` part replaced by `***`."""
+    span = _password_span(url)
+    return url if span is None else f"{url[: span[0]]}***{url[span[1] :]}"
+
+
+def redact_message(text: str, url: str) -> str:
+    """A driver's error `text` about `url` on one line, with the URL's password (as written
+    and percent-decoded) replaced by `***` wherever the driver echoed it."""
+    from urllib.parse import unquote
+
+    span = _password_span(url)
+    if span is not None and span[1] > span[0]:
+        secret = url[span[0] : span[1]]
+        for shown in sorted({secret, unquote(secret)}, key=len, reverse=True):
+            text = text.replace(shown, "***")
+    return " ".join(text.split())
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of `user:password@` lies in `url`, or None. It ends at the last
+    "@", so an unescaped "@" or "/" in it is hidden too; in a mistyped URL with no "://"
+    (`postgres:/u:pw@h`) all from the first ":" counts. Hiding too much is the safe side."""
+    at = url.rfind("@")
+    if at < 0:
+        return None
+    scheme = _SCHEME.match(url)
+    colon = url.find(":", scheme.end() if scheme else 0, at)
+    return None if colon < 0 else (colon + 1, at)
 
 
 def _fields(cls: Any) -> list[tuple[dataclasses.Field[Any], Any]]:
@@ -131,7 +166,15 @@ def _typed(key: Key, value: object, source: str) -> object:
     try:
         return _convert(key.kind, value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid setting {key.dotted} from {source}: {value!r} ({exc})") from exc
+        shown = _shown(key, value)
+        raise ConfigError(f"invalid setting {key.dotted} from {source}: {shown} ({exc})") from exc
+
+
+def _shown(key: Key, value: object) -> str:
+    """The value as an error message may show it: never a password."""
+    if key.dotted.endswith("password"):
+        return "(hidden)"
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
 
 
 def _convert(kind: Any, value: object) -> object:

@@ -22,10 +22,12 @@ POOL_VERSION_MASK = 0x1FFFE000  # BIP 320 general-purpose bits a miner may roll
 class NodeSettings:
     """How the pool reaches the Bitcoin node and how it watches for new work."""
 
-    rpc_url: str = "http://127.0.0.1:18443/"  # JSON-RPC endpoint of the node
+    rpc_url: str | None = None  # JSON-RPC endpoint (None: 127.0.0.1, Core's port for network)
     rpc_user: str | None = None  # RPC user name (None: cookie file or no auth)
-    rpc_password: str | None = None  # RPC password (bcoin: the api-key)
+    rpc_password: str | None = None  # RPC password (bcoin: the api-key); visible in `ps` as a flag
+    rpc_password_file: str | None = None  # file whose first line is the RPC password
     rpc_cookie: str | None = None  # path of Core's .cookie file (replaces user/password)
+    datadir: str | None = None  # Core's -datadir: no credentials -> its cookie (None: ~/.bitcoin)
     rpc_timeout: float = 30.0  # seconds before one RPC call is abandoned
     zmq_hashblock: str | None = None  # ZMQ hashblock URL (Core -zmqpubhashblock); None: off
     longpoll: bool = True  # use GBT longpoll when the node offers it
@@ -186,6 +188,8 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("node.poll_interval", 0.0 < nd.poll_interval <= 1.0),
         ("node.refresh_interval", 0.0 < nd.refresh_interval <= 55.0),
         ("node.retry_max", nd.retry_max > 0.0),
+        # a password from two places is a mistake worth stopping for, not a guess
+        ("node.rpc_password_file", nd.rpc_password_file is None or nd.rpc_password is None),
         ("http.port", 0 <= s.http.port <= 65535),
         ("http.admin_token_file", s.http.admin_token_file != ""),
         ("storage.batch_max", s.storage.batch_max >= 1),

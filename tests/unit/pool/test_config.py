@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from hashfarm.cli.main import cli
-from hashfarm.cli.pool import JsonFormatter
-from hashfarm.errors import ConfigError
-from hashfarm.pool.config import config_keys, load_settings
-from hashfarm.pool.settings import PoolSettings
+from hashfarm.cli.pool import JsonFormatter, exposure_hints, node_access
+from hashfarm.errors import ConfigError, LedgerError
+from hashfarm.pool.config import config_keys, load_settings, redact_url
+from hashfarm.pool.settings import PoolSettings, StorageSettings
+from hashfarm.pool.storage import make_ledger, open_ledger
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
@@ -128,3 +129,175 @@ def test_log_lines_can_be_json_for_collectors() -> None:
     assert doc["level"] == "info"
     assert doc["logger"] == "hashfarm.pool.server"
     assert doc["message"] == "[#1] ready: rb1q"
+
+
+# -- the node: Core's defaults for the network, credentials, secrets kept out of messages -----
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home directory of our own, so Core's default data directory is under tmp_path."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def _cookie(home: Path, relative: str) -> Path:
+    path = home / ".bitcoin" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("__cookie__:" + "ab" * 32)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("network", "port"),
+    [
+        ("mainnet", 8332),
+        ("testnet", 18332),
+        ("testnet4", 48332),
+        ("signet", 38332),
+        ("regtest", 18443),
+        ("regtest-bcoin", 48332),
+    ],
+)
+def test_the_rpc_url_follows_the_network(home: Path, network: str, port: int) -> None:
+    settings = load_settings(environ={}, flags={"network": network})
+    assert node_access(settings).url == f"http://127.0.0.1:{port}/"
+
+
+def test_an_rpc_url_set_anywhere_is_kept_on_any_network(home: Path, tmp_path: Path) -> None:
+    cfg = _toml(tmp_path, 'network = "mainnet"\n[node]\nrpc_url = "http://10.0.0.2:9000/"\n')
+    assert node_access(load_settings(config_file=cfg, environ={})).url == "http://10.0.0.2:9000/"
+    env = {"HASHFARM_NETWORK": "signet", "HASHFARM_NODE_RPC_URL": "http://node:1/"}
+    assert node_access(load_settings(environ=env)).url == "http://node:1/"
+    flags = {"network": "mainnet", "node.rpc_url": "http://127.0.0.1:18443/"}
+    assert node_access(load_settings(environ={}, flags=flags)).url == "http://127.0.0.1:18443/"
+
+
+@pytest.mark.parametrize(
+    ("network", "relative"),
+    [
+        ("mainnet", ".cookie"),
+        ("testnet", "testnet3/.cookie"),
+        ("testnet4", "testnet4/.cookie"),
+        ("signet", "signet/.cookie"),
+        ("regtest", "regtest/.cookie"),
+    ],
+)
+def test_with_no_credentials_cores_cookie_for_the_network_is_used(
+    home: Path, network: str, relative: str
+) -> None:
+    cookie = _cookie(home, relative)
+    access = node_access(load_settings(environ={}, flags={"network": network}))
+    assert access.cookie == cookie
+    assert (access.user, access.password) == (None, None)
+    assert access.auth == f"cookie file {cookie}"  # the start-up log line names the file
+
+
+def test_a_cookie_not_there_yet_is_waited_for_except_on_regtest(home: Path) -> None:
+    mainnet = node_access(load_settings(environ={}, flags={"network": "mainnet"}))
+    assert mainnet.cookie == home / ".bitcoin" / ".cookie"
+    assert "not there yet" in mainnet.auth
+    regtest = node_access(load_settings(environ={}))  # bcoin without an api-key needs no auth
+    assert regtest.cookie is None
+    assert f"no cookie at {home / '.bitcoin' / 'regtest' / '.cookie'}" in regtest.auth
+
+
+def test_datadir_moves_the_cookie_and_credentials_replace_it(home: Path, tmp_path: Path) -> None:
+    flags: dict[str, object] = {"network": "signet", "node.datadir": str(tmp_path / "core")}
+    access = node_access(load_settings(environ={}, flags=flags))
+    assert access.cookie == tmp_path / "core" / "signet" / ".cookie"
+    _cookie(home, "signet/.cookie")
+    given = node_access(load_settings(environ={}, flags={**flags, "node.rpc_user": "u",
+                                                          "node.rpc_password": "p"}))  # fmt: skip
+    assert (given.cookie, given.user, given.password) == (None, "u", "p")
+    in_url = {"network": "signet", "node.rpc_url": "http://u:p@127.0.0.1:38332/"}
+    assert node_access(load_settings(environ={}, flags=in_url)).cookie is None
+
+
+def test_the_password_can_come_from_a_file_or_the_environment(home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "rpc.secret"
+    secret.write_text("s3cret-from-file\nignored second line\n")
+    from_file = load_settings(environ={}, flags={"node.rpc_password_file": str(secret)})
+    assert node_access(from_file).password == "s3cret-from-file"
+    env = {"HASHFARM_NODE_RPC_PASSWORD_FILE": str(secret)}
+    assert node_access(load_settings(environ=env)).password == "s3cret-from-file"
+    env = {"HASHFARM_NODE_RPC_PASSWORD": "s3cret-from-env"}
+    assert node_access(load_settings(environ=env)).password == "s3cret-from-env"
+
+
+def test_a_bad_password_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read node\.rpc_password_file .*nope"):
+        node_access(load_settings(environ={}, flags={"node.rpc_password_file": "nope"}))
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        node_access(load_settings(environ={}, flags={"node.rpc_password_file": str(empty)}))
+    both = {"node.rpc_password_file": str(empty), "node.rpc_password": "x"}
+    with pytest.raises(ConfigError, match=r"invalid setting node\.rpc_password_file"):
+        load_settings(environ={}, flags=both)
+
+
+def test_no_error_message_shows_a_password(tmp_path: Path) -> None:
+    cfg = _toml(tmp_path, "[node]\nrpc_password = 918273645\n")
+    with pytest.raises(ConfigError, match=r"node\.rpc_password") as typed:
+        load_settings(config_file=cfg, environ={})
+    assert "918273645" not in str(typed.value)
+    env = {"HASHFARM_NODE_RPC_TIMEOUT": "http://u:hunter2@x/"}  # a URL in the wrong variable
+    with pytest.raises(ConfigError, match=r"node\.rpc_timeout") as misplaced:
+        load_settings(environ=env)
+    assert "hunter2" not in str(misplaced.value)
+
+
+def test_a_mistyped_storage_url_does_not_echo_its_password() -> None:
+    for url in ("postgresq://pool:s3cr3t@db.lan/pool", "postgres:/pool:s3cr3t@db.lan/pool"):
+        with pytest.raises(ConfigError, match=r"invalid setting storage\.url") as info:
+            make_ledger(StorageSettings(url=url))
+        assert "s3cr3t" not in str(info.value)
+        assert "***@db.lan/pool" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pool:s3cr3t@127.0.0.1/pool?sslmod=require",  # libpq: unknown parameter
+        "postgresql://pool:s3 cr3t@127.0.0.1/pool",  # libpq echoes the part with a space
+        "postgresql://pool:s3cr3t@[::1/pool",  # libpq echoes the whole URL
+    ],
+)
+async def test_a_malformed_postgres_url_fails_at_start_without_its_password(url: str) -> None:
+    # libpq refuses these before any connection is tried: no server is needed
+    with pytest.raises(LedgerError) as info:
+        await open_ledger(StorageSettings(url=url))
+    message = str(info.value)
+    assert "s3cr3t" not in message
+    assert "s3 cr3t" not in message
+    assert "\n" not in message
+    assert message.startswith("invalid setting storage.url 'postgresql://pool:***@")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://pool:pw@db/pool", "postgresql://pool:***@db/pool"),
+        ("http://:apikey@127.0.0.1:48332/", "http://:***@127.0.0.1:48332/"),
+        ("postgresql://pool:p@ss/w@db/pool", "postgresql://pool:***@db/pool"),  # unescaped @ /
+        ("postgresql://pool@db/pool", "postgresql://pool@db/pool"),  # no password: unchanged
+        ("postgres:/pool:pw@db/pool", "postgres:***@db/pool"),  # mistyped: hide from the ":"
+        ("pool:pw@db", "pool:***@db"),
+        ("sqlite:///var/lib/pool.sqlite3", "sqlite:///var/lib/pool.sqlite3"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_exposure_hints_say_what_to_bind() -> None:
+    mainnet = load_settings(environ={}, flags={"network": "mainnet"})
+    (stratum,) = exposure_hints(mainnet)  # loopback Stratum on a real network: miners can't reach
+    assert "--stratum-host 0.0.0.0" in stratum
+    assert exposure_hints(load_settings(environ={})) == []  # regtest: local miners are the point
+    lan = {"network": "mainnet", "stratum.host": "0.0.0.0"}
+    assert exposure_hints(load_settings(environ={}, flags=lan)) == []
+    (api,) = exposure_hints(load_settings(environ={}, flags={**lan, "http.host": "0.0.0.0"}))
+    assert "127.0.0.1" in api
+    assert "docs/security.md" in api

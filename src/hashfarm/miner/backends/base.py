@@ -44,6 +44,7 @@ BACKENDS: dict[str, str] = {
     "numba": "hashfarm.miner.backends.numba_backend:create",
     "cuda": "hashfarm.miner.backends.gpu_cuda:create",
 }
+EXTRAS: dict[str, str] = {"numba": "numba", "cuda": "cuda"}  # backend -> the pip extra it needs
 
 
 @runtime_checkable
@@ -122,7 +123,13 @@ def get_backend(name: str, threads: int = 1) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:  # the optional extra is not installed
-        raise ConfigError(f"backend: {name!r} needs {exc.name or 'a missing library'}") from exc
+        if (exc.name or "").startswith("hashfarm"):
+            raise  # our own module is missing: a broken install, not a missing extra
+        hint = f": pip install 'hashfarm[{EXTRAS[name]}]'" if name in EXTRAS else ""
+        raise ConfigError(
+            f"backend: {name!r} needs {exc.name or 'a missing library'}, "
+            f"which is not installed{hint}"
+        ) from exc
     backend: Backend = getattr(module, factory)(threads)
     return backend
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hashfarm.errors import ConfigError, LedgerError, TransientLedgerError
+from hashfarm.pool.config import redact_url
 from hashfarm.pool.settings import StorageSettings
 from hashfarm.pool.storage.base import GroupCommitLedger
 from hashfarm.pool.storage.migrations import LATEST_VERSION, MIGRATIONS
@@ -52,7 +53,7 @@ def make_ledger(settings: StorageSettings) -> GroupCommitLedger:
 
         return PostgresLedger(settings.url, batch_max=batch_max, batch_wait=batch_wait)
     raise ConfigError(
-        f"invalid setting storage.url: {settings.url!r} "
+        f"invalid setting storage.url: {redact_url(settings.url)!r} "
         "(expected sqlite:///PATH or postgresql://...)"
     )
 

@@ -14,6 +14,7 @@ import time
 import psycopg
 
 from hashfarm.errors import LedgerError, TransientLedgerError
+from hashfarm.pool.config import redact_message, redact_url
 from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
@@ -71,7 +72,15 @@ class PostgresLedger(GroupCommitLedger):
                 application_name="hashfarm-pool",  # so operators see who is connected
             )
         except psycopg.OperationalError as exc:
-            raise TransientLedgerError(f"postgresql: cannot connect: {exc}") from exc
+            raise TransientLedgerError(f"postgresql: cannot connect: {self._said(exc)}") from exc
+        except psycopg.Error as exc:  # a malformed URL (ProgrammingError): retrying cannot help
+            raise LedgerError(
+                f"invalid setting storage.url {redact_url(self.url)!r}: {self._said(exc)}"
+            ) from exc
+
+    def _said(self, exc: Exception) -> str:
+        # libpq echoes parts of a URL it cannot parse, the password included
+        return redact_message(str(exc), self.url)
 
     async def _write(self, batch: Batch) -> None:
         conn = await self._connect()
