@@ -3,6 +3,7 @@ real job built from mainnet block 482683; then over the real pool on the regtest
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +20,11 @@ from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.cli.pool import running_pool
 from hashfarm.node.bcoin import free_port
 from hashfarm.node.template import Template
+from hashfarm.pool.bans import BanList
 from hashfarm.pool.jobs import PoolJob, build_job, payout_outputs
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.settings import (
+    BanSettings,
     HttpSettings,
     NodeSettings,
     PoolSettings,
@@ -59,11 +62,12 @@ def mainnet_job() -> PoolJob:
 
 
 class RunningPool:
-    """The two things the API reads from a pool: its sessions and its current job."""
+    """What the API reads from a pool: its sessions, its current job and its ban list."""
 
     def __init__(self, connections: int, job: PoolJob | None) -> None:
         self._sessions = [object() for _ in range(connections)]
         self._job = job
+        self.bans = BanList(BanSettings())
 
     def sessions(self) -> list[object]:
         return self._sessions
@@ -177,6 +181,75 @@ async def test_blocks_come_from_the_ledger_newest_first(api: Any) -> None:
     status, error, _ = await get(f"{base}/api/blocks?limit=lots")
     assert status == 400
     assert "limit must be an integer" in error["error"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("/api/blocks?limit=²", "limit must be an integer from 1 to 1000, not '²'"),  # isdigit()
+        ("/api/blocks?limit=%D9%A3", "limit must be an integer"),  # Arabic-Indic three
+        ("/api/blocks?limit=%EF%BC%95", "limit must be an integer"),  # fullwidth five
+        ("/api/blocks?limit=1_0", "limit must be an integer"),  # int() takes underscores
+        ("/api/blocks?limit=%2010", "limit must be an integer"),  # ...and spaces
+        ("/api/blocks?limit=1001", "from 1 to 1000"),
+        ("/api/blocks?limit=0", "from 1 to 1000"),
+        ("/api/blocks?limit=", "limit must be an integer"),
+        ("/api/blocks?limit=" + "9" * 5000, "limit must be an integer"),
+        ("/api/blocks?limit=5&limit=6", "'limit' given more than once"),
+        ("/api/blocks?lmit=5", "unknown query parameter 'lmit' (this route takes limit)"),
+        ("/api/pool?verbose=1", "unknown query parameter 'verbose'"),
+        ("/api/workers?%FF=1", "unknown query parameter"),
+        ("/metrics?name[]=x", "unknown query parameter"),
+    ],
+)
+async def test_every_bad_query_value_is_a_400_naming_the_parameter(
+    api: Any, query: str, message: str
+) -> None:
+    """`?limit=²` was a 500: str.isdigit() accepts superscripts, int() refuses them."""
+    base, _, _ = api
+    status, doc, _ = await get(base + query)
+    assert status == 400, doc
+    assert message in doc["error"]
+    assert len(doc["error"]) < 300  # a huge value is not echoed back whole
+
+
+async def test_the_default_and_an_in_range_limit_still_work(api: Any) -> None:
+    base, _, ledger = api
+    for height in range(3):
+        await ledger.record_block(
+            BlockRecord(height, f"{height:064x}", 1, MINER, "a", T0 + height, True, None)
+        )
+    assert len((await get(f"{base}/api/blocks"))[1]) == 3
+    assert [b["height"] for b in (await get(f"{base}/api/blocks?limit=2"))[1]] == [2, 1]
+    assert [b["height"] for b in (await get(f"{base}/api/blocks?limit=0001"))[1]] == [2]
+
+
+async def test_errors_are_json_for_unknown_routes_methods_and_odd_names(api: Any) -> None:
+    base, _, _ = api
+    status, doc, _ = await get(f"{base}/api/nothing")
+    assert (status, doc) == (404, {"error": "Not Found"})
+    async with aiohttp.ClientSession() as http, http.post(f"{base}/api/pool") as resp:
+        assert (resp.status, await resp.json()) == (405, {"error": "Method Not Allowed"})
+        assert resp.headers["Allow"] == "GET,HEAD"
+    status, doc, _ = await get(f"{base}/api/workers/%00%0Aforged")
+    assert status == 404
+    assert "'\\x00\\nforged'" in doc["error"]  # shown as repr: no raw control characters
+    status, doc, _ = await get(f"{base}/api/workers/" + "w" * 4000)
+    assert status == 404
+    assert len(doc["error"]) < 200
+
+
+async def test_a_ledger_that_cannot_be_read_is_a_503_not_a_traceback(
+    api: Any, tmp_path: Path
+) -> None:
+    base, _, _ = api
+    with sqlite3.connect(tmp_path / "pool.sqlite3") as other:  # the table goes away under it
+        other.execute("DROP TABLE blocks")
+    status, doc, _ = await get(f"{base}/api/blocks")
+    assert status == 503
+    assert "ledger" in doc["error"]
+    status, _, _ = await get(f"{base}/api/pool")
+    assert status == 200
 
 
 async def test_metrics_parse_as_prometheus_text_with_the_pool_figures(api: Any) -> None:

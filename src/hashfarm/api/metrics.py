@@ -7,9 +7,11 @@ update. Every reject reason is always exported (0 until it happens) so rate() wo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from hashfarm.api.readmodel import ReadModel
+from hashfarm.pool.bans import REASONS as BAN_REASONS
 from hashfarm.pool.records import REJECT_REASONS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,6 +47,8 @@ def _pool_families(model: ReadModel) -> list[Family]:
          [("", snap.blocks_found)]),
         ("hashfarm_pool_blocks_rejected", "counter", "Blocks the node refused.",
          [("", snap.blocks_rejected)]),
+        ("hashfarm_pool_bans_active", "gauge", "Addresses banned now, by reason.",
+         _bans_by_reason(model)),
     ]  # fmt: skip
     job = model.pool.current_job()
     if job is not None:
@@ -55,6 +59,14 @@ def _pool_families(model: ReadModel) -> list[Family]:
              [("", job.template.difficulty)]),
         ]  # fmt: skip
     return families
+
+
+def _bans_by_reason(model: ReadModel) -> list[Sample]:
+    """Every known reason (0 until used) and any other the ban list reports."""
+    counts = dict.fromkeys(BAN_REASONS, 0)
+    for ban in model.pool.bans.active(time.time()):
+        counts[ban.reason] = counts.get(ban.reason, 0) + 1
+    return [(f'reason="{_escape(r)}"', n) for r, n in sorted(counts.items())]
 
 
 def _worker_families(model: ReadModel) -> list[Family]:

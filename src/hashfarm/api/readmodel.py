@@ -8,7 +8,7 @@ answer is built here from frozen snapshots, so the HTTP layer only encodes.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -18,8 +18,37 @@ from hashfarm.pool.stats import PoolStats, WorkerSnapshot
 from hashfarm.units import format_hashrate
 
 
+class BanEntry(Protocol):
+    """One ban as the pool's ban list holds it (`hashfarm.pool.bans.Ban`)."""
+
+    @property
+    def ip(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def since(self) -> float: ...
+    @property
+    def until(self) -> float: ...
+
+
+class BanControl(Protocol):
+    """The pool's ban list (`hashfarm.pool.bans.BanList`): read by anyone, changed by admins."""
+
+    def active(self, now: float) -> Sequence[BanEntry]:
+        """Bans in force at `now` (UNIX seconds)."""
+        ...
+
+    def lift(self, ip: str) -> bool:
+        """End the ban on `ip` now; False when there was none."""
+        ...
+
+    def ban(self, ip: str, reason: str, now: float, seconds: float | None = None) -> BanEntry:
+        """Ban `ip` from `now` for `seconds` (None: the pool's default duration)."""
+        ...
+
+
 class PoolView(Protocol):
-    """The read side of the running pool (`hashfarm.pool.service.Pool`)."""
+    """The side of the running pool (`hashfarm.pool.service.Pool`) the API sees."""
 
     def sessions(self) -> Collection[Any]:
         """The connected Stratum sessions (only their number is shown)."""
@@ -27,6 +56,11 @@ class PoolView(Protocol):
 
     def current_job(self) -> PoolJob | None:
         """The newest job, or None before the first template."""
+        ...
+
+    @property
+    def bans(self) -> BanControl:
+        """The addresses refused at accept (only admins see or change them)."""
         ...
 
 
@@ -73,6 +107,7 @@ class ReadModel:
             "best_share": snap.best_share,
             "blocks": {"found": snap.blocks_found, "rejected": snap.blocks_rejected},
             "last_share": snap.last_share,
+            "bans": len(self.pool.bans.active(time.time())),  # how many; addresses: admins only
             "job": job_json(self.pool.current_job()),
         }
 
@@ -88,6 +123,25 @@ class ReadModel:
     async def blocks_json(self, limit: int) -> list[dict[str, Any]]:
         """The `/api/blocks` list from the ledger, newest first."""
         return [asdict(b) for b in await self.history.recent_blocks(limit)]
+
+    def bans_json(self, now: float) -> list[dict[str, Any]]:
+        """The `/api/bans` list: bans in force at `now`, the longest-running first."""
+        return [ban_json(b, now) for b in sorted(self.pool.bans.active(now), key=_by_since)]
+
+
+def ban_json(ban: BanEntry, now: float) -> dict[str, Any]:
+    """A ban as JSON: address, reason, start and end (UNIX seconds), seconds left at `now`."""
+    return {
+        "ip": ban.ip,
+        "reason": ban.reason,
+        "since": ban.since,
+        "until": ban.until,
+        "remaining": round(max(0.0, ban.until - now), 3),
+    }
+
+
+def _by_since(ban: BanEntry) -> tuple[float, str]:
+    return ban.since, ban.ip
 
 
 def worker_json(w: WorkerSnapshot) -> dict[str, Any]:

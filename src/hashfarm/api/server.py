@@ -1,52 +1,68 @@
-"""The HTTP JSON API and Prometheus `/metrics` (aiohttp), read-only over a `ReadModel`.
+"""The HTTP JSON API and Prometheus `/metrics` (aiohttp) over a `ReadModel`.
 
-Routes: `/api/pool`, `/api/workers`, `/api/workers/{name}`, `/api/blocks?limit=N` and
-`/metrics`. Errors are JSON `{"error": "..."}` with the fitting status; aiohttp never leaks
-out of this module (start/stop raise nothing but OSError for a port in use).
+Public, read-only routes: `/api/pool`, `/api/workers`, `/api/workers/{name}`,
+`/api/blocks?limit=N` and `/metrics`; the ban routes need the admin token (`api/admin.py`).
+Every answer that is not a success is JSON `{"error": "..."}` with the fitting status: input
+that breaks a route's contract is a 400 naming the parameter (`api/params.py`), an unknown
+route 404, a wrong method 405, and anything unexpected a logged 500 that shows no internals.
+aiohttp never leaks out of this module (start/stop raise nothing but OSError for a port in
+use, and ConfigError for an unusable admin token file).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from hashfarm.api import metrics
+from hashfarm.api import admin, metrics
+from hashfarm.api.admin import error, respond
+from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
+from hashfarm.errors import LedgerError
 
 log = logging.getLogger("hashfarm.api")
 
 MODEL_KEY = web.AppKey("model", ReadModel)
 BLOCKS_LIMIT_MAX = 1000  # most blocks one /api/blocks request may ask for
+BODY_MAX = 16_384  # bytes of request body accepted (the largest legitimate one is ~100)
 
 
-def make_app(model: ReadModel) -> web.Application:
-    """The aiohttp application serving `model`."""
-    app = web.Application()
+def make_app(model: ReadModel, admin_token: bytes | None = None) -> web.Application:
+    """The aiohttp application serving `model`; ban routes open to `admin_token` only."""
+    app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
     app[MODEL_KEY] = model
     app.router.add_get("/api/pool", _pool)
     app.router.add_get("/api/workers", _workers)
     app.router.add_get("/api/workers/{name}", _worker)
     app.router.add_get("/api/blocks", _blocks)
     app.router.add_get("/metrics", _metrics)
+    admin.add_routes(app, MODEL_KEY, admin_token)
     return app
 
 
 class ApiServer:
-    """The API bound to host:port; `port` is the bound one (0 asks for an ephemeral port)."""
+    """The API bound to host:port; `port` is the bound one (0 asks for an ephemeral port).
 
-    def __init__(self, model: ReadModel, host: str, port: int) -> None:
-        self._runner = web.AppRunner(make_app(model), access_log=None)
+    `admin_token_file` is read here, so a missing or too short token stops the pool at start.
+    """
+
+    def __init__(
+        self, model: ReadModel, host: str, port: int, *, admin_token_file: str | None = None
+    ) -> None:
+        app = make_app(model, admin.load_admin_token(admin_token_file))
+        self._runner = web.AppRunner(app, access_log=None)
         self._host, self.port = host, port
+        self._admin = admin_token_file is not None
 
     async def start(self) -> int:
         """Listen; return the bound port."""
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self.port).start()
         self.port = self._runner.addresses[0][1]  # the bound port when 0 was asked for
-        log.info("HTTP API on http://%s:%d/api/pool and /metrics", self._host, self.port)
+        log.info("HTTP API on http://%s:%d/api/pool and /metrics (admin routes %s)",
+                 self._host, self.port, "on" if self._admin else "off")  # fmt: skip
         return self.port
 
     async def stop(self) -> None:
@@ -54,35 +70,53 @@ class ApiServer:
         await self._runner.cleanup()
 
 
-def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; one bad request never leaves a traceback page."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    except web.HTTPException as exc:  # aiohttp's own: no route, wrong method, body too large
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k == "Allow"}
+        return error(exc.status, exc.reason, headers=headers)
+    except Exception:
+        log.exception("API %s %r failed", request.method, request.path)
+        return error(500, "internal error (logged by the pool)")
 
 
 async def _pool(request: web.Request) -> web.Response:
-    return _json(request.app[MODEL_KEY].pool_json())
+    query_args(request.query.items(), ())
+    return respond(request.app[MODEL_KEY].pool_json())
 
 
 async def _workers(request: web.Request) -> web.Response:
-    return _json(request.app[MODEL_KEY].workers_json())
+    query_args(request.query.items(), ())
+    return respond(request.app[MODEL_KEY].workers_json())
 
 
 async def _worker(request: web.Request) -> web.Response:
+    query_args(request.query.items(), ())
     name = request.match_info["name"]
     doc = request.app[MODEL_KEY].worker_json(name)
-    return _error(404, f"no worker named {name!r} has sent a share") if doc is None else _json(doc)
+    if doc is None:
+        return error(404, f"no worker named {shown(name)} has sent a share")
+    return respond(doc)
 
 
 async def _blocks(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= BLOCKS_LIMIT_MAX:
-        return _error(400, f"limit must be an integer from 1 to {BLOCKS_LIMIT_MAX}, not {raw!r}")
-    return _json(await request.app[MODEL_KEY].blocks_json(int(raw)))
+    args = query_args(request.query.items(), ("limit",))
+    limit = int_arg(args, "limit", 50, 1, BLOCKS_LIMIT_MAX)
+    try:
+        return respond(await request.app[MODEL_KEY].blocks_json(limit))
+    except LedgerError as exc:  # the database is away: the pool lives on, say so
+        log.warning("API /api/blocks: %s", exc)
+        return error(503, "the ledger cannot be read right now; try again")
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    query_args(request.query.items(), ())
     text = metrics.render(request.app[MODEL_KEY])
     return web.Response(text=text, headers={"Content-Type": metrics.CONTENT_TYPE})
