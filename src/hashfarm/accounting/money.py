@@ -1,0 +1,109 @@
+"""Exact money arithmetic: the pool fee and the split of an amount over weights.
+
+Every amount is an integer number of satoshis; weights and rates are integers or
+`fractions.Fraction`, never floats. Two rules decide every rounding in hashfarm's
+accounting, and both are stated here once:
+
+* **Fee**: `Fee.of(amount)` is `floor(amount * numerator / denominator)`: the pool rounds its
+  own fee down, so a rounding satoshi always goes to the miners.
+* **Split**: `split_exact(amount, weights)` gives each key `floor(amount * w / total)` and then
+  hands the satoshis still missing (fewer than the number of keys) one each to the keys with
+  the largest remainders `amount * w mod total`, ties broken by ascending key. This is the
+  largest-remainder (Hamilton) method; the parts sum to `amount` exactly, no part differs
+  from its exact share by one satoshi or more, and the result depends only on the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TypeVar
+
+K = TypeVar("K", str, int)
+
+BPS_DENOMINATOR = 10_000  # one basis point is 1/10,000
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    """A pool fee as an exact fraction of an amount, in [0, 1]."""
+
+    numerator: int
+    denominator: int = BPS_DENOMINATOR
+
+    def __post_init__(self) -> None:
+        if self.denominator <= 0 or not 0 <= self.numerator <= self.denominator:
+            raise ValueError(f"fee {self.numerator}/{self.denominator} is not within [0, 1]")
+
+    @classmethod
+    def bps(cls, basis_points: int) -> Fee:
+        """A fee in basis points (200 = 2%)."""
+        return cls(basis_points, BPS_DENOMINATOR)
+
+    @property
+    def rate(self) -> Fraction:
+        """The fee as an exact fraction."""
+        return Fraction(self.numerator, self.denominator)
+
+    def of(self, amount: int) -> int:
+        """The fee on `amount` satoshis, rounded down (the odd satoshi goes to miners)."""
+        if amount < 0:
+            raise ValueError(f"amount {amount} is negative")
+        return amount * self.numerator // self.denominator
+
+    def net(self, amount: int) -> int:
+        """What is left of `amount` for the miners once the fee is taken."""
+        return amount - self.of(amount)
+
+
+NO_FEE = Fee(0)
+
+
+def integer_weights(weights: Mapping[K, Fraction | int]) -> dict[K, int]:
+    """The same proportions as integers: every weight times the common denominator."""
+    common = 1
+    for w in weights.values():
+        if isinstance(w, Fraction):
+            common = math.lcm(common, w.denominator)
+    out: dict[K, int] = {}
+    for key, w in weights.items():
+        scaled = w * common
+        if isinstance(scaled, Fraction):
+            if scaled.denominator != 1:
+                raise AssertionError("the common denominator did not clear a weight")
+            scaled = scaled.numerator
+        out[key] = scaled
+    return out
+
+
+def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int]:
+    """Split `amount` satoshis over `weights` so the parts sum to `amount` exactly.
+
+    Keys with weight 0 get nothing and are left out; a negative weight, a negative amount or
+    an all-zero set of weights (with a non-zero amount) is a ValueError. See the module
+    docstring for the remainder rule (largest remainder, ties by ascending key).
+    """
+    if amount < 0:
+        raise ValueError(f"amount {amount} is negative")
+    ints = integer_weights(weights)
+    if any(w < 0 for w in ints.values()):
+        raise ValueError("a weight is negative")
+    live = {k: w for k, w in ints.items() if w > 0}
+    total = sum(live.values())
+    if total == 0:
+        if amount == 0:
+            return {}
+        raise ValueError(f"cannot split {amount} sats over zero total weight")
+    parts: dict[K, int] = {}
+    remainders: list[tuple[int, K]] = []
+    for key, w in live.items():
+        q, r = divmod(amount * w, total)
+        parts[key] = q
+        remainders.append((r, key))
+    missing = amount - sum(parts.values())
+    # largest remainder first, then the smaller key: sorted() on (-r, key)
+    for _, key in sorted(remainders, key=lambda rk: (-rk[0], rk[1]))[:missing]:
+        parts[key] += 1
+    return parts

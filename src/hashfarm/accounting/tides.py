@@ -1,0 +1,85 @@
+"""TIDES coinbase outputs: the miners are paid in the block itself (non-custodial).
+
+When a job is built, the coinbase value (subsidy + template fees) less the pool fee is split
+exactly over the TIDES window at that moment (8 x network difficulty, `window`), and each
+miner's part becomes an output of the coinbase. Two limits apply, each with a stated rule:
+
+* **Dust.** A payment below `dust_sats` is not put in the coinbase (OCEAN pays in the
+  generation transaction only from 1,048,576 sats). The amount is *held*: it stays in the
+  pool's own output and is recorded as the miner's held balance (`miner:<account>` in the
+  ledger), and it is added to the miner's next coinbase payment, which is made once held
+  balance + that block's earning reach `dust_sats`. Only a held balance from blocks already
+  mature is paid this way (see `plan_coinbase`'s `held`), so an orphaned earlier block never
+  funds a later output. The miner's shares are untouched: a share leaves a TIDES window only
+  when newer work pushes it out, never because it was paid.
+* **Output count.** At most `max_outputs` outputs in all, one of them the pool's. Payable
+  miners are ranked by amount due (largest first, ties by ascending account id); the first
+  `max_outputs - 1` get an output and the rest are held exactly like dust.
+
+The pool's output is what is left: the fee, plus this block's held earnings, less the held
+balances paid out. If that would be negative (held balances paid exceed what this block
+holds back), the lowest-ranked payees are moved back to held, one at a time, until it is not.
+So: sum(outputs) + pool output == coinbase value, always, in whole satoshis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from hashfarm.accounting.money import split_exact
+from hashfarm.accounting.schemes import Tides
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbasePlan:
+    """The outputs of one TIDES job's coinbase and what the ledger records if it is found."""
+
+    value: int  # coinbase value: subsidy + template fees
+    fee: int  # pool fee (rounded down)
+    earnings: dict[str, int]  # this block's part per account: sums to value - fee
+    outputs: tuple[tuple[str, int], ...]  # (account, sats), largest first, ties by account
+    pool_sats: int  # the pool's own output
+    held_used: dict[str, int]  # held balance paid out in this coinbase, per account
+    held_after: dict[str, int]  # held balance per account once this block is found
+
+    def __post_init__(self) -> None:
+        if sum(v for _, v in self.outputs) + self.pool_sats != self.value or self.pool_sats < 0:
+            raise AssertionError("coinbase outputs do not add up to its value")
+
+
+def plan_coinbase(
+    value: int,
+    weights: Mapping[str, Fraction | int],
+    scheme: Tides,
+    held: Mapping[str, int] | None = None,
+) -> CoinbasePlan:
+    """Outputs for a coinbase worth `value` over the window `weights` (see module rules).
+
+    `held` is each account's held balance from mature blocks (ledger `miner:<account>`).
+    An empty window pays nothing out: the whole value is the pool's output.
+    """
+    held = dict(held or {})
+    if any(v < 0 for v in held.values()):
+        raise ValueError("a held balance is negative")
+    fee = scheme.fee.of(value)
+    earnings = split_exact(value - fee, weights) if any(weights.values()) else {}
+    due = {a: earnings.get(a, 0) + held.get(a, 0) for a in earnings.keys() | held.keys()}
+    ranked = sorted(
+        (a for a, d in due.items() if d >= scheme.dust_sats), key=lambda a: (-due[a], a)
+    )
+    payees = ranked[: scheme.max_outputs - 1]
+    pool = value - sum(due[a] for a in payees)
+    while pool < 0:  # held balances paid out exceed what this block holds back
+        pool += due[payees.pop()]
+    paid = set(payees)
+    return CoinbasePlan(
+        value=value,
+        fee=fee,
+        earnings=earnings,
+        outputs=tuple((a, due[a]) for a in payees),
+        pool_sats=pool,
+        held_used={a: held[a] for a in payees if held.get(a, 0) > 0},
+        held_after={a: d for a, d in due.items() if a not in paid and d > 0},
+    )
