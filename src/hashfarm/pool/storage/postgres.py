@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import time
 
-import psycopg
+from hashfarm.errors import ConfigError, LedgerError, TransientLedgerError
 
-from hashfarm.errors import LedgerError, TransientLedgerError
+try:
+    import psycopg
+except ImportError as exc:  # a light install: `pip install hashfarm` leaves the driver out
+    raise ConfigError(
+        "storage.url: a PostgreSQL ledger needs psycopg, which is not installed: "
+        "pip install 'hashfarm[postgres]'"
+    ) from exc
+
 from hashfarm.pool.config import redact_message, redact_url
 from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.storage.base import (
