@@ -7,8 +7,11 @@ needs it. The `mining.notify` line is encoded once per job, as bytes, and the se
 those same bytes to every session that shares the script.
 
 Recent jobs are kept (`jobs_kept` templates back) so a late share on the previous tip is
-still judged (stale, yet tested as a block), and each job carries the set of header hashes
-already submitted against it, for duplicate detection.
+still judged (stale, yet tested as a block). Duplicates are detected per tip, not per job:
+a refresh on the same tip builds a new job whose coinbase, and so whose headers, can be the
+very same as the last one's, so every job on one prevhash shares one `SeenHashes` set of the
+header hashes that counted. The set lives as long as any job on that tip is kept (a late
+block on an old tip is still caught as a duplicate) and holds at most `SEEN_PER_TIP`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,29 @@ from hashfarm.stratum.codec import encode
 from hashfarm.stratum.work import Job
 
 EXTRANONCE1_SIZE = 4  # bytes the pool assigns per connection (unique among live sessions)
+
+# Header hashes that counted (accepted shares and blocks) remembered per tip, at most. Sized
+# for the worst legitimate load: vardiff holds each connection near one share per
+# vardiff.target_interval (10 s), so even 20,000 connections (stratum.max_connections) make
+# ~2,000 shares/s and a tip that lasts 35 minutes (longer than 97% of block intervals); a
+# home pool of a few hundred miners would need days. Each entry costs ~100 bytes (a 32-byte
+# hash and its slot, measured), so a full set holds ~420 MB; only the current tip's set
+# grows (an older tip's jobs only take blocks). Filling it takes real work, not junk: only
+# shares that met their target enter, each at least the network's floor (mainnet:
+# difficulty 1, 2**32 hashes). A full set never lets a share through unchecked: further
+# non-block shares on that tip are rejected (`records.REJECT_SEEN_FULL`) until the next
+# tip; blocks always enter (each costs the network's difficulty; one must never be lost).
+SEEN_PER_TIP = 1 << 22
+
+
+class SeenHashes(set[bytes]):
+    """Header hashes that already counted on one tip, shared by every job on it."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int = SEEN_PER_TIP) -> None:
+        super().__init__()
+        self.limit = limit  # non-block shares are refused once the set holds this many
 
 
 OutputsFor = Callable[[int, bytes], list[TxOut]]
@@ -179,8 +205,10 @@ class JobBook:
         tag: bytes,
         extranonce2_size: int,
         generations_kept: int,
+        seen_per_tip: int = SEEN_PER_TIP,
     ) -> None:
         self._outputs_for = outputs_for
+        self._seen_limit = seen_per_tip
         self._tag = tag
         self._en2_size = extranonce2_size
         self._kept = generations_kept
@@ -193,7 +221,8 @@ class JobBook:
         self._coinbase: CoinbaseLayout | None = None  # its coinbase, with a payout hole
         self._current: dict[bytes, PoolJob] = {}  # payout script -> job for this template
         self._jobs: OrderedDict[str, PoolJob] = OrderedDict()
-        self._seen: dict[str, set[bytes]] = {}  # job id -> header hashes already submitted
+        self._seen: dict[bytes, SeenHashes] = {}  # tip -> header hashes that counted on it
+        self._tip_jobs: dict[bytes, int] = {}  # tip -> how many kept jobs build on it
         self._roots: dict[str, dict[bytes, bytes]] = {}  # job id -> extranonce -> merkle root
 
     def set_template(self, template: Template) -> bool:
@@ -243,7 +272,10 @@ class JobBook:
             )
         self._current[payout_script] = job
         self._jobs[job.job_id] = job
-        self._seen[job.job_id] = set()
+        tip = job.work.prev_hash
+        if tip not in self._seen:
+            self._seen[tip] = SeenHashes(self._seen_limit)
+        self._tip_jobs[tip] = self._tip_jobs.get(tip, 0) + 1
         self._roots[job.job_id] = {}
         return job
 
@@ -251,10 +283,15 @@ class JobBook:
         """A recent job by id (None once it has aged out, or if it never existed)."""
         return self._jobs.get(job_id)
 
-    def seen(self, job_id: str) -> set[bytes]:
-        """Header hashes already submitted against a job (mutable: the judge adds to it)."""
-        seen = self._seen.get(job_id)
-        return seen if seen is not None else set()  # unknown ids must not grow the book
+    def seen(self, job_id: str) -> SeenHashes:
+        """Header hashes that counted on a job's tip (mutable: the judge adds to it)."""
+        job = self._jobs.get(job_id)
+        return self.seen_for(job) if job is not None else SeenHashes(0)  # unknown: no growth
+
+    def seen_for(self, job: PoolJob) -> SeenHashes:
+        """The duplicate set shared by every kept job on `job`'s tip (a kept job's)."""
+        seen = self._seen.get(job.work.prev_hash)
+        return seen if seen is not None else SeenHashes(0)  # a job not from this book
 
     def roots(self, job_id: str) -> dict[bytes, bytes]:
         """Merkle roots already computed for a job, by extranonce (the judge fills it)."""
@@ -277,5 +314,11 @@ class JobBook:
             if job.generation > oldest:
                 break
             del self._jobs[job_id]
-            self._seen.pop(job_id, None)
             self._roots.pop(job_id, None)
+            tip = job.work.prev_hash
+            left = self._tip_jobs[tip] - 1
+            if left:
+                self._tip_jobs[tip] = left
+            else:  # no kept job can produce a header on this tip any more
+                del self._tip_jobs[tip]
+                del self._seen[tip]

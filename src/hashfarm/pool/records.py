@@ -23,6 +23,7 @@ REJECT_NTIME = "ntime-out-of-range"
 REJECT_VERSION_BITS = "version-bits-outside-mask"
 REJECT_MALFORMED = "malformed"
 REJECT_UNAUTHORIZED = "unauthorized"
+REJECT_SEEN_FULL = "duplicate-check-full"  # the tip's duplicate set is full (pool/jobs.py)
 
 REJECT_REASONS = (
     REJECT_UNKNOWN_JOB,
@@ -33,6 +34,7 @@ REJECT_REASONS = (
     REJECT_VERSION_BITS,
     REJECT_MALFORMED,
     REJECT_UNAUTHORIZED,
+    REJECT_SEEN_FULL,
 )
 
 

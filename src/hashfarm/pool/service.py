@@ -258,7 +258,7 @@ class Pool:
             account=account,
             job_id=v.share.job_id if v.share else "",
             height=job.template.height if job else 0,
-            difficulty=s.difficulty_for(job),
+            difficulty=v.difficulty,  # what it was judged at (vardiff may since have moved)
             share_difficulty=v.share_difficulty,
             accepted=v.accepted,
             reject_reason=v.reason,

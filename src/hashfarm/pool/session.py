@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from hashfarm.errors import ConfigError, HashfarmError
 from hashfarm.pool import records as r
-from hashfarm.pool.jobs import JobBook, PoolJob
+from hashfarm.pool.jobs import JobBook, PoolJob, SeenHashes
 from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.shares import Limits, Verdict, judge, parse, reject
 from hashfarm.pool.vardiff import Vardiff
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Write = Callable[[bytes], None]
 HISTORY_KEPT = 8  # difficulty changes remembered per session (older jobs use the oldest)
+_NO_SEEN = SeenHashes(0)  # for unknown jobs, which the judge rejects before any lookup
 MAX_WORKER_NAME = 256  # characters of a user name (an address and a worker name fit easily)
 
 
@@ -112,7 +113,10 @@ class Session:
         self.extranonce_subscribed = False
         now = host.now()
         tpl = host.jobs.template
-        self.vardiff = Vardiff(host.settings.vardiff, now, tpl.difficulty if tpl else 1e300)
+        network_difficulty = tpl.difficulty if tpl else 1e300
+        self.vardiff = Vardiff(
+            host.settings.vardiff, now, network_difficulty, host.settings.network
+        )
         self.sent_difficulty: float | None = None
         self.steady = False  # True: the next job is just the shared notify line (fan-out fast path)
         self._history: list[tuple[int, float]] = []  # (first job seq, difficulty) changes
@@ -298,8 +302,9 @@ class Session:
         job = jobs.get(share.job_id)
         if job is not None and job.payout_script != self.payout_script:
             job = None  # another address's job: not this connection's work
-        job_id = share.job_id
-        return judge(job, share, self._limits(job), jobs.seen(job_id), jobs.roots(job_id))
+        if job is None:
+            return judge(None, share, self._limits(None), _NO_SEEN)
+        return judge(job, share, self._limits(job), jobs.seen_for(job), jobs.roots(job.job_id))
 
     def _limits(self, job: PoolJob | None) -> Limits:
         """This share's limits; reused while nothing they depend on changes (hot path)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from hashfarm.errors import ConfigError
+from hashfarm.chain.networks import get_network
+from hashfarm.errors import ChainError, ConfigError
 
 Mode = Literal["solo", "pooled"]
 
@@ -88,7 +89,7 @@ class VardiffSettings:
     """Per-connection share difficulty control (pure logic in pool/vardiff.py)."""
 
     initial: float = 1.0  # share difficulty a new connection starts with (clamped)
-    minimum: float = 1e-12  # lowest share difficulty (far below 1 serves regtest)
+    minimum: float | None = None  # lowest share difficulty, suggestions included (None: network's)
     maximum: float = 1e15  # highest share difficulty (also clamped to the network's)
     target_interval: float = 10.0  # seconds between shares the controller aims for
     retarget_shares: int = 20  # retarget after this many shares since the last change...
@@ -96,6 +97,33 @@ class VardiffSettings:
     tolerance: float = 0.3  # relative rate error tolerated before the difficulty changes
     max_step: float = 8.0  # largest factor by which one retarget may change difficulty
     enabled: bool = True  # False: keep the initial/suggested difficulty for ever
+
+    def floor(self, network: str) -> float:
+        """The lowest share difficulty on `network`: `minimum`, or the network's default."""
+        if self.minimum is not None:
+            return self.minimum
+        try:
+            name = get_network(network).name
+        except ChainError:
+            return NETWORK_FLOORS["mainnet"]  # unknown names are refused at load; be strict
+        return NETWORK_FLOORS.get(name, NETWORK_FLOORS["mainnet"])
+
+
+# Default vardiff.minimum per network. Every share at or above the floor is stored (fsynced)
+# and answered, so the floor prices a stored share in hashes (difficulty x 2**32).
+# mainnet: 1, ckpool's default mindiff (no ASIC needs less: a 1 TH/s miner finds a
+# difficulty-1 share every 4 ms). Test networks: 0.001, the lowest ckpool-lhr accepts
+# without a warning, so a CPU miner (~10 MH/s) still sends a few shares a second; a
+# hostile miner can make at most one stored share per 4.3 million hashes. Regtest: 1e-12,
+# far below its own difficulty (~4.7e-10; vardiff's network ceiling wins there anyway).
+NETWORK_FLOORS: dict[str, float] = {
+    "mainnet": 1.0,
+    "testnet3": 0.001,
+    "testnet4": 0.001,
+    "signet": 0.001,
+    "regtest": 1e-12,
+    "regtest-bcoin": 1e-12,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +205,8 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("bans.invalid_ratio", 0.0 < s.bans.invalid_ratio <= 1.0),
         ("bans.invalid_min_shares", s.bans.invalid_min_shares >= 1),
         ("bans.max_tracked_ips", s.bans.max_tracked_ips >= 16),
-        ("vardiff.minimum", vd.minimum > 0.0),
-        ("vardiff.maximum", vd.maximum >= vd.minimum),
+        ("vardiff.minimum", vd.minimum is None or vd.minimum > 0.0),
+        ("vardiff.maximum", vd.maximum >= vd.floor(s.network)),
         ("vardiff.initial", vd.initial > 0.0),
         ("vardiff.target_interval", vd.target_interval > 0.0),
         ("vardiff.retarget_shares", vd.retarget_shares >= 1),

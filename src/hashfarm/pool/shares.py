@@ -3,9 +3,17 @@
 `judge` rebuilds what the miner hashed (coinbase -> merkle root from the job's branch ->
 80-byte header -> sha256d) and decides, in this order: malformed fields, unknown job,
 ntime out of range, version bits outside the negotiated mask, duplicate (keyed on the
-header hash, so version bits count), block (any share, stale ones included, whose hash
-meets the network target: the caller submits it at once), stale (the job's prevhash is no
-longer the tip), low difficulty (against the difficulty that applied to that job).
+header hash, so version bits count, in one set per tip shared by every job on it: a
+refresh re-issues the same coinbase under a new job id), block (any share, stale ones
+included, whose hash meets the network target: the caller submits it at once), stale (the
+job's prevhash is no longer the tip), low difficulty (against the difficulty that applied
+to that job).
+
+Only shares that count enter the duplicate set: accepted shares and blocks (stale ones
+too, so a block is submitted once). Junk (low difficulty, stale non-blocks) never does, so
+it cannot grow the set; resent junk is judged, and rejected, again. The set is bounded
+(`jobs.SEEN_PER_TIP`): once full, a share that would count is rejected as
+`duplicate-check-full` rather than accepted unchecked, except a block, which always counts.
 
 Difficulty across a vardiff change: the share is held to the lower of the difficulty in
 force when its job was sent and the current one, so shares in flight across a change in
@@ -24,7 +32,7 @@ from typing import Any
 from hashfarm.chain.pow import bits_to_target, difficulty_to_target, hash_difficulty
 from hashfarm.errors import StratumError
 from hashfarm.pool import records as r
-from hashfarm.pool.jobs import PoolJob
+from hashfarm.pool.jobs import PoolJob, SeenHashes
 from hashfarm.stratum.codec import ErrorCode
 from hashfarm.stratum.messages import Submit, parse_submit
 from hashfarm.stratum.work import apply_version_bits
@@ -38,6 +46,7 @@ CODES: dict[str, ErrorCode] = {
     r.REJECT_VERSION_BITS: ErrorCode.OTHER,
     r.REJECT_MALFORMED: ErrorCode.OTHER,
     r.REJECT_UNAUTHORIZED: ErrorCode.UNAUTHORIZED,
+    r.REJECT_SEEN_FULL: ErrorCode.OTHER,
 }
 """Stratum error code sent for each reject reason."""
 
@@ -67,6 +76,7 @@ class Verdict:
     hash: bytes | None  # internal order
     share_difficulty: float
     is_block: bool  # the hash meets the network target: submit it now
+    difficulty: float = 0.0  # the target difficulty it was judged against (0: not judged)
 
     @property
     def accepted(self) -> bool:
@@ -162,12 +172,14 @@ def judge(
     job: PoolJob | None,
     share: Submit,
     lim: Limits,
-    seen: set[bytes],
+    seen: SeenHashes,
     roots: dict[bytes, bytes] | None = None,
 ) -> Verdict:
-    """Judge one parsed share against its job; adds its header hash to `seen`.
+    """Judge one parsed share against its job; a share that counts enters `seen`.
 
-    `seen` and `roots` belong to the job (JobBook keeps them): duplicates, merkle roots.
+    `seen` is the duplicate set of the job's tip and `roots` the job's merkle roots by
+    extranonce (JobBook keeps both). The verdict carries `lim.difficulty`, the difficulty
+    it was judged at: what the ledger records, whatever vardiff does next.
     """
     if job is None:
         return reject(r.REJECT_UNKNOWN_JOB, f"job {share.job_id} not found", share)
@@ -177,14 +189,24 @@ def judge(
     header = header_for(job, share, lim.extranonce1, checked, roots)
     digest = _sha256(_sha256(header).digest()).digest()
     sdiff = hash_difficulty(digest)
+    diff = lim.difficulty
     is_block = int.from_bytes(digest, "little") <= network_target(job.work.bits)
     if digest in seen:
-        return Verdict(
-            r.REJECT_DUPLICATE, "duplicate share", share, job, header, digest, sdiff, False
-        )
-    seen.add(digest)
+        msg = "duplicate share"
+        return Verdict(r.REJECT_DUPLICATE, msg, share, job, header, digest, sdiff, False, diff)
     reason, message = _grade(job, digest, sdiff, lim, is_block)
-    return Verdict(reason, message, share, job, header, digest, sdiff, is_block)
+    if is_block:
+        seen.add(digest)  # always: a block is submitted once, whatever the set holds
+    elif reason is None:
+        if len(seen) >= seen.limit:  # full: refuse rather than accept a share unchecked
+            reason, message = r.REJECT_SEEN_FULL, _full_message(seen.limit)
+        else:
+            seen.add(digest)
+    return Verdict(reason, message, share, job, header, digest, sdiff, is_block, diff)
+
+
+def _full_message(limit: int) -> str:
+    return f"duplicate check full: {limit} shares already counted on this tip; wait for the next"
 
 
 def _grade(

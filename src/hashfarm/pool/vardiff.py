@@ -6,11 +6,13 @@ counts shares since its last change and retargets after `retarget_shares` shares
 `retarget_time` seconds, whichever comes first; a window without any share divides the
 difficulty by `max_step`. Each step is bounded by `max_step` (one lucky burst cannot jump
 the difficulty a thousandfold), and the result is clamped to
-[max(minimum, miner floor), min(maximum, network difficulty)], the ceiling winning: a share
-harder than the network target would be a block anyway, so asking for more only hides work.
+[max(pool floor, miner floor), min(maximum, network difficulty)], the ceiling winning: a
+share harder than the network target would be a block anyway, so asking for more only hides
+work. The pool floor is `VardiffSettings.floor(network)` (mainnet: 1).
 
 `suggest_difficulty` and BIP 310 `minimum-difficulty` both raise the miner's floor (as
-ckpool does): the miner asked never to be sent less than that.
+ckpool does): the miner asked never to be sent less than that. Neither can take it below
+the pool floor or above `maximum`: a suggestion only moves the miner within those bounds.
 """
 
 from __future__ import annotations
@@ -44,11 +46,18 @@ def retarget(
 class Vardiff:
     """The difficulty controller of one connection (mutable state, no I/O, no clock)."""
 
-    __slots__ = ("_ceiling", "_floor", "_settings", "_shares", "_since", "difficulty")
+    __slots__ = ("_ceiling", "_floor", "_minimum", "_settings", "_shares", "_since", "difficulty")
 
-    def __init__(self, settings: VardiffSettings, now: float, network_difficulty: float) -> None:
+    def __init__(
+        self,
+        settings: VardiffSettings,
+        now: float,
+        network_difficulty: float,
+        network: str = "mainnet",
+    ) -> None:
         self._settings = settings
-        self._floor = settings.minimum
+        self._minimum = settings.floor(network)  # the pool's floor: no miner goes below it
+        self._floor = self._minimum
         self._ceiling = min(settings.maximum, network_difficulty)
         self._shares = 0
         self._since = now
@@ -99,9 +108,13 @@ class Vardiff:
         return self.set_floor(difficulty, now, adopt=True)
 
     def set_floor(self, minimum: float, now: float, *, adopt: bool = False) -> float | None:
-        """Raise the floor (BIP 310 minimum-difficulty); `adopt` also moves to it."""
-        self._floor = clamp(minimum, self._settings.minimum, self._settings.maximum)
-        target = minimum if adopt else self.difficulty
+        """Raise the floor (BIP 310 minimum-difficulty); `adopt` also moves to it.
+
+        The miner's value is held to [pool floor, maximum] first: it can never open the
+        door to shares easier than the pool's floor.
+        """
+        self._floor = clamp(minimum, self._minimum, self._settings.maximum)
+        target = self._floor if adopt else self.difficulty
         return self._change(target, now)
 
     def set_network_difficulty(self, network_difficulty: float, now: float) -> float | None:

@@ -16,20 +16,23 @@ from hashfarm.node.template import parse_template
 from hashfarm.pool.blocks import assemble_block, block_hex
 from hashfarm.pool.jobs import CoinbaseLayout, JobBook, NotifyLayout, payout_outputs
 from hashfarm.pool.server import ExtranonceAllocator
+from hashfarm.pool.shares import Limits, judge
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import decode, encode
+from hashfarm.stratum.messages import Submit
 
 SCRIPT_A = bytes.fromhex("0014") + bytes(range(20))
 SCRIPT_B = bytes.fromhex("0014") + bytes(range(20, 40))
 FEE = bytes.fromhex("0014") + bytes(20)
 
 
-def book(generations: int = 3, fee: float = 0.0) -> JobBook:
+def book(generations: int = 3, fee: float = 0.0, seen_per_tip: int = 1 << 22) -> JobBook:
     return JobBook(
         payout_outputs(FEE if fee else None, fee),
         tag=b"/hashfarm/",
         extranonce2_size=8,
         generations_kept=generations,
+        seen_per_tip=seen_per_tip,
     )
 
 
@@ -118,6 +121,64 @@ def test_unknown_job_ids_do_not_grow_the_book(small_block: Block) -> None:
     jobs.roots("nope")[b"x"] = b"y"
     assert not jobs.seen("nope")
     assert not jobs.roots("nope")
+
+
+NTIME_AFTER_MINTIME = 3600  # mintime is the same for every template of the fixture block
+
+
+def _share_on(jobs: JobBook, job_id: str, nonce: int) -> tuple[bool, str | None]:
+    """Judge one share (the same extranonce, ntime and nonce whatever the job) in the book."""
+    job = jobs.get(job_id)
+    assert job is not None
+    lim = Limits(b"\x00" * 4, 8, 0, 1e-12, jobs.tip, 7200, 0)  # 1e-12: every hash counts
+    share = Submit("w", job_id, bytes(8), job.template.mintime + NTIME_AFTER_MINTIME, nonce, None)
+    verdict = judge(job, share, lim, jobs.seen_for(job), jobs.roots(job_id))
+    return verdict.accepted, verdict.reason
+
+
+def test_a_refresh_on_the_same_tip_cannot_credit_one_header_twice(small_block: Block) -> None:
+    jobs = book(generations=4)
+    tpl = template_of(small_block)
+    jobs.set_template(tpl)
+    first = jobs.job_for(SCRIPT_A)
+    assert jobs.set_template(replace(tpl, curtime=tpl.curtime + 20)) is False  # the refresh
+    second = jobs.job_for(SCRIPT_A)
+    assert first.job_id != second.job_id
+    assert (first.work.coinb1, first.work.coinb2) == (second.work.coinb1, second.work.coinb2)
+    assert _share_on(jobs, first.job_id, 7) == (True, None)
+    assert _share_on(jobs, second.job_id, 7) == (False, "duplicate")  # the same header
+    assert _share_on(jobs, second.job_id, 8) == (True, None)
+    assert _share_on(jobs, first.job_id, 8) == (False, "duplicate")
+    assert jobs.seen(first.job_id) is jobs.seen(second.job_id)
+
+
+def test_a_tips_set_lives_while_any_job_on_it_is_judged(small_block: Block) -> None:
+    jobs = book(generations=2)
+    tpl = template_of(small_block)
+    jobs.set_template(tpl)
+    old = jobs.job_for(SCRIPT_A)
+    assert _share_on(jobs, old.job_id, 7) == (True, None)
+    old_seen = jobs.seen_for(old)
+    jobs.set_template(replace(tpl, prev_hash=bytes(32)))  # a new tip: a fresh set
+    new = jobs.job_for(SCRIPT_A)
+    assert jobs.seen_for(new) is not old_seen
+    assert len(jobs.seen_for(new)) == 0
+    assert jobs.seen_for(old) is old_seen  # the old tip's job is still judged: its set too
+    assert _share_on(jobs, old.job_id, 7) == (False, "duplicate")
+    jobs.set_template(replace(tpl, prev_hash=bytes(32), curtime=tpl.curtime + 20))
+    assert jobs.get(old.job_id) is None  # aged out, and with it the old tip's set
+    assert old.work.prev_hash not in jobs._seen
+    assert set(jobs._seen) == {bytes(32)}
+
+
+def test_the_duplicate_set_is_bounded_per_tip(small_block: Block) -> None:
+    jobs = book(seen_per_tip=3)
+    jobs.set_template(template_of(small_block))
+    job_id = jobs.job_for(SCRIPT_A).job_id
+    assert [_share_on(jobs, job_id, n)[0] for n in range(3)] == [True, True, True]
+    assert _share_on(jobs, job_id, 3) == (False, "duplicate-check-full")
+    assert _share_on(jobs, job_id, 0) == (False, "duplicate")
+    assert len(jobs.seen(job_id)) == 3
 
 
 def test_no_template_yet() -> None:

@@ -17,9 +17,10 @@ from hashfarm.chain.block import Block
 from hashfarm.pool.jobs import JobBook, payout_outputs
 from hashfarm.pool.server import ExtranonceAllocator
 from hashfarm.pool.session import Session
-from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.settings import PoolSettings, VardiffSettings
 from hashfarm.pool.shares import Verdict
 from hashfarm.stratum.codec import Notification, Request, decode
+from hashfarm.stratum.work import u32_hex
 
 ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
 
@@ -177,10 +178,48 @@ def test_suggest_difficulty_after_authorize_is_sent(host: LocalHost) -> None:
     call(s, "mining.subscribe", "miner")
     call(s, "mining.authorize", f"{ADDRESS}.rig", "x")
     wire.take()
-    call(s, "mining.suggest_difficulty", 0.5, msg_id=9)
+    call(s, "mining.suggest_difficulty", 4.5, msg_id=9)
     set_diff, resp = wire.take()
-    assert set_diff["params"] == [0.5]
+    assert set_diff["params"] == [4.5]
     assert resp == {"id": 9, "result": True, "error": None}
+
+
+@pytest.mark.parametrize("value", [1e-12, 0.5, 1])
+def test_suggestions_below_the_mainnet_floor_get_the_floor(host: LocalHost, value: float) -> None:
+    s, wire = new_session(host)
+    call(s, "mining.suggest_difficulty", 64)
+    call(s, "mining.subscribe", "miner")
+    call(s, "mining.authorize", f"{ADDRESS}.rig", "x")
+    call(s, "mining.suggest_difficulty", value, msg_id=9)
+    call(s, "mining.configure", ["minimum-difficulty"], {"minimum-difficulty.value": value})
+    sent = [o["params"][0] for o in wire.take() if o.get("method") == "mining.set_difficulty"]
+    assert sent == [64.0, 1.0]  # never below mainnet's floor of 1, whatever was asked
+    assert s.vardiff.difficulty == 1.0
+
+
+def test_the_verdict_keeps_the_difficulty_a_retarget_by_that_share_replaced(
+    small_block: Block,
+) -> None:
+    host = LocalHost(small_block)
+    # initial 1e-12: every hash meets it; one share per ms wanted, a retarget at every share
+    fast = VardiffSettings(initial=1e-12, minimum=1e-15, retarget_shares=1, target_interval=0.001)
+    host.settings = PoolSettings(network="mainnet", vardiff=fast)
+    s, wire = new_session(host)
+    call(s, "mining.subscribe", "miner")
+    call(s, "mining.authorize", f"{ADDRESS}.rig", "x")
+    job = s.last_job
+    assert job is not None
+    wire.take()
+    host.clock += 10.0  # one share in 10 s against one per ms: this very share lowers it
+    share = [f"{ADDRESS}.rig", job.job_id, "00" * 8, u32_hex(job.work.time), "00000000"]
+    call(s, "mining.submit", *share, msg_id=7)
+    [verdict] = host.verdicts
+    assert verdict.accepted
+    set_diff, ack = wire.take()
+    assert set_diff["params"] == [1e-12 / 8]  # the retarget the share triggered...
+    assert ack["result"] is True
+    assert verdict.difficulty == 1e-12  # ...does not change what it was judged at
+    assert s.difficulty_for(job) == 1e-12 / 8  # (what the ledger used to record)
 
 
 def test_unknown_method_gets_error_20(host: LocalHost) -> None:

@@ -9,7 +9,7 @@ from pool_helpers import EN1_SIZE, EN2_SIZE, job_of, with_time
 
 from hashfarm.chain.block import Block
 from hashfarm.pool import records as r
-from hashfarm.pool.jobs import PoolJob
+from hashfarm.pool.jobs import PoolJob, SeenHashes
 from hashfarm.pool.shares import Limits, Verdict, header_for, judge, parse
 from hashfarm.stratum.codec import ErrorCode
 from hashfarm.stratum.messages import Submit
@@ -49,7 +49,7 @@ def run(
 ) -> Verdict:
     share = parse(params, EN2_SIZE)
     assert isinstance(share, Submit), share
-    return judge(job, share, limits(job, extranonce, **lim), set())
+    return judge(job, share, limits(job, extranonce, **lim), SeenHashes())
 
 
 def test_real_block_is_accepted_as_block(real_block: Block) -> None:
@@ -90,7 +90,7 @@ def test_no_version_rolling_negotiated_rejects_any_bits(small_block: Block) -> N
 def test_duplicate_is_keyed_on_the_whole_header(small_block: Block) -> None:
     job, en = job_of(small_block)
     lim = limits(job, en)
-    seen: set[bytes] = set()
+    seen = SeenHashes()
     first = parse(params_for(small_block, job, en), EN2_SIZE)
     assert isinstance(first, Submit)
     assert judge(job, first, lim, seen).accepted
@@ -106,7 +106,7 @@ def test_unknown_job(small_block: Block) -> None:
     job, en = job_of(small_block)
     share = parse(params_for(small_block, job, en), EN2_SIZE)
     assert isinstance(share, Submit)
-    verdict = judge(None, share, limits(job, en), set())
+    verdict = judge(None, share, limits(job, en), SeenHashes())
     assert verdict.reason == r.REJECT_UNKNOWN_JOB
     assert verdict.code == ErrorCode.JOB_NOT_FOUND
 
@@ -186,10 +186,84 @@ def test_merkle_roots_are_cached_by_extranonce(small_block: Block) -> None:
     params = params_for(small_block, job, en)
     share = parse(params, EN2_SIZE)
     assert isinstance(share, Submit)
-    first = judge(job, share, limits(job, en), set(), roots)
+    first = judge(job, share, limits(job, en), SeenHashes(), roots)
     assert roots == {en: small_block.header.merkle_root}
     other_nonce = replace(share, nonce=share.nonce ^ 1)
-    second = judge(job, other_nonce, limits(job, en), set(), roots)
+    second = judge(job, other_nonce, limits(job, en), SeenHashes(), roots)
     assert first.header is not None
     assert second.header is not None
     assert second.header[36:68] == first.header[36:68] == small_block.header.merkle_root
+
+
+def _ordinary(block: Block, job: PoolJob, en: bytes, flip: int) -> Submit:
+    """A share of `job` with another nonce than the block's: an ordinary, non-block hash."""
+    params = params_for(block, job, en)
+    params[4] = u32_hex(block.header.nonce ^ flip)
+    share = parse(params, EN2_SIZE)
+    assert isinstance(share, Submit)
+    return share
+
+
+def test_only_shares_that_count_enter_the_duplicate_set(small_block: Block) -> None:
+    job, en = job_of(small_block)
+    seen = SeenHashes()
+    junk = _ordinary(small_block, job, en, 1)
+    for _ in range(3):  # junk resent is judged, and rejected, again: never a duplicate
+        low = judge(job, junk, limits(job, en, difficulty=1e6), seen)
+        assert low.reason == r.REJECT_LOW_DIFFICULTY
+    stale = judge(job, junk, limits(job, en, difficulty=1e-12, tip=bytes(32)), seen)
+    assert stale.reason == r.REJECT_STALE
+    assert not stale.is_block
+    assert len(seen) == 0  # neither took a place in the set
+    counted = judge(job, junk, limits(job, en, difficulty=1e-12), seen)
+    assert counted.accepted
+    assert seen == {counted.hash}
+    assert judge(job, junk, limits(job, en, difficulty=1e-12), seen).reason == r.REJECT_DUPLICATE
+    block = parse(params_for(small_block, job, en), EN2_SIZE)
+    assert isinstance(block, Submit)
+    stale_block = judge(job, block, limits(job, en, tip=bytes(32)), seen)
+    assert stale_block.reason == r.REJECT_STALE
+    assert stale_block.is_block  # submitted once...
+    again = judge(job, block, limits(job, en), seen)
+    assert again.reason == r.REJECT_DUPLICATE  # ...and never again, stale or not
+    assert not again.is_block
+
+
+def test_a_full_set_refuses_shares_but_never_lets_one_through_or_loses_a_block(
+    small_block: Block,
+) -> None:
+    job, en = job_of(small_block)
+    seen = SeenHashes(limit=2)
+    easy = limits(job, en, difficulty=1e-12)
+    assert judge(job, _ordinary(small_block, job, en, 1), easy, seen).accepted
+    assert judge(job, _ordinary(small_block, job, en, 2), easy, seen).accepted
+    full = judge(job, _ordinary(small_block, job, en, 3), easy, seen)
+    assert full.reason == r.REJECT_SEEN_FULL
+    assert full.code == ErrorCode.OTHER
+    assert "duplicate check full" in full.message
+    assert len(seen) == 2
+    assert judge(job, _ordinary(small_block, job, en, 3), easy, seen).reason == r.REJECT_SEEN_FULL
+    dup = judge(job, _ordinary(small_block, job, en, 1), easy, seen)
+    assert dup.reason == r.REJECT_DUPLICATE  # still detected when full
+    block = parse(params_for(small_block, job, en), EN2_SIZE)
+    assert isinstance(block, Submit)
+    found = judge(job, block, easy, seen)
+    assert found.accepted  # a block always counts, full set or not
+    assert found.is_block
+    assert len(seen) == 3
+    assert judge(job, block, easy, seen).reason == r.REJECT_DUPLICATE
+
+
+@pytest.mark.parametrize("difficulty", [1e-12, 3.5])
+def test_the_verdict_carries_the_difficulty_it_was_judged_at(
+    small_block: Block, difficulty: float
+) -> None:
+    job, en = job_of(small_block)
+    verdict = judge(
+        job,
+        _ordinary(small_block, job, en, 1),
+        limits(job, en, difficulty=difficulty),
+        SeenHashes(),
+    )
+    assert verdict.difficulty == difficulty
+    assert verdict.accepted is (difficulty < 1.0)

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from hashfarm.pool.settings import VardiffSettings
+from hashfarm.errors import ConfigError
+from hashfarm.pool.settings import PoolSettings, VardiffSettings
 from hashfarm.pool.vardiff import Vardiff, retarget
 from hashfarm.units import HASHES_PER_DIFF1
 
@@ -106,3 +107,39 @@ def test_network_ceiling_beats_a_miners_floor() -> None:
     vd = Vardiff(VardiffSettings(), now=0.0, network_difficulty=REGTEST_DIFFICULTY)
     vd.suggest(0.001, now=0.0)  # a miner asking for more than regtest's whole network
     assert vd.difficulty == REGTEST_DIFFICULTY
+
+
+@pytest.mark.parametrize(
+    ("network", "floor"),
+    [("mainnet", 1.0), ("testnet", 0.001), ("testnet4", 0.001), ("signet", 0.001)],
+)
+def test_a_suggestion_moves_difficulty_only_within_the_networks_floor(
+    network: str, floor: float
+) -> None:
+    vd = Vardiff(VardiffSettings(initial=64.0), now=0.0, network_difficulty=1e15, network=network)
+    assert vd.suggest(1e-12, now=0.0) == floor  # asked for every hash: held to the floor
+    for i in range(200):  # no share for hours: vardiff lowers it, never below the floor
+        vd.tick(60.0 * (i + 1))
+    assert vd.difficulty == floor
+    vd.set_floor(1e-9, now=1.0)  # BIP 310 minimum-difficulty below the floor changes nothing
+    assert vd.difficulty == floor
+    assert vd.suggest(1e30, now=2.0) == VardiffSettings().maximum  # and never above maximum
+
+
+def test_an_explicit_minimum_replaces_the_networks_floor() -> None:
+    settings = VardiffSettings(minimum=0.5)
+    assert settings.floor("mainnet") == 0.5
+    assert VardiffSettings().floor("regtest") == 1e-12
+    assert VardiffSettings().floor("main") == 1.0  # aliases name the same network
+    assert VardiffSettings().floor("nonsense") == 1.0  # unknown: the strictest
+    vd = Vardiff(settings, now=0.0, network_difficulty=1e15, network="mainnet")
+    assert vd.suggest(0.01, now=0.0) == 0.5
+
+
+def test_settings_refuse_a_maximum_below_the_networks_floor() -> None:
+    low_max = VardiffSettings(maximum=0.01)
+    assert PoolSettings(network="regtest", vardiff=low_max).validate()
+    with pytest.raises(ConfigError, match=r"vardiff\.maximum"):
+        PoolSettings(network="mainnet", vardiff=low_max).validate()
+    with pytest.raises(ConfigError, match=r"vardiff\.minimum"):
+        PoolSettings(vardiff=VardiffSettings(minimum=0.0)).validate()
