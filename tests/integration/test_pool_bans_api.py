@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -224,10 +225,14 @@ def test_the_admin_token_file_must_exist_and_hold_a_long_token(tmp_path: Path) -
 
 
 async def hashfarm_cli(*args: str) -> tuple[int, str]:
-    """Run the real `hashfarm` command in its own process; (exit status, stdout+stderr)."""
+    """Run the real `hashfarm` command in its own process; (exit status, stdout+stderr).
+
+    A proxy in the environment that nothing listens on: the command must not send the admin
+    token through $http_proxy."""
+    env = os.environ | {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from hashfarm.cli.main import main; main()", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()
@@ -244,6 +249,32 @@ async def closed_by_pool(port: int, seconds: float = 10.0) -> bool:
         return True
     finally:
         writer.close()
+
+
+async def test_the_command_lists_bans_and_says_why_it_fails(admin_api: Any, tmp_path: Path) -> None:
+    """`hashfarm pool-bans` in its own process against a real API (no node needed)."""
+    base, bans = admin_api
+    bans.ban("2001:db8::7", "failed-authorize", NOW())
+    good = tmp_path / "admin.token"  # written by the fixture
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("f" * 48, encoding="utf-8")
+    rc, out = await hashfarm_cli("pool-bans", "--api", base, "--token-file", str(good), "list",
+                                 "--json")  # fmt: skip
+    assert rc == 0, out
+    listed = [(b["ip"], b["reason"]) for b in json.loads(out)]
+    assert listed == [("2001:db8::7", "failed-authorize")]
+    rc, out = await hashfarm_cli("pool-bans", "--api", base, "--token-file", str(wrong), "list")
+    assert rc == 1
+    assert "the pool refused (401): this route needs the admin token" in out
+    rc, out = await hashfarm_cli("pool-bans", "--api", base, "--token-file", str(good), "ban",
+                                 "2001:db8::/32")  # fmt: skip
+    assert rc == 2
+    assert "is not an IPv4 or IPv6 address" in out
+    rc, out = await hashfarm_cli("pool-bans", "--api", "file:///etc/passwd", "--token-file",
+                                 str(good), "list")  # fmt: skip
+    assert rc == 2
+    assert "not an http:// or https:// URL" in out
+    assert [b.ip for b in bans.active(NOW())] == ["2001:db8::7"]
 
 
 @pytest.mark.node

@@ -24,6 +24,17 @@ DEFAULT_API = "http://127.0.0.1:8080"  # the pool's default http.host and http.p
 TIMEOUT = 10.0  # seconds before an API call is given up
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following it would carry the token to another address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# No proxies from the environment ($http_proxy would see the token) and no redirects.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 class Api:
     """The pool's admin routes at `base`, authorized with `token`."""
 
@@ -39,7 +50,7 @@ class Api:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            with _OPENER.open(req, timeout=TIMEOUT) as resp:
                 return orjson.loads(resp.read())
         except urllib.error.HTTPError as exc:
             raise click.ClickException(f"the pool refused ({exc.code}): {_reason(exc)}") from None
