@@ -216,6 +216,10 @@ def test_the_admin_token_file_must_exist_and_hold_a_long_token(tmp_path: Path) -
     short.write_text("hunter2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="holds 7 characters; use at least 16"):
         load_admin_token(str(short))
+    for bad in (f"{TOKEN}\n{TOKEN}", f"{TOKEN} x", f"{TOKEN}é"):
+        (tmp_path / "bad").write_text(bad, encoding="utf-8")
+        with pytest.raises(ConfigError, match="one word of printable ASCII"):
+            load_admin_token(str(tmp_path / "bad"))
     good = tmp_path / "good"
     good.write_text(f"  {TOKEN}\n", encoding="utf-8")
     assert load_admin_token(str(good)) == TOKEN.encode()

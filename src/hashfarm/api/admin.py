@@ -50,6 +50,11 @@ def load_admin_token(path: str | None) -> bytes | None:
     except OSError as exc:
         raise ConfigError(f"http.admin_token_file: cannot read {path!r}: {exc}") from None
     token = raw.strip()
+    if not all(0x21 <= b <= 0x7E for b in token):  # it must fit in one HTTP header value
+        raise ConfigError(
+            f"http.admin_token_file: {path!r} must hold one word of printable ASCII "
+            "(no spaces, line breaks or other characters)"
+        )
     if len(token) < TOKEN_MIN_CHARS:
         raise ConfigError(
             f"http.admin_token_file: {path!r} holds {len(token)} characters; use at least "
