@@ -300,11 +300,14 @@ async def test_the_api_of_a_real_pool_shows_what_its_miners_did(
         _, pool_doc, _ = await get(f"{base}/api/pool")
         _, worker_a, _ = await get(f"{base}/api/workers/{address}.a")
         _, _, text = await get(f"{base}/metrics")
+        bad_status, bad, _ = await get(f"{base}/api/blocks?limit=²")  # was a 500
         async with regtest_node.rpc() as rpc:
             height = await rpc.getblockcount()
         for miner in miners:
             await miner.close()
+    assert (bad_status, bad["error"]) == (400, "limit must be an integer from 1 to 1000, not '²'")
     assert pool_doc["connections"] == 2
+    assert pool_doc["bans"] == 0
     assert pool_doc["shares"] == {"accepted": 50, "rejected": {"duplicate": 6}}
     assert pool_doc["job"]["height"] == height + 1
     assert (worker_a["shares_accepted"], worker_a["shares_rejected"]) == (30, {"duplicate": 3})
