@@ -58,13 +58,16 @@ def plan_coinbase(
     """Outputs for a coinbase worth `value` over the window `weights` (see module rules).
 
     `held` is each account's held balance from mature blocks (ledger `miner:<account>`).
-    An empty window pays nothing out: the whole value is the pool's output.
+    An empty window pays nothing out: the whole value is the pool's output and its fee.
     """
     held = dict(held or {})
     if any(v < 0 for v in held.values()):
         raise ValueError("a held balance is negative")
-    fee = scheme.fee.of(value)
-    earnings = split_exact(value - fee, weights) if any(weights.values()) else {}
+    if any(weights.values()):
+        fee = scheme.fee.of(value)
+        earnings = split_exact(value - fee, weights)
+    else:  # no work in the window (an empty ledger): nobody earned, the pool keeps it all
+        fee, earnings = value, {}
     due = {a: earnings.get(a, 0) + held.get(a, 0) for a in earnings.keys() | held.keys()}
     ranked = sorted(
         (a for a, d in due.items() if d >= scheme.dust_sats), key=lambda a: (-due[a], a)
