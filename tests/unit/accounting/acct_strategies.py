@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hashfarm.accounting import FoundBlock, Share
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=40,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
