@@ -68,7 +68,7 @@ def share_of(miner: StratumTestMiner, job_id: str, header: bytes) -> m.Submit:
 async def refreshed_job(miner: StratumTestMiner, first: Job) -> Job:
     """The next job on the same tip (the template refresh), whose coinbase is first's."""
     while True:
-        job = await miner.wait_job(10)
+        job: Job = await miner.wait_job(10)
         assert job.prev_hash == first.prev_hash, "the tip moved: nothing else mines here"
         if job.job_id != first.job_id:
             return job
