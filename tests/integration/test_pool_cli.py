@@ -264,3 +264,17 @@ async def test_a_bad_storage_url_fails_in_one_line_without_its_password(
     (error,) = [line for line in text.splitlines() if " ERROR " in line]
     assert "storage.url" in error or "postgresql" in error
     assert "pool:***@127.0.0.1" in text  # the start-up line shows the URL, redacted
+
+
+async def test_a_refused_cookie_is_one_error_line_naming_the_file(
+    start_pool: Any, tmp_path: Path, signet_core: FakeCore
+) -> None:
+    cookie = write_cookie(tmp_path, "signet/.cookie", "a-stale-cookie")  # the node restarted
+    pool = await start_pool("--network", "signet", "--rpc-url", signet_core.url)
+    assert await pool.exit_status() == 1
+    text = pool.text()
+    (error,) = [line for line in text.splitlines() if " ERROR " in line]
+    assert f"refused the credentials (cookie file {cookie})" in error
+    assert "a-stale-cookie" not in text
+    assert "Traceback" not in text
+    assert len(signet_core.requests) == 2  # the cookie is read again once, then no retries
