@@ -10,9 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+
+from realdata import REPO_DIR
 
 # Top-level modules of the optional extras (numba pulls llvmlite) and of the codec we dropped.
 OPTIONAL = ("matplotlib", "psycopg", "psycopg_binary", "numba", "llvmlite", "base58_bech32")
@@ -46,6 +50,19 @@ def _run(
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`hashfarm ARGS` without the optional libraries."""
     return _run("from hashfarm.cli.main import main\nsys.argv[0] = 'hashfarm'\nmain()\n", *args)
+
+
+def test_the_heavy_libraries_are_extras_and_dev_has_them_all() -> None:
+    project = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]
+    base = {Requirement(r).name for r in project["dependencies"]}
+    extras = {
+        k: {Requirement(r).name for r in v} for k, v in project["optional-dependencies"].items()
+    }
+    assert not base & {"matplotlib", "psycopg", "numba", "base58-bech32"}, base
+    assert extras["plot"] == {"matplotlib"}
+    assert extras["postgres"] == {"psycopg"}
+    assert extras["numba"] == {"numba"}
+    assert extras["plot"] | extras["postgres"] | extras["numba"] <= extras["dev"]  # make test
 
 
 def test_the_blocker_really_blocks() -> None:

@@ -29,7 +29,7 @@ from hashfarm.chain.bech32 import (
     encode_segwit_address,
 )
 from hashfarm.chain.networks import NETWORKS
-from hashfarm.errors import DecodeError
+from hashfarm.errors import AddressError, DecodeError
 from realdata import FIXTURES_DIR
 
 # Bitcoin Core src/test/data/base58_encode_decode.json (hex, base58), copied as data.
@@ -158,3 +158,21 @@ def test_base58_scripts_round_trip_on_every_network(h: bytes, p2sh: bool, networ
     address = script_to_address(script, network)
     assert address is not None
     assert address_to_script(address, network) == script
+
+
+near_addresses = st.builds(
+    lambda hrp, body: hrp + body,
+    st.sampled_from(["bc1", "BC1", "tb1", "bcrt1", "rb1", "1", "3", "m", "2", "", "bc1q", "bc1p"]),
+    st.text(CHARSET + ALPHABET + "1 \t\x00\x7fé", max_size=100),
+)
+
+
+@given(st.one_of(st.text(max_size=200), near_addresses), st.sampled_from(sorted(NETWORKS)))
+def test_any_text_is_a_script_or_an_address_error(text: str, network: str) -> None:
+    """Account names come from strangers: whatever they send, the answer is a script or an
+    AddressError, never another exception."""
+    try:
+        script = address_to_script(text, network)
+    except AddressError:
+        return
+    assert script_to_address(script, network) is not None
