@@ -109,24 +109,24 @@ def pool(config_file: str | None, log_level: str, log_json: bool, **flags: Any) 
     try:
         run(serve(settings, access=access))
     except NodeAuthError as exc:
-        log.error("the node at %s refused the credentials (%s): %s",
-                  redact_url(access.url), access.auth, _one_line(exc, settings))  # fmt: skip
+        log.error("the node at %s refused the credentials (%s): %s", redact_url(access.url),
+                  access.auth, _one_line(exc, settings, access))  # fmt: skip
         sys.exit(1)
     except NodeUnavailable as exc:
         log.error("no answer from the node at %s (is it running, on this network's port?): %s",
-                  redact_url(access.url), _one_line(exc, settings))  # fmt: skip
+                  redact_url(access.url), _one_line(exc, settings, access))  # fmt: skip
         sys.exit(1)
     except HashfarmError as exc:
-        log.error("%s", _one_line(exc, settings))
+        log.error("%s", _one_line(exc, settings, access))
         sys.exit(1)
     except OSError as exc:  # a port in use, a database file that cannot be created
-        log.error("cannot start: %s", _one_line(exc, settings))
+        log.error("cannot start: %s", _one_line(exc, settings, access))
         sys.exit(1)
 
 
-def _one_line(exc: BaseException, settings: PoolSettings) -> str:
+def _one_line(exc: BaseException, settings: PoolSettings, access: NodeAccess) -> str:
     """The error on one line, with no URL's password in it (drivers echo what they parse)."""
-    return redact_message(str(exc), settings.storage.url)
+    return redact_message(redact_message(str(exc), settings.storage.url), access.url)
 
 
 @dataclass(frozen=True)
