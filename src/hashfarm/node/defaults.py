@@ -34,12 +34,15 @@ def default_rpc_url(network: str | Network) -> str:
 
 def default_datadir() -> Path:
     """Core's default -datadir for this user: ~/.bitcoin (Linux), ~/Library/Application
-    Support/Bitcoin (macOS), %LOCALAPPDATA%\\Bitcoin (Windows, Core >= 28)."""
+    Support/Bitcoin (macOS), %LOCALAPPDATA%\\Bitcoin (Windows, Core >= 28, which keeps
+    using %APPDATA%\\Bitcoin where an older release left one)."""
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "Bitcoin"
     if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.environ.get("APPDATA") or str(Path.home())
-        return Path(base) / "Bitcoin"
+        legacy = Path(os.environ.get("APPDATA") or Path.home()) / "Bitcoin"
+        if legacy.is_dir():
+            return legacy
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home()) / "Bitcoin"
     return Path.home() / ".bitcoin"
 
 
