@@ -19,7 +19,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import TypeVar, cast
+
+import numpy as np
 
 K = TypeVar("K", str, int)
 
@@ -87,23 +89,46 @@ def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int
     """
     if amount < 0:
         raise ValueError(f"amount {amount} is negative")
-    ints = integer_weights(weights)
-    if any(w < 0 for w in ints.values()):
+    keys = list(weights)
+    values: list[int]
+    if all(type(w) is int for w in weights.values()):
+        values = cast(list[int], list(weights.values()))
+    else:
+        ints = integer_weights(weights)
+        values = [ints[k] for k in keys]
+    if any(w < 0 for w in values):
         raise ValueError("a weight is negative")
-    live = {k: w for k, w in ints.items() if w > 0}
-    total = sum(live.values())
+    total = sum(values)
     if total == 0:
         if amount == 0:
             return {}
         raise ValueError(f"cannot split {amount} sats over zero total weight")
-    parts: dict[K, int] = {}
-    remainders: list[tuple[int, K]] = []
-    for key, w in live.items():
-        q, r = divmod(amount * w, total)
-        parts[key] = q
-        remainders.append((r, key))
+    live = [(k, w) for k, w in zip(keys, values, strict=True) if w]
+    quotients = [divmod(amount * w, total) for _, w in live]
+    parts = {k: q for (k, _), (q, _) in zip(live, quotients, strict=True)}
     missing = amount - sum(parts.values())
-    # largest remainder first, then the smaller key: sorted() on (-r, key)
-    for _, key in sorted(remainders, key=lambda rk: (-rk[0], rk[1]))[:missing]:
+    for key in _largest_remainders([k for k, _ in live], [r for _, r in quotients], total, missing):
         parts[key] += 1
     return parts
+
+
+_FAST_RANK_MIN = 64  # below this many keys a plain sort is as fast
+
+
+def _largest_remainders(keys: list[K], rems: list[int], total: int, count: int) -> list[K]:
+    """The `count` keys with the largest remainders, ties by ascending key (exactly).
+
+    Same answer as sorting every (-remainder, key) pair, but for many keys it ranks by a
+    64-bit prefix of remainder/total first (numpy partition) and compares exactly only the
+    keys that share the prefix at the cut: prefix order never contradicts exact order.
+    """
+    if count <= 0:
+        return []
+    if len(keys) < _FAST_RANK_MIN:
+        return [k for _, k in sorted(zip((-r for r in rems), keys, strict=True))[:count]]
+    prefix = np.array([(r << 62) // total for r in rems], dtype=np.int64)
+    cut = int(np.partition(prefix, len(keys) - count)[len(keys) - count])
+    above = np.flatnonzero(prefix > cut).tolist()
+    at_cut = np.flatnonzero(prefix == cut).tolist()
+    ties = sorted((-rems[i], keys[i]) for i in at_cut)[: count - len(above)]
+    return [keys[i] for i in above] + [k for _, k in ties]

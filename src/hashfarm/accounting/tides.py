@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from hashfarm.accounting.money import split_exact
 from hashfarm.accounting.schemes import Tides
 
@@ -42,11 +44,22 @@ class CoinbasePlan:
     outputs: tuple[tuple[str, int], ...]  # (account, sats), largest first, ties by account
     pool_sats: int  # the pool's own output
     held_used: dict[str, int]  # held balance paid out in this coinbase, per account
-    held_after: dict[str, int]  # held balance per account once this block is found
+    held_before: dict[str, int]  # held balances the plan started from
 
     def __post_init__(self) -> None:
         if sum(v for _, v in self.outputs) + self.pool_sats != self.value or self.pool_sats < 0:
             raise AssertionError("coinbase outputs do not add up to its value")
+
+    @property
+    def held_after(self) -> dict[str, int]:
+        """Held balance per account once this block is found (earning + held, unless paid)."""
+        paid = {a for a, _ in self.outputs}
+        out: dict[str, int] = {}
+        for source in (self.earnings, self.held_before):
+            for account, sats in source.items():
+                if account not in paid and sats:
+                    out[account] = out.get(account, 0) + sats
+        return out
 
 
 def plan_coinbase(
@@ -68,15 +81,13 @@ def plan_coinbase(
         earnings = split_exact(value - fee, weights)
     else:  # no work in the window (an empty ledger): nobody earned, the pool keeps it all
         fee, earnings = value, {}
-    due = {a: earnings.get(a, 0) + held.get(a, 0) for a in earnings.keys() | held.keys()}
-    ranked = sorted(
-        (a for a, d in due.items() if d >= scheme.dust_sats), key=lambda a: (-due[a], a)
-    )
-    payees = ranked[: scheme.max_outputs - 1]
+    due = dict(earnings)
+    for account, sats in held.items():
+        due[account] = due.get(account, 0) + sats
+    payees = top_payees(due, scheme.dust_sats, scheme.max_outputs - 1)
     pool = value - sum(due[a] for a in payees)
     while pool < 0:  # held balances paid out exceed what this block holds back
         pool += due[payees.pop()]
-    paid = set(payees)
     return CoinbasePlan(
         value=value,
         fee=fee,
@@ -84,5 +95,24 @@ def plan_coinbase(
         outputs=tuple((a, due[a]) for a in payees),
         pool_sats=pool,
         held_used={a: held[a] for a in payees if held.get(a, 0) > 0},
-        held_after={a: d for a, d in due.items() if a not in paid and d > 0},
+        held_before=held,
     )
+
+
+def top_payees(due: Mapping[str, int], dust: int, limit: int) -> list[str]:
+    """Up to `limit` accounts due at least `dust`: largest first, ties by ascending account.
+
+    Same answer as sorting every (-amount, account) pair; for thousands of accounts numpy
+    partitions on the amounts (satoshis fit in int64) and only the ties at the cut and the
+    chosen few are sorted in Python.
+    """
+    eligible = [(a, d) for a, d in due.items() if d >= dust]
+    if limit <= 0 or not eligible:
+        return []
+    if len(eligible) > limit:
+        amounts = np.fromiter((d for _, d in eligible), dtype=np.int64, count=len(eligible))
+        cut = int(np.partition(amounts, len(eligible) - limit)[len(eligible) - limit])
+        above = [eligible[i] for i in np.flatnonzero(amounts > cut).tolist()]
+        at_cut = sorted(eligible[i][0] for i in np.flatnonzero(amounts == cut).tolist())
+        eligible = above + [(a, cut) for a in at_cut[: limit - len(above)]]
+    return [a for _, a in sorted((-d, a) for a, d in eligible)]

@@ -86,3 +86,27 @@ def test_split_does_not_depend_on_the_order_of_the_weights(
 ) -> None:
     reordered = dict(reversed(list(weights.items())))
     assert split_exact(amount, weights) == split_exact(amount, reordered)
+
+
+def naive_split(amount: int, weights: dict[str, int]) -> dict[str, int]:
+    """The rule in its plainest form: sort every (-remainder, key) pair."""
+    total = sum(weights.values())
+    parts = {k: amount * w // total for k, w in weights.items() if w}
+    order = sorted((-(amount * w % total), k) for k, w in weights.items() if w)
+    for _, k in order[: amount - sum(parts.values())]:
+        parts[k] += 1
+    return parts
+
+
+many_keys = st.lists(
+    st.one_of(st.just(7), st.integers(1, 50), st.integers(1, 2**200)), min_size=64, max_size=300
+).map(lambda ws: {f"k{i:03d}": w for i, w in enumerate(ws)})
+
+
+@PROPERTY
+@given(amount=st.integers(0, 21 * 10**14), weights=many_keys)
+def test_the_fast_ranking_of_many_keys_equals_the_plain_sort(
+    amount: int, weights: dict[str, int]
+) -> None:
+    # >= 64 keys take the numpy path; equal weights (7) make ties at the cut common
+    assert split_exact(amount, weights) == naive_split(amount, weights)

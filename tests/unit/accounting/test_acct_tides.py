@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hashfarm.accounting import Fee, Ledger, Tides, plan_coinbase
 from hashfarm.accounting.entries import block_matured, reversal, tides_block_found
 from hashfarm.accounting.ledger import PAYOUTS_COINBASE, POOL_FEES
+from hashfarm.accounting.tides import top_payees
 
 VALUE = 312_500_000 + 12_345_678  # subsidy 3.125 BTC + template fees
 WINDOW = {"alice": 500, "bob": 300, "carol": 150, "dave": 49, "erin": 1}  # of 1000
@@ -119,3 +120,16 @@ def test_coinbase_invariants(value, window, held, dust, max_outputs, fee_bps) ->
         ledger.balances[("pool:held-funding", "SAT")] = -sum(held.values())
     ledger.post(tides_block_found("cc" * 32, plan, 1.0))
     assert all(v >= 0 for a, v in ledger.accounts("miner:").items())
+
+
+@PROPERTY
+@given(
+    due=st.lists(st.one_of(st.just(5000), st.integers(0, 10**7)), max_size=300).map(
+        lambda xs: {f"m{i:03d}": x for i, x in enumerate(xs)}
+    ),
+    dust=st.integers(1, 10**6),
+    limit=st.integers(0, 120),
+)
+def test_top_payees_equals_the_plain_sort(due: dict[str, int], dust: int, limit: int) -> None:
+    plain = [a for _, a in sorted((-d, a) for a, d in due.items() if d >= dust)][:limit]
+    assert top_payees(due, dust, limit) == plain
