@@ -77,10 +77,12 @@ FLAG_KEYS = {
 @click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
 @click.option("--datadir", metavar="DIR", help="Core's -datadir, for its cookie [~/.bitcoin].")
 @click.option("--zmq-hashblock", metavar="URL", help="Core's ZMQ hashblock endpoint.")
-@click.option("--stratum-host", metavar="H", help="Address miners connect to.")
+@click.option(
+    "--stratum-host", metavar="H", help="Listen address [127.0.0.1: this machine; 0.0.0.0: all]."
+)
 @click.option("--stratum-port", type=int, metavar="N", help="Stratum TCP port.")
 @click.option("--db", metavar="URL", help="sqlite:///PATH or postgresql://...")
-@click.option("--http-host", metavar="H", help="Address of the HTTP API.")
+@click.option("--http-host", metavar="H", help="HTTP API listen address [127.0.0.1: keep it].")
 @click.option("--http-port", type=int, metavar="N", help="HTTP API port (0: off).")
 @click.option(
     "--log-level",
