@@ -7,8 +7,9 @@
    then the same exact split of the (float) sums. Both exclude loading the data; ratio =
    SQL median / ours. Unless `--no-check`, the pure-Python `window.pplns_window` (one
    `Fraction` per share) is run once and must give exactly the same weights and credits.
-2. Build the coinbase of a TIDES job: `tides.plan_coinbase` over a window of `--accounts`
-   accounts bounded to `--outputs` outputs, then `chain.build_coinbase` with P2WPKH outputs.
+2. Build the coinbase of a TIDES job: `tides.plan_coinbase` over a window of `--outputs - 1`
+   accounts (every one paid) and of `--accounts` accounts (bounded to `--outputs` outputs),
+   then `chain.build_coinbase` with P2WPKH outputs and a witness commitment.
    The issue's budget: it must not delay the new-tip notify by more than 5 ms.
 
 Figures are medians of `--runs` runs, on one core (numpy's sort/bincount are single-threaded).
@@ -180,15 +181,14 @@ def main() -> None:
             f"   ratio ref/ours = {ref_s / ours_s:.1f}x   credits identical: yes"
         )
 
-    cb_s, made, size = bench_coinbase(args.accounts, args.outputs, max(args.runs, 5) * 4, args.seed)
-    print(
-        f"TIDES coinbase: window of {args.accounts:,} accounts, bound {args.outputs} outputs: "
-        f"{made} outputs, {size:,} bytes"
-    )
-    print(
-        f"  plan + serialize: median {cb_s * 1e3:.2f} ms (budget 5 ms before the notify: "
-        f"{'within' if cb_s < 0.005 else 'OVER'})"
-    )
+    cb_runs = max(args.runs, 5) * 4
+    for window in sorted({args.outputs - 1, args.accounts}):
+        cb_s, made, size = bench_coinbase(window, args.outputs, cb_runs, args.seed)
+        print(
+            f"TIDES coinbase: window of {window:,} accounts, bound {args.outputs} outputs: "
+            f"{made} outputs, {size:,} bytes; plan + serialize median {cb_s * 1e3:.2f} ms "
+            f"(notify budget 5 ms: {'within' if cb_s < 0.005 else 'OVER'})"
+        )
 
 
 if __name__ == "__main__":
