@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from hashfarm.node.bcoin import free_port
+from nodes import RegtestNode
 
 HASHFARM = Path(sys.executable).parent / "hashfarm"
 START_LIMIT = 30.0  # seconds for a busy machine to import and start the process
@@ -278,3 +279,18 @@ async def test_a_refused_cookie_is_one_error_line_naming_the_file(
     assert "a-stale-cookie" not in text
     assert "Traceback" not in text
     assert len(signet_core.requests) == 2  # the cookie is read again once, then no retries
+
+
+@pytest.mark.node
+async def test_a_ready_pool_on_a_real_node_still_stops_cleanly_on_sigterm(
+    start_pool: Any, regtest_node: RegtestNode
+) -> None:
+    env = {"HASHFARM_NODE_RPC_PASSWORD": regtest_node.api_key}
+    pool = await start_pool("--rpc-url", regtest_node.rpc_url, env=env)
+    await pool.wait_for_line("pool ready")
+    status, _ = await pool.stop_with(signal.SIGTERM)
+    text = pool.text()
+    assert status == 0, text
+    assert "stopping" in text
+    assert "stopped before the pool was ready" not in text
+    assert regtest_node.api_key not in text
