@@ -164,6 +164,11 @@ class StratumProtocol(asyncio.Protocol):
     def _prefix(self) -> str:
         return self.session.prefix if self.session else "[?]"
 
+    @property
+    def waiting(self) -> int:
+        """Lines received but left for a later turn (the per-turn and per-second budget)."""
+        return len(self._backlog) - self._next
+
     def data_received(self, data: bytes) -> None:
         if self.session is None or self.dropped:
             return
