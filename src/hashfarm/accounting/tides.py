@@ -106,13 +106,17 @@ def top_payees(due: Mapping[str, int], dust: int, limit: int) -> list[str]:
     partitions on the amounts (satoshis fit in int64) and only the ties at the cut and the
     chosen few are sorted in Python.
     """
-    eligible = [(a, d) for a, d in due.items() if d >= dust]
-    if limit <= 0 or not eligible:
+    names = list(due)
+    amounts = np.fromiter(due.values(), dtype=np.int64, count=len(names))
+    idx = np.flatnonzero(amounts >= dust)
+    if limit <= 0 or idx.size == 0:
         return []
-    if len(eligible) > limit:
-        amounts = np.fromiter((d for _, d in eligible), dtype=np.int64, count=len(eligible))
-        cut = int(np.partition(amounts, len(eligible) - limit)[len(eligible) - limit])
-        above = [eligible[i] for i in np.flatnonzero(amounts > cut).tolist()]
-        at_cut = sorted(eligible[i][0] for i in np.flatnonzero(amounts == cut).tolist())
-        eligible = above + [(a, cut) for a in at_cut[: limit - len(above)]]
-    return [a for _, a in sorted((-d, a) for a, d in eligible)]
+    if idx.size > limit:
+        sub = amounts[idx]
+        cut = int(np.partition(sub, idx.size - limit)[idx.size - limit])
+        above = idx[sub > cut].tolist()
+        at_cut = sorted(names[i] for i in idx[sub == cut].tolist())[: limit - len(above)]
+        chosen = [(-int(amounts[i]), names[i]) for i in above] + [(-cut, a) for a in at_cut]
+    else:
+        chosen = [(-int(amounts[i]), names[i]) for i in idx.tolist()]
+    return [a for _, a in sorted(chosen)]
