@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from hashfarm.miner.engine import HashingEngine
 from hashfarm.miner.protocol import FoundShare, MinerJob
 from hashfarm.miner.settings import MinerSettings
 from hashfarm.miner.stats import MinerStats
-from hashfarm.node.template import Template, parse_template
+from hashfarm.node.template import Template, gbt_rules, parse_template
 from hashfarm.stratum.work import make_job
 
 EXTRANONCE_SIZE = 8  # bytes of extranonce in our coinbase (all of it rolled by the threads)
@@ -40,7 +40,7 @@ COINBASE_TAG = b"/hashfarm/"  # pushed after the extranonce, visible in the coin
 class SoloNode(Protocol):
     """What solo mining needs from the node (hashfarm.node.rpc.RPCClient offers it)."""
 
-    async def getblocktemplate(self) -> dict[str, Any]: ...
+    async def getblocktemplate(self, rules: Sequence[str] | None = None) -> dict[str, Any]: ...
     async def submitblock(self, block_hex: str) -> str | None: ...
     async def getbestblockhash(self) -> str: ...
     async def getblockchaininfo(self) -> dict[str, Any]: ...
@@ -117,14 +117,17 @@ class SoloMiner:
         self._changed = asyncio.Event()
         self._submits: set[asyncio.Task[None]] = set()
         self._job_ids = itertools.count(1)
+        self._rules: tuple[str, ...] = ("segwit",)  # getblocktemplate rules (set by run)
 
     async def run(self) -> None:
         """Mine until cancelled, or until `max_blocks` blocks were accepted."""
         info = await self.node.getblockchaininfo()
         try:
-            script = address_to_script(self.address, get_network(str(info["chain"])))
+            network = get_network(str(info["chain"]))
+            script = address_to_script(self.address, network)
         except HashfarmError as exc:
             raise ConfigError(f"miner.address: {exc}") from exc
+        self._rules = gbt_rules(network)  # signet: Core refuses a template without its rule
         self.stats.pool = f"solo ({info['chain']})"
         self.stats.connected = True
         await self.engine.run_beside(self._follow(script))
@@ -149,7 +152,7 @@ class SoloMiner:
         delay = self.settings.backoff_initial
         while True:
             try:
-                gbt = await self.node.getblocktemplate()
+                gbt = await self.node.getblocktemplate(rules=self._rules)
                 self.stats.connected = True
                 return parse_template(gbt)
             except NodeUnavailable as exc:
