@@ -59,6 +59,28 @@ class Share:
     height: int
 
 
+# The accepted shares of a share-id range, oldest first, from the pool's `shares` table
+# (pool/storage/migrations.py, version 1), in the order `Share.from_row` reads them. Written
+# with `?`; PostgreSQL callers replace them with `%s`.
+ACCEPTED_SHARES_SQL = (
+    "SELECT id, account, difficulty, time, height FROM shares "
+    "WHERE accepted AND id > ? AND id <= ? ORDER BY id"
+)
+
+
+def share_from_row(row: tuple[object, ...]) -> Share:
+    """A `Share` from a row of `ACCEPTED_SHARES_SQL` (values checked, not trusted)."""
+    share_id, account, difficulty, time, height = row
+    if not isinstance(share_id, int) or not isinstance(height, int):
+        raise ValueError(f"share row {row!r}: id and height must be integers")
+    if not isinstance(account, str) or not isinstance(difficulty, float | int):
+        raise ValueError(f"share row {row!r}: bad account or difficulty")
+    if not isinstance(time, float | int):
+        raise ValueError(f"share row {row!r}: bad time")
+    weight(float(difficulty))
+    return Share(share_id, account, float(difficulty), float(time), height)
+
+
 def weight(difficulty: float) -> Fraction:
     """A share's exact weight: its difficulty as the exact binary fraction it is."""
     if not math.isfinite(difficulty) or difficulty <= 0:

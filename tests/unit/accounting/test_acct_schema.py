@@ -11,6 +11,7 @@ import pytest
 
 from hashfarm.accounting import BlockCredit, Ledger
 from hashfarm.accounting.entries import block_found, block_matured, pps_settlement
+from hashfarm.accounting.inputs import ACCEPTED_SHARES_SQL, share_from_row
 from hashfarm.accounting.schema import LATEST_VERSION, migrate_postgres, migrate_sqlite
 from hashfarm.errors import LedgerError
 from hashfarm.pool.storage.sqlite import migrate_sqlite as migrate_pool_sqlite
@@ -131,3 +132,26 @@ def test_postgres_schema_applies_and_replays_the_ledger(
     assert replayed == {a: v for (a, _), v in ledger.balances.items() if v}
     with pytest.raises(psycopg.errors.CheckViolation):
         pg.execute("INSERT INTO acct_balances (account, balance) VALUES ('miner:bob', -5)")
+
+
+def test_shares_are_read_from_the_pool_table_in_ledger_order(db: sqlite3.Connection) -> None:
+    migrate_pool_sqlite(db)
+    rows = [
+        (10.0, "alice.rig1", "alice", "j1", 101, 2.5, 9.0, True, None, "00", None),
+        (11.0, "bob.rig1", "bob", "j1", 101, 1.0, 0.5, False, "low-difficulty", "01", None),
+        (12.0, "alice.rig2", "alice", "j2", 101, 4.0, 4.0, True, None, "00", "ab" * 32),
+    ]
+    db.executemany(
+        "INSERT INTO shares (time, worker, account, job_id, height, difficulty, "
+        "share_difficulty, accepted, reject_reason, extranonce1, block_hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    shares = [share_from_row(r) for r in db.execute(ACCEPTED_SHARES_SQL, (0, 3))]
+    # the rejected share is not money; weights are the target difficulty, not the hash's
+    assert [(s.share_id, s.account, s.difficulty) for s in shares] == [
+        (1, "alice", 2.5),
+        (3, "alice", 4.0),
+    ]
+    with pytest.raises(ValueError, match="positive"):
+        share_from_row((4, "mallory", -1.0, 0.0, 1))
