@@ -106,6 +106,8 @@ def fast_pplns_window(accounts: IntArray, difficulty: FloatArray, size: Fraction
     if size <= 0:
         raise ValueError(f"window size {size} must be positive")
     n = int(difficulty.size)
+    if accounts.shape != difficulty.shape or (n and int(accounts.min()) < 0):
+        raise ValueError("accounts must be one non-negative index per share")
     if n == 0:
         return FastWindow({}, 1, 0, 0, Fraction(1))
     ex = _Exact(difficulty)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from acct_strategies import ACCOUNTS, PROPERTY, share_streams
 from hypothesis import given
 from hypothesis import strategies as st
@@ -85,3 +86,12 @@ def test_numpy_window_with_difficulties_spanning_seventy_binary_orders() -> None
     ref = pplns_window(shares, size)
     assert {ACCOUNTS[k]: v for k, v in fast.as_fractions().items()} == ref.weights
     assert Fraction(fast.total, fast.denominator) == size
+
+
+def test_numpy_window_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="one non-negative index"):
+        fast_pplns_window(np.array([0, -1]), np.array([1.0, 1.0]), Fraction(1))
+    with pytest.raises(ValueError, match="one non-negative index"):
+        fast_pplns_window(np.array([0]), np.array([1.0, 1.0]), Fraction(1))
+    with pytest.raises(ValueError, match="positive and finite"):
+        fast_pplns_window(np.array([0, 1]), np.array([1.0, float("nan")]), Fraction(1))
