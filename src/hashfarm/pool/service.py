@@ -67,7 +67,15 @@ class Pool:
         self.server = StratumServer(self, settings.stratum)
         self.bans = self.server.bans  # Stratum bans by IP (pool/bans.py): the API lists and lifts
         self.watcher = TipWatcher(rpc, settings.node, self._on_template, hashblock)
-        self.blocks = BlockSubmitter(rpc, ledger, self.observers, self._block_accepted)
+        self.blocks = BlockSubmitter(
+            rpc,
+            ledger,
+            self.observers,
+            settings.blocks,
+            retry_max=settings.node.retry_max,
+            tip=lambda: None if self.jobs.template is None else self.jobs.template.prev_hash,
+            on_accepted=self._block_accepted,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.last_fanout_ms = 0.0  # new template -> last notify written, milliseconds
@@ -284,10 +292,11 @@ class Pool:
             except Exception:  # an observer must never break share handling
                 log.exception("observer %r failed", observer)
 
-    async def _block_accepted(self, rec: BlockRecord) -> None:
-        """Our own block is the tip: new work now rather than at the next poll."""
+    async def _block_accepted(self, hash_hex: str) -> None:
+        """The node took our block: new work on it now, before confirming, not at the next
+        poll (the miners would otherwise keep making siblings of it)."""
         with contextlib.suppress(NodeError):
-            await self.watcher.tip_seen(rec.hash_hex, "own block")
+            await self.watcher.tip_seen(hash_hex, "own block")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

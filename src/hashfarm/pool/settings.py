@@ -39,6 +39,16 @@ class NodeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockSettings:
+    """How block candidates go to the node (policy in pool/candidates.py)."""
+
+    queue_per_height: int = 4  # candidates kept waiting per previous block while one is out
+    queue_max: int = 32  # candidates kept waiting in all (beyond: recorded as not submitted)
+    submit_patience: float = 120.0  # seconds a candidate waits for an away node, then dropped
+    stop_drain: float = 5.0  # seconds stop() gives pending blocks; the rest is logged by hash
+
+
+@dataclass(frozen=True, slots=True)
 class StratumSettings:
     """The Stratum V1 listener and the limits each connection lives under."""
 
@@ -167,6 +177,7 @@ class PoolSettings:
 
     def validate(self) -> PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
+    blocks: BlockSettings = field(default_factory=BlockSettings)  # block-candidate submission
         for key, ok in _checks(self):
             if not ok:
                 raise ConfigError(f"invalid setting {key}: {_value_of(self, key)!r}")
@@ -221,6 +232,10 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("http.port", 0 <= s.http.port <= 65535),
         ("http.admin_token_file", s.http.admin_token_file != ""),
         ("storage.batch_max", s.storage.batch_max >= 1),
+        ("blocks.queue_per_height", s.blocks.queue_per_height >= 1),
+        ("blocks.queue_max", s.blocks.queue_max >= s.blocks.queue_per_height),
+        ("blocks.submit_patience", s.blocks.submit_patience > 0.0),
+        ("blocks.stop_drain", s.blocks.stop_drain >= 0.0),
     ]
 
 
