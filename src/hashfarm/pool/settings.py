@@ -73,7 +73,7 @@ class StratumSettings:
     max_workers: int = 128  # worker names one connection may authorize (proxies: many)
     max_output: int = 1 << 20  # bytes queued for one connection (unsent); beyond: closed
     lines_per_turn: int = 64  # lines of one connection handled per event-loop turn
-    lines_per_second: float = 2000.0  # lines a connection may send per second (then: read later)
+    lines_per_second: float = 5000.0  # lines a connection may send per second (then: read later)
     get_transactions: Literal["txids", "off"] = "txids"  # what mining.get_transactions answers
     get_transactions_interval: float = 30.0  # seconds between two answered get_transactions
 
