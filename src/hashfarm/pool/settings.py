@@ -174,10 +174,10 @@ class PoolSettings:
     storage: StorageSettings = field(default_factory=StorageSettings)  # share/block ledger
     http: HttpSettings = field(default_factory=HttpSettings)  # API and metrics
     bans: BanSettings = field(default_factory=BanSettings)  # automatic Stratum bans by IP
+    blocks: BlockSettings = field(default_factory=BlockSettings)  # block-candidate submission
 
     def validate(self) -> PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
-    blocks: BlockSettings = field(default_factory=BlockSettings)  # block-candidate submission
         for key, ok in _checks(self):
             if not ok:
                 raise ConfigError(f"invalid setting {key}: {_value_of(self, key)!r}")
