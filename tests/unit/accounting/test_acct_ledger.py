@@ -122,3 +122,32 @@ def test_reserve_is_rewards_plus_capital_minus_pps_credits(events, threshold) ->
         assert status.reserve == ledger.balance(POOL_RESERVE) == expect
         assert status.warning == (expect < threshold)
         assert ledger.trial_balance() in ({}, {"SAT": 0})
+
+
+@PROPERTY
+@given(
+    credits=st.lists(
+        st.dictionaries(st.sampled_from("abc"), st.integers(1, 10**8), min_size=1), max_size=6
+    ),
+    replays=st.lists(st.integers(0, 100), max_size=12),
+)
+def test_a_crash_and_replay_of_any_events_credits_exactly_once(credits, replays) -> None:  # type: ignore[no-untyped-def]
+    # the events of a run: each block found, then every other one matured, every third
+    # orphaned; a crash replays an arbitrary earlier event (the writer's retry after restart)
+    txns = []
+    for i, c in enumerate(credits):
+        found = block_found(BlockCredit(f"{i:064x}", "prop", sum(c.values()) + 5, 5, c, 0), 0.0)
+        txns.append(found)
+        if i % 3 == 2:
+            txns.append(reversal(found, 1.0))
+        elif i % 2 == 0:
+            txns.append(block_matured(found, 1.0))
+    clean, crashed = Ledger(), Ledger()
+    for t in txns:
+        clean.post(t)
+    for k, t in enumerate(txns):
+        crashed.post(t)
+        for r in replays[k :: max(1, len(txns))]:  # replays interleaved with the run
+            crashed.post(txns[r % (k + 1)])
+    assert crashed.balances == clean.balances
+    assert crashed.transactions.keys() == clean.transactions.keys()
