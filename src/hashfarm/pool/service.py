@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from hashfarm.chain.address import address_to_script
@@ -26,6 +27,7 @@ from hashfarm.pool.server import StratumServer, raise_nofile_limit
 from hashfarm.pool.session import Session
 from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.shares import Verdict
+from hashfarm.pool.storage.base import GroupCommitLedger, LedgerBacklogFull
 from hashfarm.pool.tipwatch import NodeRPC, TipWatcher
 from hashfarm.stratum.codec import ErrorCode
 
@@ -257,7 +259,7 @@ class Pool:
             session.reply_error(msg_id, verdict.code, verdict.message)
             self._observe(rec)
             return
-        self._spawn(self._record_and_ack(session, msg_id, rec))
+        self._record_and_ack(session, msg_id, rec)
 
     def _record_of(self, s: Session, v: Verdict, worker: str, account: str) -> ShareRecord:
         job = v.job
@@ -275,15 +277,39 @@ class Pool:
             block_hash_hex=v.hash[::-1].hex() if v.is_block and v.hash else None,
         )
 
-    async def _record_and_ack(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:
+    def _record_and_ack(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:
+        """Queue the share in the ledger; answer `true` only once it is durable.
+
+        A group-commit ledger runs the callbacks of a whole batch in one pass after its commit
+        (no task, coroutine and future per share: bench/bench_pool_tail.py); a full backlog
+        (database outage) refuses the share at once: answered with an error, never acked."""
+        if not isinstance(self.ledger, GroupCommitLedger):  # e.g. the benchmarks' in-memory one
+            self._spawn(self._await_record(session, msg_id, rec))
+            return
+        try:
+            self.ledger.enqueue_share(rec, partial(self._recorded, session, msg_id, rec))
+        except HashfarmError as exc:
+            self._recorded(session, msg_id, rec, exc)
+
+    async def _await_record(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:
         try:
             await self.ledger.record_share(rec)
         except HashfarmError as exc:
-            log.error("%s share not recorded: %s", session.prefix, exc)
-            session.reply_error(msg_id, ErrorCode.OTHER, f"share not recorded: {exc}")
+            self._recorded(session, msg_id, rec, exc)
             return
-        session.reply(msg_id, True)
-        self._observe(rec)
+        self._recorded(session, msg_id, rec, None)
+
+    def _recorded(
+        self, session: Session, msg_id: Any, rec: ShareRecord, error: HashfarmError | None
+    ) -> None:
+        """The ledger's verdict on one accepted share: acknowledge it, or say why not."""
+        if error is None:
+            session.reply(msg_id, True)
+            self._observe(rec)
+            return
+        if not isinstance(error, LedgerBacklogFull):  # that one is logged once by the ledger
+            log.error("%s share not recorded: %s", session.prefix, error)
+        session.reply_error(msg_id, ErrorCode.OTHER, f"share not recorded: {error}")
 
     def _observe(self, rec: ShareRecord) -> None:
         for observer in self.observers:

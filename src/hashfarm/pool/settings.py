@@ -147,6 +147,9 @@ class StorageSettings:
     batch_wait: float = 0.0  # seconds a batch may wait to fill before it commits
     # Added by the storage owner (pool/storage): SQLite's PRAGMA synchronous for the ledger.
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"  # FULL: fsync per commit
+    # A database outage must not grow memory without bound (~1 kB per waiting share): past
+    # this backlog a share is answered "share not recorded: ledger backlog full", never acked.
+    queue_max: int = 50_000  # shares waiting for a commit at most; then shares are refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,7 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("http.port", 0 <= s.http.port <= 65535),
         ("http.admin_token_file", s.http.admin_token_file != ""),
         ("storage.batch_max", s.storage.batch_max >= 1),
+        ("storage.queue_max", s.storage.queue_max >= 1),
         ("blocks.queue_per_height", s.blocks.queue_per_height >= 1),
         ("blocks.queue_max", s.blocks.queue_max >= s.blocks.queue_per_height),
         ("blocks.submit_patience", s.blocks.submit_patience > 0.0),

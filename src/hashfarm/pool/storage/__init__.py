@@ -35,7 +35,7 @@ def sqlite_path(url: str) -> Path | None:
 
 def make_ledger(settings: StorageSettings) -> GroupCommitLedger:
     """The ledger for `settings.url`, not yet started (ConfigError for an unknown scheme)."""
-    batch_max, batch_wait = settings.batch_max, settings.batch_wait
+    batch_max, batch_wait, queue_max = settings.batch_max, settings.batch_wait, settings.queue_max
     path = sqlite_path(settings.url)
     if path is not None:
         from hashfarm.pool.storage.sqlite import SQLiteLedger
@@ -47,11 +47,14 @@ def make_ledger(settings: StorageSettings) -> GroupCommitLedger:
             synchronous=settings.sqlite_synchronous,
             batch_max=batch_max,
             batch_wait=batch_wait,
+            queue_max=queue_max,
         )
     if settings.url.startswith(_POSTGRES_PREFIXES):
         from hashfarm.pool.storage.postgres import PostgresLedger
 
-        return PostgresLedger(settings.url, batch_max=batch_max, batch_wait=batch_wait)
+        return PostgresLedger(
+            settings.url, batch_max=batch_max, batch_wait=batch_wait, queue_max=queue_max
+        )
     raise ConfigError(
         f"invalid setting storage.url: {redact_url(settings.url)!r} "
         "(expected sqlite:///PATH or postgresql://...)"

@@ -10,6 +10,12 @@ synchronous policy, documented in docs/persistence.md.
 A transient database failure (locked, connection lost) is retried with capped backoff while
 the waiters keep waiting, so nothing is acknowledged and nothing is dropped; a permanent one
 (a constraint or SQL error) fails the batch's waiters with `LedgerError`.
+
+The backlog is bounded: while `queue_max` shares are queued or being written (a database
+outage), a further share is refused at once with `LedgerBacklogFull` (the pool answers it with
+an error and does not acknowledge it); blocks are always queued. `enqueue_share` is the pool's
+hot path: no task or future per share, the writer calls each share's callback in one pass
+after the commit.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +34,13 @@ from hashfarm.pool.records import BlockRecord, ShareRecord
 log = logging.getLogger("hashfarm.pool.storage")
 
 Record = ShareRecord | BlockRecord
+Done = Callable[[LedgerError | None], None]
+"""Called once the share's transaction committed (None) or failed for good (the error)."""
+Waiter = asyncio.Future[None] | Done
+
+
+class LedgerBacklogFull(LedgerError):
+    """The ledger already holds `queue_max` uncommitted shares: this one is not recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +57,13 @@ class GroupCommitLedger(abc.ABC):
     retry_first = 0.05  # seconds before the first retry of a failed commit
     retry_cap = 5.0  # seconds: the backoff between retries never grows beyond this
 
-    def __init__(self, *, batch_max: int, batch_wait: float) -> None:
+    def __init__(self, *, batch_max: int, batch_wait: float, queue_max: int = 50_000) -> None:
         self._batch_max = batch_max
         self._batch_wait = batch_wait
-        self._queue: list[tuple[Record, asyncio.Future[None]]] = []
+        self._queue_max = queue_max
+        self._queue: list[tuple[Record, Waiter]] = []
+        self.shares_pending = 0  # shares queued or in the transaction being written
+        self._refusing = False  # the backlog is full: logged once, until it drains
         self._wakeup = asyncio.Event()  # set while records are queued
         self._full = asyncio.Event()  # set when a full batch is queued (ends the linger)
         self._writer: asyncio.Task[None] | None = None
@@ -61,8 +77,19 @@ class GroupCommitLedger(abc.ABC):
         self._writer = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def record_share(self, rec: ShareRecord) -> None:
-        """Queue one share; return once the transaction holding it has committed."""
+        """Queue one share; return once the transaction holding it has committed.
+
+        Raises LedgerBacklogFull at once while the backlog is full."""
+        self._admit_share()
         await self._submit(rec)
+
+    def enqueue_share(self, rec: ShareRecord, done: Done) -> None:
+        """Queue one share; `done(None)` runs once its transaction has committed, or
+        `done(error)` if it failed for good. Raises LedgerBacklogFull (or LedgerError when
+        closed) at once instead of queueing; `done` is then never called."""
+        self._admit_share()
+        self._check_running()
+        self._enqueue(rec, done)
 
     async def record_block(self, rec: BlockRecord) -> None:
         """Queue one block (insert, or update the verdict of a known hash); wait for commit."""
@@ -79,14 +106,34 @@ class GroupCommitLedger(abc.ABC):
         self._writer = None
         await self._close()
 
-    async def _submit(self, rec: Record) -> None:
+    def _admit_share(self) -> None:
+        if self.shares_pending < self._queue_max:
+            return
+        if not self._refusing:
+            self._refusing = True
+            log.error(
+                "ledger backlog full (%d shares not yet committed): refusing shares until "
+                "the database accepts writes again",
+                self.shares_pending,
+            )
+        raise LedgerBacklogFull("ledger backlog full")
+
+    def _check_running(self) -> None:
         if self._closing or self._writer is None:
             raise LedgerError("the share ledger is not running (closed or never started)")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((rec, future))
+
+    def _enqueue(self, rec: Record, waiter: Waiter) -> None:
+        self._queue.append((rec, waiter))
+        if isinstance(rec, ShareRecord):
+            self.shares_pending += 1
         self._wakeup.set()
         if len(self._queue) >= self._batch_max:
             self._full.set()
+
+    async def _submit(self, rec: Record) -> None:
+        self._check_running()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(rec, future)
         # A waiter cancelled here (its miner hung up) leaves its record queued: it is still
         # written, only nobody is told.
         await future
@@ -114,22 +161,37 @@ class GroupCommitLedger(abc.ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._full.wait(), self._batch_wait)
 
-    async def _commit(self, taken: list[tuple[Record, asyncio.Future[None]]]) -> None:
+    async def _commit(self, taken: list[tuple[Record, Waiter]]) -> None:
         batch = Batch(
             [r for r, _ in taken if isinstance(r, ShareRecord)],
             [r for r, _ in taken if isinstance(r, BlockRecord)],
         )
         error = await self._write_with_retry(batch)
+        self.shares_pending -= len(batch.shares)
         if error is None:
             self.batches_committed += 1
             self.records_committed += len(taken)
-        for _, future in taken:
-            if future.done():  # its waiter was cancelled
+        if self._refusing and self.shares_pending < self._queue_max:
+            self._refusing = False
+            log.info("ledger backlog below %d shares: accepting shares again", self._queue_max)
+        self._release(taken, error)
+
+    @staticmethod
+    def _release(taken: list[tuple[Record, Waiter]], error: LedgerError | None) -> None:
+        """Tell every waiter of a batch, in one pass."""
+        for _, waiter in taken:
+            if isinstance(waiter, asyncio.Future):
+                if waiter.done():  # its waiter was cancelled
+                    continue
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
                 continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+            try:
+                waiter(error)
+            except Exception:  # one broken callback must not stall the writer
+                log.exception("ledger completion callback failed")
 
     async def _write_with_retry(self, batch: Batch) -> LedgerError | None:
         delay, failures = self.retry_first, 0
@@ -143,7 +205,16 @@ class GroupCommitLedger(abc.ABC):
                 failures += 1
                 if self._closing and delay >= self.retry_cap:
                     return exc
-                log.warning("ledger commit failed (%s); retrying in %.2fs", exc, delay)
+                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage logs
+                    # a few lines, not one per retry
+                    log.warning(
+                        "ledger commit failed %d time(s) (%s); retrying in %.2fs, every %.0fs "
+                        "at most",
+                        failures,
+                        exc,
+                        delay,
+                        self.retry_cap,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_cap)
             except LedgerError as exc:
@@ -151,10 +222,9 @@ class GroupCommitLedger(abc.ABC):
                 return exc
 
     def _fail_all(self, error: LedgerError) -> None:
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(error)
-        self._queue.clear()
+        queued, self._queue = self._queue, []
+        self.shares_pending -= sum(isinstance(r, ShareRecord) for r, _ in queued)
+        self._release(queued, error)
 
     @abc.abstractmethod
     async def _open(self) -> None:

@@ -52,8 +52,10 @@ _CONNECT_TIMEOUT = 10  # seconds for one connection attempt
 class PostgresLedger(GroupCommitLedger):
     """Shares and blocks in PostgreSQL (group commit over one connection)."""
 
-    def __init__(self, url: str, *, batch_max: int = 512, batch_wait: float = 0.0) -> None:
-        super().__init__(batch_max=batch_max, batch_wait=batch_wait)
+    def __init__(
+        self, url: str, *, batch_max: int = 512, batch_wait: float = 0.0, queue_max: int = 50_000
+    ) -> None:
+        super().__init__(batch_max=batch_max, batch_wait=batch_wait, queue_max=queue_max)
         self.url = url
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # the writer's
         self._reader: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # API reads

@@ -3,6 +3,12 @@
 sqlite3 blocks, so every statement runs on a single worker thread (the connection never
 crosses threads) while the event loop keeps serving miners. WAL lets readers (the API, a
 payout job, `sqlite3` in a shell) read while the writer commits.
+
+A batch of shares is written as ONE multi-row INSERT (in autocommit: the statement is its own
+transaction) rather than `executemany`: sqlite3 releases the GIL around every statement step
+and must win it back from the busy event loop each time (up to the 5 ms switch interval), so
+one step per row made a 512-share commit take tens of milliseconds on a loaded pool
+(bench/bench_pool_tail.py).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from hashfarm.errors import LedgerError, TransientLedgerError
-from hashfarm.pool.records import BlockRecord
+from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
     BLOCK_UPSERT_TAIL,
@@ -37,7 +43,8 @@ from hashfarm.pool.storage.migrations import (
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
-_INSERT_SHARE = f"INSERT INTO shares ({SHARE_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_INSERT_SHARE = f"INSERT INTO shares ({SHARE_COLUMNS}) VALUES "
+_SHARE_VALUES = f"({', '.join('?' * 11)})"
 _INSERT_BLOCK = (
     f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES ({', '.join('?' * 8)}){BLOCK_UPSERT_TAIL}"
 )
@@ -55,11 +62,13 @@ class SQLiteLedger(GroupCommitLedger):
         batch_max: int = 512,
         batch_wait: float = 0.0,
         synchronous: Synchronous = "FULL",
+        queue_max: int = 50_000,
     ) -> None:
-        super().__init__(batch_max=batch_max, batch_wait=batch_wait)
+        super().__init__(batch_max=batch_max, batch_wait=batch_wait, queue_max=queue_max)
         self.path = Path(path)
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
+        self._rows_per_insert = 90  # rows per INSERT: SQLite's bound-variable limit / 11
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-ledger")
 
     async def _open(self) -> None:
@@ -107,18 +116,30 @@ class SQLiteLedger(GroupCommitLedger):
             raise LedgerError(f"sqlite {self.path}: cannot use WAL (journal_mode is {mode})")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         self._conn = conn
+        self._rows_per_insert = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 11
         migrate_sqlite(conn)
 
     def _write_sync(self, batch: Batch) -> None:
         conn = self._db()
+        step = self._rows_per_insert
+        inserts = [batch.shares[i : i + step] for i in range(0, len(batch.shares), step)]
+        if len(inserts) == 1 and not batch.blocks:  # the usual batch: one statement, atomic
+            self._insert_shares(conn, inserts[0])
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT_SHARE, [share_row(r) for r in batch.shares])
+            for shares in inserts:
+                self._insert_shares(conn, shares)
             conn.executemany(_INSERT_BLOCK, [block_row(r) for r in batch.blocks])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @staticmethod
+    def _insert_shares(conn: sqlite3.Connection, shares: list[ShareRecord]) -> None:
+        values = [v for r in shares for v in share_row(r)]
+        conn.execute(_INSERT_SHARE + ", ".join([_SHARE_VALUES] * len(shares)), values)
 
     def _close_sync(self) -> None:
         if self._conn is not None:
