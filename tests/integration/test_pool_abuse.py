@@ -126,6 +126,15 @@ async def test_junk_lines_ban_the_ip_close_its_connections_and_refuse_new_ones(
 ) -> None:
     settings = settings_for(regtest_node, tmp_path, junk_lines=20)
     async with pool_on(regtest_node, settings) as (pool, _):
+        quirky = await Raw.open(pool, "127.0.0.10")  # an authorized miner's odd methods
+        await quirky.send(*hello(f"{ABUSER}.quirky"))
+        await quirky.answer()
+        await quirky.answer()
+        await quirky.send(*(Request(10 + n, "mining.ping", ()) for n in range(30)))
+        for _ in range(30):
+            assert (await quirky.answer())["error"][0] == 20
+        assert pool.bans.active(pool.now()) == []  # answered, not counted against the IP
+        await quirky.close()
         idle = await Raw.open(pool, "127.0.0.2")
         await idle.send(Request(1, m.SUBSCRIBE, ("idle",)))
         assert (await idle.answer())["error"] is None

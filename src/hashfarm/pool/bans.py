@@ -6,8 +6,8 @@ clock, so the rules are tested without waiting. The Stratum server reports what 
 told of every new ban, automatic or manual, through `on_ban` so that it can close the IP's
 open connections. The API lists (`active`) and lifts (`lift`) bans.
 
-Rules (all in `BanSettings`): more than `junk_lines` junk lines (undecodable JSON, unknown
-or not-yet-allowed methods, oversize lines) or more than `failed_authorizations` refused
+Rules (all in `BanSettings`): more than `junk_lines` junk lines (undecodable JSON, oversize
+lines, methods not allowed before authorize) or more than `failed_authorizations` refused
 authorizations in `window` seconds; or, over `share_window` seconds, at least
 `invalid_min_shares` judged shares of which more than `invalid_ratio` were rejected. Memory
 is bounded: at most `max_tracked_ips` IPs hold counters and as many hold bans; expired

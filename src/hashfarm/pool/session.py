@@ -160,7 +160,8 @@ class Session:
         handler = _HANDLERS.get(method)
         msg_id = message.id if isinstance(message, Request) else None
         if handler is None:
-            self.junk += 1
+            if self.payout_script is None:  # after authorize: a firmware quirk, not an attack
+                self.junk += 1
             return self.reply_error(msg_id, ErrorCode.OTHER, f"unknown method {method[:64]!r}")
         if self.payout_script is None and method not in BEFORE_AUTHORIZE:
             # The budget before authorize: a stranger reaches only the handshake.
