@@ -298,3 +298,42 @@ async def test_stop_with_the_node_away_is_prompt_and_logs_blocks_by_hash(
     assert len(manual) == 1  # the hex once per height, siblings by hash only
     assert {rec.node_verdict for rec in ledger.blocks} <= {STOPPED, UNANSWERED}
     assert len(ledger.blocks) == 5
+
+
+class TakingNode:
+    """A node that takes every block; it writes down what the pool asked, in order."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def submitblock(self, block_hex: str) -> str | None:
+        self.events.append("submitblock")
+        await asyncio.sleep(0.01)
+        return None
+
+    async def getblockhash(self, height: int) -> str:
+        self.events.append("getblockhash")
+        return "00" * 32  # not ours: the confirmation polls on, as for a slow node
+
+
+async def test_miners_move_to_the_new_tip_before_the_block_is_confirmed(
+    small_block: Block,
+) -> None:
+    events: list[str] = []
+    found = candidates(small_block, 1)[0]
+
+    async def new_work(hash_hex: str) -> None:
+        events.append(f"new work on {hash_hex}")
+
+    subs = BlockSubmitter(
+        TakingNode(events),  # type: ignore[arg-type]
+        Ledger(),
+        [],
+        BlockSettings(),
+        tip=lambda: found.job.template.prev_hash,
+        on_accepted=new_work,
+    )
+    subs.submit(found, 0.0)
+    await asyncio.sleep(0.05)
+    assert events[:3] == ["submitblock", f"new work on {found.hash_hex}", "getblockhash"]
+    await subs.drain()
