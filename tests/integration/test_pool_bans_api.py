@@ -164,6 +164,10 @@ async def test_an_admin_bans_lists_and_lifts(admin_api: Any) -> None:
     status, again, _ = await call("DELETE", f"{base}/api/bans/2001:db8::1")
     assert (status, again) == (404, {"error": "2001:db8::1 is not banned"})
     assert [b.ip for b in bans.active(NOW())] == ["198.51.100.4"]
+    # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; the pool bans them as a.b.c.d.
+    status, lifted, _ = await call("DELETE", f"{base}/api/bans/::ffff:198.51.100.4")
+    assert (status, lifted) == (200, {"lifted": "198.51.100.4"})
+    assert bans.active(NOW()) == []
 
 
 @pytest.mark.parametrize(

@@ -52,13 +52,16 @@ def int_arg(args: Mapping[str, str], name: str, default: int, low: int, high: in
 
 
 def ip_arg(raw: object, name: str = "ip") -> str:
-    """One IPv4 or IPv6 address in its canonical text form (what the pool's sockets report)."""
+    """One IPv4 or IPv6 address in the canonical text form the pool keys bans by; an
+    IPv4-mapped IPv6 address (::ffff:a.b.c.d, how a dual-stack listener sees IPv4) is a.b.c.d."""
     if not isinstance(raw, str):
         raise BadRequest(f"{name} must be an IP address as a string, not {shown(raw)}")
     try:
-        return str(ipaddress.ip_address(raw))
+        ip = ipaddress.ip_address(raw)
     except ValueError:
         raise BadRequest(f"{name} must be one IPv4 or IPv6 address, not {shown(raw)}") from None
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped or ip)
 
 
 def seconds_arg(raw: object, name: str, high: float) -> float | None:
