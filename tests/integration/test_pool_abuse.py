@@ -319,18 +319,23 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-async def test_get_transactions_floods_cannot_grow_the_pool(tmp_path: Path) -> None:
+async def test_get_transactions_floods_cannot_grow_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """500 get_transactions in one write grew the pool from 58 MB to 1.9 GB and sent a
     stranger every transaction of the template; now a stranger gets errors, and even with
     no rate limit an authorized connection is dropped once 1 MiB of answers is held."""
     node, runner, url = await start_node()
-    extra = {"HASHFARM_STRATUM_GET_TRANSACTIONS_INTERVAL": "0"}  # only the byte cap is left
-    proc, port, log = start_pool(url, node.zmq_url, tmp_path, "NORMAL", extra)
+    monkeypatch.setenv("HASHFARM_STRATUM_GET_TRANSACTIONS_INTERVAL", "0")  # only the byte cap
+    monkeypatch.setenv("HASHFARM_VARDIFF_MINIMUM", "1e-12")  # every hash a share (test miners)
+    proc, port, log = start_pool(url, node.zmq_url, tmp_path, "NORMAL")
     try:
         await wait_ready(proc, log)
         holder = StratumTestMiner(port, f"{PAYOUT}.holder")  # a job exists, as in the issue
         await holder.start()
         assert holder.job is not None
+        assert holder.difficulty is not None
+        assert holder.difficulty < 1e-9  # else grinding a share in Python would never end
         job_id = holder.job.job_id
         await asyncio.sleep(0.5)
         before = rss_mb(proc.pid)
