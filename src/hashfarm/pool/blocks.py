@@ -284,22 +284,17 @@ class BlockSubmitter:
                 rec.finder_worker,
                 rec.reward_sats,
             )
-        elif rec.node_verdict == ORPHANED:  # valid, but a sibling won the race: no alarm
-            log.warning(
-                "BLOCK ORPHANED height %d %s by %s: %s",
-                rec.height,
-                rec.hash_hex,
-                rec.finder_worker,
-                rec.node_verdict,
-            )
-        else:
-            log.error(
-                "BLOCK REJECTED height %d %s by %s: %s",
-                rec.height,
-                rec.hash_hex,
-                rec.finder_worker,
-                rec.node_verdict,
-            )
+            return
+        orphaned = rec.node_verdict == ORPHANED  # valid, but a sibling won the race: no alarm
+        log.log(
+            logging.WARNING if orphaned else logging.ERROR,
+            "BLOCK %s height %d %s by %s: %s",
+            "ORPHANED" if orphaned else "REJECTED",
+            rec.height,
+            rec.hash_hex,
+            rec.finder_worker,
+            rec.node_verdict,
+        )
 
     async def _record(self, rec: BlockRecord, *, observe: bool) -> None:
         try:
