@@ -134,13 +134,15 @@ async def start_node() -> tuple[TemplateNode, web.AppRunner, str]:
 
 
 def start_pool(
-    rpc_url: str, zmq_url: str, workdir: Path, synchronous: str
+    rpc_url: str, zmq_url: str, workdir: Path, synchronous: str, extra: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start `hashfarm pool` (environment `extra` added, e.g. PYTHONPATH for older code)."""
     port, log = free_port(), workdir / "pool.log"
-    env = {**os.environ, "HASHFARM_NETWORK": "mainnet", "HASHFARM_MODE": "pooled",
+    env = {**os.environ, **(extra or {}), "HASHFARM_NETWORK": "mainnet", "HASHFARM_MODE": "pooled",
            "HASHFARM_PAYOUT_ADDRESS": PAYOUT, "HASHFARM_NODE_CHECK_COINBASE": "false",
            "HASHFARM_NODE_LONGPOLL": "false", "HASHFARM_VARDIFF_ENABLED": "false",
            "HASHFARM_VARDIFF_INITIAL": "1e-12",  # every hash is a share: all accepted
+           "HASHFARM_VARDIFF_MINIMUM": "1e-12",  # (below mainnet's default floor)
            "HASHFARM_STRATUM_IDLE_TIMEOUT": "3600",
            "HASHFARM_STORAGE_SQLITE_SYNCHRONOUS": synchronous}  # fmt: skip
     args = [str(HASHFARM), "pool", "--rpc-url", rpc_url, "--rpc-password", "x",
