@@ -190,8 +190,9 @@ def exposure_hints(settings: PoolSettings) -> list[str]:
         )
     if settings.http.port and not _loopback(settings.http.host):
         hints.append(
-            f"the HTTP API listens on {settings.http.host}: it has no authentication and shows "
-            "every worker; keep it on 127.0.0.1 behind a proxy (docs/security.md)"
+            f"the HTTP API listens on {settings.http.host}: its read routes have no "
+            "authentication and show every worker; keep it on 127.0.0.1 behind a proxy "
+            "(docs/security.md)"
         )
     return hints
 
