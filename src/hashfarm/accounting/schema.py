@@ -137,6 +137,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "what each credited block paid for: its window and each account's part",
+        (
+            # Written with the block's found transaction (accounting/store.py), so a statement
+            # explains a credit ("41.2% of the window of block N") without re-reading shares.
+            """CREATE TABLE acct_block_windows (
+                block_hash TEXT PRIMARY KEY REFERENCES acct_blocks (hash),
+                scheme TEXT NOT NULL,
+                finder_account TEXT NOT NULL,
+                network_difficulty DOUBLE PRECISION NOT NULL,
+                fee_sats BIGINT NOT NULL CHECK (fee_sats >= 0),
+                window_size TEXT NOT NULL,
+                window_total TEXT NOT NULL,
+                oldest_share_id BIGINT,
+                newest_share_id BIGINT,
+                epoch_after BIGINT NOT NULL
+            )""",
+            # weight: the account's counted difficulty as an exact fraction "n/d"
+            """CREATE TABLE acct_block_parts (
+                block_hash TEXT NOT NULL REFERENCES acct_block_windows (block_hash),
+                account TEXT NOT NULL,
+                weight TEXT NOT NULL,
+                sats BIGINT NOT NULL CHECK (sats >= 0),
+                PRIMARY KEY (block_hash, account)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
