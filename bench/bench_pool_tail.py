@@ -88,6 +88,15 @@ async def open_loop(
     return time.perf_counter() - start, sent
 
 
+async def lag_monitor(lags: list[float]) -> None:
+    """The load generator's own event-loop lag (how late a 1 ms timer fires): its stalls
+    would show in the latencies as if they were the pool's."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(TICK)
+        lags.append(time.perf_counter() - start - TICK)
+
+
 async def wait_answers(tails: list[Tail], expected: int, limit: float = 30.0) -> None:
     """Until every sent share has its answer (or `limit` seconds)."""
     deadline = time.perf_counter() + limit
@@ -113,8 +122,11 @@ async def one_run(args: argparse.Namespace, src: Path, workdir: Path) -> dict[st
             t.latencies.clear()
             t.refused.clear()
         cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
+        lags: list[float] = []
+        monitor = asyncio.ensure_future(lag_monitor(lags))
         wall, sent = await open_loop(tails, [s[cut:] for s in shares], args.rate, args.seconds)
         cpu, own = cpu_seconds(proc.pid) - cpu0, time.process_time() - own0
+        monitor.cancel()
         await wait_answers(tails, sent)
         lat = [x * 1e3 for t in tails for x in t.latencies]
         refused = sum(len(t.refused) for t in tails)
@@ -131,6 +143,8 @@ async def one_run(args: argparse.Namespace, src: Path, workdir: Path) -> dict[st
             "cpu": cpu / wall,
             "us_share": cpu / sent * 1e6,
             "loadgen": own / wall,
+            "lag99": percentile(lags, 0.99) * 1e3,
+            "lagmax": max(lags, default=0.0) * 1e3,
         }
     finally:
         proc.terminate()
@@ -145,7 +159,8 @@ def line(label: str, med: dict[str, float]) -> str:
         f"  {label:7s} {med['rate']:7,.0f} shares/s  answered {med['answered'] * 100:5.1f}%  "
         f"accepted {med['ok'] * 100:5.1f}%  p50 {med['p50']:5.2f}  p99 {med['p99']:5.2f}  "
         f"p99.9 {med['p999']:6.2f}  max {med['max']:6.1f} ms  pool CPU {med['cpu'] * 100:3.0f}% "
-        f"({med['us_share']:3.0f} us/share)  load generator CPU {med['loadgen'] * 100:3.0f}%"
+        f"({med['us_share']:3.0f} us/share)  load generator CPU {med['loadgen'] * 100:3.0f}%, "
+        f"its loop lag p99 {med['lag99']:4.1f} max {med['lagmax']:5.1f} ms"
     )
 
 
