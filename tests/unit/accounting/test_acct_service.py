@@ -190,3 +190,43 @@ async def test_switch_takes_effect_at_the_next_block_and_windows_stop_there(
         )
     )
     assert parts == {"bob": REWARD // 2 + 1, "erin": REWARD // 2}  # tie: ascending id
+
+
+@pytest.mark.services
+async def test_on_postgresql_the_pool_rows_are_credited_and_orphans_reversed(
+    postgres_url: str,
+) -> None:
+    from hashfarm.pool.storage.postgres import PostgresLedger
+    from nodes import create_database, drop_database
+
+    url = create_database()
+    ledger = PostgresLedger(url)
+    await ledger.start()
+    store: AccountingStore | None = None
+    try:
+        pool = PoolHistory(ledger)
+        chain = ScriptedChain()
+        for account, d in (("alice", 0.5), ("bob", 1.5), ("carol", 0.125)):
+            await pool.share(account, d)
+        kept = await pool.block("bob", 0.5, block_hash(1), chain.tip + 1, REWARD)
+        chain.place(kept.hash_hex)
+        lost = await pool.block("carol", 0.5, block_hash(2), chain.tip + 1, REWARD)
+        chain.place(lost.hash_hex)
+        store = await open_store(url)
+        service = CreditingService(store, chain, Pplns(Fee.bps(200)))
+        assert (await service.step(budget=2)).complete is False  # a crash after two events
+        assert (await service.step()).posted == 2
+        chain.reorg(lost.height)
+        chain.extend(100)
+        report = await CreditingService(store, chain, Pplns(Fee.bps(200))).step()
+        assert (report.orphaned, report.reversed, report.credited) == (1, 1, 1)
+        balances = miner_balances(store)
+        assert sum(balances.values()) == REWARD - Fee.bps(200).of(REWARD)
+        assert set(balances) == {"miner:bob", "miner:carol"}  # 0.5 + 0.125 + 1.375 of 1.5: full
+        lines = await store.call(lambda s: block_lines(s, "carol"))
+        assert [ln.state for ln in lines] == ["orphaned", "credited"]
+    finally:
+        if store is not None:
+            await store.close()
+        await ledger.close()
+        drop_database(url)
