@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "hashfarm.cli.bench:bench",
     "pool": "hashfarm.cli.pool:pool",
     "pool-bans": "hashfarm.cli.bans:pool_bans",
+    "accounts": "hashfarm.cli.accounts:accounts",
     "demo": "hashfarm.cli.demo:demo",
 }
 
