@@ -189,3 +189,13 @@ def test_unknown_values_raise_nothing():
     from hashfarm.fleet.model import MachineSnapshot
 
     assert derive_faults(MachineSnapshot(backend="bmminer", hashrate=Hashrates())) == ()
+
+
+def test_no_derived_power_for_a_machine_that_does_not_hash(snapshot):
+    # J/TH × 0 TH/s would claim 0 W for a stopped S19 Pro whose fans still run at 6000 rpm
+    hot = _enriched(snapshot, "bmminer", "stats", "antminer-s19pro-bmminer-stats-overheating.json")
+    assert hot.power_w is None
+    ok = snapshot("bmminer", "stats", "antminer-s19pro-bmminer-stats.json")
+    assert enrich(ok).power_source is PowerSource.DERIVED
+    asleep = replace(ok, state=MinerState.IDLE)  # the firmware says idle: no estimate either
+    assert enrich(asleep).power_w is None
