@@ -62,7 +62,9 @@ def _scale(data: Mapping[str, Any], model: str | None) -> int:
 
 
 def _temps(data: Mapping[str, Any], slot: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(board readings, chip readings) for one chain, keyed by the firmware's key name."""
+    """(board readings, chip readings) for one chain, keyed by the firmware's key name.
+    `tempN` is the PCB and `temp2_N` the chip: on the S19 Pro capture `temp1` 73 and
+    `temp2_1` 78 are the first values of `temp_pcb1` "73-..." and `temp_chip1` "78-..."."""
     board: dict[str, float] = {}
     chip: dict[str, float] = {}
     if f"temp_pcb{slot}" in data:  # X19: four sensors per string
