@@ -175,6 +175,10 @@ class GroupCommitLedger(abc.ABC):
             self._refusing = False
             log.info("ledger backlog below %d shares: accepting shares again", self._queue_max)
         self._release(taken, error)
+        if isinstance(error, TransientLedgerError) and self._closing:
+            # Shutting down and the database is still away: the queued batches would each
+            # retry as long (a SIGTERM could wait an hour); fail them now, unacknowledged.
+            self._fail_all(error)
 
     @staticmethod
     def _release(taken: list[tuple[Record, Waiter]], error: LedgerError | None) -> None:
@@ -208,8 +212,8 @@ class GroupCommitLedger(abc.ABC):
                 if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage logs
                     # a few lines, not one per retry
                     log.warning(
-                        "ledger commit failed %d time(s) (%s); retrying in %.2fs, every %.0fs "
-                        "at most",
+                        "ledger commit failed %d time(s) (%s); retrying in %.2fs (backoff capped "
+                        "at %gs)",
                         failures,
                         exc,
                         delay,

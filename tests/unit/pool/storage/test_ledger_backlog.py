@@ -13,7 +13,7 @@ import pytest
 from ledger_samples import block, share
 
 from hashfarm.errors import LedgerError
-from hashfarm.pool.storage.base import LedgerBacklogFull
+from hashfarm.pool.storage.base import Batch, LedgerBacklogFull
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 
 QUEUE_MAX = 20
@@ -128,3 +128,37 @@ async def test_a_callback_that_raises_does_not_stop_the_writer(tmp_path: Path) -
     await ledger.record_share(share(2))  # committed after the broken callback ran
     assert await ledger.share_count() == 2
     await ledger.close()
+
+
+class CountingLedger(SQLiteLedger):
+    """The real SQLite ledger, counting its write attempts."""
+
+    attempts = 0
+
+    async def _write(self, batch: Batch) -> None:
+        self.attempts += 1
+        await super()._write(batch)
+
+
+async def test_closing_while_the_database_is_away_gives_up_once_not_per_batch(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "pool.sqlite3"
+    ledger = CountingLedger(db, batch_max=1, queue_max=100)
+    ledger.busy_timeout_ms = 1
+    ledger.retry_first, ledger.retry_cap = 0.01, 0.04  # 0.01, 0.02, 0.04: 4 attempts a batch
+    await ledger.start()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    done: list[LedgerError | None] = []
+    for n in range(20):
+        ledger.enqueue_share(share(n), done.append)
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(ledger.close(), 30)
+    assert ledger.attempts <= 8, "each queued batch retried after the shutdown began"
+    assert len(done) == 20
+    assert all(isinstance(e, LedgerError) for e in done)  # nothing acknowledged
+    assert ledger.shares_pending == 0
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert _count(db, "SELECT count(*) FROM shares") == 0
