@@ -31,20 +31,34 @@ computation gives the same credits, and `SqlStore.post` refuses any that would d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from operator import itemgetter
+
+import numpy as np
 
 from hashfarm.accounting.entries import block_found, block_matured, found_key, reversal
-from hashfarm.accounting.inputs import FoundBlock, Share, share_from_row, weight
+from hashfarm.accounting.fastwindow import fast_pplns_window
+from hashfarm.accounting.inputs import FoundBlock, Share, share_from_row
 from hashfarm.accounting.ledger import AccountingError
 from hashfarm.accounting.lifecycle import BlockState
 from hashfarm.accounting.money import Fee
-from hashfarm.accounting.schemes import BlockCredit, Pplns, Prop, Scheme, Solo, credit_block
+from hashfarm.accounting.schemes import (
+    BlockCredit,
+    Pplns,
+    Prop,
+    Scheme,
+    Solo,
+    credit_block,
+    credit_weights,
+)
 from hashfarm.accounting.store import SqlStore
-from hashfarm.accounting.window import window_size
+from hashfarm.accounting.window import Window, window_size
 
 CustodialScheme = Solo | Prop | Pplns
-_CHUNK = 10_000  # shares read per query while walking a PPLNS window back
+_CHUNK = 100_000  # shares read per query while walking a PPLNS window back
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def format_spec(scheme: CustodialScheme) -> str:
@@ -212,19 +226,50 @@ def _shares(sql: SqlStore, after: int, until: int, limit: int | None = None) -> 
     return [share_from_row(tuple(r)) for r in sql.q(sql_text, params)]
 
 
-def _window_shares(sql: SqlStore, after: int, until: int, size: Fraction) -> list[Share]:
-    """The newest shares (oldest first) whose exact total reaches `size`, or all of them."""
-    newest_first: list[Share] = []
-    total = Fraction(0)
-    upper = until
-    while total < size:
-        chunk = _shares(sql, after, upper, _CHUNK)
-        newest_first.extend(chunk)
-        total += sum((weight(s.difficulty) for s in chunk), Fraction(0))
-        if len(chunk) < _CHUNK:
-            break
-        upper = chunk[-1].share_id
-    return newest_first[::-1]
+def _pplns_window(sql: SqlStore, after: int, until: int, size: Fraction) -> Window:
+    """The PPLNS window of `size` ending at share `until`, not reaching back to `after`.
+
+    Shares are read newest first, `_CHUNK` at a time, until their float sum passes the
+    window (with a margin far above float error) or they run out; the exact window is then
+    `fastwindow.fast_pplns_window` (numpy, exact integers). Should the exact total still fall
+    short while shares remain, more are read.
+    """
+    ids: list[int] = []
+    names: list[str] = []
+    diffs: list[float] = []  # newest first, as read
+    upper, exhausted, running = until, False, 0.0
+    need = float(size) * (1 + 1e-6)  # float sums of 10^6 shares err by ~1e-10, relatively
+    while True:
+        while not exhausted and running < need:
+            rows = sql.q(
+                "SELECT id, account, difficulty FROM shares "
+                "WHERE accepted AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
+                (after, upper, _CHUNK),
+            )
+            if rows:  # columns at C speed: this loop carries up to a million shares
+                ids.extend(map(_FIRST, rows))
+                names.extend(map(_SECOND, rows))
+                diffs.extend(map(_THIRD, rows))
+                running += math.fsum(map(_THIRD, rows))
+                upper = int(rows[-1][0]) - 1  # the next read starts below the oldest read
+            exhausted = len(rows) < _CHUNK
+        window = _exact_window(ids[::-1], names[::-1], diffs[::-1], size)
+        if window.full or exhausted:
+            return window
+        need *= 2
+
+
+def _exact_window(ids: list[int], names: list[str], diffs: list[float], size: Fraction) -> Window:
+    """`window.pplns_window`'s result for these shares (oldest first), computed with numpy."""
+    if not ids:
+        return Window({}, size, Fraction(0), None, None, Fraction(1))
+    by_index = list(dict.fromkeys(map(str, names)))  # each account once, in first-seen order
+    index = {name: i for i, name in enumerate(by_index)}
+    accounts = np.fromiter(map(index.__getitem__, names), dtype=np.int64, count=len(names))
+    fast = fast_pplns_window(accounts, np.asarray(diffs, dtype=np.float64), size)
+    weights = {by_index[a]: Fraction(w, fast.denominator) for a, w in fast.weights.items()}
+    total = Fraction(fast.total, fast.denominator)
+    return Window(weights, size, total, int(ids[fast.start]), int(ids[-1]), fast.edge_fraction)
 
 
 def compute_credit(
@@ -252,7 +297,9 @@ def compute_credit(
         shares = _shares(sql, start, block.found_share_id)[::-1]
     elif isinstance(scheme, Pplns):
         size = window_size(scheme.factor, network_difficulty)
-        shares = _window_shares(sql, after, block.found_share_id, size)
+        window = _pplns_window(sql, after, block.found_share_id, size)
+        paid = credit_weights(found, "pplns", scheme.fee, window.weights)
+        return replace(paid, window=window), after
     return credit_block(scheme, found, shares), after
 
 

@@ -230,3 +230,33 @@ async def test_on_postgresql_the_pool_rows_are_credited_and_orphans_reversed(
             await store.close()
         await ledger.close()
         drop_database(url)
+
+
+async def test_window_read_in_chunks_equals_the_reference(
+    pool_db: tuple[PoolHistory, str], store: AccountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hashfarm.accounting import crediting
+
+    monkeypatch.setattr(crediting, "_CHUNK", 3)  # the window spans many reads
+    pool, _ = pool_db
+    chain = ScriptedChain(bits=0x1D00FFFF)
+    accounts = ["alice", "bob", "carol", "dave"]
+    stream = [(accounts[i % 4], [0.1, 0.7, 0.25, 1.5, 0.3][i % 5]) for i in range(23)]
+    for n, (account, d) in enumerate(stream):
+        await pool.share(account, d, accepted=n % 7 != 3)  # a few rejected in between
+    rec = await pool.block("erin", 0.2, block_hash(1), chain.tip + 1, REWARD)
+    chain.place(rec.hash_hex)
+    scheme = Pplns(Fee.bps(30), Fraction(5))
+    await CreditingService(store, chain, scheme).step()
+    rows = store.sql.q("SELECT id, account, difficulty FROM shares WHERE accepted ORDER BY id")
+    shares = [Share(int(i), str(a), float(d), 0.0, 0) for i, a, d in rows]
+    expected = credit_block(
+        scheme,
+        FoundBlock(rec.hash_hex, rec.height, REWARD, "erin", shares[-1].share_id, rec.time, 1.0),
+        shares,
+    )
+    assert expected.window.oldest_share_id != shares[0].share_id  # the edge is inside
+    parts = dict(store.sql.q("SELECT account, sats FROM acct_block_parts"))
+    assert parts == expected.credits
+    window = store.sql.q("SELECT window_total, oldest_share_id FROM acct_block_windows")
+    assert window == [(str(expected.window.total), expected.window.oldest_share_id)]
