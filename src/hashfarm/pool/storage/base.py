@@ -171,9 +171,12 @@ class GroupCommitLedger(abc.ABC):
         if error is None:
             self.batches_committed += 1
             self.records_committed += len(taken)
-        if self._refusing and self.shares_pending < self._queue_max:
+        if self._refusing and self.shares_pending <= self._queue_max // 2:
+            # (not as soon as one share fits: a pool draining a backlog under load would log
+            # a full/caught-up pair per commit)
             self._refusing = False
-            log.info("ledger backlog below %d shares: accepting shares again", self._queue_max)
+            log.info("ledger caught up (%d shares waiting): accepting shares again",
+                     self.shares_pending)  # fmt: skip
         self._release(taken, error)
         if isinstance(error, TransientLedgerError) and self._closing:
             # Shutting down and the database is still away: the queued batches would each
