@@ -40,7 +40,7 @@ import numpy as np
 
 from hashfarm.accounting.entries import block_found, block_matured, found_key, reversal
 from hashfarm.accounting.fastwindow import fast_pplns_window
-from hashfarm.accounting.inputs import FoundBlock, Share, share_from_row
+from hashfarm.accounting.inputs import FoundBlock
 from hashfarm.accounting.ledger import AccountingError
 from hashfarm.accounting.lifecycle import BlockState
 from hashfarm.accounting.money import Fee
@@ -48,7 +48,6 @@ from hashfarm.accounting.schemes import (
     BlockCredit,
     Pplns,
     Prop,
-    Scheme,
     Solo,
     credit_block,
     credit_weights,
@@ -59,6 +58,7 @@ from hashfarm.accounting.window import Window, window_size
 CustodialScheme = Solo | Prop | Pplns
 _CHUNK = 100_000  # shares read per query while walking a PPLNS window back
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_ALL = Fraction(10**300)  # a window no round of shares fills (still a finite float)
 
 
 def format_spec(scheme: CustodialScheme) -> str:
@@ -213,19 +213,6 @@ def _epoch_after(sql: SqlStore, block: OpenBlock) -> int:
     return -1 if rows[0][0] is None else int(rows[0][0])
 
 
-def _shares(sql: SqlStore, after: int, until: int, limit: int | None = None) -> list[Share]:
-    """Accepted shares with after < id <= until, newest first (at most `limit`)."""
-    sql_text = (
-        "SELECT id, account, difficulty, time, height FROM shares "
-        "WHERE accepted AND id > ? AND id <= ? ORDER BY id DESC"
-    )
-    params: tuple[object, ...] = (after, until)
-    if limit is not None:
-        sql_text += " LIMIT ?"
-        params = (after, until, limit)
-    return [share_from_row(tuple(r)) for r in sql.q(sql_text, params)]
-
-
 def _pplns_window(sql: SqlStore, after: int, until: int, size: Fraction) -> Window:
     """The PPLNS window of `size` ending at share `until`, not reaching back to `after`.
 
@@ -276,7 +263,7 @@ def compute_credit(
     sql: SqlStore, block: OpenBlock, network_difficulty: float
 ) -> tuple[BlockCredit, int]:
     """What `block` credits under its scheme, and its epoch's start (share id, exclusive)."""
-    scheme: Scheme = parse_spec(block.spec)
+    scheme = parse_spec(block.spec)
     found = FoundBlock(
         block.hash_hex,
         block.height,
@@ -287,20 +274,23 @@ def compute_credit(
         network_difficulty,
     )
     after = _epoch_after(sql, block)
-    shares: list[Share] = []
+    if isinstance(scheme, Solo):
+        return credit_block(scheme, found, []), after
     if isinstance(scheme, Prop):
         prev = sql.q(
             "SELECT max(found_share_id) FROM acct_blocks WHERE found_share_id < ?",
             (block.found_share_id,),
         )[0][0]
         start = after if prev is None else max(after, int(prev))
-        shares = _shares(sql, start, block.found_share_id)[::-1]
-    elif isinstance(scheme, Pplns):
-        size = window_size(scheme.factor, network_difficulty)
-        window = _pplns_window(sql, after, block.found_share_id, size)
-        paid = credit_weights(found, "pplns", scheme.fee, window.weights)
-        return replace(paid, window=window), after
-    return credit_block(scheme, found, shares), after
+        # the whole round: a "window" larger than any round, so every share counts whole
+        everything = _pplns_window(sql, start, block.found_share_id, _ALL)
+        window = replace(everything, size=everything.total)  # as `window.prop_round` states it
+    else:
+        window = _pplns_window(
+            sql, after, block.found_share_id, window_size(scheme.factor, network_difficulty)
+        )
+    paid = credit_weights(found, scheme.name, scheme.fee, window.weights)
+    return replace(paid, window=window), after
 
 
 def _set_state(sql: SqlStore, hash_hex: str, state: BlockState, conf: int, now: float) -> None:
@@ -315,7 +305,10 @@ def post_found(
 ) -> BlockCredit:
     """The block is on the active chain: post its credits (immature) and their explanation."""
     with sql.tx():
-        credit, after = compute_credit(sql, block, network_difficulty)
+        try:
+            credit, after = compute_credit(sql, block, network_difficulty)
+        except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
+            raise AccountingError(f"block {block.hash_hex}: cannot credit: {exc}") from exc
         sql.post(block_found(credit, block.found_time))
         w = credit.window
         sql.q(

@@ -45,6 +45,7 @@ from hashfarm.accounting.crediting import (
     track,
     untracked_blocks,
 )
+from hashfarm.accounting.ledger import AccountingError
 from hashfarm.accounting.lifecycle import BlockState, TrackedBlock, advance
 from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.store import AccountingStore
@@ -95,6 +96,7 @@ class StepReport:
     orphaned: int = 0
     reversed: int = 0  # orphans whose posted credits were reversed
     waiting: list[str] = field(default_factory=list)  # blocks whose finding share is missing
+    failed: list[str] = field(default_factory=list)  # blocks the ledger refused (logged)
     complete: bool = True  # False: the budget or a moving chain cut the pass short
 
 
@@ -168,8 +170,12 @@ class CreditingService:
         report.tip = snap.tip
         unchanged: list[tuple[str, int]] = []
         for block in blocks:
-            if not await self._advance(block, snap, now, spend, report, unchanged):
-                return report
+            try:
+                if not await self._advance(block, snap, now, spend, report, unchanged):
+                    return report
+            except AccountingError as exc:  # this block's books refuse: the others go on
+                report.failed.append(block.hash_hex)
+                log.error("block %s not credited: %s", block.hash_hex, exc)
         await self.store.call(lambda s: set_confirmations(s, unchanged))
         return report
 

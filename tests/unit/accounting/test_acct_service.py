@@ -260,3 +260,21 @@ async def test_window_read_in_chunks_equals_the_reference(
     assert parts == expected.credits
     window = store.sql.q("SELECT window_total, oldest_share_id FROM acct_block_windows")
     assert window == [(str(expected.window.total), expected.window.oldest_share_id)]
+
+
+async def test_a_block_the_books_refuse_is_reported_and_the_others_go_on(
+    pool_db: tuple[PoolHistory, str], store: AccountingStore
+) -> None:
+    pool, _ = pool_db
+    chain = ScriptedChain()
+    await pool.share("bob", 1.0)
+    await pool.share("bob", 0.001)  # rewritten below as a difficulty no pool writes
+    store.sql.q("UPDATE shares SET difficulty = 0 WHERE difficulty = 0.001")
+    bad = await pool.block("alice", 1.0, block_hash(1), chain.tip + 1, REWARD)
+    chain.place(bad.hash_hex)
+    good = await pool.block("carol", 1.0, block_hash(2), chain.tip + 1, REWARD)
+    chain.place(good.hash_hex)
+    report = await CreditingService(store, chain, Prop()).step()
+    assert report.failed == [bad.hash_hex]
+    assert report.posted == 1
+    assert miner_balances(store) == {"miner:carol:immature": REWARD}
