@@ -16,6 +16,16 @@ pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SMALL_ARGS: dict[str, list[str]] = {
+    "bench_accounting.py": [
+        "--shares",
+        "20000",
+        "--accounts",
+        "300",
+        "--runs",
+        "1",
+        "--outputs",
+        "50",
+    ],
     "bench_chain.py": ["--runs", "1", "--hashes", "2000"],
     "bench_hashing.py": ["--runs", "1", "--seconds", "0.2", "--backends", "hashlib"],
     "bench_montecarlo.py": ["--paths", "2000", "--runs", "1", "--reference-paths", "2"],
