@@ -12,7 +12,9 @@ Pure modules (no I/O, time and chain view passed in):
 * `lifecycle`: found -> immature -> mature -> credited, or orphaned;
 * `ledger` / `entries`: the double-entry ledger and the transactions events post.
 
-`schema` holds the SQL tables (SQLite and PostgreSQL) and is the only module that does I/O.
+I/O lives in `schema` (the SQL tables, SQLite and PostgreSQL), `store` (the ledger in SQL),
+`crediting` (each block event as one transaction) and `service` (the crediting service that
+follows the node); `statements` reads the books back.
 See docs/accounting.md for every formula and rounding rule, and for what is wired so far.
 """
 
