@@ -270,9 +270,22 @@ def _connect_postgres(url: str) -> SqlStore:
         conn = psycopg.connect(url, autocommit=True, application_name="hashfarm-accounting")
         migrate_postgres(conn)
     except psycopg.Error as exc:
-        # libpq may echo the URL; say only that it failed and the server's reason class
-        raise LedgerError(f"postgresql: cannot open the ledger ({type(exc).__name__})") from exc
+        said = " ".join(str(exc).split())
+        for secret in _secrets_of(url):  # libpq may echo the URL it was given
+            said = said.replace(secret, "***")
+        raise LedgerError(f"postgresql: cannot open the ledger: {said}") from exc
     return SqlStore(conn, "postgresql", "postgresql")
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The password of `url` as written and percent-decoded (empty when it has none)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a URL too broken to split: hide everything after the scheme
+        return [url.split("://", 1)[-1]]
+    return [p for p in {password or "", unquote(password or "")} if p]
 
 
 async def open_store(url: str, *, create: bool = False) -> AccountingStore:

@@ -77,3 +77,41 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     assert "not both" in both.output
     tides = run(cli, ["accounts", "credit", "--scheme", "tides"])
     assert tides.exit_code == 2
+
+
+def test_postgres_url_without_the_extra_is_one_line_naming_it() -> None:
+    """As a light install: psycopg refused by an import hook, as tests/unit/test_optional_extras."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class NotInstalled:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] in ("psycopg", "psycopg_binary"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, NotInstalled())
+        from hashfarm.cli.main import main
+        sys.argv[0] = "hashfarm"
+        main()
+        """
+    )
+    url = "postgresql://hf:s3cret@127.0.0.1:9/hf"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "accounts", "list", "--storage-url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "Error: a PostgreSQL ledger needs psycopg, which is not installed: "
+        "pip install 'hashfarm[postgres]'"
+    )

@@ -72,3 +72,9 @@ def test_bad_urls_and_missing_files_are_clear_errors(tmp_path: Path) -> None:
         connect("mysql://x")
     with pytest.raises(LedgerError, match="has the pool run"):
         connect(f"sqlite:///{tmp_path / 'none.sqlite3'}")
+
+
+def test_an_unreachable_postgresql_is_a_ledger_error_without_the_password() -> None:
+    with pytest.raises(LedgerError, match="cannot open the ledger") as caught:
+        connect("postgresql://hf:s3cr%40et@127.0.0.1:9/hf?connect_timeout=5")
+    assert "s3cr" not in str(caught.value)
