@@ -303,12 +303,18 @@ def _set_state(sql: SqlStore, hash_hex: str, state: BlockState, conf: int, now: 
 def post_found(
     sql: SqlStore, block: OpenBlock, network_difficulty: float, confirmations: int, now: float
 ) -> BlockCredit:
-    """The block is on the active chain: post its credits (immature) and their explanation."""
+    """The block is on the active chain: post its credits (immature) and their explanation.
+
+    The credit is computed before the write transaction opens: reading a big window takes
+    seconds, and on SQLite an open write transaction would hold the pool's share writes
+    that long. Its inputs (shares up to the finding share, the tracked blocks before it)
+    do not change, and `post` refuses a different result under the same key.
+    """
+    try:
+        credit, after = compute_credit(sql, block, network_difficulty)
+    except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
+        raise AccountingError(f"block {block.hash_hex}: cannot credit: {exc}") from exc
     with sql.tx():
-        try:
-            credit, after = compute_credit(sql, block, network_difficulty)
-        except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
-            raise AccountingError(f"block {block.hash_hex}: cannot credit: {exc}") from exc
         sql.post(block_found(credit, block.found_time))
         w = credit.window
         sql.q(

@@ -278,3 +278,42 @@ async def test_a_block_the_books_refuse_is_reported_and_the_others_go_on(
     assert report.failed == [bad.hash_hex]
     assert report.posted == 1
     assert miner_balances(store) == {"miner:carol:immature": REWARD}
+
+
+async def test_reading_a_window_does_not_hold_the_pools_writes(
+    pool_db: tuple[PoolHistory, str], store: AccountingStore
+) -> None:
+    """While the window is read, another connection (the pool) can still commit at once."""
+    import sqlite3
+
+    from hashfarm.accounting.store import SqlStore
+
+    pool, url = pool_db
+    chain = ScriptedChain()
+    await pool.share("alice", 1.0)
+    rec = await pool.block("bob", 1.0, block_hash(1), chain.tip + 1, REWARD)
+    chain.place(rec.hash_hex)
+    path = url.removeprefix("sqlite:///")
+    writes: list[str] = []
+
+    class PoolWritesMeanwhile(SqlStore):
+        def q(self, text: str, params: object = ()) -> list[tuple[object, ...]]:
+            if text.startswith("SELECT id, account, difficulty FROM shares"):
+                other = sqlite3.connect(path, timeout=0, isolation_level=None)
+                try:
+                    other.execute("UPDATE shares SET worker = worker WHERE id = 1")
+                    writes.append("ok")
+                except sqlite3.OperationalError as exc:
+                    writes.append(str(exc))
+                finally:
+                    other.close()
+            return super().q(text, params)  # type: ignore[arg-type]
+
+    healthy = store.sql
+    store.sql = PoolWritesMeanwhile(healthy.conn, healthy.dialect, healthy.where)
+    try:
+        assert (await CreditingService(store, chain, Pplns()).step()).posted == 1
+    finally:
+        store.sql = healthy
+    assert writes
+    assert set(writes) == {"ok"}
