@@ -146,6 +146,7 @@ async def test_pooled_blocks_are_credited_exactly_and_a_reorged_block_never(
             for c in settle_history(SCHEME, [], shares, blocks, lambda s: JobTerms(1.0, 0)).blocks
         }
         expected: dict[str, int] = {}
+        paid_together: list[int] = []  # how many miners each block paid
         for block in found:
             state = sql.q("SELECT state FROM acct_blocks WHERE hash = ?", (block.hash_hex,))
             parts = dict(
@@ -156,6 +157,7 @@ async def test_pooled_blocks_are_credited_exactly_and_a_reorged_block_never(
             )
             assert sum(parts.values()) == block.reward_sats - FEE.of(block.reward_sats)
             assert parts == reference[block.hash_hex].credits
+            paid_together.append(len(parts))
             if block.hash_hex == lost.hash_hex:
                 assert state == [("orphaned",)]
                 assert not sql.has_transaction(f"mature:{lost.hash_hex}")
@@ -164,6 +166,7 @@ async def test_pooled_blocks_are_credited_exactly_and_a_reorged_block_never(
             assert state == [("credited",)]
             for account, sats in parts.items():
                 expected[account] = expected.get(account, 0) + sats
+        assert max(paid_together) == len(MINERS)  # windows span the three miners' shares
         balances = sql.balances("miner:")
         assert balances == {f"miner:{a}": v for a, v in expected.items() if v}  # no immature left
         assert sum(balances.values()) == sum(
