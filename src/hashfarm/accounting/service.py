@@ -50,7 +50,7 @@ from hashfarm.accounting.lifecycle import BlockState, TrackedBlock, advance
 from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.store import AccountingStore
 from hashfarm.chain.pow import bits_to_difficulty
-from hashfarm.errors import HashfarmError, NodeError
+from hashfarm.errors import HashfarmError, NodeError, RPCError
 
 log = logging.getLogger("hashfarm.accounting.service")
 
@@ -233,7 +233,8 @@ class CreditingService:
                     and await self.node.getblockhash(tip) == top
                 ):
                     return ChainSnapshot(tip, hashes)
-            except NodeError as exc:  # a height vanished under a reorg: read again
+            except RPCError as exc:  # a height vanished under a reorg: read again (a node
+                # that is away raises NodeUnavailable, which ends the pass)
                 log.debug("chain view moved: %s", exc)
             await asyncio.sleep(0.05)
         return None

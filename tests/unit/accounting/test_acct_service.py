@@ -317,3 +317,36 @@ async def test_reading_a_window_does_not_hold_the_pools_writes(
         store.sql = healthy
     assert writes
     assert set(writes) == {"ok"}
+
+
+async def test_a_tip_that_moves_while_read_is_read_again_and_an_away_node_ends_the_pass(
+    pool_db: tuple[PoolHistory, str], store: AccountingStore
+) -> None:
+    from hashfarm.errors import NodeUnavailable
+
+    pool, _ = pool_db
+    rec = await pool.block("alice", 1.0, block_hash(1), ScriptedChain().tip + 1, REWARD)
+
+    class Reorging(ScriptedChain):
+        """The pool's block is replaced while the service reads the heights."""
+
+        reads = 0
+
+        async def getblockhash(self, height: int) -> str:
+            self.reads += 1
+            if self.reads == 2:  # after the first tip read: a longer branch arrives
+                self.reorg(rec.height, longer_by=1)
+            return await super().getblockhash(height)
+
+    chain = Reorging()
+    chain.place(rec.hash_hex)
+    report = await CreditingService(store, chain, Solo()).step()
+    assert chain.reads > 4, report  # the view was read again
+    assert (report.posted, report.orphaned) == (0, 1)  # decided on the new chain only
+
+    class Away(ScriptedChain):
+        async def getblockcount(self) -> int:
+            raise NodeUnavailable("node away")
+
+    with pytest.raises(NodeUnavailable):
+        await CreditingService(store, Away(), Solo()).step()
