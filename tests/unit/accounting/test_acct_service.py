@@ -350,3 +350,37 @@ async def test_a_tip_that_moves_while_read_is_read_again_and_an_away_node_ends_t
 
     with pytest.raises(NodeUnavailable):
         await CreditingService(store, Away(), Solo()).step()
+
+
+async def test_run_survives_an_outage_and_credits_when_the_node_is_back(
+    pool_db: tuple[PoolHistory, str], store: AccountingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from hashfarm.errors import NodeUnavailable
+
+    pool, _ = pool_db
+
+    class Flaky(ScriptedChain):
+        away = True
+
+        async def getblockcount(self) -> int:
+            if self.away:
+                raise NodeUnavailable("node away")
+            return await super().getblockcount()
+
+    chain = Flaky()
+    rec = await pool.block("alice", 1.0, block_hash(1), chain.tip + 1, REWARD)
+    chain.place(rec.hash_hex)
+    stop = asyncio.Event()
+    task = asyncio.create_task(CreditingService(store, chain, Solo(), poll_interval=0.05).run(stop))
+    await asyncio.sleep(0.3)
+    assert "accounting pass failed" in caplog.text
+    chain.away = False
+    for _ in range(100):  # through the store's thread: the service uses the connection
+        if await store.call(lambda s: s.balances("miner:")):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert miner_balances(store) == {"miner:alice:immature": REWARD}
