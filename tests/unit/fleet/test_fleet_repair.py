@@ -84,3 +84,28 @@ def test_garbage_is_a_clear_reply_error(raw):
 def test_error_names_the_repairs_tried():
     with pytest.raises(ReplyError, match="repairs: missing-comma-between-objects"):
         decode_reply(b'{"a":1}{"b":', command="stats")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 100_000, "not JSON"),  # nesting: RecursionError inside json, not a crash
+        (b'{"a":' + b"9" * 5000 + b"}", "not JSON we accept"),  # over the int digit limit
+    ],
+)
+def test_hostile_json_is_a_reply_error(raw, reason):
+    with pytest.raises(ReplyError, match=reason):
+        decode_reply(raw, command="summary")
+
+
+def test_non_object_reply_and_absurd_values_are_reply_errors():
+    from hashfarm.fleet.sources import BACKENDS, read
+
+    with pytest.raises(ReplyError, match="summary: expected an object, got list"):
+        read(BACKENDS["bmminer"], {"summary": b"[1, 2]"})
+    more_than_the_network = b'{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"GHS 5s":1e15}]}'
+    with pytest.raises(ReplyError, match=r"GHS 5s: .* more than the whole network"):
+        read(BACKENDS["bmminer"], {"summary": more_than_the_network})
+    boards = b'{"code":0,"msg":{"miner":{"board-num":"100000000"}}}'
+    with pytest.raises(ReplyError, match="board-num 100000000 is not a board count"):
+        read(BACKENDS["btminer-v3"], {"get.device.info": boards})

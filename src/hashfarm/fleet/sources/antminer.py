@@ -56,7 +56,7 @@ def _scale(data: Mapping[str, Any], model: str | None) -> int:
     if unit is None:
         return ghs_scale(model)
     scales = {"GH": GH, "MH": MH}
-    if unit not in scales:
+    if not isinstance(unit, str) or unit not in scales:
         raise ReplyError(f"stats: unknown rate_unit {unit!r}")
     return scales[unit]
 

@@ -19,6 +19,7 @@ What the numbers are, checked on the captures:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -64,9 +65,12 @@ def _numbers(items: Mapping[str, str], key: str) -> list[float]:
     if raw is None or raw == "":
         return []
     try:
-        return [float(part.rstrip("%")) for part in raw.split()]
+        values = [float(part.rstrip("%")) for part in raw.split()]
     except ValueError:
         raise ReplyError(f"MM ID blob: {key}[{raw}] is not a list of numbers") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ReplyError(f"MM ID blob: {key}[{raw}] holds a non-finite number")
+    return values
 
 
 def _one(items: Mapping[str, str], key: str) -> float | None:
@@ -114,8 +118,8 @@ def _snapshot(items: Mapping[str, str], backend: str) -> MachineSnapshot:
         for i, avg in enumerate(board_avg)
     )
     fans = tuple(
-        Fan(slot=int(m.group(1)), rpm=int(float(v)))
-        for k, v in items.items()
+        Fan(slot=int(m.group(1)), rpm=int(_one(items, k) or 0))
+        for k in items
         if (m := _FAN.match(k))
     )
     power = _power(items)

@@ -17,6 +17,7 @@ from typing import Any
 from hashfarm.fleet.model import MachineSnapshot, merge
 from hashfarm.fleet.sources import antminer, avalon, axeos, braiins, cgminer, whatsminer
 from hashfarm.fleet.sources.repair import decode_reply
+from hashfarm.fleet.sources.values import obj
 
 __all__ = ["BACKENDS", "Backend", "Capability", "Parser", "read"]
 
@@ -171,10 +172,11 @@ def read(
     for command, raw in replies.items():
         result = decode_reply(raw, command=command)
         repairs += [f"{command}: {r}" for r in result.repairs]
+        data = obj(result.data, command)  # every reply is a JSON object
         if "+" in command:
-            decoded.update(cgminer.split_multi(result.data, command.split("+")))
+            decoded.update(cgminer.split_multi(data, command.split("+")))
         else:
-            decoded[command] = result.data
+            decoded[command] = data
     snapshots = []
     for command, parser in backend.commands.items():  # precedence order
         if command in decoded:

@@ -105,10 +105,18 @@ def parse_rest_stats(reply: Mapping[str, Any], model: str | None, backend: str) 
     )
 
 
+def _list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ReplyError(f"miner/errors: {key} is {type(value).__name__}, not a list")
+    return value
+
+
 def _error(row: Mapping[str, Any]) -> MachineError:
     message = str(row.get("message", ""))
-    codes = [obj(c, "error_codes[]") for c in row.get("error_codes") or []]
-    components = [obj(c, "components[]") for c in row.get("components") or []]
+    codes = [obj(c, "error_codes[]") for c in _list(row.get("error_codes"), "error_codes")]
+    components = [obj(c, "components[]") for c in _list(row.get("components"), "components")]
     code = str(codes[0].get("code")) if codes else None
     sensor = _SENSOR.search(message)
     board_match = _HASHBOARD.search(message)

@@ -29,6 +29,10 @@ __all__ = [
 _OK = {"S", "W", "I"}  # success, warning, informational (cgminer API-README)
 
 
+def _ok(status: Any) -> bool:
+    return isinstance(status, str) and status in _OK
+
+
 def check_status(reply: Mapping[str, Any], command: str) -> None:
     """Raise CommandError when the reply's status says the command failed.
 
@@ -39,10 +43,10 @@ def check_status(reply: Mapping[str, Any], command: str) -> None:
         if not status:
             raise ReplyError(f"{command}: empty STATUS list")
         head = obj(status[0], f"{command}: STATUS[0]")
-        if head.get("STATUS") not in _OK:
+        if not _ok(head.get("STATUS")):
             raise CommandError(command, head.get("Code"), str(head.get("Msg", "")))
     elif isinstance(status, str):
-        if status not in _OK:
+        if not _ok(status):
             raise CommandError(command, reply.get("Code"), str(reply.get("Msg", "")))
     elif "code" in reply:
         if reply["code"] != 0:

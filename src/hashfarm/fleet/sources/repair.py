@@ -90,6 +90,8 @@ def decode_reply(raw: bytes, *, command: str = "reply") -> Decoded:
         return Decoded(_loads(text), ())
     except json.JSONDecodeError as exc:
         first_error = exc
+    except (ValueError, RecursionError) as exc:  # 5,000-digit integers, nesting 1,000 deep
+        raise ReplyError(f"{command}: not JSON we accept ({exc})") from None
     applied: list[str] = []
     for name, fix in REPAIRS:
         fixed = fix(text)
@@ -101,6 +103,8 @@ def decode_reply(raw: bytes, *, command: str = "reply") -> Decoded:
             return Decoded(_loads(text), tuple(applied))
         except json.JSONDecodeError:
             continue
+        except (ValueError, RecursionError) as exc:
+            raise ReplyError(f"{command}: not JSON we accept ({exc})") from None
     tried = ", ".join(applied) or "none applied"
     raise ReplyError(
         f"{command}: not JSON ({first_error.msg} at offset {first_error.pos}); repairs: {tried}"

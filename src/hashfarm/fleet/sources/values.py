@@ -8,6 +8,7 @@ float product would give 504,559,999.99999994).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +18,7 @@ from hashfarm.fleet.errors import ReplyError
 __all__ = [
     "GH",
     "KH",
+    "MAX_HASHRATE_HS",
     "MH",
     "TH",
     "as_float",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 KH, MH, GH, TH = 10**3, 10**6, 10**9, 10**12  # H/s per kH/s, MH/s, GH/s, TH/s
+
+# No machine reports more than the whole Bitcoin network (about 10^21 H/s in 2025): a larger
+# reading is garbage, refused before it reaches arithmetic (a 5,000-digit "hashrate" would
+# overflow the fault ratio).
+MAX_HASHRATE_HS = 10**21
 
 _SUFFIX = {"": 1, "k": KH, "m": MH, "g": GH, "t": TH, "p": 10**15}
 
@@ -58,7 +65,12 @@ def _decimal(value: Any, key: str) -> Decimal | None:
 def opt_float(data: Mapping[str, Any], key: str) -> float | None:
     """`data[key]` as a float; None when absent or `""`; ReplyError when not a number."""
     number = _decimal(data.get(key), key)
-    return None if number is None else float(number)
+    if number is None:
+        return None
+    value = float(number)
+    if not math.isfinite(value):
+        raise ReplyError(f"{key}: out of range: {data.get(key)!r:.40}")
+    return value
 
 
 def as_float(data: Mapping[str, Any], key: str) -> float:
@@ -94,7 +106,10 @@ def hashrate_hs(data: Mapping[str, Any], key: str, scale: int) -> int | None:
         return None
     if number < 0:
         raise ReplyError(f"{key}: negative hashrate {data.get(key)!r}")
-    return int((number * scale).to_integral_value())
+    hs = (number * scale).to_integral_value()
+    if hs > MAX_HASHRATE_HS:
+        raise ReplyError(f"{key}: {str(data.get(key))[:40]!r} is more than the whole network")
+    return int(hs)
 
 
 def suffixed(value: Any, key: str) -> float | None:

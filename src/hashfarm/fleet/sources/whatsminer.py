@@ -27,6 +27,7 @@ from hashfarm.fleet.sources.values import GH, hashrate_hs, obj, opt_float, opt_i
 __all__ = ["parse_devs", "parse_get_version", "parse_stats", "parse_summary", "parse_v3_device"]
 
 _SM = re.compile(r"^SM(\d+)$")
+_MAX_BOARDS = 16  # the most slots any firmware lists (bmminer's 16 chains)
 _V3_STATE = {"true": MinerState.MINING, "false": MinerState.STOPPED}
 
 
@@ -139,10 +140,12 @@ def parse_v3_device(reply: Mapping[str, Any], model: str | None, backend: str) -
     msg = obj(reply.get("msg"), "get.device.info: msg")
     miner = obj(msg.get("miner", {}), "get.device.info: msg.miner")
     system = obj(msg.get("system", {}), "get.device.info: msg.system")
-    count = opt_int(miner, "board-num")
+    count = opt_int(miner, "board-num") or 0
+    if not 0 <= count <= _MAX_BOARDS:
+        raise ReplyError(f"get.device.info: board-num {count} is not a board count")
     boards = tuple(
-        Hashboard(slot=i, present=True, serial=str(miner.get(f"pcbsn{i}")) or None)
-        for i in range(count or 0)
+        Hashboard(slot=i, present=True, serial=str(sn) if (sn := miner.get(f"pcbsn{i}")) else None)
+        for i in range(count)
     )
     working = miner.get("working")
     if working not in ("true", "false", None):
