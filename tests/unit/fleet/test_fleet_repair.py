@@ -109,3 +109,14 @@ def test_non_object_reply_and_absurd_values_are_reply_errors():
     boards = b'{"code":0,"msg":{"miner":{"board-num":"100000000"}}}'
     with pytest.raises(ReplyError, match="board-num 100000000 is not a board count"):
         read(BACKENDS["btminer-v3"], {"get.device.info": boards})
+
+
+def test_non_finite_values_are_reply_errors():
+    from hashfarm.fleet.sources.values import dash_temps, opt_float, suffixed
+
+    with pytest.raises(ReplyError, match="temp_chip1: not a finite number"):
+        dash_temps("inf-50-60-70", "temp_chip1")
+    with pytest.raises(ReplyError, match="bestDiff: not a finite number"):
+        suffixed("9" * 400 + "k", "bestDiff")  # 10^403 does not fit a float
+    with pytest.raises(ReplyError, match="Temperature: not a finite number"):
+        opt_float({"Temperature": "9" * 400}, "Temperature")

@@ -21,8 +21,6 @@ __all__ = [
     "MAX_HASHRATE_HS",
     "MH",
     "TH",
-    "as_float",
-    "as_int",
     "dash_temps",
     "hashrate_hs",
     "obj",
@@ -62,23 +60,18 @@ def _decimal(value: Any, key: str) -> Decimal | None:
     return number
 
 
+def _finite(value: float, key: str, raw: Any) -> float:
+    if not math.isfinite(value):
+        raise ReplyError(f"{key}: not a finite number: {str(raw)[:40]!r}")
+    return value
+
+
 def opt_float(data: Mapping[str, Any], key: str) -> float | None:
     """`data[key]` as a float; None when absent or `""`; ReplyError when not a number."""
     number = _decimal(data.get(key), key)
     if number is None:
         return None
-    value = float(number)
-    if not math.isfinite(value):
-        raise ReplyError(f"{key}: out of range: {data.get(key)!r:.40}")
-    return value
-
-
-def as_float(data: Mapping[str, Any], key: str) -> float:
-    """Like opt_float, but the key must be there."""
-    value = opt_float(data, key)
-    if value is None:
-        raise ReplyError(f"{key}: missing from the reply")
-    return value
+    return _finite(float(number), key, data.get(key))
 
 
 def opt_int(data: Mapping[str, Any], key: str) -> int | None:
@@ -89,14 +82,6 @@ def opt_int(data: Mapping[str, Any], key: str) -> int | None:
     if number != number.to_integral_value():
         raise ReplyError(f"{key}: expected a whole number, got {data.get(key)!r}")
     return int(number)
-
-
-def as_int(data: Mapping[str, Any], key: str) -> int:
-    """Like opt_int, but the key must be there."""
-    value = opt_int(data, key)
-    if value is None:
-        raise ReplyError(f"{key}: missing from the reply")
-    return value
 
 
 def hashrate_hs(data: Mapping[str, Any], key: str, scale: int) -> int | None:
@@ -123,9 +108,9 @@ def suffixed(value: Any, key: str) -> float | None:
             raise ReplyError(f"{key}: unknown suffix in {value!r}")
         digits = text[:-1] if text[-1:].isalpha() else text
         number = _decimal(digits, key)
-        return None if number is None else float(number * scale)
+        return None if number is None else _finite(float(number * scale), key, value)
     number = _decimal(value, key)
-    return None if number is None else float(number)
+    return None if number is None else _finite(float(number), key, value)
 
 
 def dash_temps(value: Any, key: str) -> tuple[float, ...]:
@@ -135,6 +120,7 @@ def dash_temps(value: Any, key: str) -> tuple[float, ...]:
     if not isinstance(value, str):
         raise ReplyError(f"{key}: expected a dash string, got {value!r}")
     try:
-        return tuple(float(part) for part in value.split("-"))
+        temps = tuple(float(part) for part in value.split("-"))
     except ValueError:
         raise ReplyError(f"{key}: expected numbers joined by '-', got {value!r}") from None
+    return tuple(_finite(t, key, value) for t in temps)
