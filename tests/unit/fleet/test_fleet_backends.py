@@ -24,6 +24,7 @@ def test_a_command_the_machine_lacks_is_never_sent():
     assert BACKENDS["avalon"].supports("pools+summary+stats")
     assert not BACKENDS["bmminer"].supports("estats")
     assert not BACKENDS["bmminer"].supports("summary+events")
+    assert not BACKENDS["bmminer"].supports("summary+pools")  # not declared: send them apart
     assert BACKENDS["luxos"].supports("events")
     with pytest.raises(ValueError, match="backend 'bmminer' has no command 'events'"):
         read(BACKENDS["bmminer"], {"events": b"{}"})

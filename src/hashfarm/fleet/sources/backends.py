@@ -49,8 +49,12 @@ class Backend:
     capabilities: frozenset[Capability]
 
     def supports(self, command: str) -> bool:
-        """True when `command` (or every part of `a+b`) is in this backend's map."""
-        return all(part in self.commands for part in command.split("+"))
+        """True when `command` is in this backend's map; `a+b` also needs MULTI_COMMAND
+        (some X19 bmminer builds reject it, so it is only declared where a capture shows it)."""
+        parts = command.split("+")
+        if len(parts) > 1 and Capability.MULTI_COMMAND not in self.capabilities:
+            return False
+        return all(part in self.commands for part in parts)
 
     def can(self, capability: Capability) -> bool:
         """Whether this firmware reports `capability` at all."""
