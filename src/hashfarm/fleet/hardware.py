@@ -14,6 +14,7 @@ except `boards_expected`/`fans_expected`, where the hardware fact wins over a fi
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from hashfarm.economics.catalog import MachineModel, find_model
 from hashfarm.errors import ConfigError
@@ -71,6 +72,7 @@ def _names(model: str) -> list[str]:
     return [model, base] + ([" ".join(words[1:])] if len(words) > 1 else [])
 
 
+@lru_cache(maxsize=256)
 def hardware(model: str | None) -> Hardware | None:
     """The facts for `model`, or None when no capture has shown them yet."""
     if not model:
@@ -85,6 +87,7 @@ def hardware(model: str | None) -> Hardware | None:
     return None
 
 
+@lru_cache(maxsize=256)  # a farm has a few dozen models; find_model scans the whole catalog
 def catalog_model(model: str | None) -> MachineModel | None:
     """The catalog row for `model` (None when the catalog has no single match)."""
     if not model:

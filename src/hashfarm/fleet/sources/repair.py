@@ -27,21 +27,21 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 def _outside_strings(pattern: str, repl: str) -> Callable[[str], str]:
     regex = re.compile(pattern)
+    # One pass: a string literal matches the first branch and is kept as it is.
+    either = re.compile(f"({_STRING.pattern})|{pattern}", re.DOTALL)
 
     def fix(text: str) -> str:
-        out, pos = [], 0
-        for m in _STRING.finditer(text):
-            out.append(regex.sub(repl, text[pos : m.start()]))
-            out.append(m.group())
-            pos = m.end()
-        out.append(regex.sub(repl, text[pos:]))
-        return "".join(out)
+        if not regex.search(text):  # the common case: a C-speed scan, no rewrite
+            return text
+        return either.sub(lambda m: m.group(1) if m.group(1) is not None else repl, text)
 
     return fix
 
 
 def _inside_strings(old: str, new: str) -> Callable[[str], str]:
     def fix(text: str) -> str:
+        if old not in text:
+            return text
         return _STRING.sub(lambda m: m.group().replace(old, new), text)
 
     return fix
