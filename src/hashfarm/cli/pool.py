@@ -93,6 +93,7 @@ FLAG_KEYS = {
 @click.option("--log-json", is_flag=True, help="One JSON object per log line (for collectors).")
 def pool(config_file: str | None, log_level: str, log_json: bool, **flags: Any) -> None:
     """Run the Stratum V1 pool on a Bitcoin node (defaults: local regtest, SQLite)."""
+    _stop_before_the_loop()
     try:
         settings = load_settings(
             config_file=config_file, flags={FLAG_KEYS[k]: v for k, v in flags.items()}
@@ -333,6 +334,18 @@ def _hashblock(settings: PoolSettings) -> Callable[[], AsyncIterator[str]] | Non
     from hashfarm.node.zmq import hashblock_stream  # here: only ZMQ users load pyzmq
 
     return lambda: hashblock_stream(url)
+
+
+def _stop_before_the_loop() -> None:
+    """SIGTERM/SIGINT before the event loop takes them over (`_stop_on_signals`) end the
+    process cleanly too: a supervisor's stop during start-up is not a crash."""
+
+    def stop(signum: int, frame: object) -> None:
+        log.warning("stopped before the pool was ready (signal %d at start-up)", signum)
+        raise SystemExit(0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -14,6 +14,7 @@ from typing import Any
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.block import Block
 from hashfarm.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from hashfarm.errors import RPCError
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.service import Pool
@@ -89,7 +90,7 @@ async def witness_spend(node: RegtestNode, rpc: RPCClient) -> str:
     """Put a segwit transaction in the mempool (and its parent): the wallet pays a P2WSH of
     OP_TRUE, then a spend of it carries the script as its witness (no signature needed)."""
     parent_txid = await node.send(bcoin_address(OP_TRUE_P2WSH), 1.0)
-    parent = Transaction.parse(bytes.fromhex(await rpc.call("getrawtransaction", parent_txid, 0)))
+    parent = await _find_transaction(rpc, parent_txid)
     vout = next(i for i, o in enumerate(parent.outputs) if o.script_pubkey == OP_TRUE_P2WSH)
     spend = Transaction(
         2,
@@ -97,6 +98,21 @@ async def witness_spend(node: RegtestNode, rpc: RPCClient) -> str:
         (TxOut(parent.outputs[vout].value - 10_000, OP_TRUE_P2WSH),),
     )
     return str(await rpc.call("sendrawtransaction", spend.serialize().hex()))
+
+
+async def _find_transaction(rpc: RPCClient, txid: str, depth: int = 50) -> Transaction:
+    """A transaction from the mempool or, once miners have already put it in a block (the
+    pool moves to each new tip at once), from one of the last `depth` blocks: bcoin keeps no
+    transaction index, so getrawtransaction cannot find a confirmed one."""
+    with contextlib.suppress(RPCError):
+        return Transaction.parse(bytes.fromhex(await rpc.call("getrawtransaction", txid, 0)))
+    tip = await rpc.getblockcount()
+    for height in range(tip, max(tip - depth, 0), -1):
+        block = Block.parse(await rpc.getrawblock(await rpc.getblockhash(height)))
+        for tx in block.transactions:
+            if tx.txid_hex() == txid:
+                return tx
+    raise AssertionError(f"transaction {txid} is neither in the mempool nor in the last blocks")
 
 
 async def coinbase_pays(rpc: RPCClient, block_hash_hex: str, address: str) -> bool:
