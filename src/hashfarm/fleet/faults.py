@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hashfarm.errors import ConfigError
 from hashfarm.fleet.model import ErrorCategory, MachineSnapshot, MinerState
 
 __all__ = ["Fault", "FaultKind", "FaultThresholds", "derive_faults"]
@@ -55,6 +56,18 @@ class FaultThresholds:
     fan_min_rpm: int = 300  # below this a fan counts as stopped (a sleeping S19 idles at 600)
     hashrate_min_ratio: float = 0.8  # live / nominal below this is LOW_HASHRATE
     warmup_s: int = 900  # no hashrate faults this soon after start
+
+    def __post_init__(self) -> None:
+        checks = {
+            "chip_temp_max_c": 0 < self.chip_temp_max_c <= 150,
+            "board_temp_max_c": 0 < self.board_temp_max_c <= 150,
+            "fan_min_rpm": self.fan_min_rpm >= 0,
+            "hashrate_min_ratio": 0 < self.hashrate_min_ratio <= 1.5,
+            "warmup_s": self.warmup_s >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"fleet.faults.{name}: {getattr(self, name)!r} is out of range")
 
 
 def _state_faults(snap: MachineSnapshot) -> list[Fault]:

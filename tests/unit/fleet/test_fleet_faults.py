@@ -199,3 +199,22 @@ def test_no_derived_power_for_a_machine_that_does_not_hash(snapshot):
     assert enrich(ok).power_source is PowerSource.DERIVED
     asleep = replace(ok, state=MinerState.IDLE)  # the firmware says idle: no estimate either
     assert enrich(asleep).power_w is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"chip_temp_max_c": -5},
+        {"board_temp_max_c": 0},
+        {"fan_min_rpm": -1},
+        {"hashrate_min_ratio": 0},
+        {"hashrate_min_ratio": 80},  # a percentage where a ratio belongs
+        {"warmup_s": -1},
+    ],
+)
+def test_thresholds_out_of_range_name_the_key(bad):
+    from hashfarm.errors import ConfigError
+
+    (key,) = bad
+    with pytest.raises(ConfigError, match=f"fleet.faults.{key}: "):
+        FaultThresholds(**bad)
