@@ -27,6 +27,7 @@ class FaultKind(StrEnum):
     """What is wrong, one value per operator action."""
 
     MISSING_BOARD = "missing_board"
+    DEAD_BOARD = "dead_board"  # a board the firmware sees hashes nothing while others hash
     OVERHEATING = "overheating"
     DEAD_FAN = "dead_fan"
     DEAD_POOL = "dead_pool"  # a configured pool is dead
@@ -92,6 +93,19 @@ def _empty_slots(snap: MachineSnapshot) -> list[int]:
         key=lambda run: (len(present.intersection(run)), -run[0]),
     )
     return [s for s in best if s not in present]
+
+
+def _dead_boards(snap: MachineSnapshot, t: FaultThresholds) -> list[Fault]:
+    """A present board at 0 H/s (or with no chip answering) on a machine that hashes. Only
+    boards with a short window or a chip map are judged: an Avalon board's average cannot
+    say it stopped."""
+    if snap.state in (MinerState.IDLE, MinerState.STOPPED) or (snap.uptime_s or 0) < t.warmup_s:
+        return []
+    return [
+        Fault(FaultKind.DEAD_BOARD, f"board {b.slot} hashes nothing", b.slot)
+        for b in snap.present_boards
+        if b.hashrate.live_hs == 0 or b.chips_working == 0
+    ]
 
 
 def _board_faults(snap: MachineSnapshot) -> list[Fault]:
@@ -186,6 +200,7 @@ def derive_faults(
     return tuple(
         _state_faults(snapshot)
         + _board_faults(snapshot)
+        + _dead_boards(snapshot, t)
         + _temperature_faults(snapshot, t)
         + _fan_faults(snapshot, t)
         + _pool_faults(snapshot)

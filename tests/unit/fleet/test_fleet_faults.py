@@ -218,3 +218,16 @@ def test_thresholds_out_of_range_name_the_key(bad):
     (key,) = bad
     with pytest.raises(ConfigError, match=f"fleet.faults.{key}: "):
         FaultThresholds(**bad)
+
+
+def test_dead_board_among_hashing_ones(snapshot):
+    s = _enriched(snapshot, "bmminer", "stats", "antminer-s19pro-bmminer-stats.json")
+    one, two, three, empty = s.boards
+    dead = replace(two, hashrate=replace(two.hashrate, five_sec_hs=0), chips_working=0)
+    faults = derive_faults(replace(s, boards=(one, dead, three, empty)))
+    assert [(f.kind, f.board) for f in faults] == [(K.DEAD_BOARD, 2)]
+    # a board whose chips all stopped answering, even before its rate drops
+    silent = replace(two, chips_working=0)
+    assert [f.kind for f in derive_faults(replace(s, boards=(one, silent, three, empty)))] == [
+        K.DEAD_BOARD
+    ]
