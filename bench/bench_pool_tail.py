@@ -62,7 +62,8 @@ class Tail(asyncio.Protocol):
         now = time.perf_counter()
         *lines, self._rest = (self._rest + data).split(b"\n")
         for line in lines:
-            if line.startswith(b'{"id":'):  # an answer; notifications have "id":null
+            # an answer; notifications (a template refresh's notify) have "id":null
+            if line.startswith(b'{"id":') and not line.startswith(b'{"id":null'):
                 sent = self.sent.pop(int(line[6 : line.index(b",")]), None)
                 if sent is not None:
                     self.latencies.append(now - sent)
