@@ -16,6 +16,7 @@ from hashfarm.chain.merkle import witness_commitment, witness_commitment_script,
 from hashfarm.chain.subsidy import block_subsidy
 from hashfarm.errors import NodeAuthError, NodeError, RPCError
 from hashfarm.node.bcoin import BcoinNode, BcoinPorts, free_port
+from hashfarm.node.bcoin import _confirmed as bcoin_confirmed
 from hashfarm.node.rpc import RPCClient
 from nodes import (
     NETWORK,
@@ -270,3 +271,19 @@ async def test_proposeblock_checks_everything_but_the_proof_of_work(rpc: RPCClie
     orphan = replace(unmined, header=replace(unmined.header, prev_hash=bytes(32)))
     assert await rpc.proposeblock(orphan.serialize().hex()) == "inconclusive-not-best-prevblk"
     assert await rpc.getbestblockhash() == template["previousblockhash"]
+
+
+async def test_wallet_tells_a_mined_payment_from_one_still_in_the_mempool(
+    regtest_node: RegtestNode,
+) -> None:
+    """`BcoinNode.send` accepts a payment that miners took into a block before it looked at
+    the mempool: the wallet's gettransaction reports its confirmations (bcoin's wallet RPC)."""
+    [txid] = await regtest_node.mempool_txs(1)
+    async with regtest_node.wallet_rpc() as wallet:
+        assert not await bcoin_confirmed(wallet, txid)
+        await regtest_node.mine(1)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await bcoin_confirmed(wallet, txid):  # the wallet follows the chain async
+            assert asyncio.get_running_loop().time() < deadline, "never seen as confirmed"
+            await asyncio.sleep(0.1)
+        assert not await bcoin_confirmed(wallet, "00" * 32)  # unknown: not confirmed

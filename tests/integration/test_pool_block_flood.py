@@ -20,6 +20,7 @@ import pytest
 
 from hashfarm.chain.pow import difficulty_to_target
 from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.blocks import FOUND_KEPT
 from hashfarm.pool.candidates import QUEUE_FULL, SIBLING_ACCEPTED, STOPPED, UNANSWERED
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import BlockSettings
@@ -119,7 +120,9 @@ async def test_block_flood_keeps_the_chain_moving_with_one_submitblock_per_heigh
     # the chain keeps moving: the issue saw 2 blocks in 25 s behind stale siblings; here,
     # before the fix, 61 heights in 20 s with 19,440 submitblock calls; after it, ~600
     assert heights >= 5 * FLOOD_SECONDS, f"only {heights} blocks in {elapsed:.0f} s of flood"
-    assert len(blocks) >= heights - 2  # the pool's own blocks made the chain
+    # the pool's own blocks made the chain (found_blocks() keeps the newest FOUND_KEPT; a
+    # quiet machine makes more heights than that in the flood)
+    assert len(blocks) >= min(heights - 2, FOUND_KEPT)
     # bounded submitblock calls per height (without the policy: one per candidate)
     assert submits <= 2 * heights + 5, f"{submits} submitblock calls for {heights} heights"
     assert pool.blocks.not_submitted[SIBLING_ACCEPTED] > 0
@@ -192,7 +195,9 @@ async def test_node_stop_during_a_flood_bounds_retries_and_stop_is_prompt(
         assert candidates >= 100, "the miners did not keep flooding"
         # one retry loop, backoff 0.25 s doubling to 2 s: a handful, not one per candidate
         assert calls <= 12, f"{calls} submitblock calls during an {outage:.0f} s outage"
-        assert posts <= 6 * calls  # the client's own retries, bounded per call
+        # the client's own retries, bounded per call (the calls in flight when the node went
+        # away, counted before the outage, make their retries during it)
+        assert posts <= 6 * (calls + 2)
         lines = [r.getMessage() for r in caplog.records]
         assert sum("node unreachable for block" in ln for ln in lines) == 1
         # bounded stop: the drain, the ledger grace, no 120 s of patience
