@@ -14,7 +14,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,15 +26,12 @@ from aiohttp import web
 
 from hashfarm.node.bcoin import free_port
 from nodes import RegtestNode
+from rpc_server import SIGNET_REFUSAL, json_rpc_server
 
 HASHFARM = Path(sys.executable).parent / "hashfarm"
 START_LIMIT = 30.0  # seconds for a busy machine to import and start the process
 EXIT_LIMIT = 5.0  # seconds a signalled pool may take to exit (it takes ~0.2 s)
 COOKIE_PASSWORD = "5f" * 32
-SIGNET_REFUSAL = (
-    'getblocktemplate must be called with the signet rule set (call with {"rules": '
-    '["segwit", "signet"]})'
-)
 
 
 class FakeCore:
@@ -72,26 +68,11 @@ class FakeCore:
         return [(a, d) for a, d in self.requests if d["method"] == "getblocktemplate"]
 
 
-async def serve_fake_core(core: FakeCore) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_post("/", core.handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    core.url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    return runner
-
-
 @pytest.fixture
 async def signet_core() -> AsyncIterator[FakeCore]:
     core = FakeCore(COOKIE_PASSWORD, signet=True)
-    runner = await serve_fake_core(core)
-    try:
+    async with json_rpc_server(core.handle) as core.url:
         yield core
-    finally:
-        await runner.cleanup()
 
 
 class PoolProcess:
@@ -220,8 +201,7 @@ async def test_the_rpc_password_can_stay_out_of_ps(
 ) -> None:
     secret = "pw-" + os.urandom(8).hex()
     core = FakeCore(secret, signet=False)
-    runner = await serve_fake_core(core)
-    try:
+    async with json_rpc_server(core.handle) as core.url:
         args = ["--rpc-url", core.url, "--rpc-user", "hashfarm"]
         env: dict[str, str] = {}
         if via == "file":
@@ -234,8 +214,6 @@ async def test_the_rpc_password_can_stay_out_of_ps(
         pool = await start_pool(*args, env=env)
         await pool.wait_for_line("waiting for the node")  # past auth: the node said warming up
         status, _ = await pool.stop_with(signal.SIGTERM)
-    finally:
-        await runner.cleanup()
     text = pool.text()
     assert status == 0, text
     assert all(core.accepts(a) for a, _ in core.requests)

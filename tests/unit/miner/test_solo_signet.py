@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +22,7 @@ from hashfarm.miner.settings import MinerSettings
 from hashfarm.miner.solo import SoloMiner
 from hashfarm.miner.stats import MinerStats
 from hashfarm.node.rpc import RPCClient
+from rpc_server import SIGNET_REFUSAL, json_rpc_server
 
 # A signet P2WPKH address (the BIP 173 test vector's program, tb prefix)
 SIGNET_ADDRESS = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
@@ -45,8 +45,7 @@ class SignetCore:
             self.templates.append(rules)
             self.asked.set()
             if "signet" not in rules:
-                msg = 'getblocktemplate must be called with the signet rule set (call with {"rules": ["segwit", "signet"]})'  # noqa: E501
-                error = {"code": -8, "message": msg}
+                error = {"code": -8, "message": SIGNET_REFUSAL}
                 return _reply({"result": None, "error": error, "id": doc["id"]}, status=500)
         error = {"code": -1, "message": "not served by this test node"}
         return _reply({"result": None, "error": error, "id": doc["id"]}, status=500)
@@ -59,18 +58,8 @@ def _reply(doc: Any, status: int = 200) -> web.Response:
 @pytest.fixture
 async def core() -> AsyncIterator[SignetCore]:
     node = SignetCore()
-    app = web.Application()
-    app.router.add_post("/", node.handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    node.url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    try:
+    async with json_rpc_server(node.handle) as node.url:
         yield node
-    finally:
-        await runner.cleanup()
 
 
 async def test_solo_miner_asks_signet_for_a_template_with_the_signet_rule(

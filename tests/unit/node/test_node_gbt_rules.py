@@ -7,7 +7,6 @@ It records every request body as it arrived on the socket.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +17,7 @@ from aiohttp import web
 from hashfarm.errors import RPCError
 from hashfarm.node.rpc import RPCClient
 from hashfarm.node.template import gbt_rules
-
-# Core's message (rpc/mining.cpp), verbatim
-SIGNET_REFUSAL = (
-    'getblocktemplate must be called with the signet rule set (call with {"rules": '
-    '["segwit", "signet"]})'
-)
+from rpc_server import SIGNET_REFUSAL, json_rpc_server
 
 
 class SignetCore:
@@ -51,18 +45,8 @@ def _reply(doc: Any, status: int = 200) -> web.Response:
 @pytest.fixture
 async def core() -> AsyncIterator[SignetCore]:
     node = SignetCore()
-    app = web.Application()
-    app.router.add_post("/", node.handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    node.url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    try:
+    async with json_rpc_server(node.handle) as node.url:
         yield node
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
