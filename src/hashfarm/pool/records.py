@@ -11,7 +11,7 @@ documented policy, and the session acknowledges the miner only after it returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 # Reject reasons carried in ShareRecord.reject_reason (stable strings: stats group by them).
@@ -53,6 +53,43 @@ class ShareRecord:
     time: float  # UNIX seconds when the pool judged the share
     extranonce1_hex: str  # the session's extranonce1
     block_hash_hex: str | None  # display-order hash when the share met the network target
+
+
+_new = object.__new__
+_SET_SHARE = tuple(vars(ShareRecord)[f.name].__set__ for f in fields(ShareRecord))
+
+
+def new_share_record(
+    worker: str,
+    account: str,
+    job_id: str,
+    height: int,
+    difficulty: float,
+    share_difficulty: float,
+    accepted: bool,
+    reject_reason: str | None,
+    time: float,
+    extranonce1_hex: str,
+    block_hash_hex: str | None,
+) -> ShareRecord:
+    """`ShareRecord(...)` (same fields, same order), built at half the cost for the share
+    path: a frozen dataclass's `__init__` sets each field through `object.__setattr__`, the
+    slots' own setters are direct."""
+    rec = _new(ShareRecord)
+    (s_worker, s_account, s_job_id, s_height, s_difficulty, s_share_difficulty, s_accepted,
+     s_reject_reason, s_time, s_extranonce1_hex, s_block_hash_hex) = _SET_SHARE  # fmt: skip
+    s_worker(rec, worker)
+    s_account(rec, account)
+    s_job_id(rec, job_id)
+    s_height(rec, height)
+    s_difficulty(rec, difficulty)
+    s_share_difficulty(rec, share_difficulty)
+    s_accepted(rec, accepted)
+    s_reject_reason(rec, reject_reason)
+    s_time(rec, time)
+    s_extranonce1_hex(rec, extranonce1_hex)
+    s_block_hash_hex(rec, block_hash_hex)
+    return rec
 
 
 @dataclass(frozen=True, slots=True)

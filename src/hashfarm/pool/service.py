@@ -23,7 +23,13 @@ from hashfarm.errors import ConfigError, HashfarmError, NodeError, NodeUnavailab
 from hashfarm.node.template import Template
 from hashfarm.pool.blocks import BlockSubmitter, Found, prove_coinbase
 from hashfarm.pool.jobs import JobBook, PoolJob, payout_outputs
-from hashfarm.pool.records import BlockRecord, PoolObserver, ShareLedger, ShareRecord
+from hashfarm.pool.records import (
+    BlockRecord,
+    PoolObserver,
+    ShareLedger,
+    ShareRecord,
+    new_share_record,
+)
 from hashfarm.pool.server import StratumServer, raise_nofile_limit
 from hashfarm.pool.session import Session
 from hashfarm.pool.settings import PoolSettings
@@ -250,10 +256,10 @@ class Pool:
 
     def handle_verdict(self, session: Session, msg_id: Any, verdict: Verdict) -> None:
         """Block first, then the ledger (accepted shares), then the answer."""
-        started = time.perf_counter()
         worker = verdict.share.worker if verdict.share else ""
         account = session.workers.get(worker, session.account or "")
         if verdict.is_block and verdict.job and verdict.header and verdict.hash and verdict.share:
+            started = time.perf_counter()
             en = session.extranonce1 + verdict.share.extranonce2
             found = Found(verdict.job, verdict.header, verdict.hash, en, worker, account)
             self.blocks.submit(found, started)
@@ -266,18 +272,18 @@ class Pool:
 
     def _record_of(self, s: Session, v: Verdict, worker: str, account: str) -> ShareRecord:
         job = v.job
-        return ShareRecord(
-            worker=worker,
-            account=account,
-            job_id=v.share.job_id if v.share else "",
-            height=job.template.height if job else 0,
-            difficulty=v.difficulty,  # what it was judged at (vardiff may since have moved)
-            share_difficulty=v.share_difficulty,
-            accepted=v.accepted,
-            reject_reason=v.reason,
-            time=self.now(),
-            extranonce1_hex=s.extranonce1.hex(),
-            block_hash_hex=v.hash[::-1].hex() if v.is_block and v.hash else None,
+        return new_share_record(  # ShareRecord(...) in field order, built faster (per share)
+            worker,
+            account,
+            v.share.job_id if v.share else "",  # job_id
+            job.template.height if job else 0,  # height
+            v.difficulty,  # what it was judged at (vardiff may since have moved)
+            v.share_difficulty,
+            v.reason is None,  # accepted
+            v.reason,
+            self.now(),
+            s.extranonce1.hex(),
+            v.hash[::-1].hex() if v.is_block and v.hash else None,  # block_hash_hex
         )
 
     def _record_and_ack(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:

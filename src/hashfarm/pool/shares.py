@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from hashfarm.chain.pow import bits_to_target, difficulty_to_target, hash_difficulty
+from hashfarm.chain.pow import DIFF1_TARGET, bits_to_target, difficulty_to_target
 from hashfarm.errors import StratumError
 from hashfarm.pool import records as r
 from hashfarm.pool.jobs import PoolJob, SeenHashes
-from hashfarm.stratum.codec import ErrorCode
+from hashfarm.stratum.codec import ErrorCode, slot_setters
 from hashfarm.stratum.messages import Submit, parse_submit
 from hashfarm.stratum.work import apply_version_bits
 
@@ -89,9 +90,40 @@ class Verdict:
         return CODES[self.reason] if self.reason else ErrorCode.OTHER
 
 
+_new = object.__new__
+_SET_VERDICT = slot_setters(Verdict, *(f.name for f in fields(Verdict)))
+
+
+def new_verdict(
+    reason: str | None,
+    message: str,
+    share: Submit | None,
+    job: PoolJob | None,
+    header: bytes | None,
+    digest: bytes | None,
+    share_difficulty: float,
+    is_block: bool,
+    difficulty: float,
+) -> Verdict:
+    """`Verdict(...)`, built at half the cost: a frozen dataclass's `__init__` sets each field
+    through `object.__setattr__`; the slots' own setters are direct (one per share)."""
+    v = _new(Verdict)
+    s_reason, s_message, s_share, s_job, s_header, s_hash, s_sdiff, s_block, s_diff = _SET_VERDICT
+    s_reason(v, reason)
+    s_message(v, message)
+    s_share(v, share)
+    s_job(v, job)
+    s_header(v, header)
+    s_hash(v, digest)
+    s_sdiff(v, share_difficulty)
+    s_block(v, is_block)
+    s_diff(v, difficulty)
+    return v
+
+
 def reject(reason: str, message: str, share: Submit | None = None) -> Verdict:
     """A verdict for a share that could not be hashed."""
-    return Verdict(reason, message, share, None, None, None, 0.0, False)
+    return new_verdict(reason, message, share, None, None, None, 0.0, False, 0.0)
 
 
 def parse(params: Sequence[Any], extranonce2_size: int) -> Submit | Verdict:
@@ -188,13 +220,16 @@ def judge(
         return checked
     header = header_for(job, share, lim.extranonce1, checked, roots)
     digest = _sha256(_sha256(header).digest()).digest()
-    sdiff = hash_difficulty(digest)
+    # The hash as an integer once, for the share difficulty and both targets (this is
+    # chain.pow.hash_difficulty and meets_target written out: one conversion, not three).
+    value = int.from_bytes(digest, "little")
+    sdiff = DIFF1_TARGET / value if value else math.inf
     diff = lim.difficulty
-    is_block = int.from_bytes(digest, "little") <= network_target(job.work.bits)
+    is_block = value <= network_target(job.work.bits)
     if digest in seen:
         msg = "duplicate share"
-        return Verdict(r.REJECT_DUPLICATE, msg, share, job, header, digest, sdiff, False, diff)
-    reason, message = _grade(job, digest, sdiff, lim, is_block)
+        return new_verdict(r.REJECT_DUPLICATE, msg, share, job, header, digest, sdiff, False, diff)
+    reason, message = _grade(job, value, sdiff, lim, is_block)
     if is_block:
         seen.add(digest)  # always: a block is submitted once, whatever the set holds
     elif reason is None:
@@ -202,7 +237,7 @@ def judge(
             reason, message = r.REJECT_SEEN_FULL, _full_message(seen.limit)
         else:
             seen.add(digest)
-    return Verdict(reason, message, share, job, header, digest, sdiff, is_block, diff)
+    return new_verdict(reason, message, share, job, header, digest, sdiff, is_block, diff)
 
 
 def _full_message(limit: int) -> str:
@@ -210,12 +245,12 @@ def _full_message(limit: int) -> str:
 
 
 def _grade(
-    job: PoolJob, digest: bytes, sdiff: float, lim: Limits, is_block: bool
+    job: PoolJob, value: int, sdiff: float, lim: Limits, is_block: bool
 ) -> tuple[str | None, str]:
     if lim.tip is not None and job.template.prev_hash != lim.tip:
         return r.REJECT_STALE, f"stale share: job {job.job_id} builds on an old block"
     if is_block:  # a block always counts, whatever share difficulty the miner was set to
         return None, ""
-    if int.from_bytes(digest, "little") > share_target(lim.difficulty):
+    if value > share_target(lim.difficulty):
         return r.REJECT_LOW_DIFFICULTY, f"low difficulty share: {sdiff:.6g} < {lim.difficulty:.6g}"
     return None, ""

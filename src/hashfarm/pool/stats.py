@@ -87,9 +87,17 @@ class _Tally:
             self.rejects[rec.reject_reason or "unknown"] += 1
             return
         self.accepted += 1
-        self.best_share = max(self.best_share, rec.share_difficulty)
+        if rec.share_difficulty > self.best_share:  # max(), without the call
+            self.best_share = rec.share_difficulty
+        # RateWindow.add written out: two tallies x four windows per accepted share.
+        t, amount = rec.time, rec.difficulty
         for w in self.windows:
-            w.add(rec.time, rec.difficulty)
+            slot = int(t // w.width)
+            i = slot % SLOTS
+            if w._stamps[i] != slot:  # the cell held an older slot: recycle it
+                w._stamps[i] = slot
+                w._sums[i] = 0.0
+            w._sums[i] += amount
 
     def hashrates(self, now: float) -> dict[str, HashesPerSecond]:
         """Hashrate per window; a window longer than the history is divided by the history."""
