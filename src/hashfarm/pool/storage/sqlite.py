@@ -13,11 +13,9 @@ one step per row made a 512-share commit take tens of milliseconds on a loaded p
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -39,6 +37,7 @@ from hashfarm.pool.storage.migrations import (
     refuse_newer,
     statements_for,
 )
+from hashfarm.pool.storage.worker import DatabaseThread
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
@@ -69,7 +68,7 @@ class SQLiteLedger(GroupCommitLedger):
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._rows_per_insert = 90  # rows per INSERT: SQLite's bound-variable limit / 11
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-ledger")
+        self._thread = DatabaseThread("sqlite-ledger")  # not an executor: see worker.py
 
     async def _open(self) -> None:
         await self._in_thread(self._open_sync)
@@ -79,7 +78,7 @@ class SQLiteLedger(GroupCommitLedger):
 
     async def _close(self) -> None:
         await self._in_thread(self._close_sync)
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown()
 
     async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
         """The newest blocks first."""
@@ -93,9 +92,8 @@ class SQLiteLedger(GroupCommitLedger):
         return int(row.fetchone()[0])
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._thread, fn)
+            return await self._thread.run(fn)
         except sqlite3.OperationalError as exc:  # locked, busy, disk I/O: worth a retry
             raise TransientLedgerError(f"sqlite {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
