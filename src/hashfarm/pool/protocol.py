@@ -101,7 +101,12 @@ class StratumProtocol(asyncio.BufferedProtocol):
             self._out = [data]
             self._queued = len(data)
             self._room = self._room_left()
-            asyncio.get_running_loop().call_soon(self.flush)
+            # One callback per turn flushes every connection written to outside a read (a
+            # commit answers a share on hundreds of them at once), not one callback each.
+            unflushed = self.server.unflushed
+            if not unflushed:
+                asyncio.get_running_loop().call_soon(_flush_all, unflushed)
+            unflushed.append(self)
         else:
             out.append(data)
             self._queued += len(data)
@@ -265,6 +270,14 @@ class StratumProtocol(asyncio.BufferedProtocol):
             self.server.closed(self.session)
         self.transport = None
         self._backlog = []
+
+
+def _flush_all(protocols: list[StratumProtocol]) -> None:
+    """Flush the connections `write` queued this turn (some may have flushed already)."""
+    batch = protocols[:]
+    protocols.clear()  # before flushing: a write during a flush schedules the next turn's
+    for proto in batch:
+        proto.flush()
 
 
 def _id_of(message: object) -> object:

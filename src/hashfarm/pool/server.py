@@ -86,6 +86,7 @@ class StratumServer:
         self._server: asyncio.Server | None = None
         self._count = 0
         self._sweeping: list[tuple[Session, StratumProtocol]] = []  # this sweep pass's sessions
+        self.unflushed: list[StratumProtocol] = []  # answers queued outside a read: see write
         self.port = 0
 
     async def start(self) -> int:

@@ -313,7 +313,7 @@ class Pool:
     ) -> None:
         """The ledger's verdict on one accepted share: acknowledge it, or say why not."""
         if error is None:
-            session.reply(msg_id, True)
+            session.ack(msg_id)
             self._observe(rec)
             return
         if not isinstance(error, LedgerBacklogFull):  # that one is logged once by the ledger

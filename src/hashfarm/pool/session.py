@@ -25,7 +25,7 @@ from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.shares import Limits, Verdict, judge, parse, reject
 from hashfarm.pool.vardiff import Vardiff
 from hashfarm.stratum import messages as m
-from hashfarm.stratum.codec import ErrorCode, Message, Request, Response, encode
+from hashfarm.stratum.codec import ErrorCode, Message, Request, Response, encode, encode_ack
 from hashfarm.stratum.work import u32_hex
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,11 @@ class Session:
         """Send a result (notifications, id None, get none)."""
         if msg_id is not None:
             self.write(encode(m.result(msg_id, value)))
+
+    def ack(self, msg_id: Any) -> None:
+        """`reply(msg_id, True)`, for accepted shares: the line is built without a Response."""
+        if msg_id is not None:
+            self.write(encode_ack(msg_id))
 
     def reply_error(self, msg_id: Any, code: ErrorCode, message: str) -> None:
         """Send `[code, message, null]` (notifications, id None, get none)."""

@@ -165,6 +165,14 @@ class LineBuffer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every line they complete."""
+        if not self._buf and data.endswith(b"\n"):
+            # The usual read (a miner writes whole lines): nothing held from before, nothing
+            # left after. The same lines as the general path below, without copying every
+            # byte through the bytearray (this runs for every share).
+            parts = data.split(b"\n")
+            parts.pop()  # the empty tail after the last newline
+            if max(map(len, parts)) <= self.max_line:  # else: the general path raises
+                return [line for part in parts if (line := part.rstrip(b"\r")).strip()]
         self._buf += data
         lines: list[bytes] = []
         start = 0
@@ -230,6 +238,15 @@ def encode(message: Message) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError as exc:  # a value orjson cannot represent: our bug, say which message
         raise StratumError(f"cannot encode {message!r}: {exc}") from exc
+
+
+def encode_ack(msg_id: MessageId) -> bytes:
+    """`encode(Response(msg_id, True, None))`: the same bytes without building the Response
+    (the answer to every accepted share)."""
+    try:
+        return b'{"id":' + orjson.dumps(msg_id) + _OK_TAILS[True]
+    except TypeError:
+        return encode(new_response(msg_id, True, None))  # raises encode's own error
 
 
 _OK_TAILS = {

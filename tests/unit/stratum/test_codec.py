@@ -17,6 +17,7 @@ from hashfarm.stratum.codec import (
     RpcError,
     decode,
     encode,
+    encode_ack,
 )
 
 
@@ -231,3 +232,14 @@ def test_the_fast_request_path_builds_what_the_general_path_builds() -> None:
 def test_a_call_with_a_bad_id_still_fails_off_the_fast_path(line: bytes) -> None:
     with pytest.raises(StratumError, match="id must be an integer, a string or null"):
         decode(line)
+
+
+@given(st.one_of(st.integers(-(2**63), 2**64 - 1), st.text(max_size=40), st.none()))
+def test_encode_ack_is_encode_of_a_true_result(msg_id: int | str | None) -> None:
+    # the pool answers every accepted share with encode_ack: byte for byte encode's line
+    assert encode_ack(msg_id) == encode(Response(msg_id, True, None))
+
+
+def test_encode_ack_refuses_what_encode_refuses() -> None:
+    with pytest.raises(StratumError, match="cannot encode"):
+        encode_ack(2**70)
