@@ -29,10 +29,15 @@ from unit.pool.stratum_client import StratumTestMiner
 pytestmark = pytest.mark.node
 
 
-async def keep_mining(miner: StratumTestMiner, stop: asyncio.Event) -> None:
-    """Submit shares on the latest job until told to stop (rolling version bits if agreed)."""
+async def keep_mining(
+    miner: StratumTestMiner, stop: asyncio.Event, running: asyncio.Event | None = None
+) -> None:
+    """Submit shares on the latest job until told to stop (rolling version bits if agreed);
+    while `running` is clear, wait."""
     rolls = itertools.count(1)
     while not stop.is_set():
+        if running is not None:
+            await running.wait()
         bits = (next(rolls) << 13) & miner.version_mask if miner.version_mask else None
         try:
             await miner.mine_share(bits)
@@ -69,19 +74,26 @@ async def test_concurrent_solo_miners_find_blocks_both_judges_accept(
     settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
     async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
         miners = await start_miners(pool, 3, rolling=1)
-        stop = asyncio.Event()
-        tasks = [asyncio.ensure_future(keep_mining(mn, stop)) for mn in miners]
+        stop, running = asyncio.Event(), asyncio.Event()
+        running.set()
+        tasks = [asyncio.ensure_future(keep_mining(mn, stop, running)) for mn in miners]
         try:
             await wait_for(lambda: len(accepted_blocks(pool)) >= 5, 60, "5 blocks")
-            # put payments in the mempool: the next templates must carry them
+            # put payments in the mempool: the next templates must carry them. The miners
+            # pause meanwhile: at dozens of blocks a second the wallet, which follows the
+            # chain asynchronously, could not tell its payment in flight from a mined one.
+            running.clear()
+            await asyncio.sleep(0.5)  # blocks in flight land; the wallet catches up
             txids = set(await regtest_node.mempool_txs(3))
             segwit_txid = await witness_spend(regtest_node, rpc)
             txids.add(segwit_txid)
+            running.set()
             await mined_out_of_mempool(rpc, txids, 60)
             want = max(12, len(accepted_blocks(pool)) + 2)  # and the blocks that took them
             await wait_for(lambda: len(accepted_blocks(pool)) >= want, 90, f"{want} blocks")
         finally:
             stop.set()
+            running.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.blocks.drain()  # every submitted block confirmed and recorded
             for mn in miners:
