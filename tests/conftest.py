@@ -7,7 +7,8 @@
 * `rpc`: a client of the session node, shared by the session.
 * `judge`: Bitcoin Core's consensus engine following the session node;
   `await judge.check_chain(rpc)` fails unless Core accepts every block bcoin holds.
-* `postgres_url`: a fresh database for the session on 127.0.0.1:5432, dropped at the end.
+* `postgres_url`: a fresh database for the session on 127.0.0.1:5432, dropped at the end;
+  `fresh_pg_url`: one for a single test.
 
 A missing service (Node.js/bcoin, PostgreSQL) skips the tests that need it with the reason,
 or fails them when HASHFARM_REQUIRE_SERVICES=1 (as CI sets).
@@ -72,6 +73,17 @@ def postgres_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database for this session, dropped afterwards."""
     if problem := postgres_problem():
         service_missing(problem)
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def fresh_pg_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test server for one test (`postgres_url` skips without
+    one), dropped afterwards."""
     url = create_database()
     try:
         yield url

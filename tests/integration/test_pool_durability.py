@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,7 +23,7 @@ import pytest
 
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.node.bcoin import free_port
-from nodes import RegtestNode, create_database, drop_database
+from nodes import RegtestNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
 from loadgen import Miner, Share, connect_many
@@ -140,14 +139,6 @@ async def test_sigkill_under_load_loses_no_acknowledged_share_sqlite(
     with sqlite3.connect(db) as conn:  # opening recovers the WAL the killed process left
         rows = conn.execute("SELECT extranonce1, job_id, share_difficulty FROM shares").fetchall()
     await check_nothing_acknowledged_is_lost(miners, set(rows))
-
-
-@pytest.fixture
-def fresh_pg_url(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the test server (`postgres_url` skips without one)."""
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.mark.services

@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
@@ -27,7 +27,7 @@ import pytest
 
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.node.bcoin import free_port
-from nodes import RegtestNode, create_database, drop_database
+from nodes import RegtestNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
 from loadgen import Miner, Share, connect_many
@@ -189,14 +189,6 @@ async def test_a_locked_sqlite_ledger_refuses_past_the_bound_and_recovers(
     assert len(rows) == len(set(rows)) == len(acked)
     assert set(rows) == acked  # every acknowledged share is stored, and only those
     assert not refused & set(rows)
-
-
-@pytest.fixture
-def fresh_pg_url(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the test server (`postgres_url` skips without one)."""
-    url = create_database()
-    yield url
-    drop_database(url)
 
 
 @pytest.mark.services

@@ -15,7 +15,6 @@ from hashfarm.accounting.inputs import ACCEPTED_SHARES_SQL, share_from_row
 from hashfarm.accounting.schema import LATEST_VERSION, migrate_postgres, migrate_sqlite
 from hashfarm.errors import LedgerError
 from hashfarm.pool.storage.sqlite import migrate_sqlite as migrate_pool_sqlite
-from nodes import create_database, drop_database
 
 TABLES = {
     "acct_transactions",
@@ -108,14 +107,12 @@ def test_sqlite_refuses_a_newer_accounting_schema(db: sqlite3.Connection) -> Non
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    url = create_database()
-    conn = psycopg.connect(url, autocommit=True)
+def pg(fresh_pg_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    conn = psycopg.connect(fresh_pg_url, autocommit=True)
     try:
         yield conn
     finally:
         conn.close()
-        drop_database(url)
 
 
 @pytest.mark.services

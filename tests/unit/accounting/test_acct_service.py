@@ -194,12 +194,11 @@ async def test_switch_takes_effect_at_the_next_block_and_windows_stop_there(
 
 @pytest.mark.services
 async def test_on_postgresql_the_pool_rows_are_credited_and_orphans_reversed(
-    postgres_url: str,
+    fresh_pg_url: str,
 ) -> None:
     from hashfarm.pool.storage.postgres import PostgresLedger
-    from nodes import create_database, drop_database
 
-    url = create_database()
+    url = fresh_pg_url
     ledger = PostgresLedger(url)
     await ledger.start()
     store: AccountingStore | None = None
@@ -229,7 +228,6 @@ async def test_on_postgresql_the_pool_rows_are_credited_and_orphans_reversed(
         if store is not None:
             await store.close()
         await ledger.close()
-        drop_database(url)
 
 
 async def test_window_read_in_chunks_equals_the_reference(
