@@ -6,17 +6,35 @@ Every function takes a `store.SqlStore` and only reads. Amounts are integer sato
 * `block_lines`: per block, what the account was credited and why ("41.25% of the window of
   block 912,345"), with the block's state (immature, credited, orphaned: reversed);
 * `day_lines`: per UTC day, what was earned (credits posted), reversed (orphans) and made
-  spendable (matured).
+  spendable (matured);
+* for the HTTP API (bounded pages, one consistent read): `account_page` (balances and what
+  was paid out), `block_credits` (each account's part of one block), `payout_runs` and
+  `account_payouts` (the payout tables, read directly), `scheme_status` and
+  `reserve_status`; `connect_readonly` opens the ledger so that nothing can be written
+  through it, and `unavailable` says why the books cannot be read (no accounting yet).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
-from hashfarm.accounting.ledger import immature_account, miner_account
-from hashfarm.accounting.store import SqlStore
+from hashfarm.accounting.ledger import (
+    PAYOUTS,
+    POOL_FEES,
+    POOL_RESERVE,
+    POOL_RESERVE_IMMATURE,
+    ReserveStatus,
+    immature_account,
+    miner_account,
+)
+from hashfarm.accounting.store import POSTGRES_PREFIXES, SQLITE_PREFIX, SqlStore, _secrets_of
+from hashfarm.errors import ConfigError, LedgerError
 
 _IMMATURE = ":immature"
 
@@ -87,13 +105,16 @@ def explain(scheme: str, height: int, part: Fraction, total: Fraction) -> str:
     return f"{float(part * 100):.4g}% of the {what} of block {height:,} ({name})"
 
 
-def block_lines(sql: SqlStore, account: str) -> list[BlockLine]:
-    """Every block that credited `account`, newest first."""
+def block_lines(
+    sql: SqlStore, account: str, limit: int | None = None, offset: int = 0
+) -> list[BlockLine]:
+    """Every block that credited `account`, newest first (`limit` lines from `offset`)."""
+    page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
     rows = sql.q(
         "SELECT a.height, a.hash, a.scheme, a.state, p.sats, p.weight, w.window_total "
         "FROM acct_block_parts p JOIN acct_block_windows w ON w.block_hash = p.block_hash "
         "JOIN acct_blocks a ON a.hash = p.block_hash WHERE p.account = ? "
-        "ORDER BY a.height DESC, a.hash",
+        "ORDER BY a.height DESC, a.hash" + page,
         (account,),
     )
     out: list[BlockLine] = []
@@ -134,3 +155,369 @@ def day_lines(sql: SqlStore, account: str) -> list[DayLine]:
         elif kind == "mature" and not str(name).endswith(_IMMATURE):
             line[2] += value
     return [DayLine(d, e, r, m) for d, (e, r, m) in sorted(days.items())]
+
+
+# -- for the HTTP API: bounded pages, read-only ------------------------------------------------
+
+_MINERS = "miner:%"  # LIKE pattern of the miner accounts (SQLite's LIKE ignores case: checked)
+READ_VERSION = 2  # the accounting schema version whose tables these functions read
+_SQLITE_BUSY_MS = 2000  # a read waits this long for a lock (WAL readers rarely wait at all)
+_PG_STATEMENT_TIMEOUT_MS = 10_000  # one query of the API's may run this long on PostgreSQL
+
+
+def connect_readonly(url: str) -> SqlStore:
+    """A `SqlStore` on the ledger at `url` through which nothing can be written (blocking).
+
+    SQLite is opened with `mode=ro` (the file must exist; no migration is applied: a ledger
+    without accounting stays without it); PostgreSQL sessions are READ ONLY, REPEATABLE READ
+    (one snapshot per `snapshot`) with a statement timeout. psycopg is imported only here.
+    """
+    if url.startswith(SQLITE_PREFIX):
+        path = Path(url[len(SQLITE_PREFIX) :])
+        if not path.name:
+            raise ConfigError(f"storage URL {url!r} names no file")
+        if not path.is_file():
+            raise LedgerError(f"no ledger database at {path}")
+        try:
+            conn = sqlite3.connect(
+                path.resolve().as_uri() + "?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,  # opened on the caller's thread, used on one other
+            )
+            conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"sqlite {path}: {exc}") from exc
+        return SqlStore(conn, "sqlite", str(path))
+    if not url.startswith(POSTGRES_PREFIXES):
+        raise ConfigError("storage URL must be sqlite:///PATH or postgresql://...")
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ConfigError(
+            "a PostgreSQL ledger needs psycopg, which is not installed: "
+            "pip install 'hashfarm[postgres]'"
+        ) from exc
+    try:
+        conn_pg = psycopg.connect(url, autocommit=True, application_name="hashfarm-api")
+        conn_pg.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        conn_pg.execute(f"SET statement_timeout = {_PG_STATEMENT_TIMEOUT_MS}")
+        conn_pg.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    except psycopg.Error as exc:
+        said = " ".join(str(exc).split())
+        for secret in _secrets_of(url):  # libpq may echo the URL it was given
+            said = said.replace(secret, "***")
+        raise LedgerError(f"postgresql: cannot open the ledger for reading: {said}") from exc
+    return SqlStore(conn_pg, "postgresql", "postgresql")
+
+
+@contextlib.contextmanager
+def snapshot(sql: SqlStore) -> Iterator[None]:
+    """One read transaction: every query inside sees the same state of the books."""
+    if sql.dialect == "postgresql":
+        with sql.conn.transaction():
+            yield
+        return
+    sql.conn.execute("BEGIN")  # deferred: a read lock only, taken by the first read
+    try:
+        yield
+    except BaseException:
+        if sql.conn.in_transaction:  # SQLite may have ended it already (an interrupt)
+            sql.conn.execute("ROLLBACK")
+        raise
+    sql.conn.execute("COMMIT")
+
+
+def unavailable(sql: SqlStore) -> str | None:
+    """Why the accounting books cannot be read here (None: they can)."""
+    if sql.dialect == "postgresql":
+        rows = sql.q(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() AND table_name = 'accounting_schema_version'"
+        )
+    else:
+        rows = sql.q(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name = 'accounting_schema_version'"
+        )
+    if not rows:
+        return "accounting has not run on this ledger yet (no accounting tables)"
+    version = sql.q("SELECT max(version) FROM accounting_schema_version")[0][0]
+    if version is None or int(version) < READ_VERSION:
+        return f"the accounting tables are at version {version}; {READ_VERSION} is needed"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTotals:
+    """A miner account's balances and what payout transactions paid it."""
+
+    account: str
+    spendable: int
+    immature: int
+    paid: int  # moved from miner:<id> to `payouts` by payout transactions (net of reversals)
+
+
+def _miner_ident(name: str) -> tuple[str, bool]:
+    """("alice", False) for miner:alice, ("alice", True) for miner:alice:immature."""
+    ident = name.removeprefix("miner:")
+    if ident.endswith(_IMMATURE):
+        return ident.removesuffix(_IMMATURE), True
+    return ident, False
+
+
+def _paid_by_account(sql: SqlStore, account: str | None = None) -> dict[str, int]:
+    """What payout transactions took from each miner's spendable balance (one, or all)."""
+    where, params = "", [_MINERS, PAYOUTS]
+    if account is not None:
+        where, params = " AND p.account = ?", [_MINERS, PAYOUTS, miner_account(account)]
+    rows = sql.q(  # the pattern as a parameter: psycopg reads a literal % as a placeholder
+        "SELECT p.account, sum(p.amount) FROM acct_postings p WHERE p.currency = 'SAT' "
+        "AND p.account LIKE ? AND p.txn_key IN "
+        "(SELECT txn_key FROM acct_postings WHERE account = ?)" + where + " GROUP BY p.account",
+        params,
+    )
+    out: dict[str, int] = {}
+    for name, amount in rows:
+        ident, immature = _miner_ident(str(name))
+        if str(name).startswith("miner:") and not immature and int(amount):
+            out[ident] = -int(amount)
+    return out
+
+
+def account_page(sql: SqlStore, limit: int, offset: int) -> tuple[int, list[AccountTotals]]:
+    """(how many accounts, `limit` of them from `offset` by account id): every account that
+    was ever credited, also those at zero (paid out), with what payouts paid each."""
+    spendable: dict[str, int] = {}
+    immature: dict[str, int] = {}
+    rows = sql.q(
+        "SELECT account, balance FROM acct_balances WHERE currency = 'SAT' AND account LIKE ?",
+        (_MINERS,),
+    )
+    for name, value in rows:
+        if not str(name).startswith("miner:"):  # SQLite's LIKE ignores case
+            continue
+        ident, is_immature = _miner_ident(str(name))
+        (immature if is_immature else spendable)[ident] = int(value)
+    names = sorted(spendable.keys() | immature.keys())
+    page = names[offset : offset + limit]
+    paid = _paid_by_account(sql) if page else {}
+    return len(names), [
+        AccountTotals(a, spendable.get(a, 0), immature.get(a, 0), paid.get(a, 0)) for a in page
+    ]
+
+
+def account_totals(sql: SqlStore, account: str) -> AccountTotals | None:
+    """One account's balances and payouts; None when the books never mention it."""
+    known = sql.q(
+        "SELECT 1 FROM acct_balances WHERE account IN (?, ?) UNION ALL "
+        "SELECT 1 FROM acct_block_parts WHERE account = ? UNION ALL "
+        "SELECT 1 FROM acct_payout_items WHERE account = ? LIMIT 1",
+        (miner_account(account), immature_account(account), account, account),
+    )
+    if not known:
+        return None
+    s = summary(sql, account)
+    return AccountTotals(
+        account, s.spendable, s.immature, _paid_by_account(sql, account).get(account, 0)
+    )
+
+
+def block_line_count(sql: SqlStore, account: str) -> int:
+    """How many blocks credited `account` (the length of its per-block statement)."""
+    rows = sql.q(
+        "SELECT count(*) FROM acct_block_parts p JOIN acct_block_windows w "
+        "ON w.block_hash = p.block_hash JOIN acct_blocks a ON a.hash = p.block_hash "
+        "WHERE p.account = ?",
+        (account,),
+    )
+    return int(rows[0][0])
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPart:
+    """One account's part of one block."""
+
+    account: str
+    sats: int
+    part: Fraction
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCredits:
+    """A tracked block and (a page of) what it credited to each account."""
+
+    block_hash: str
+    height: int
+    state: str
+    scheme: str
+    reward_sats: int
+    confirmations: int
+    found_time: float
+    posted: bool  # credits posted (the block was seen on the chain); False: nothing yet
+    fee_sats: int | None  # None until posted
+    finder_account: str | None
+    network_difficulty: float | None
+    window_size: str | None  # exact fractions as text, like the statements
+    window_total: str | None
+    credited_sats: int  # sum over every account (not only the page)
+    accounts: int  # how many accounts the block credited
+    parts: list[BlockPart]  # the page, the largest credit first (ties by account id)
+
+
+def block_credits(sql: SqlStore, block_hash: str, limit: int, offset: int) -> BlockCredits | None:
+    """What the tracked block `block_hash` credited, `limit` accounts from `offset`; None
+    when accounting does not track it."""
+    rows = sql.q(
+        "SELECT a.height, a.state, a.scheme, a.reward_sats, a.confirmations, a.found_time, "
+        "w.fee_sats, w.finder_account, w.network_difficulty, w.window_size, w.window_total "
+        "FROM acct_blocks a LEFT JOIN acct_block_windows w ON w.block_hash = a.hash "
+        "WHERE a.hash = ?",
+        (block_hash,),
+    )
+    if not rows:
+        return None
+    height, state, scheme, reward, conf, found, fee, finder, nd, size, total_text = rows[0]
+    count, credited = 0, 0
+    parts: list[BlockPart] = []
+    if total_text is not None:
+        total = Fraction(str(total_text))
+        count_rows = sql.q(
+            "SELECT count(*), coalesce(sum(sats), 0) FROM acct_block_parts WHERE block_hash = ?",
+            (block_hash,),
+        )
+        count, credited = int(count_rows[0][0]), int(count_rows[0][1])
+        for account, weight, sats in sql.q(
+            "SELECT account, weight, sats FROM acct_block_parts WHERE block_hash = ? "
+            f"ORDER BY sats DESC, account LIMIT {int(limit)} OFFSET {int(offset)}",
+            (block_hash,),
+        ):
+            part = Fraction(str(weight)) / total if total else Fraction(1)
+            parts.append(
+                BlockPart(
+                    str(account), int(sats), part, explain(str(scheme), int(height), part, total)
+                )
+            )
+    return BlockCredits(
+        block_hash,
+        int(height),
+        str(state),
+        str(scheme),
+        int(reward),
+        int(conf),
+        float(found),
+        total_text is not None,
+        None if fee is None else int(fee),
+        None if finder is None else str(finder),
+        None if nd is None else float(nd),
+        None if size is None else str(size),
+        None if total_text is None else str(total_text),
+        credited,
+        count,
+        parts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRun:
+    """One payout (a batched transaction) as `acct_payouts` records it."""
+
+    id: int
+    created_at: float
+    state: str
+    total_sats: int
+    txid: str | None
+    confirmations: int
+    accounts: int  # how many accounts it pays
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutItem:
+    """What one payout pays one account."""
+
+    payout_id: int
+    sats: int
+    created_at: float
+    state: str
+    txid: str | None
+    confirmations: int
+
+
+def payout_runs(sql: SqlStore, limit: int, offset: int) -> tuple[int, list[PayoutRun]]:
+    """(how many payouts, `limit` of them from `offset`, newest first)."""
+    total = int(sql.q("SELECT count(*) FROM acct_payouts")[0][0])
+    rows = sql.q(
+        "SELECT p.id, p.created_at, p.state, p.total_sats, p.txid, p.confirmations, "
+        "(SELECT count(*) FROM acct_payout_items i WHERE i.payout_id = p.id) "
+        f"FROM acct_payouts p ORDER BY p.id DESC LIMIT {int(limit)} OFFSET {int(offset)}"
+    )
+    return total, [
+        PayoutRun(int(i), float(c), str(s), int(t), None if x is None else str(x), int(n), int(a))
+        for i, c, s, t, x, n, a in rows
+    ]
+
+
+def account_payouts(sql: SqlStore, account: str, limit: int) -> list[PayoutItem]:
+    """The newest `limit` payouts that pay `account`."""
+    rows = sql.q(
+        "SELECT p.id, i.sats, p.created_at, p.state, p.txid, p.confirmations "
+        "FROM acct_payout_items i JOIN acct_payouts p ON p.id = i.payout_id "
+        f"WHERE i.account = ? ORDER BY p.id DESC LIMIT {int(limit)}",
+        (account,),
+    )
+    return [
+        PayoutItem(int(i), int(s), float(c), str(st), None if x is None else str(x), int(n))
+        for i, s, c, st, x, n in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeStatus:
+    """The scheme the crediting service credits found blocks under, and a switch to come."""
+
+    spec: str | None  # "pplns:fee=100/10000:factor=2/1"; None before the service ran
+    since: float | None  # when it was noted (0.0: from the ledger's start)
+    boundary_block: str | None  # the block at which it took effect (None for the first)
+    pending_spec: str | None  # a switch noted but not yet in effect (the next found block)
+    pending_since: float | None
+
+
+def scheme_status(sql: SqlStore) -> SchemeStatus:
+    """The scheme in effect by `switching`'s rule: the first noted, then the last switch
+    whose boundary block was found; a later one waits for the next found block."""
+    rows = sql.q(
+        "SELECT requested_at, params, boundary_block FROM acct_scheme_switches ORDER BY id"
+    )
+    if not rows:
+        return SchemeStatus(None, None, None, None, None)
+    spec, since, boundary = str(rows[0][1]), float(rows[0][0]), None
+    pending: tuple[str, float] | None = None
+    for at, params, bound in rows[1:]:
+        if bound is not None:
+            spec, since, boundary, pending = str(params), float(at), str(bound), None
+        else:
+            pending = (str(params), float(at))  # several before one block: the last wins
+    if pending is not None and pending[0] == spec:
+        pending = None
+    return SchemeStatus(
+        spec,
+        since,
+        boundary,
+        None if pending is None else pending[0],
+        None if pending is None else pending[1],
+    )
+
+
+def reserve_status(sql: SqlStore, warning_sats: int) -> ReserveStatus:
+    """The PPS/FPPS reserve against what miners are owed (`Ledger.reserve_status` in SQL)."""
+    owed = sum(sql.balances("miner:").values())
+    reserve = sql.balance(POOL_RESERVE)
+    return ReserveStatus(
+        reserve, sql.balance(POOL_RESERVE_IMMATURE), owed, warning=reserve < warning_sats
+    )
+
+
+def pool_fees(sql: SqlStore) -> int:
+    """The pool's fee income so far (`pool:fees`)."""
+    return sql.balance(POOL_FEES)

@@ -1,7 +1,9 @@
 """The HTTP JSON API and Prometheus `/metrics` (aiohttp) over a `ReadModel`.
 
 Public, read-only routes: `/api/pool`, `/api/workers`, `/api/workers/{name}`,
-`/api/blocks?limit=N` and `/metrics`; the ban routes need the admin token (`api/admin.py`).
+`/api/blocks?limit=N` and `/metrics`, and the accounting routes (`api/accounts.py`: balances,
+statements, block credits, payouts, over the ledger opened read-only); the ban routes need
+the admin token (`api/admin.py`).
 Every answer that is not a success is JSON `{"error": "..."}` with the fitting status: input
 that breaks a route's contract is a 400 naming the parameter (`api/params.py`), an unknown
 route 404, a wrong method 405, and anything unexpected a logged 500 that shows no internals.
@@ -16,7 +18,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hashfarm.api import admin, metrics
+from hashfarm.api import accounts, admin, metrics
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
@@ -29,8 +31,13 @@ BLOCKS_LIMIT_MAX = 1000  # most blocks one /api/blocks request may ask for
 BODY_MAX = 16_384  # bytes of request body accepted (the largest legitimate one is ~100)
 
 
-def make_app(model: ReadModel, admin_token: bytes | None = None) -> web.Application:
-    """The aiohttp application serving `model`; ban routes open to `admin_token` only."""
+def make_app(
+    model: ReadModel,
+    admin_token: bytes | None = None,
+    ledger: accounts.AccountsSource | None = None,
+) -> web.Application:
+    """The aiohttp application serving `model`; ban routes open to `admin_token` only;
+    the accounting routes read `ledger` (without it they say that accounting is off)."""
     app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
     app[MODEL_KEY] = model
     app.router.add_get("/api/pool", _pool)
@@ -39,6 +46,7 @@ def make_app(model: ReadModel, admin_token: bytes | None = None) -> web.Applicat
     app.router.add_get("/api/blocks", _blocks)
     app.router.add_get("/metrics", _metrics)
     admin.add_routes(app, MODEL_KEY, admin_token)
+    accounts.add_routes(app, ledger)
     return app
 
 
@@ -46,12 +54,20 @@ class ApiServer:
     """The API bound to host:port; `port` is the bound one (0 asks for an ephemeral port).
 
     `admin_token_file` is read here, so a missing or too short token stops the pool at start.
+    `ledger_url` (the pool's `storage.url`) is what the accounting routes read, read-only.
     """
 
     def __init__(
-        self, model: ReadModel, host: str, port: int, *, admin_token_file: str | None = None
+        self,
+        model: ReadModel,
+        host: str,
+        port: int,
+        *,
+        admin_token_file: str | None = None,
+        ledger_url: str | None = None,
     ) -> None:
-        app = make_app(model, admin.load_admin_token(admin_token_file))
+        self._ledger = None if ledger_url is None else accounts.AccountsSource(ledger_url)
+        app = make_app(model, admin.load_admin_token(admin_token_file), self._ledger)
         self._runner = web.AppRunner(app, access_log=None)
         self._host, self.port = host, port
         self._admin = admin_token_file is not None
@@ -66,8 +82,10 @@ class ApiServer:
         return self.port
 
     async def stop(self) -> None:
-        """Close the listener and every open request."""
+        """Close the listener and every open request, then the accounting reader."""
         await self._runner.cleanup()
+        if self._ledger is not None:
+            await self._ledger.close()
 
 
 @web.middleware

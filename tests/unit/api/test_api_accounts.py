@@ -1,0 +1,369 @@
+"""The accounting routes of the HTTP API, over a real socket on 127.0.0.1 and a real ledger.
+
+The ledger is built as in production: the pool's own `SQLiteLedger` (or `PostgresLedger`)
+writes shares and found blocks, the crediting service credits them against a scripted chain
+(a PROP round: alice 2/3, bob 1/3 of block 100; block 101 orphaned), and one custodial payout
+is written to the ledger and the payout tables as the payout service records one. Every
+figure the API serves is compared with `hashfarm accounts ... --json` on the same database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from hashfarm.accounting import statements
+from hashfarm.accounting.ledger import PAYOUTS, miner_account, transaction
+from hashfarm.accounting.money import Fee
+from hashfarm.accounting.schemes import Prop
+from hashfarm.accounting.service import CreditingService
+from hashfarm.accounting.store import SqlStore, open_store
+from hashfarm.api.accounts import AccountsSource
+from hashfarm.api.readmodel import PoolInfo, ReadModel
+from hashfarm.api.server import ApiServer
+from hashfarm.cli.main import cli
+from hashfarm.errors import LedgerError
+from hashfarm.pool.bans import BanList
+from hashfarm.pool.settings import BanSettings
+from hashfarm.pool.stats import PoolStats
+from hashfarm.pool.storage.base import GroupCommitLedger
+from hashfarm.pool.storage.sqlite import SQLiteLedger
+from unit.accounting.acct_pool import PoolHistory, ScriptedChain, block_hash
+
+REWARD = 1_000_000_001
+FEE = Fee.bps(100)
+NET = REWARD - FEE.of(REWARD)
+ALICE = NET * 2 // 3 + 1  # the odd satoshi goes to the larger remainder
+PAID = 123_456_789  # what the payout pays alice
+TXID = "ab" * 32
+
+
+class _Pool:
+    """The pool side the read model needs (the accounting routes never touch it)."""
+
+    bans = BanList(BanSettings())
+
+    def sessions(self) -> list[object]:
+        return []
+
+    def current_job(self) -> None:
+        return None
+
+
+async def _books(ledger: GroupCommitLedger, url: str) -> None:
+    """Shares and blocks through the pool's ledger, credited by the service, one payout."""
+    await ledger.start()
+    pool = PoolHistory(ledger)
+    chain = ScriptedChain()
+    await pool.share("alice", 2.0)
+    kept = await pool.block("bob", 1.0, block_hash(1), chain.tip + 1, REWARD)
+    chain.place(kept.hash_hex)
+    lost = await pool.block("alice", 1.0, block_hash(2), chain.tip + 1, REWARD)
+    chain.place(lost.hash_hex)
+    await ledger.close()
+    store = await open_store(url)
+    try:
+        service = CreditingService(store, chain, Prop(FEE))
+        await service.step()
+        chain.reorg(lost.height)
+        chain.extend(100)
+        await service.step()
+        await store.call(_pay_alice)
+    finally:
+        await store.close()
+
+
+def _pay_alice(sql: SqlStore) -> None:
+    """A sent payout as the payout service records it: the ledger moves alice's balance to
+    `payouts`, the run and its item go to acct_payouts / acct_payout_items."""
+    with sql.tx():
+        sql.post(
+            transaction(
+                "payout:run-1", "payout", {miner_account("alice"): -PAID, PAYOUTS: PAID}, 1.7e9
+            )
+        )
+        sql.q(
+            "INSERT INTO acct_payouts (idempotency_key, created_at, state, total_sats, txid, "
+            "confirmations) VALUES ('run-1', 1700000500.0, 'sent', ?, ?, 3)",
+            (PAID, TXID),
+        )
+        (payout_id,) = sql.q("SELECT id FROM acct_payouts WHERE idempotency_key = 'run-1'")[0]
+        sql.q(
+            "INSERT INTO acct_payout_items (payout_id, account, sats) VALUES (?, 'alice', ?)",
+            (payout_id, PAID),
+        )
+
+
+def _model(ledger: GroupCommitLedger) -> ReadModel:
+    info = PoolInfo("regtest", "pooled", 3333, time.time())
+    return ReadModel(info, _Pool(), PoolStats(), ledger)
+
+
+class Api:
+    """An ApiServer on 127.0.0.1:0 and a client session; `get` returns (status, JSON)."""
+
+    def __init__(self, server: ApiServer, http: aiohttp.ClientSession) -> None:
+        self.server, self.http = server, http
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{self.server.port}{path}"
+        async with self.http.get(url) as resp:
+            assert resp.content_type == "application/json", await resp.text()
+            return resp.status, orjson.loads(await resp.read())
+
+    async def ok(self, path: str) -> Any:
+        status, doc = await self.get(path)
+        assert status == 200, doc
+        return doc
+
+
+async def _serve(ledger: GroupCommitLedger, url: str | None) -> AsyncIterator[Api]:
+    server = ApiServer(_model(ledger), "127.0.0.1", 0, ledger_url=url)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Api(server, http)
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def sqlite_api(tmp_path: Path) -> AsyncIterator[tuple[Api, str]]:
+    path = tmp_path / "pool.sqlite3"
+    url = f"sqlite:///{path}"
+    await _books(SQLiteLedger(path), url)
+    async for api in _serve(SQLiteLedger(path), url):
+        yield api, url
+
+
+def _cli(*args: str) -> Any:
+    done = CliRunner().invoke(cli, ["accounts", *args, "--json"])
+    assert done.exit_code == 0, done.output
+    return orjson.loads(done.output)
+
+
+async def _same_as_the_cli(api: Api, url: str) -> None:
+    """Every figure the API serves equals the CLI's on the same database."""
+    listed = _cli("list", "--storage-url", url)
+    doc = await api.ok("/api/accounts")
+    assert doc["total"] == 2
+    assert [{k: a[k] for k in ("account", "spendable", "immature")} for a in doc["accounts"]] == (
+        listed
+    )
+    assert [a["paid"] for a in doc["accounts"]] == [PAID, 0]
+    assert listed[0] == {"account": "alice", "spendable": ALICE - PAID, "immature": 0}
+    for account in ("alice", "bob"):
+        by_block = _cli("statement", account, "--storage-url", url)
+        by_day = _cli("statement", account, "--day", "--storage-url", url)
+        shown = _cli("show", account, "--storage-url", url)
+        doc = await api.ok(f"/api/accounts/{account}/statement?by=block")
+        assert doc["lines"] == by_block
+        assert doc["total"] == len(by_block)
+        assert (await api.ok(f"/api/accounts/{account}/statement"))["lines"] == by_block
+        assert (await api.ok(f"/api/accounts/{account}/statement?by=day"))["lines"] == by_day
+        one = await api.ok(f"/api/accounts/{account}")
+        assert (one["spendable"], one["immature"]) == (shown["spendable"], shown["immature"])
+        assert [
+            {k: ln[k] for k in ("height", "block", "sats", "state", "explanation")}
+            for ln in one["credits"]["lines"]
+        ] == shown["recent"]
+    alice = await api.ok("/api/accounts/alice/statement")
+    assert [(ln["height"], ln["state"], ln["sats"], ln["part"]) for ln in alice["lines"]] == [
+        (101, "orphaned", NET, "1"),
+        (100, "credited", ALICE, "2/3"),
+    ]
+    assert alice["lines"][1]["explanation"] == "66.67% of the round of block 100 (prop)"
+
+
+async def test_the_api_serves_the_cli_figures_on_sqlite(sqlite_api: tuple[Api, str]) -> None:
+    api, url = sqlite_api
+    await _same_as_the_cli(api, url)
+
+    credits = await api.ok(f"/api/blocks/{block_hash(1)}/credits")
+    assert (credits["height"], credits["state"], credits["posted"]) == (100, "credited", True)
+    assert credits["reward"] == REWARD
+    assert credits["fee"] == FEE.of(REWARD)
+    assert credits["credited"] == NET == credits["reward"] - credits["fee"]
+    assert [(c["account"], c["sats"], c["part"]) for c in credits["credits"]] == [
+        ("alice", ALICE, "2/3"),
+        ("bob", NET - ALICE, "1/3"),
+    ]
+    upper = await api.ok(f"/api/blocks/{block_hash(1).upper()}/credits?limit=1&offset=1")
+    assert upper["total"] == 2
+    assert [c["account"] for c in upper["credits"]] == ["bob"]
+    orphan = await api.ok(f"/api/blocks/{block_hash(2)}/credits")
+    assert orphan["state"] == "orphaned"  # its credits were reversed; the lines stay explained
+
+    payouts = await api.ok("/api/payouts")
+    assert payouts["total"] == 1
+    run = payouts["payouts"][0]
+    assert {k: run[k] for k in ("state", "total", "txid", "confirmations", "accounts")} == {
+        "state": "sent",
+        "total": PAID,
+        "txid": TXID,
+        "confirmations": 3,
+        "accounts": 1,
+    }
+    alice = await api.ok("/api/accounts/alice?limit=1")
+    assert alice["paid"] == PAID
+    assert alice["credits"]["total"] == 2
+    assert len(alice["credits"]["lines"]) == 1
+    assert [(p["sats"], p["txid"], p["state"]) for p in alice["payouts"]] == [(PAID, TXID, "sent")]
+
+    acc = await api.ok("/api/accounting")
+    assert acc["available"] is True
+    assert acc["scheme"]["spec"] == "prop:fee=100/10000"
+    assert (acc["scheme"]["name"], acc["scheme"]["fee"]) == ("prop", "100/10000")
+    assert acc["pending_switch"] is None
+    assert acc["pool_fees"] == FEE.of(REWARD)  # the orphan's fee was reversed with it
+    assert acc["reserve"] == {
+        "applies": False,
+        "reserve": 0,
+        "immature_reserve": 0,
+        "owed_to_miners": NET - PAID,
+        "warning_below": 0,
+        "warning": False,
+    }
+
+    page = await api.ok("/api/accounts?limit=1&offset=1")
+    assert (page["total"], [a["account"] for a in page["accounts"]]) == (2, ["bob"])
+    beyond = await api.ok("/api/accounts?offset=999999999")
+    assert (beyond["total"], beyond["accounts"]) == (2, [])
+    days = await api.ok("/api/accounts/alice/statement?by=day&limit=1&offset=5")
+    assert days["lines"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/accounts?limit=²",  # str.isdigit() says yes, int() says no
+        "/api/accounts?limit=٣",
+        "/api/accounts?limit=0",
+        "/api/accounts?limit=1001",
+        "/api/accounts?limit=-1",
+        "/api/accounts?offset=99999999999",  # eleven digits
+        "/api/accounts?offset=1e3",
+        "/api/accounts?limit=1&limit=2",
+        "/api/accounts?page=2",
+        "/api/accounts/alice%0Aforged%20log%20line",
+        "/api/accounts/alice%00",
+        "/api/accounts/" + "a" * 257,
+        "/api/accounts/alice/statement?by=week",
+        "/api/accounts/alice/statement?by=block&by=day",
+        "/api/accounts/alice/statement?limit=²",
+        "/api/accounts/alice?offset=1",
+        "/api/blocks/zz/credits",
+        "/api/blocks/" + "g" * 64 + "/credits",
+        "/api/blocks/" + "a" * 65 + "/credits",
+        "/api/payouts?limit=%F0%9F%92%A9",
+        "/api/accounting?x=1",
+    ],
+)
+async def test_hostile_parameters_are_400(sqlite_api: tuple[Api, str], path: str) -> None:
+    api, _ = sqlite_api
+    status, doc = await api.get(path)
+    assert status == 400, doc
+    assert isinstance(doc["error"], str)
+    assert doc["error"]
+
+
+async def test_unknown_account_and_block_are_404(sqlite_api: tuple[Api, str]) -> None:
+    api, _ = sqlite_api
+    for path in (
+        "/api/accounts/mallory",
+        "/api/accounts/mallory/statement",
+        "/api/accounts/mallory/statement?by=day",
+        "/api/blocks/" + "0" * 64 + "/credits",
+    ):
+        status, doc = await api.get(path)
+        assert status == 404, (path, doc)
+        assert "mallory" in doc["error"] or "0" * 64 in doc["error"]
+
+
+async def test_reads_run_off_the_loop_and_cannot_write(sqlite_api: tuple[Api, str]) -> None:
+    _, url = sqlite_api
+    source = AccountsSource(url)
+    try:
+        name = await source.read(lambda sql: threading.current_thread().name)
+        assert name.startswith("api-accounts")
+        assert name != threading.current_thread().name
+        with pytest.raises(LedgerError, match="readonly"):
+            await source.read(lambda sql: sql.q("DELETE FROM acct_balances"))
+        assert (await source.read(lambda sql: statements.summary(sql, "bob"))).spendable == (
+            NET - ALICE
+        )  # the refused write changed nothing and the source still reads
+    finally:
+        await source.close()
+
+
+async def test_a_ledger_without_accounting_is_answered_not_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "pool.sqlite3"
+    ledger = SQLiteLedger(path)
+    await ledger.start()  # the pool's tables only: accounting never ran here
+    await ledger.close()
+    url = f"sqlite:///{path}"
+    async for api in _serve(SQLiteLedger(path), url):
+        acc = await api.ok("/api/accounting")
+        assert acc["available"] is False
+        assert "accounting has not run" in acc["reason"]
+        listed = await api.ok("/api/accounts")
+        assert (listed["available"], listed["total"], listed["accounts"]) == (False, 0, [])
+        assert (await api.ok("/api/payouts"))["payouts"] == []
+        status, doc = await api.get("/api/accounts/alice")
+        assert status == 404
+        assert "accounting has not run" in doc["error"]
+        status, doc = await api.get("/api/accounts?limit=²")  # still checked first
+        assert status == 400
+
+
+async def test_the_api_never_creates_the_accounting_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "pool.sqlite3"
+    ledger = SQLiteLedger(path)
+    await ledger.start()
+    await ledger.close()
+    async for api in _serve(SQLiteLedger(path), f"sqlite:///{path}"):
+        await api.ok("/api/accounting")
+        await api.ok("/api/accounts")
+    conn = sqlite3.connect(path)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert "shares" in names
+    assert not any(n.startswith("acct") or n.startswith("accounting") for n in names)
+
+
+async def test_an_api_without_the_ledger_says_accounting_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "pool.sqlite3"
+    async for api in _serve(SQLiteLedger(path), None):
+        acc = await api.ok("/api/accounting")
+        assert acc["available"] is False
+        assert "without the pool's ledger" in acc["reason"]
+        status, _ = await api.get("/api/blocks/" + "0" * 64 + "/credits")
+        assert status == 404
+
+
+@pytest.mark.services
+async def test_the_api_serves_the_cli_figures_on_postgresql(fresh_pg_url: str) -> None:
+    from hashfarm.pool.storage.postgres import PostgresLedger
+
+    url = fresh_pg_url
+    await _books(PostgresLedger(url), url)
+    async for api in _serve(PostgresLedger(url), url):
+        await _same_as_the_cli(api, url)
+        status, doc = await api.get("/api/accounts/alice%0A")
+        assert status == 400, doc
+        source = AccountsSource(url)
+        try:
+            with pytest.raises(LedgerError, match="read-only"):
+                await source.read(lambda sql: sql.q("DELETE FROM acct_balances"))
+        finally:
+            await source.close()
