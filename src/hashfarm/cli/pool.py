@@ -312,7 +312,8 @@ async def running_pool(
             info = PoolInfo(settings.network, settings.mode, pool_.stratum_port, time.time())
             api = ApiServer(ReadModel(info, pool_, stats, ledger), settings.http.host,
                             settings.http.port,
-                            admin_token_file=settings.http.admin_token_file)  # fmt: skip
+                            admin_token_file=settings.http.admin_token_file,
+                            ledger_url=settings.storage.url)  # fmt: skip
             await api.start()
             stack.push_async_callback(api.stop)
         yield RunningPool(pool_, stats, ledger, api)

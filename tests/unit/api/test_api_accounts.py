@@ -9,6 +9,7 @@ figure the API serves is compared with `hashfarm accounts ... --json` on the sam
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -26,16 +27,26 @@ from hashfarm.accounting.money import Fee
 from hashfarm.accounting.schemes import Prop
 from hashfarm.accounting.service import CreditingService
 from hashfarm.accounting.store import SqlStore, open_store
-from hashfarm.api.accounts import AccountsSource
+from hashfarm.api.accounts import QUEUE_MAX, AccountsSource, Busy
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import ApiServer
 from hashfarm.cli.main import cli
+from hashfarm.cli.pool import running_pool
 from hashfarm.errors import LedgerError
+from hashfarm.node.bcoin import free_port
 from hashfarm.pool.bans import BanList
-from hashfarm.pool.settings import BanSettings
+from hashfarm.pool.settings import (
+    BanSettings,
+    HttpSettings,
+    NodeSettings,
+    PoolSettings,
+    StorageSettings,
+    StratumSettings,
+)
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.base import GroupCommitLedger
 from hashfarm.pool.storage.sqlite import SQLiteLedger
+from nodes import RegtestNode
 from unit.accounting.acct_pool import PoolHistory, ScriptedChain, block_hash
 
 REWARD = 1_000_000_001
@@ -304,6 +315,27 @@ async def test_reads_run_off_the_loop_and_cannot_write(sqlite_api: tuple[Api, st
         await source.close()
 
 
+async def test_reads_beyond_the_queue_bound_are_refused_not_queued(
+    sqlite_api: tuple[Api, str],
+) -> None:
+    _, url = sqlite_api
+    source = AccountsSource(url)
+    gate = threading.Event()
+    try:
+        held = [
+            asyncio.ensure_future(source.read(lambda sql: gate.wait(30))) for _ in range(QUEUE_MAX)
+        ]
+        await asyncio.sleep(0.05)  # each has queued its read
+        with pytest.raises(Busy):
+            await source.read(lambda sql: None)
+        gate.set()
+        assert all(await asyncio.gather(*held))
+        assert (await source.read(lambda sql: statements.summary(sql, "bob"))).spendable > 0
+    finally:
+        gate.set()
+        await source.close()
+
+
 async def test_a_ledger_without_accounting_is_answered_not_migrated(tmp_path: Path) -> None:
     path = tmp_path / "pool.sqlite3"
     ledger = SQLiteLedger(path)
@@ -367,3 +399,46 @@ async def test_the_api_serves_the_cli_figures_on_postgresql(fresh_pg_url: str) -
                 await source.read(lambda sql: sql.q("DELETE FROM acct_balances"))
         finally:
             await source.close()
+
+
+@pytest.mark.node
+async def test_the_pool_process_serves_accounting_once_it_runs_on_its_ledger(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """`hashfarm pool`'s wiring: its API reads the pool's own ledger; before accounting ran
+    there it says so, and it sees the books as soon as the crediting service creates them."""
+    http_port = free_port()
+    url = f"sqlite:///{tmp_path / 'pool.sqlite3'}"
+    settings = PoolSettings(
+        node=NodeSettings(rpc_url=regtest_node.rpc_url, rpc_password=regtest_node.api_key),
+        stratum=StratumSettings(port=0),
+        storage=StorageSettings(url=url),
+        http=HttpSettings(port=http_port),
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    async with running_pool(settings), aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/accounting") as resp:
+            before = await resp.json()
+        store = await open_store(url)  # what `hashfarm accounts credit` does first
+        await store.close()
+        async with http.get(f"{base}/api/accounting") as resp:
+            after = await resp.json()
+        async with http.get(f"{base}/api/accounts?limit=²") as resp:
+            bad = resp.status
+    assert before["available"] is False
+    assert "accounting has not run" in before["reason"]
+    assert after == {
+        "available": True,
+        "scheme": None,
+        "pending_switch": None,
+        "pool_fees": 0,
+        "reserve": {
+            "applies": False,
+            "reserve": 0,
+            "immature_reserve": 0,
+            "owed_to_miners": 0,
+            "warning_below": 0,
+            "warning": False,
+        },
+    }
+    assert bad == 400
