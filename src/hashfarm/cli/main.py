@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "pool-bans": "hashfarm.cli.bans:pool_bans",
     "accounts": "hashfarm.cli.accounts:accounts",
     "demo": "hashfarm.cli.demo:demo",
+    "fleet": "hashfarm.cli.fleet:fleet",
 }
 
 
