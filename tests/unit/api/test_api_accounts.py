@@ -22,11 +22,11 @@ import pytest
 from click.testing import CliRunner
 
 from hashfarm.accounting import statements
-from hashfarm.accounting.ledger import PAYOUTS, miner_account, transaction
+from hashfarm.accounting.ledger import PAYOUTS, immature_account, miner_account, transaction
 from hashfarm.accounting.money import Fee
 from hashfarm.accounting.schemes import Prop
 from hashfarm.accounting.service import CreditingService
-from hashfarm.accounting.store import SqlStore, open_store
+from hashfarm.accounting.store import SqlStore, connect, open_store
 from hashfarm.api.accounts import QUEUE_MAX, AccountsSource, Busy
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import ApiServer
@@ -250,6 +250,65 @@ async def test_the_api_serves_the_cli_figures_on_sqlite(sqlite_api: tuple[Api, s
     assert (beyond["total"], beyond["accounts"]) == (2, [])
     days = await api.ok("/api/accounts/alice/statement?by=day&limit=1&offset=5")
     assert days["lines"] == []
+
+
+ODD_NAMES = ["a", "a0", "a.b", "b:c", "Zed", "zed", "é", "Ω", "immature", "😀x", "a b"]
+
+
+def _odd_books(sql: SqlStore) -> None:
+    """Balances under names that sort differently by bytes, case, locale or a ':'; the last
+    one is paid out to zero."""
+    with sql.tx():
+        for i, name in enumerate(ODD_NAMES):
+            spendable, immature = 1000 + i, (7 * i) % 3
+            amounts = {"pool:equity": -(spendable + immature), miner_account(name): spendable}
+            if immature:
+                amounts[immature_account(name)] = immature
+            sql.post(transaction(f"capital:{i}", "capital", amounts, 1.0))
+        last = ODD_NAMES[-1]
+        paid_all = 1000 + len(ODD_NAMES) - 1
+        sql.post(
+            transaction(
+                "payout:x", "payout", {miner_account(last): -paid_all, PAYOUTS: paid_all}, 2.0
+            )
+        )
+
+
+async def _odd_names_listed_like_the_cli(url: str) -> None:
+    sql = connect(url, create=True)
+    try:
+        _odd_books(sql)
+    finally:
+        sql.close()
+    async for api in _serve(SQLiteLedger(Path("/nonexistent")), url):
+        doc = await api.ok("/api/accounts?limit=1000")
+        pages = [
+            a
+            for offset in range(0, len(ODD_NAMES), 3)
+            for a in (await api.ok(f"/api/accounts?limit=3&offset={offset}"))["accounts"]
+        ]
+    assert pages == doc["accounts"]
+    assert doc["total"] == len(ODD_NAMES)
+    assert [a["account"] for a in doc["accounts"]] == sorted(ODD_NAMES)  # code point order
+    listed = _cli("list", "--storage-url", url)  # non-zero balances only
+    assert [
+        {k: a[k] for k in ("account", "spendable", "immature")}
+        for a in doc["accounts"]
+        if a["spendable"] or a["immature"]
+    ] == listed
+    gone = next(a for a in doc["accounts"] if a["account"] == ODD_NAMES[-1])
+    assert (gone["spendable"], gone["paid"]) == (0, 1000 + len(ODD_NAMES) - 1)
+
+
+async def test_odd_account_names_page_in_code_point_order_on_sqlite(tmp_path: Path) -> None:
+    await _odd_names_listed_like_the_cli(f"sqlite:///{tmp_path / 'odd.sqlite3'}")
+
+
+@pytest.mark.services
+async def test_odd_account_names_page_in_code_point_order_on_postgresql(
+    fresh_pg_url: str,
+) -> None:
+    await _odd_names_listed_like_the_cli(fresh_pg_url)
 
 
 @pytest.mark.parametrize(
