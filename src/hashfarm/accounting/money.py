@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import repeat
-from operator import itemgetter, mul, truediv
+from operator import attrgetter, itemgetter, mul, rshift, truediv
 from typing import TypeVar
 
 import numpy as np
@@ -67,19 +67,37 @@ NO_FEE = Fee(0)
 
 def integer_weights(weights: Mapping[K, Fraction | int]) -> dict[K, int]:
     """The same proportions as integers: every weight times the common denominator."""
-    common = 1
-    for w in weights.values():
-        if isinstance(w, Fraction):
-            common = math.lcm(common, w.denominator)
-    out: dict[K, int] = {}
-    for key, w in weights.items():
-        scaled = w * common
-        if isinstance(scaled, Fraction):
-            if scaled.denominator != 1:
-                raise AssertionError("the common denominator did not clear a weight")
-            scaled = scaled.numerator
-        out[key] = scaled
-    return out
+    return dict(zip(weights, _on_common_denominator(list(weights.values())), strict=True))
+
+
+_NUMERATOR, _DENOMINATOR = attrgetter("numerator"), attrgetter("denominator")
+# Fraction's own slots: its public numerator/denominator are properties, a Python call each
+_FRACTION_PARTS = attrgetter("_numerator"), attrgetter("_denominator")
+
+
+def _on_common_denominator(values: list[Fraction | int]) -> list[int]:
+    """Each value times the lcm of their denominators (ints have denominator 1).
+
+    Integer arithmetic in C-level passes: a Fraction product or sum per key costs
+    microseconds, and this runs over every account of a window before a TIDES job's notify.
+    """
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        return values  # type: ignore[return-value]  # all plain ints
+    num, den = _FRACTION_PARTS if kinds == {Fraction} else (_NUMERATOR, _DENOMINATOR)
+    try:
+        nums: list[int] = list(map(num, values))
+        dens: list[int] = list(map(den, values))
+    except AttributeError as exc:
+        if num is _NUMERATOR:  # a float, a Decimal...: never rounded into money
+            raise TypeError("weights must be integers or Fractions") from exc
+        nums, dens = list(map(_NUMERATOR, values)), list(map(_DENOMINATOR, values))
+    if dens.count(dens[0]) == len(dens):  # every weight already on one denominator
+        return nums
+    distinct = set(dens)
+    common = math.lcm(*distinct)
+    scale = {d: common // d for d in distinct}
+    return list(map(mul, nums, map(scale.__getitem__, dens)))
 
 
 def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int]:
@@ -92,16 +110,10 @@ def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int
     if amount < 0:
         raise ValueError(f"amount {amount} is negative")
     keys = list(weights)
-    values = list(weights.values())
+    values = _on_common_denominator(list(weights.values()))
     if values and min(values) < 0:
         raise ValueError("a weight is negative")
-    raw_total = sum(values)
-    if isinstance(raw_total, int):
-        total = raw_total
-    else:  # some weights are fractions: restate them over one denominator
-        ints = integer_weights(weights)
-        values = [ints[k] for k in keys]
-        total = sum(ints.values())
+    total = sum(values)
     if total == 0:
         if amount == 0:
             return {}
@@ -109,7 +121,12 @@ def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int
     if 0 in values:
         keys = [k for k, w in zip(keys, values, strict=True) if w]
         values = [w for w in values if w]
-    # map() keeps these 10^4-element passes in C: this runs before a TIDES job's notify
+    if len(keys) >= _FAST_RANK_MIN:
+        if amount.bit_length() + total.bit_length() <= _INT64_BITS:
+            return dict(zip(keys, _split_int64(amount, keys, values, total), strict=True))
+        if amount < _FLOAT_MAX_AMOUNT:
+            return dict(zip(keys, _split_float(amount, keys, values, total), strict=True))
+    # map() keeps these passes in C (amounts too big for the float estimate, or few keys)
     divided = list(map(divmod, map(mul, repeat(amount), values), repeat(total)))
     parts = dict(zip(keys, map(itemgetter(0), divided), strict=True))
     missing = amount - sum(parts.values())
@@ -121,6 +138,70 @@ def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int
 
 
 _FAST_RANK_MIN = 64  # below this many keys a plain sort is as fast
+_INT64_BITS = 62  # amount * weight and total both below 2**62: exact in int64
+_FLOAT_MAX_AMOUNT = 1 << 45  # the float estimate errs by < amount * 2**-50: ~3e-2 at most
+
+
+def _split_int64(amount: int, keys: list[K], values: list[int], total: int) -> list[int]:
+    """The parts when every `amount * w` fits in int64: exact numpy integer arithmetic."""
+    w = np.fromiter(values, dtype=np.int64, count=len(values))
+    prod = w * amount
+    parts = prod // total
+    missing = amount - int(parts.sum())
+    if missing:
+        rems = prod - parts * total
+        n = len(keys)
+        cut = int(np.partition(rems, n - missing)[n - missing])
+        above = np.flatnonzero(rems > cut)
+        at_cut = np.flatnonzero(rems == cut).tolist()
+        ties = sorted(at_cut, key=keys.__getitem__)[: missing - above.size]
+        parts[above] += 1
+        parts[ties] += 1
+    out: list[int] = parts.tolist()
+    return out
+
+
+def _split_float(amount: int, keys: list[K], values: list[int], total: int) -> list[int]:
+    """The parts for big integer weights: float64 estimates, settled exactly where unsure.
+
+    x_i = amount * w_i / total is estimated as (w_i / total) * amount from correctly rounded
+    float64 conversions: four roundings of relative error 2**-53 each (plus a shift of huge
+    weights, far smaller), so |x_est - x_i| < 5 * 2**-53 * amount, which `err` bounds with
+    16x slack (`amount < 2**45` keeps it below 1/32). Then, exactly:
+
+    * floor(x_est) is floor(x_i) unless frac(x_est) is within `err` of an integer; those
+      (rare) keys get the exact `divmod` and their exact fraction;
+    * with c the m-th largest estimated fraction (m = satoshis still missing), a key whose
+      estimate exceeds c + 2 err is surely among the m largest exact remainders (fewer than
+      m estimates exceed c, and every key whose exact remainder is at least its own does),
+      and one below c - 2 err surely is not (at least m estimates reach c); the keys in
+      between are ranked by their exact integer remainders, ties by ascending key.
+    """
+    n = len(values)
+    shift = max(0, total.bit_length() - 1000)  # float64 holds 2**1023 at most
+    scaled = values if not shift else list(map(rshift, values, repeat(shift)))
+    x = np.fromiter(map(float, scaled), dtype=np.float64, count=n)
+    x /= float(total >> shift)
+    x *= float(amount)
+    floor = np.floor(x)
+    frac = x - floor  # exact: an integer part off a float64
+    err = amount * 2.0**-46 + 2.0**-500
+    for i in np.flatnonzero((frac < err) | (frac > 1.0 - err)).tolist():
+        q, r = divmod(amount * values[i], total)
+        floor[i] = q  # < 2**45: exact in float64
+        frac[i] = r / total  # correctly rounded: within err of the exact fraction
+    parts = floor.astype(np.int64)
+    missing = amount - int(parts.sum())
+    if missing:
+        cut = float(np.partition(frac, n - missing)[n - missing])
+        sure = np.flatnonzero(frac > cut + 2 * err)
+        unsure = np.flatnonzero((frac >= cut - 2 * err) & (frac <= cut + 2 * err)).tolist()
+        exact = [(-(amount * values[i] - int(parts[i]) * total), keys[i], i) for i in unsure]
+        ties = [i for _, _, i in sorted(exact)[: missing - sure.size]]
+        parts[sure] += 1
+        parts[ties] += 1
+    out: list[int] = parts.tolist()
+    return out
 
 
 def _largest_remainders(keys: list[K], rems: list[int], total: int, count: int) -> list[K]:
