@@ -254,20 +254,22 @@ class AccountTotals:
     account: str
     spendable: int
     immature: int
-    paid: int  # moved from miner:<id> to `payouts` by payout transactions (net of reversals)
+    paid: int  # taken from miner:<id> by payouts (outputs and payout fees), net of any given back
 
 
 def _paid_by_account(sql: SqlStore, accounts: list[str]) -> dict[str, int]:
-    """What payout transactions took from these miners' spendable balances (net of any
-    reversal): their legs in transactions that move money to `payouts`."""
+    """What payouts took from these miners' spendable balances, net of payouts given back:
+    their legs in transactions that move money to `payouts` or `payouts:*` (a payout when it
+    is planned, a TIDES coinbase paying held balances). Reads only these accounts' postings."""
     if not accounts:
         return {}
     marks = ", ".join("?" for _ in accounts)
     rows = sql.q(
         "SELECT p.account, sum(p.amount) FROM acct_postings p WHERE p.currency = 'SAT' "
-        f"AND p.account IN ({marks}) AND p.txn_key IN "
-        "(SELECT txn_key FROM acct_postings WHERE account = ?) GROUP BY p.account",
-        [*(miner_account(a) for a in accounts), PAYOUTS],
+        f"AND p.account IN ({marks}) AND EXISTS (SELECT 1 FROM acct_postings q "
+        "WHERE q.txn_key = p.txn_key AND (q.account = ? OR q.account LIKE ?)) "
+        "GROUP BY p.account",
+        [*(miner_account(a) for a in accounts), PAYOUTS, PAYOUTS + ":%"],
     )
     return {str(name).removeprefix("miner:"): -int(amount) for name, amount in rows}
 
@@ -385,9 +387,10 @@ def block_credits(sql: SqlStore, block_hash: str, limit: int, offset: int) -> Bl
             (block_hash,),
         )
         count, credited = int(count_rows[0][0]), int(count_rows[0][1])
+        by = 'account COLLATE "C"' if sql.dialect == "postgresql" else "account"
         for account, weight, sats in sql.q(
             "SELECT account, weight, sats FROM acct_block_parts WHERE block_hash = ? "
-            f"ORDER BY sats DESC, account LIMIT {int(limit)} OFFSET {int(offset)}",
+            f"ORDER BY sats DESC, {by} LIMIT {int(limit)} OFFSET {int(offset)}",
             (block_hash,),
         ):
             part = Fraction(str(weight)) / total if total else Fraction(1)

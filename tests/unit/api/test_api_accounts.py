@@ -53,7 +53,9 @@ REWARD = 1_000_000_001
 FEE = Fee.bps(100)
 NET = REWARD - FEE.of(REWARD)
 ALICE = NET * 2 // 3 + 1  # the odd satoshi goes to the larger remainder
-PAID = 123_456_789  # what the payout pays alice
+PAID = 123_456_789  # what the payout takes from alice's balance
+PAYOUT_FEE = 1_000  # of it, the payout fee (to pool:fees); the rest is her output
+NETWORK_FEE = 700  # what the pool's wallet paid the network for the transaction
 TXID = "ab" * 32
 
 
@@ -93,17 +95,35 @@ async def _books(ledger: GroupCommitLedger, url: str) -> None:
 
 
 def _pay_alice(sql: SqlStore) -> None:
-    """A sent payout as the payout service records it: the ledger moves alice's balance to
-    `payouts`, the run and its item go to acct_payouts / acct_payout_items."""
+    """A confirmed payout as the payout service records it (accounting/payouts.py): planned,
+    alice's balance -> payouts:pending (the payout fee to pool:fees); confirmed, pending ->
+    payouts (the network fee from pool:fees); the run and its item in the payout tables."""
     with sql.tx():
+        amount = PAID - PAYOUT_FEE
         sql.post(
             transaction(
-                "payout:run-1", "payout", {miner_account("alice"): -PAID, PAYOUTS: PAID}, 1.7e9
+                "payout:run-1",
+                "payout",
+                {miner_account("alice"): -PAID, "payouts:pending": amount, "pool:fees": PAYOUT_FEE},
+                1.7e9,
+            )
+        )
+        sql.post(
+            transaction(
+                "payout-confirmed:run-1",
+                "payout-confirmed",
+                {
+                    "payouts:pending": -amount,
+                    PAYOUTS: amount,
+                    "pool:fees": -NETWORK_FEE,
+                    "payouts:network-fee": NETWORK_FEE,
+                },
+                1.7e9 + 600,
             )
         )
         sql.q(
             "INSERT INTO acct_payouts (idempotency_key, created_at, state, total_sats, txid, "
-            "confirmations) VALUES ('run-1', 1700000500.0, 'sent', ?, ?, 3)",
+            "confirmations) VALUES ('run-1', 1700000500.0, 'confirmed', ?, ?, 3)",
             (PAID, TXID),
         )
         (payout_id,) = sql.q("SELECT id FROM acct_payouts WHERE idempotency_key = 'run-1'")[0]
@@ -111,6 +131,13 @@ def _pay_alice(sql: SqlStore) -> None:
             "INSERT INTO acct_payout_items (payout_id, account, sats) VALUES (?, 'alice', ?)",
             (payout_id, PAID),
         )
+        columns = [c[0] for c in sql.conn.execute("SELECT * FROM acct_payout_items").description]
+        if "amount_sats" in columns:  # the payout service's later columns, where present
+            sql.q(
+                "UPDATE acct_payout_items SET address = 'bcrt1qalice', amount_sats = ? "
+                "WHERE payout_id = ?",
+                (amount, payout_id),
+            )
 
 
 def _model(ledger: GroupCommitLedger) -> ReadModel:
@@ -197,7 +224,10 @@ async def _same_as_the_cli(api: Api, url: str) -> None:
 async def test_the_api_serves_the_cli_figures_on_sqlite(sqlite_api: tuple[Api, str]) -> None:
     api, url = sqlite_api
     await _same_as_the_cli(api, url)
+    await _blocks_payouts_scheme_and_pages(api)
 
+
+async def _blocks_payouts_scheme_and_pages(api: Api) -> None:
     credits = await api.ok(f"/api/blocks/{block_hash(1)}/credits")
     assert (credits["height"], credits["state"], credits["posted"]) == (100, "credited", True)
     assert credits["reward"] == REWARD
@@ -217,7 +247,7 @@ async def test_the_api_serves_the_cli_figures_on_sqlite(sqlite_api: tuple[Api, s
     assert payouts["total"] == 1
     run = payouts["payouts"][0]
     assert {k: run[k] for k in ("state", "total", "txid", "confirmations", "accounts")} == {
-        "state": "sent",
+        "state": "confirmed",
         "total": PAID,
         "txid": TXID,
         "confirmations": 3,
@@ -227,14 +257,17 @@ async def test_the_api_serves_the_cli_figures_on_sqlite(sqlite_api: tuple[Api, s
     assert alice["paid"] == PAID
     assert alice["credits"]["total"] == 2
     assert len(alice["credits"]["lines"]) == 1
-    assert [(p["sats"], p["txid"], p["state"]) for p in alice["payouts"]] == [(PAID, TXID, "sent")]
+    assert [(p["sats"], p["txid"], p["state"]) for p in alice["payouts"]] == [
+        (PAID, TXID, "confirmed")
+    ]
 
     acc = await api.ok("/api/accounting")
     assert acc["available"] is True
     assert acc["scheme"]["spec"] == "prop:fee=100/10000"
     assert (acc["scheme"]["name"], acc["scheme"]["fee"]) == ("prop", "100/10000")
     assert acc["pending_switch"] is None
-    assert acc["pool_fees"] == FEE.of(REWARD)  # the orphan's fee was reversed with it
+    # the orphan's fee was reversed with it; the payout's fee in, the network's out
+    assert acc["pool_fees"] == FEE.of(REWARD) + PAYOUT_FEE - NETWORK_FEE
     assert acc["reserve"] == {
         "applies": False,
         "reserve": 0,
@@ -450,6 +483,7 @@ async def test_the_api_serves_the_cli_figures_on_postgresql(fresh_pg_url: str) -
     await _books(PostgresLedger(url), url)
     async for api in _serve(PostgresLedger(url), url):
         await _same_as_the_cli(api, url)
+        await _blocks_payouts_scheme_and_pages(api)
         status, doc = await api.get("/api/accounts/alice%0A")
         assert status == 400, doc
         source = AccountsSource(url)
