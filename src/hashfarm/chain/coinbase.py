@@ -18,11 +18,13 @@ from hashfarm.errors import ChainError, DecodeError
 
 __all__ = [
     "MAX_SCRIPT_SIG",
+    "MAX_STANDARD_OUTPUT",
     "MIN_SCRIPT_SIG",
     "CoinbaseParts",
     "bip34_height",
     "bip34_height_push",
     "build_coinbase",
+    "coinbase_fixed_size",
     "script_num",
     "split_coinbase",
 ]
@@ -30,6 +32,9 @@ __all__ = [
 # Consensus (Core CheckTransaction, bad-cb-length): a coinbase scriptSig is 2..100 bytes.
 MIN_SCRIPT_SIG = 2
 MAX_SCRIPT_SIG = 100
+# The largest output a standard address pays: 8 (value) + 1 (script length) + 34 (P2TR or
+# P2WSH script). P2PKH outputs are 34 bytes, P2SH 32, P2WPKH 31.
+MAX_STANDARD_OUTPUT = 43
 _OP_0 = 0x00
 _OP_1 = 0x51
 
@@ -168,6 +173,27 @@ def build_coinbase(
         )
     )
     return CoinbaseParts(coinb1, coinb2, extranonce_size, witness_commitment is not None)
+
+
+def coinbase_fixed_size(
+    height: int,
+    *,
+    extranonce_size: int,
+    tag: bytes = b"",
+    aux: bytes = b"",
+    witness_commitment: bytes | None = None,
+) -> int:
+    """Bytes of the non-witness coinbase besides its payout outputs (the witness commitment
+    output included), allowing the output count's CompactSize to grow to 3 bytes."""
+    parts = build_coinbase(
+        height,
+        [],
+        extranonce_size=extranonce_size,
+        tag=tag,
+        aux=aux,
+        witness_commitment=witness_commitment,
+    )
+    return len(parts.coinb1) + extranonce_size + len(parts.coinb2) + 2
 
 
 def split_coinbase(raw_nonwitness: bytes, offset: int, size: int) -> tuple[bytes, bytes]:

@@ -9,10 +9,13 @@ the TOML file), so a bad configuration fails at start and never half-way through
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hashfarm.chain.networks import get_network
 from hashfarm.errors import ChainError, ConfigError
+
+if TYPE_CHECKING:  # accounting (numpy) is imported only when a scheme is built
+    from hashfarm.accounting.schemes import Scheme as AcctScheme
 
 Mode = Literal["solo", "pooled"]
 
@@ -161,6 +164,57 @@ class HttpSettings:
     admin_token_file: str | None = None  # file holding the admin token (None: no admin routes)
 
 
+SchemeName = Literal["solo", "prop", "pplns", "tides", "pps", "fpps"]
+
+# The whole non-witness coinbase a TIDES job may have, in bytes (accounting.coinbase_max_bytes).
+# The tightest limit found in common miner firmware (docs/accounting.md, "Firmware limits"):
+# ESP-Miner (Bitaxe) hashes the coinbase from a stack array on an 8 KiB task stack and, in
+# recent versions, refuses a Stratum line over 16 KiB (the coinbase travels as hex, twice its
+# size); one firmware's Stratum job keeps coinb2 in a fixed 4,096-byte buffer. 4,000 bytes
+# stays inside all of them with room for the merkle branch and the JSON around it.
+COINBASE_MAX_BYTES = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingSettings:
+    """How pooled work is paid (hashfarm.accounting; docs/accounting.md).
+
+    Off by default: the pool then builds its coinbase as before (pooled mode: all to
+    payout_address) and nothing reads these keys. `scheme` is what the pool notes as the
+    operator's scheme; a change takes effect at the next block found (docs/accounting.md).
+    """
+
+    enabled: bool = False  # True: the pool applies the scheme (TIDES: outputs in the coinbase)
+    scheme: SchemeName = "pplns"  # solo, prop, pplns, tides (paid in the coinbase), pps, fpps
+    fee_bps: int = 0  # pool fee in basis points (100 = 1%), rounded down in the pool's favour
+    pplns_factor: float = 2.0  # PPLNS window in network difficulties (Miningcore's default)
+    tides_factor: float = 8.0  # TIDES window in network difficulties (OCEAN's: 8)
+    dust_sats: int = 1_048_576  # TIDES: smaller payments are held, paid in a later coinbase
+    max_outputs: int = 500  # TIDES: coinbase outputs at most, the pool's own included
+    coinbase_max_bytes: int = COINBASE_MAX_BYTES  # TIDES: non-witness coinbase size at most
+    payout_threshold_sats: int = 100_000  # custodial schemes: balance paid out from this much
+    reserve_warning_sats: int = 0  # PPS/FPPS: warn when the pool's reserve falls below this
+
+    def to_scheme(self) -> AcctScheme:
+        """The accounting `Scheme` these settings describe (hashfarm.accounting.schemes)."""
+        from fractions import Fraction
+
+        from hashfarm.accounting.money import Fee
+        from hashfarm.accounting.schemes import Pplns, Pps, Prop, Solo, Tides
+
+        fee = Fee.bps(self.fee_bps)
+        if self.scheme == "solo":
+            return Solo(fee)
+        if self.scheme == "prop":
+            return Prop(fee)
+        if self.scheme == "pplns":
+            return Pplns(fee, Fraction(self.pplns_factor).limit_denominator(1000))
+        if self.scheme == "tides":
+            factor = Fraction(self.tides_factor).limit_denominator(1000)
+            return Tides(fee, factor, self.dust_sats, self.max_outputs)
+        return Pps(fee, full=self.scheme == "fpps")
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     """Everything `hashfarm pool` can be told, with defaults for a local regtest node."""
@@ -178,6 +232,7 @@ class PoolSettings:
     http: HttpSettings = field(default_factory=HttpSettings)  # API and metrics
     bans: BanSettings = field(default_factory=BanSettings)  # automatic Stratum bans by IP
     blocks: BlockSettings = field(default_factory=BlockSettings)  # block-candidate submission
+    accounting: AccountingSettings = field(default_factory=AccountingSettings)  # payouts
 
     def validate(self) -> PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
@@ -188,7 +243,7 @@ class PoolSettings:
 
 
 def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
-    st, vd, nd = s.stratum, s.vardiff, s.node
+    st, vd, nd, ac = s.stratum, s.vardiff, s.node, s.accounting
     return [
         ("mode", s.mode in ("solo", "pooled")),
         ("payout_address", s.mode != "pooled" or bool(s.payout_address)),
@@ -240,6 +295,18 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("blocks.queue_max", s.blocks.queue_max >= s.blocks.queue_per_height),
         ("blocks.submit_patience", s.blocks.submit_patience > 0.0),
         ("blocks.stop_drain", s.blocks.stop_drain >= 0.0),
+        ("accounting.scheme", ac.scheme in ("solo", "prop", "pplns", "tides", "pps", "fpps")),
+        ("accounting.fee_bps", 0 <= ac.fee_bps < 10_000),
+        ("accounting.pplns_factor", 0.0 < ac.pplns_factor <= 1000.0),
+        ("accounting.tides_factor", 0.0 < ac.tides_factor <= 1000.0),
+        ("accounting.dust_sats", ac.dust_sats >= 1),
+        ("accounting.max_outputs", 1 <= ac.max_outputs <= 10_000),
+        # room for the fixed parts and at least the pool's output and one miner's
+        ("accounting.coinbase_max_bytes", 1000 <= ac.coinbase_max_bytes <= 1_000_000),
+        ("accounting.payout_threshold_sats", ac.payout_threshold_sats >= 1),
+        ("accounting.reserve_warning_sats", ac.reserve_warning_sats >= 0),
+        # TIDES pays miners' addresses in the pool's coinbase: pooled mode only
+        ("accounting.enabled", not ac.enabled or s.mode == "pooled"),
     ]
 
 
