@@ -31,45 +31,64 @@ computation gives the same credits, and `SqlStore.post` refuses any that would d
 
 from __future__ import annotations
 
+import bisect
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
-from hashfarm.accounting.entries import block_found, block_matured, found_key, reversal
+from hashfarm.accounting.entries import (
+    block_found,
+    block_matured,
+    found_key,
+    pps_settlement,
+    reversal,
+    tides_block_found,
+)
 from hashfarm.accounting.fastwindow import fast_pplns_window
-from hashfarm.accounting.inputs import FoundBlock
-from hashfarm.accounting.ledger import AccountingError
+from hashfarm.accounting.inputs import FoundBlock, JobTerms
+from hashfarm.accounting.ledger import POOL_RESERVE, POOL_RESERVE_IMMATURE, AccountingError
 from hashfarm.accounting.lifecycle import BlockState
 from hashfarm.accounting.money import Fee
 from hashfarm.accounting.schemes import (
     BlockCredit,
     Pplns,
+    Pps,
     Prop,
+    Scheme,
     Solo,
+    Tides,
     credit_block,
     credit_weights,
+    share_value,
 )
 from hashfarm.accounting.store import SqlStore
+from hashfarm.accounting.tides import CoinbasePlan
 from hashfarm.accounting.window import Window, window_size
 
-CustodialScheme = Solo | Prop | Pplns
+CustodialScheme = Solo | Prop | Pplns  # credited from the shares when a block is found
 _CHUNK = 100_000  # shares read per query while walking a PPLNS window back
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 _ALL = Fraction(10**300)  # a window no round of shares fills (still a finite float)
 
 
-def format_spec(scheme: CustodialScheme) -> str:
-    """The canonical text of a scheme and its parameters ("pplns:fee=100/10000:factor=2/1")."""
+def format_spec(scheme: Scheme) -> str:
+    """The canonical text of a scheme and its parameters ("pplns:fee=100/10000:factor=2/1",
+    "tides:fee=0/1:factor=8/1:dust=1048576:max=500", "fpps:fee=200/10000")."""
     text = f"{scheme.name}:fee={scheme.fee.numerator}/{scheme.fee.denominator}"
-    if isinstance(scheme, Pplns):
+    if isinstance(scheme, Pplns | Tides):
         text += f":factor={scheme.factor.numerator}/{scheme.factor.denominator}"
+    if isinstance(scheme, Tides):
+        text += f":dust={scheme.dust_sats}:max={scheme.max_outputs}"
     return text
 
 
-def parse_spec(text: str) -> CustodialScheme:
+def parse_spec(text: str) -> Scheme:
     """The scheme `format_spec` wrote (ValueError for anything else)."""
     name, *fields = text.split(":")
     params = dict(f.split("=", 1) for f in fields)
@@ -79,9 +98,14 @@ def parse_spec(text: str) -> CustodialScheme:
         return Solo(fee)
     if name == "prop":
         return Prop(fee)
+    if name in ("pps", "fpps"):
+        return Pps(fee, full=name == "fpps")
+    fnum, fden = (int(x) for x in params["factor"].split("/"))
     if name == "pplns":
-        fnum, fden = (int(x) for x in params["factor"].split("/"))
         return Pplns(fee, Fraction(fnum, fden))
+    if name == "tides":
+        factor = Fraction(fnum, fden)
+        return Tides(fee, factor, int(params["dust"]), int(params["max"]))
     raise ValueError(f"scheme {name!r} is not credited by this service")
 
 
@@ -274,7 +298,7 @@ def compute_credit(
         network_difficulty,
     )
     after = _epoch_after(sql, block)
-    if isinstance(scheme, Solo):
+    if isinstance(scheme, Solo | Pps):  # PPS/FPPS: the whole reward to the reserve
         return credit_block(scheme, found, []), after
     if isinstance(scheme, Prop):
         prev = sql.q(
@@ -285,7 +309,7 @@ def compute_credit(
         # the whole round: a "window" larger than any round, so every share counts whole
         everything = _pplns_window(sql, start, block.found_share_id, _ALL)
         window = replace(everything, size=everything.total)  # as `window.prop_round` states it
-    else:
+    else:  # PPLNS; TIDES here only for a block whose job has no coinbase plan (post_found)
         window = _pplns_window(
             sql, after, block.found_share_id, window_size(scheme.factor, network_difficulty)
         )
@@ -310,6 +334,10 @@ def post_found(
     that long. Its inputs (shares up to the finding share, the tracked blocks before it)
     do not change, and `post` refuses a different result under the same key.
     """
+    job = job_of_share(sql, block.found_share_id)
+    plan = None if job is None else coinbase_plan(sql, job.ref)
+    if plan is not None:  # the coinbase paid the miners: post exactly that, whatever the spec
+        return _post_tides(sql, block, plan, job, network_difficulty, confirmations, now)
     try:
         credit, after = compute_credit(sql, block, network_difficulty)
     except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
@@ -375,3 +403,403 @@ def set_confirmations(sql: SqlStore, updates: list[tuple[str, int]]) -> None:
             "UPDATE acct_blocks SET confirmations = ? WHERE hash = ?",
             [(c, h) for h, c in updates],
         )
+
+
+# -- job terms: what each published job was worth (written by the pool, pool/jobterms.py) --
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One `acct_job_terms` row: the terms of a job the pool published."""
+
+    ref: int  # acct_job_terms.id
+    published_at: float
+    terms: JobTerms
+
+
+_TERMS_COLUMNS = "id, published_at, network_difficulty, subsidy_sats, fees_sats"
+
+
+def _job_row(row: tuple[Any, ...]) -> JobRow:
+    ref, at, nd, subsidy, fees = row
+    return JobRow(
+        int(ref),
+        float(at),
+        JobTerms(float(nd), int(subsidy), int(fees)),
+    )
+
+
+def job_of_share(sql: SqlStore, share_id: int) -> JobRow | None:
+    """The terms of the job share `share_id` answered: the row with the share's (height,
+    job_id) published last at or before the share's time (job ids restart with each pool
+    process, so the same pair can name jobs of several runs); None when none is recorded."""
+    share = sql.q("SELECT height, job_id, time FROM shares WHERE id = ?", (share_id,))
+    if not share:
+        return None
+    height, job_id, at = share[0]
+    rows = sql.q(
+        f"SELECT {_TERMS_COLUMNS} FROM acct_job_terms WHERE height = ? AND job_id = ? "
+        "AND published_at <= ? ORDER BY published_at DESC, id DESC LIMIT 1",
+        (height, job_id, at),
+    )
+    return _job_row(rows[0]) if rows else None
+
+
+def _published(row: JobRow) -> tuple[float, int]:
+    return row.published_at, row.ref
+
+
+class TermsIndex:
+    """The job terms rows of a range of heights, to find each share's job in memory."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        by_job: dict[tuple[int, str], list[JobRow]] = {}
+        for row in rows:
+            height, job_id = int(row[0]), str(row[1])
+            by_job.setdefault((height, job_id), []).append(_job_row(row[2:]))
+        self._rows = {
+            k: sorted(v, key=lambda r: (r.published_at, r.ref)) for k, v in by_job.items()
+        }
+        self._times = {k: [r.published_at for r in v] for k, v in self._rows.items()}
+
+    @classmethod
+    def load(cls, sql: SqlStore, low: int, high: int) -> TermsIndex:
+        """Every row with low <= height <= high."""
+        return cls(
+            sql.q(
+                f"SELECT height, job_id, {_TERMS_COLUMNS} FROM acct_job_terms "
+                "WHERE height >= ? AND height <= ?",
+                (low, high),
+            )
+        )
+
+    def find(self, height: int, job_id: str, at: float) -> JobRow | None:
+        """The row a share (height, job_id, time) answered, as `job_of_share` says."""
+        times = self._times.get((height, job_id))
+        if not times:
+            return None
+        i = bisect.bisect_right(times, at)
+        return self._rows[(height, job_id)][i - 1] if i else None
+
+
+# -- TIDES: a found block posts the coinbase plan of the job it was found on --------------
+
+
+def plan_to_json(plan: CoinbasePlan, extra: Mapping[str, object] | None = None) -> str:
+    """`acct_coinbase_plans.plan` for `plan` (the pool writes it with the job's terms).
+
+    `extra` may add the window that explains the earnings: "weights" ({account: "n/d"},
+    exact), "window_size" and "window_total" ("n/d"), "oldest_share_id", "newest_share_id".
+    """
+    body: dict[str, object] = {
+        "earnings": plan.earnings,
+        "outputs": [[a, v] for a, v in plan.outputs],
+        "held_used": plan.held_used,
+        "held_before": plan.held_before,
+    }
+    body.update(extra or {})
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def _sats(mapping: object) -> dict[str, int]:
+    if not isinstance(mapping, dict):
+        raise ValueError("a coinbase plan field is not an object")
+    return {str(k): int(v) for k, v in mapping.items()}
+
+
+def plan_from_row(
+    value: int, fee: int, pool_sats: int, text: str
+) -> tuple[CoinbasePlan, dict[str, Any]]:
+    """A `CoinbasePlan` back from its row (and the JSON body, for the window it explains)."""
+    body = json.loads(text)
+    plan = CoinbasePlan(
+        value=int(value),
+        fee=int(fee),
+        earnings=_sats(body["earnings"]),
+        outputs=tuple((str(a), int(v)) for a, v in body["outputs"]),
+        pool_sats=int(pool_sats),
+        held_used=_sats(body.get("held_used", {})),
+        held_before=_sats(body.get("held_before", {})),
+    )
+    if sum(plan.earnings.values()) + plan.fee != plan.value:
+        raise ValueError("the plan's earnings and fee do not add up to its value")
+    return plan, body
+
+
+def coinbase_plan(sql: SqlStore, job_ref: int) -> tuple[CoinbasePlan, dict] | None:  # type: ignore[type-arg]
+    """The coinbase plan recorded with job `job_ref` (None: that job paid no miner outputs)."""
+    rows = sql.q(
+        "SELECT value, fee, pool_sats, plan FROM acct_coinbase_plans WHERE job_ref = ?",
+        (job_ref,),
+    )
+    if not rows:
+        return None
+    value, fee, pool, text = rows[0]
+    try:
+        return plan_from_row(int(value), int(fee), int(pool), str(text))
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise AccountingError(f"job {job_ref}: unreadable coinbase plan: {exc}") from exc
+
+
+def _post_tides(
+    sql: SqlStore,
+    block: OpenBlock,
+    recorded: tuple[CoinbasePlan, dict[str, Any]],
+    job: JobRow | None,
+    network_difficulty: float,
+    confirmations: int,
+    now: float,
+) -> BlockCredit:
+    """A block found on a TIDES job: its coinbase already paid the outputs; post the plan."""
+    plan, body = recorded
+    if plan.value != block.reward_sats:
+        raise AccountingError(
+            f"block {block.hash_hex}: its job's coinbase plan is worth {plan.value} sats, "
+            f"the block {block.reward_sats}"
+        )
+    credit = BlockCredit(block.hash_hex, "tides", plan.value, plan.fee, dict(plan.earnings), 0)
+    weights = {str(k): Fraction(str(v)) for k, v in dict(body.get("weights", {})).items()}
+    if not weights:  # no window recorded: the earnings themselves explain the parts
+        weights = {a: Fraction(v) for a, v in plan.earnings.items()}
+    total = Fraction(str(body.get("window_total", sum(weights.values()))))
+    size = str(body.get("window_size", total))
+    after = _epoch_after(sql, block)
+    with sql.tx():
+        sql.post(tides_block_found(block.hash_hex, plan, block.found_time))
+        sql.q(
+            "INSERT INTO acct_block_windows (block_hash, scheme, finder_account, "
+            "network_difficulty, fee_sats, window_size, window_total, oldest_share_id, "
+            "newest_share_id, epoch_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (block_hash) DO NOTHING",
+            (
+                block.hash_hex,
+                block.spec,
+                block.finder_account,
+                job.terms.network_difficulty if job else network_difficulty,
+                plan.fee,
+                size,
+                str(total),
+                body.get("oldest_share_id"),
+                body.get("newest_share_id"),
+                after,
+            ),
+        )
+        sql.many(
+            "INSERT INTO acct_block_parts (block_hash, account, weight, sats) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (block_hash, account) DO NOTHING",
+            [
+                (block.hash_hex, a, str(weights.get(a, Fraction(0))), sats)
+                for a, sats in sorted(plan.earnings.items())
+            ],
+        )
+        _set_state(sql, block.hash_hex, BlockState.IMMATURE, confirmations, now)
+    return credit
+
+
+# -- scheme epochs over share ids (switching's boundary rule, from acct_scheme_switches) --
+
+
+@dataclass(frozen=True, slots=True)
+class SpecEpoch:
+    """Accepted shares with after < id <= until (None: open) belong to `spec`."""
+
+    after: int
+    until: int | None
+    spec: str
+
+
+def scheme_epochs(sql: SqlStore) -> tuple[list[SpecEpoch], bool]:
+    """The epochs the noted switches made so far, and whether a switch is still pending
+    (requested, its boundary block not found yet: the open epoch's end is not known)."""
+    rows = sql.q(
+        "SELECT s.params, s.boundary_block, b.found_share_id FROM acct_scheme_switches s "
+        "LEFT JOIN acct_blocks b ON b.hash = s.boundary_block ORDER BY s.id"
+    )
+    if not rows:
+        return [], False
+    bounds: dict[int, str] = {}
+    pending = False
+    for params, boundary, found_share in rows[1:]:
+        if boundary is None:
+            pending = True
+        else:
+            bounds[int(found_share)] = str(params)  # rows in id order: the last one wins
+    epochs: list[SpecEpoch] = []
+    after, spec = -1, str(rows[0][0])
+    for found_share in sorted(bounds):
+        epochs.append(SpecEpoch(after, found_share, spec))
+        after, spec = found_share, bounds[found_share]
+    epochs.append(SpecEpoch(after, None, spec))
+    return epochs, pending
+
+
+# -- PPS/FPPS: shares priced in batches at their jobs' terms (`pps:<first>-<last>`) -------
+
+PPS_BATCH = 50_000  # shares priced per batch (one transaction)
+
+
+@dataclass(frozen=True, slots=True)
+class PpsBatch:
+    """A range of one PPS epoch's shares, priced (exact values per account)."""
+
+    cursor: int  # the pricing cursor this batch follows (max until_id before it)
+    after: int  # exclusive
+    first: int  # the first share priced
+    until: int  # inclusive: the last share priced
+    spec: str
+    shares: int
+    values: dict[str, Fraction]  # exact value of the batch's shares per account
+
+    @property
+    def key(self) -> str:
+        """The batch id in its settlement's key `pps:<first>-<last>`."""
+        return f"{self.first}-{self.until}"
+
+
+@dataclass(frozen=True, slots=True)
+class PpsWait:
+    """Pricing stops before share `share_id`: its job's terms are not (yet) recorded."""
+
+    share_id: int
+    time: float
+    reason: str
+
+
+def pps_cursor(sql: SqlStore) -> int:
+    """Every PPS share with an id up to this has been priced (-1: none yet)."""
+    rows = sql.q("SELECT max(until_id) FROM acct_pps_batches")
+    return -1 if rows[0][0] is None else int(rows[0][0])
+
+
+def next_pps_batch(sql: SqlStore, limit: int = PPS_BATCH) -> PpsBatch | PpsWait | None:
+    """Price the next unpriced shares of a PPS/FPPS epoch (read only; None: nothing to do).
+
+    Shares are priced in id order, at most `limit` at a time, within one epoch; the open
+    epoch only while no switch is pending (its end is the pending switch's boundary block,
+    not yet known) and only up to the newest accepted share. A share is priced only once the
+    pool has recorded a job published at or after its time (`acct_job_terms` rows are written
+    in order by one writer, so the share's own job is then committed too): until then, or
+    when its job has no terms at all, pricing waits before it (`PpsWait`).
+    """
+    epochs, pending = scheme_epochs(sql)
+    cursor = pps_cursor(sql)
+    for epoch in epochs:
+        scheme = parse_spec(epoch.spec)
+        if not isinstance(scheme, Pps) or (epoch.until is not None and epoch.until <= cursor):
+            continue
+        if epoch.until is None:
+            if pending:
+                return None
+            top = sql.q("SELECT max(id) FROM shares WHERE accepted")[0][0]
+            if top is None:
+                return None
+            high = int(top)
+        else:
+            high = epoch.until
+        low = max(cursor, epoch.after)
+        if high <= low:
+            continue
+        rows = sql.q(
+            "SELECT id, account, difficulty, time, height, job_id FROM shares "
+            "WHERE accepted AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (low, high, limit),
+        )
+        if not rows:
+            continue
+        return _price(sql, scheme, epoch.spec, cursor, low, rows)
+    return None
+
+
+def _price(
+    sql: SqlStore,
+    scheme: Pps,
+    spec: str,
+    cursor: int,
+    low: int,
+    rows: list[tuple[Any, ...]],
+) -> PpsBatch | PpsWait:
+    newest = sql.q("SELECT max(published_at) FROM acct_job_terms")[0][0]
+    heights = [int(r[4]) for r in rows]
+    index = TermsIndex.load(sql, min(heights), max(heights))
+    groups: dict[tuple[str, int, float], int] = {}  # (account, job, difficulty) -> shares
+    jobs: dict[int, JobTerms] = {}
+    until, first = low, low
+    for share_id, account, difficulty, at, height, job_id in rows:
+        sid, when = int(share_id), float(at)
+        job = index.find(int(height), str(job_id), when)
+        reason = None
+        if newest is None or when > float(newest):
+            reason = "no job recorded after it yet (its own job's terms may still be on the way)"
+        elif job is None:
+            reason = f"no terms recorded for job {job_id} at height {height}"
+        if reason is not None:
+            if until == low:
+                return PpsWait(sid, when, reason)
+            break
+        assert job is not None
+        jobs[job.ref] = job.terms
+        key = (str(account), job.ref, float(difficulty))
+        groups[key] = groups.get(key, 0) + 1
+        until = sid
+        first = first if first > low else sid
+    values: dict[str, Fraction] = {}
+    for (account, ref, difficulty), count in groups.items():
+        try:
+            value = share_value(difficulty, jobs[ref], scheme) * count
+        except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
+            raise AccountingError(f"PPS shares after {low}: cannot price: {exc}") from exc
+        values[account] = values.get(account, Fraction(0)) + value
+    return PpsBatch(cursor, low, first, until, spec, sum(groups.values()), values)
+
+
+def post_pps_batch(sql: SqlStore, batch: PpsBatch, now: float) -> dict[str, int]:
+    """Credit a priced batch (one transaction): per account, whatever makes its credits so
+    far `floor(exact value of its priced shares)` (`schemes.PpsAccrual`'s rule), from the
+    reserve (`pps:<first>-<last>`). Refused when another pass priced meanwhile."""
+    with sql.tx():
+        if pps_cursor(sql) != batch.cursor:
+            raise AccountingError("PPS shares were priced meanwhile (two crediting services?)")
+        credits: dict[str, int] = {}
+        updates: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        for account, value in sorted(batch.values.items()):
+            row = sql.q(
+                "SELECT owed_numerator, owed_denominator, credited_sats FROM acct_pps_accrual "
+                "WHERE account = ?",
+                (account,),
+            )
+            old = Fraction(int(row[0][0]), int(row[0][1])) if row else Fraction(0)
+            credited = int(row[0][2]) if row else 0
+            owed = old + value
+            due = math.floor(owed) - credited
+            if due > 0:
+                credits[account] = due
+            fields = (str(owed.numerator), str(owed.denominator), credited + max(due, 0))
+            if row:
+                updates.append((*fields, batch.until, account))
+            else:
+                inserts.append((account, *fields, batch.until))
+        sql.many(
+            "UPDATE acct_pps_accrual SET owed_numerator = ?, owed_denominator = ?, "
+            "credited_sats = ?, last_share_id = ? WHERE account = ?",
+            updates,
+        )
+        sql.many(
+            "INSERT INTO acct_pps_accrual (account, owed_numerator, owed_denominator, "
+            "credited_sats, last_share_id) VALUES (?, ?, ?, ?, ?)",
+            inserts,
+        )
+        if credits:
+            sql.post(pps_settlement(batch.key, credits, now))
+        sql.q(
+            "INSERT INTO acct_pps_batches (after_id, until_id, scheme, shares, credited_sats, "
+            "time) VALUES (?, ?, ?, ?, ?, ?)",
+            (batch.after, batch.until, batch.spec, batch.shares, sum(credits.values()), now),
+        )
+    return credits
+
+
+def reserve_balances(sql: SqlStore) -> tuple[int, int, int]:
+    """(pool:reserve, pool:reserve:immature, sum of every miner balance)."""
+    owed = sum(sql.balances("miner:").values())
+    return sql.balance(POOL_RESERVE), sql.balance(POOL_RESERVE_IMMATURE), owed

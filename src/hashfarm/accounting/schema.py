@@ -12,7 +12,9 @@ miner balance invariant also as a CHECK, `acct_blocks` the lifecycle (`lifecycle
 `acct_scheme_switches` the switches (`switching`), `acct_job_terms` what PPS prices shares at
 (the `shares` table has no network difficulty), `acct_pps_accrual` the exact PPS amounts owed
 (numerator/denominator as decimal text: they outgrow 64 bits), and `acct_payouts` the custodial
-payouts with their idempotency keys (written by the later payout service).
+payouts with their idempotency keys (written by the later payout service). Version 3 replaces
+`acct_job_terms` (one row per job the pool publishes, `pool/jobterms.py`) and adds each TIDES
+job's coinbase plan and the PPS pricing batches.
 
 Only this module of accounting does I/O, and only to apply the schema.
 """
@@ -162,6 +164,58 @@ MIGRATIONS: tuple[Migration, ...] = (
                 weight TEXT NOT NULL,
                 sats BIGINT NOT NULL CHECK (sats >= 0),
                 PRIMARY KEY (block_hash, account)
+            )""",
+        ),
+    ),
+    Migration(
+        3,
+        "job terms per published job, TIDES coinbase plans, PPS pricing batches",
+        (
+            # Version 1's acct_job_terms keyed a job by (height, job_id), but the pool's job
+            # ids restart with every pool process; nothing ever wrote it, so it is replaced.
+            # Written by the pool (pool/jobterms.py), one row per job it publishes; a share
+            # answered the row with its (height, job_id) and the greatest published_at not
+            # after the share's time (accounting/crediting.py).
+            "DROP TABLE acct_job_terms",
+            """CREATE TABLE acct_job_terms (
+                id {serial_pk},
+                pool_run TEXT NOT NULL,
+                job_id TEXT NOT NULL,
+                generation BIGINT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                height BIGINT NOT NULL,
+                bits BIGINT NOT NULL,
+                network_difficulty DOUBLE PRECISION NOT NULL CHECK (network_difficulty > 0),
+                subsidy_sats BIGINT NOT NULL CHECK (subsidy_sats >= 0),
+                fees_sats BIGINT NOT NULL CHECK (fees_sats >= 0),
+                coinbase_value BIGINT NOT NULL CHECK (coinbase_value >= 0),
+                published_at DOUBLE PRECISION NOT NULL,
+                UNIQUE (pool_run, job_id)
+            )""",
+            "CREATE INDEX acct_job_terms_job ON acct_job_terms (height, job_id, published_at)",
+            "CREATE INDEX acct_job_terms_published ON acct_job_terms (published_at)",
+            # A TIDES job's coinbase plan (`tides.CoinbasePlan`), written with its terms row;
+            # plan: JSON {"earnings": {}, "outputs": [[account, sats]], "held_used": {},
+            # "held_before": {}}. A found TIDES block posts exactly this plan.
+            """CREATE TABLE acct_coinbase_plans (
+                job_ref BIGINT PRIMARY KEY REFERENCES acct_job_terms (id),
+                scheme TEXT NOT NULL,
+                value BIGINT NOT NULL CHECK (value >= 0),
+                fee BIGINT NOT NULL CHECK (fee >= 0),
+                pool_sats BIGINT NOT NULL CHECK (pool_sats >= 0),
+                plan TEXT NOT NULL
+            )""",
+            # Each PPS/FPPS pricing batch: the accepted shares with after_id < id <= until_id
+            # of one PPS epoch, priced once (UNIQUE after_id: two services never price the
+            # same range); its settlement is `pps:<first share priced>-<until_id>`.
+            """CREATE TABLE acct_pps_batches (
+                after_id BIGINT PRIMARY KEY,
+                until_id BIGINT NOT NULL UNIQUE,
+                scheme TEXT NOT NULL,
+                shares BIGINT NOT NULL CHECK (shares >= 0),
+                credited_sats BIGINT NOT NULL CHECK (credited_sats >= 0),
+                time DOUBLE PRECISION NOT NULL,
+                CHECK (until_id > after_id)
             )""",
         ),
     ),

@@ -10,7 +10,14 @@
    again (a decision is never made on a chain that changed under it);
 4. `lifecycle.advance` every open block on that view and write the event it calls for
    (`crediting`): first seen on the chain -> credits posted (immature); 100 confirmations ->
-   spendable (credited); gone from its height -> orphaned, credits reversed.
+   spendable (credited); gone from its height -> orphaned, credits reversed;
+5. price the shares of PPS/FPPS epochs not priced yet, in batches, each at the terms of the
+   job it answered (`acct_job_terms`, written by the pool), and credit them from the reserve
+   (`pps:<first>-<last>`); report the reserve against its warning threshold.
+
+Every scheme is credited: SOLO/PROP/PPLNS from the shares; PPS/FPPS blocks' rewards go to
+the reserve while their shares are priced one by one; a TIDES block posts the coinbase plan
+of the job it was found on (`acct_coinbase_plans`): the outputs its coinbase paid, held dust.
 
 Every event is one database transaction keyed by the ledger's idempotency keys, so a crash
 anywhere and any number of replays credit each block exactly once. `step(budget=n)` stops
@@ -33,21 +40,25 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hashfarm.accounting.crediting import (
-    CustodialScheme,
+    PPS_BATCH,
     OpenBlock,
+    PpsWait,
     format_spec,
+    next_pps_batch,
     note_scheme,
     open_blocks,
     post_found,
     post_mature,
     post_orphan,
+    post_pps_batch,
+    reserve_balances,
     set_confirmations,
     track,
     untracked_blocks,
 )
-from hashfarm.accounting.ledger import AccountingError
+from hashfarm.accounting.ledger import AccountingError, ReserveStatus
 from hashfarm.accounting.lifecycle import BlockState, TrackedBlock, advance
-from hashfarm.accounting.schemes import Pplns, Prop, Solo
+from hashfarm.accounting.schemes import Scheme
 from hashfarm.accounting.store import AccountingStore
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.errors import HashfarmError, NodeError, RPCError
@@ -55,6 +66,7 @@ from hashfarm.errors import HashfarmError, NodeError, RPCError
 log = logging.getLogger("hashfarm.accounting.service")
 
 SNAPSHOT_TRIES = 5  # reads of the chain view before a pass gives up (the tip kept moving)
+STALL_WARNING_S = 120.0  # a share unpriced for longer than this is logged at every pass
 
 
 class ChainView(Protocol):
@@ -98,6 +110,10 @@ class StepReport:
     waiting: list[str] = field(default_factory=list)  # blocks whose finding share is missing
     failed: list[str] = field(default_factory=list)  # blocks the ledger refused (logged)
     complete: bool = True  # False: the budget or a moving chain cut the pass short
+    priced: int = 0  # PPS/FPPS shares priced
+    pps_credited: int = 0  # sats credited for them
+    unpriced: PpsWait | None = None  # pricing waits before this share (its job's terms)
+    reserve: ReserveStatus | None = None  # the PPS/FPPS reserve after the pass
 
 
 def header_difficulty(header: Any) -> float:
@@ -111,27 +127,28 @@ def header_difficulty(header: Any) -> float:
 
 
 class CreditingService:
-    """Credits SOLO, PROP and PPLNS blocks from the pool's ledger, following the node."""
+    """Credits every scheme's blocks and PPS shares from the pool's ledger, following the node."""
 
     def __init__(
         self,
         store: AccountingStore,
         node: ChainView,
-        scheme: CustodialScheme,
+        scheme: Scheme,
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 5.0,
+        reserve_warning_sats: int = 0,
+        pps_batch: int = PPS_BATCH,
     ) -> None:
-        if not isinstance(scheme, Solo | Prop | Pplns):
-            raise ValueError(
-                f"the crediting service credits solo, prop and pplns, not {scheme.name}: TIDES "
-                "pays in the pool's coinbase and PPS/FPPS need each job's terms (not wired yet)"
-            )
+        if pps_batch < 1:
+            raise ValueError("pps_batch must be at least 1")
         self.store = store
         self.node = node
         self.spec = format_spec(scheme)
         self.clock = clock
         self.poll_interval = poll_interval
+        self.reserve_warning_sats = reserve_warning_sats
+        self.pps_batch = pps_batch
 
     async def step(self, budget: int | None = None) -> StepReport:
         """One pass (see the module docstring); at most `budget` events when given."""
@@ -177,7 +194,28 @@ class CreditingService:
                 report.failed.append(block.hash_hex)
                 log.error("block %s not credited: %s", block.hash_hex, exc)
         await self.store.call(lambda s: set_confirmations(s, unchanged))
+        if not await self._price(now, spend, report):
+            return report
+        reserve, immature, owed = await self.store.call(reserve_balances)
+        report.reserve = ReserveStatus(
+            reserve, immature, owed, warning=reserve < self.reserve_warning_sats
+        )
         return report
+
+    async def _price(self, now: float, spend: Callable[[], bool], report: StepReport) -> bool:
+        """Price and credit PPS/FPPS shares, a batch per event; False when out of budget."""
+        while True:
+            batch = await self.store.call(lambda s: next_pps_batch(s, self.pps_batch))
+            if batch is None:
+                return True
+            if isinstance(batch, PpsWait):
+                report.unpriced = batch
+                return True
+            if not spend():
+                return False
+            credits = await self.store.call(lambda s, b=batch: post_pps_batch(s, b, now))  # type: ignore[misc]
+            report.priced += batch.shares
+            report.pps_credited += sum(credits.values())
 
     async def _advance(
         self,
@@ -244,10 +282,27 @@ class CreditingService:
         while not stop.is_set():
             try:
                 report = await self.step()
-                if report.tracked or report.posted or report.credited or report.orphaned:
+                if (
+                    report.tracked
+                    or report.posted
+                    or report.credited
+                    or report.orphaned
+                    or report.priced
+                ):
                     log.info("accounting pass: %s", report)
                 for hash_hex in report.waiting:
                     log.warning("block %s: its finding share is not in the ledger yet", hash_hex)
+                wait = report.unpriced
+                if wait is not None and self.clock() - wait.time > STALL_WARNING_S:
+                    log.warning("PPS pricing waits before share %d: %s", wait.share_id, wait.reason)
+                if report.reserve is not None and report.reserve.warning:
+                    log.warning(
+                        "PPS reserve %d sats is below the warning threshold %d sats "
+                        "(miners are owed %d sats)",
+                        report.reserve.reserve,
+                        self.reserve_warning_sats,
+                        report.reserve.owed_to_miners,
+                    )
             except HashfarmError as exc:
                 log.error(
                     "accounting pass failed (retrying in %.0f s): %s", self.poll_interval, exc
