@@ -167,7 +167,8 @@ def _cgminer_pools(r: Reading) -> str:
         "Diff": "1", "Has Stratum": True, "Stratum Active": pool.alive,
         "Stratum URL": pool.url.split("//")[-1].rsplit(":", 1)[0] if pool.alive else "",
     }  # fmt: skip
-    if r.profile.backend == "luxos":
+    if r.profile.backend == "luxos":  # LuxOS spells it "Long Pool" and groups its pools
+        row = {("Long Pool" if k == "Long Poll" else k): v for k, v in row.items()}
         row["GROUP"] = 0
     return _envelope(r, "POOLS", [row], 7, "1 Pool(s)")
 
