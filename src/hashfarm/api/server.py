@@ -18,11 +18,12 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hashfarm.api import accounts, admin, metrics
+from hashfarm.api import accounts, admin, fleet, metrics
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
 from hashfarm.errors import LedgerError
+from hashfarm.fleet.store import FleetStore
 
 log = logging.getLogger("hashfarm.api")
 
@@ -35,9 +36,11 @@ def make_app(
     model: ReadModel,
     admin_token: bytes | None = None,
     ledger: accounts.AccountsSource | None = None,
+    fleet_store: FleetStore | None = None,
 ) -> web.Application:
     """The aiohttp application serving `model`; ban routes open to `admin_token` only;
-    the accounting routes read `ledger` (without it they say that accounting is off)."""
+    the accounting routes read `ledger` (without it they say that accounting is off);
+    the fleet routes (`api/fleet.py`) are served when a `fleet_store` is given."""
     app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
     app[MODEL_KEY] = model
     app.router.add_get("/api/pool", _pool)
@@ -47,6 +50,8 @@ def make_app(
     app.router.add_get("/metrics", _metrics)
     admin.add_routes(app, MODEL_KEY, admin_token)
     accounts.add_routes(app, ledger)
+    if fleet_store is not None:
+        fleet.add_routes(app, fleet_store)
     return app
 
 
