@@ -15,6 +15,10 @@ SUBCOMMANDS: dict[str, str] = {
     "pool": "hashfarm.cli.pool:pool",
     "pool-bans": "hashfarm.cli.bans:pool_bans",
     "accounts": "hashfarm.cli.accounts:accounts",
+    "customer": "hashfarm.cli.hosting:customer",
+    "contract": "hashfarm.cli.hosting:contract",
+    "meter": "hashfarm.cli.hosting:meter",
+    "bill": "hashfarm.cli.hosting:bill",
     "demo": "hashfarm.cli.demo:demo",
     "fleet": "hashfarm.cli.fleet:fleet",
 }

@@ -23,7 +23,7 @@ from itertools import pairwise
 from typing import TypeVar
 
 from hashfarm.hosting.errors import HostingError, InputError
-from hashfarm.hosting.money import parse_decimal
+from hashfarm.hosting.money import fmt_fraction, parse_decimal
 from hashfarm.hosting.period import SECONDS_PER_DAY, parse_time
 from hashfarm.hosting.power import MAX_WATTS, SampleSeries, State
 
@@ -115,10 +115,12 @@ def register_problems(readings: list[MeterReading]) -> list[tuple[int, str]]:
     for mid, rs in by_machine.items():
         rs.sort(key=lambda r: (r.time, r.line))
         for a, b in pairwise(rs):
+            line = b.line or a.line  # a stored reading has no line: name the file's
             if b.time == a.time and b.kwh != a.kwh:
-                problems.append((b.line, f"{mid}: a second, different reading at that time"))
+                problems.append((line, f"{mid}: a second, different reading at that time"))
             elif b.kwh < a.kwh:
-                problems.append((b.line, f"{mid}: register went backwards ({a.kwh} -> {b.kwh})"))
+                was, now = fmt_fraction(a.kwh), fmt_fraction(b.kwh)
+                problems.append((line, f"{mid}: register went backwards ({was} -> {now})"))
     return sorted(problems)
 
 
