@@ -54,7 +54,7 @@ POLL_COMMANDS: dict[str, tuple[str, ...]] = {
     "luxos": ("stats", "summary", "pools", "events"),
     "btminer": ("summary", "devs", "pools", "get_version"),
     "btminer-v3": ("get.device.info",),
-    "avalon": ("estats", "summary", "pools"),
+    "avalon": ("summary+pools+stats",),  # one connection; the Avalon 10xx capture shows it
     "bosminer": ("summary", "temps", "fans", "pools"),
     "braiins-rest": ("/api/v1/miner/stats", "/api/v1/miner/errors"),
     "axeos": ("/api/system/info",),

@@ -154,6 +154,8 @@ def _description(data: Mapping[str, Any]) -> str:
 def _antminer_header(row: Mapping[str, Any]) -> str | None:
     if "LUXminer" in row:
         return "luxos"
+    if "avalon" in str(row.get("Type", "")).lower():
+        return "avalon"
     if any(k in row for k in ("BOSminer", "BOSminer+", "BOSer")):
         return "bosminer"
     if "BMMiner" in row or ("CGMiner" in row and "Antminer" in str(row.get("Type", ""))):
@@ -167,8 +169,11 @@ def identify(command: str, data: Mapping[str, Any]) -> str | None:
     """Which backend sent `data`, the decoded reply to `command` (None: cannot tell)."""
     if "code" in data and "msg" in data and "STATUS" not in data:
         return "btminer-v3"
-    if "BOSminer" in _description(data) or "BOSer" in _description(data):
+    described = _description(data)
+    if "BOSminer" in described or "BOSer" in described:
         return "bosminer"
+    if "LUXminer" in described:
+        return "luxos"
     msg = data.get("Msg")
     if isinstance(msg, dict) and "whatsminer" in str(msg.get("api_ver", "")).lower():
         return "btminer"
