@@ -59,7 +59,7 @@ async def test_the_executable_serves_plays_faults_and_stops_on_sigint(tmp_path: 
     )  # fmt: skip
     assert process.stdout is not None
     try:
-        lines = []
+        lines: list[str] = []
         deadline = time.monotonic() + START_LIMIT
         while not any("fan_stop" in line for line in lines):
             assert time.monotonic() < deadline, lines
