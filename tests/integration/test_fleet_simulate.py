@@ -9,7 +9,11 @@ so (dead pool), its Stratum session ends, and it mines again once the fault clea
 
 from __future__ import annotations
 
+import asyncio
 import random
+import signal
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,7 @@ from unit.pool.harness import MINER_SCRIPTS, pool_settings, running_pool, wait_f
 
 pytestmark = pytest.mark.node
 
+HASHFARM = Path(sys.executable).parent / "hashfarm"
 RATE_HS = 20.0  # real hashes per second per machine (on regtest ~every other hash is a share)
 
 
@@ -111,3 +116,40 @@ async def test_simulated_machines_mine_through_the_pool(
             snap = await poll(first)
             assert snap.pools[0].alive
             assert (snap.pools[0].accepted or 0) >= stalled  # verdicts before the outage kept
+
+
+async def test_the_cli_farm_mines_through_the_pool(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    address = bcoin_address(MINER_SCRIPTS[6])
+    base = f"127.{random.randint(2, 250)}.{random.randint(0, 255)}.1"
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, recorder):
+        process = await asyncio.create_subprocess_exec(
+            str(HASHFARM), "fleet", "simulate", "--count", "2", "--base-address", base,
+            "--models", "bosminer-s9", "--pool", f"stratum+tcp://127.0.0.1:{pool.stratum_port}",
+            "--user", f"{address}.cli", "--real-hashrate", "10",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            workers = {f"{address}.cli0", f"{address}.cli1"}
+
+            def accepted() -> dict[str, int]:
+                return Counter(s.worker for s in recorder.shares if s.accepted)
+
+            await wait_for(lambda: all(accepted()[w] >= 3 for w in workers), 60, "CLI shares")
+            snap = await poll_cgminer(
+                BACKENDS["bosminer"], base, ["summary", "pools"], model="Antminer S9"
+            )
+            assert snap.pools[0].user == f"{address}.cli0"
+            assert (snap.pools[0].accepted or 0) >= 1
+            process.send_signal(signal.SIGINT)
+            out = (await asyncio.wait_for(process.stdout.read(), 15)).decode()
+            assert await process.wait() == 0
+            assert "bosminer-s9: reports 1.35e+12 x the H/s it really hashes" in out
+            assert out.strip().endswith("stopped")
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
