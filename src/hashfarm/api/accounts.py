@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -38,7 +39,7 @@ from hashfarm.accounting import statements as st
 from hashfarm.accounting.store import SqlStore, guarded
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
-from hashfarm.errors import LedgerError, TransientLedgerError
+from hashfarm.errors import ConfigError, LedgerError, TransientLedgerError
 
 T = TypeVar("T")
 _log = logging.getLogger("hashfarm.api.accounts")
@@ -72,17 +73,25 @@ class AccountsSource:
         self.reserve_warning_sats = reserve_warning_sats
         self._sql: SqlStore | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="api-accounts")
-        self._waiting = 0  # reads queued or running (the loop's side counts them)
+        self._waiting = 0  # reads queued or running on the thread
+        self._count_lock = threading.Lock()  # counted up on the loop, down on the thread
 
     async def read(self, fn: Callable[[SqlStore], T]) -> T:
-        """`fn(sql)` in one read snapshot on the thread; raises Unavailable, Busy, LedgerError."""
-        if self._waiting >= QUEUE_MAX:
-            raise Busy
-        self._waiting += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._run, fn)
-        finally:
+        """`fn(sql)` in one read snapshot on the thread; raises Unavailable, Busy, LedgerError.
+
+        A read counts until the thread has finished it (or dropped it unstarted), not until
+        its request went away: clients that disconnect at once cannot pile work up behind
+        the bound."""
+        with self._count_lock:
+            if self._waiting >= QUEUE_MAX:
+                raise Busy
+            self._waiting += 1
+        job = self._thread.submit(self._run, fn)
+        job.add_done_callback(self._finished)  # also when cancelled before it started
+        return await asyncio.wrap_future(job)
+
+    def _finished(self, _job: object) -> None:
+        with self._count_lock:
             self._waiting -= 1
 
     def _run(self, fn: Callable[[SqlStore], T]) -> T:
@@ -161,7 +170,7 @@ def _guard(route: Route, *, lists: bool = False) -> Callable[[web.Request], Any]
             return error(404, str(exc))
         except Busy:
             return error(503, "the ledger is busy; try again", headers={"Retry-After": "1"})
-        except LedgerError as exc:
+        except (LedgerError, ConfigError) as exc:  # ConfigError: psycopg missing, say
             # %r: the message may quote a client's account name
             _log.warning("API %r: %r", request.path, str(exc))
             return error(503, "the ledger cannot be read right now; try again")
