@@ -69,8 +69,9 @@ async def test_farm_scan_poll_store_alerts(tmp_path) -> None:
 
         by_id = {m.id: sims[m.host] for m in machines}
         want = {(mid, str(k)) for mid, sim in by_id.items() for k in sim.expected_faults()}
-        errors = {f"{sims_m.address}:{sims_m.port}": kind for sims_m, kind in
-                  ((farm.machines[14], "unreachable"), (farm.machines[22], "bad_reply"))}  # fmt: skip
+        hang_sim, garbage_sim = farm.machines[14], farm.machines[22]
+        errors = {f"{hang_sim.address}:{hang_sim.port}": "unreachable",
+                  f"{garbage_sim.address}:{garbage_sim.port}": "bad_reply"}  # fmt: skip
         want |= set(errors.items())
         got = {(a.machine_id, a.kind) for a in engine.active()}
         assert got == want  # exactly the expected alerts, within one poll
