@@ -219,6 +219,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "payouts: the signed transaction, its fee and block, each item's address and output",
+        (
+            # Written by accounting/payoutstore.py. The raw transaction is recorded before it
+            # is broadcast (sign, record, broadcast), so a crash never leaves a payout whose
+            # transaction is on the network but unknown here.
+            "ALTER TABLE acct_payouts ADD COLUMN raw_tx TEXT",
+            "ALTER TABLE acct_payouts ADD COLUMN fee_sats BIGINT CHECK (fee_sats >= 0)",
+            "ALTER TABLE acct_payouts ADD COLUMN block_hash TEXT",
+            "ALTER TABLE acct_payouts ADD COLUMN block_height BIGINT",
+            "ALTER TABLE acct_payouts ADD COLUMN changed_at DOUBLE PRECISION",
+            "ALTER TABLE acct_payouts ADD COLUMN note TEXT",
+            "CREATE INDEX acct_payouts_state ON acct_payouts (state, id)",
+            "CREATE UNIQUE INDEX acct_payouts_txid ON acct_payouts (txid)",
+            "ALTER TABLE acct_payout_items ADD COLUMN address TEXT",
+            # the output paid (sats is what the account's balance gave: output + payout fee)
+            "ALTER TABLE acct_payout_items ADD COLUMN amount_sats BIGINT CHECK (amount_sats > 0)",
+            "CREATE INDEX acct_payout_items_account ON acct_payout_items (account, payout_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

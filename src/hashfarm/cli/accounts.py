@@ -1,10 +1,12 @@
-"""`hashfarm accounts list|show|statement|credit`: the pool's books, read and credited.
+"""`hashfarm accounts list|show|statement|credit|payout`: the pool's books, read, credited, paid.
 
 The commands open the database the pool writes (`--storage-url`, the pool's default SQLite
 file unless told) and read the accounting ledger there (`hashfarm.accounting.statements`);
 `credit` runs the crediting service (`hashfarm.accounting.service`) against it and the node,
-once (`--once`) or until SIGINT/SIGTERM. Amounts are satoshis. A missing database, a bad URL
-or an unreachable node exits 1 with one line saying which (passwords never shown).
+once (`--once`) or until SIGINT/SIGTERM; `payout` runs one payout run
+(`hashfarm.accounting.payoutservice`) through the node's wallet. Amounts are satoshis. A
+missing database, a bad URL or an unreachable node exits 1 with one line saying which
+(passwords never shown).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import Any
 
@@ -22,6 +27,14 @@ import orjson
 
 from hashfarm.accounting.crediting import CustodialScheme
 from hashfarm.accounting.money import Fee
+from hashfarm.accounting.payouts import (
+    DEFAULT_MAX_OUTPUTS,
+    DEFAULT_THRESHOLD_SATS,
+    PayoutPlan,
+    PayoutPolicy,
+)
+from hashfarm.accounting.payoutservice import DEFAULT_CONFIRMATIONS, PayoutReport, PayoutService
+from hashfarm.accounting.payoutstore import PayoutRecord, recent_payouts
 from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.service import CreditingService, StepReport
 from hashfarm.accounting.statements import account_list, block_lines, day_lines, summary
@@ -91,12 +104,15 @@ def show(account: str, storage_url: str, as_json: bool) -> None:
     try:
         s = summary(sql, account)
         recent = block_lines(sql, account)[:10]
+        paid = recent_payouts(sql, account)
     finally:
         sql.close()
+    payouts = [_payout_of(p, account) for p in paid]
     out = {
         "account": account,
         "spendable": s.spendable,
         "immature": s.immature,
+        "payouts": payouts,
         "recent": [
             {
                 "height": b.height,
@@ -110,7 +126,28 @@ def show(account: str, storage_url: str, as_json: bool) -> None:
     }
     lines = [f"account {account}: {s.spendable:,} sats spendable, {s.immature:,} immature"]
     lines += [f"  block {b.height:,} {b.state:<9} {b.sats:>14,}  {b.explanation}" for b in recent]
+    lines += [
+        f"  payout {p['id']} {p['state']:<10} {p['amount']:>14,}  to {p['address']}"
+        f"{'  tx ' + p['txid'] if p['txid'] else ''}"
+        f"{' (' + str(p['confirmations']) + ' conf.)' if p['txid'] else ''}"
+        for p in payouts
+    ]
     _emit(out, as_json, lines)
+
+
+def _payout_of(record: PayoutRecord, account: str) -> dict[str, Any]:
+    """One payout as `show` prints it for `account`."""
+    item = next(i for i in record.items if i.account == account)
+    return {
+        "id": record.id,
+        "state": record.state,
+        "debit": item.debit_sats,
+        "amount": item.amount_sats,
+        "address": item.address,
+        "txid": record.txid,
+        "confirmations": record.confirmations,
+        "created_at": record.created_at,
+    }
 
 
 @accounts.command("statement")
@@ -265,3 +302,260 @@ def credit(
             f"(reversed {report.reversed}), waiting {len(report.waiting)}; "
             f"ledger {redact_url(storage_url)}"
         )
+
+
+PAUSE_ENV = "HASHFARM_PAYOUT_PAUSE_AT"  # test hook: planned | signed | broadcast
+
+
+def _pause_hook(point_wanted: str | None) -> Callable[[str], Awaitable[None]]:
+    """The payout service's pause hook: at the point named by $HASHFARM_PAYOUT_PAUSE_AT,
+    say so on stderr and stop there (for ever), so a test can kill -9 the process at exactly
+    that point of a payout (tests/integration/test_payouts_regtest.py)."""
+
+    async def pause(point: str) -> None:
+        if point != point_wanted:
+            return
+        click.echo(f"paused at {point} ({PAUSE_ENV})", err=True)
+        sys.stderr.flush()
+        while True:  # blocking on purpose: nothing else of the run may go on
+            time.sleep(3600)  # noqa: ASYNC251
+
+    return pause
+
+
+@accounts.command("payout")
+@_storage
+@click.option(
+    "--network",
+    default="regtest",
+    show_default=True,
+    help="Addresses and the node's defaults (regtest-bcoin: bcoin's address flavour).",
+)
+@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL [Core's for --network].")
+@click.option("--rpc-user", metavar="U", help="RPC user name.")
+@click.option("--rpc-password-file", metavar="FILE", help="File holding the RPC password.")
+@click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
+@click.option(
+    "--wallet",
+    "wallet_kind",
+    type=click.Choice(["core", "bcoin"]),
+    default="core",
+    show_default=True,
+    help="Which node's wallet pays.",
+)
+@click.option(
+    "--wallet-url",
+    metavar="URL",
+    help="Core: the wallet's RPC URL [--rpc-url, plus wallet/NAME with "
+    "--wallet-name]; bcoin: its wallet server (required).",
+)
+@click.option(
+    "--wallet-name", metavar="NAME", help="Core's wallet name; bcoin's wallet id [primary]."
+)
+@click.option(
+    "--threshold-sats",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THRESHOLD_SATS,
+    show_default=True,
+    help="Pay an account once its spendable balance reaches this.",
+)
+@click.option(
+    "--max-outputs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_OUTPUTS,
+    show_default=True,
+    help="Payments per transaction (the largest first).",
+)
+@click.option(
+    "--payout-fee-sats",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Pool's fee per payment, taken from it.",
+)
+@click.option(
+    "--fee-rate",
+    type=click.IntRange(min=1),
+    metavar="SAT/VB",
+    help="Network fee rate [the wallet's estimate]; the pool's wallet pays it.",
+)
+@click.option(
+    "--confirmations",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONFIRMATIONS,
+    show_default=True,
+    help="Depth at which a payout is final.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be paid; write and send nothing.")
+@click.option(
+    "--abandon",
+    "abandon_id",
+    type=int,
+    metavar="ID",
+    help="Give a conflicted payout's balances back to its miners.",
+)
+@_json
+def payout(
+    storage_url: str,
+    network: str,
+    rpc_url: str | None,
+    rpc_user: str | None,
+    rpc_password_file: str | None,
+    rpc_cookie: str | None,
+    wallet_kind: str,
+    wallet_url: str | None,
+    wallet_name: str | None,
+    threshold_sats: int,
+    max_outputs: int,
+    payout_fee_sats: int,
+    fee_rate: int | None,
+    confirmations: int,
+    dry_run: bool,
+    abandon_id: int | None,
+    as_json: bool,
+) -> None:
+    """Pay spendable balances at or above the threshold in one transaction of the node's
+    wallet; then drive earlier payouts on (broadcast, confirmations). See docs/accounting.md.
+
+    Run it on a schedule (cron, a timer): each run finishes what earlier runs left (a crash
+    anywhere pays nobody twice), then pays who is due. The RPC password may also come from
+    $HASHFARM_NODE_RPC_PASSWORD.
+    """
+    import os
+
+    from hashfarm.cli.pool import node_access
+    from hashfarm.node.bcoin import BcoinWallet
+
+    try:
+        policy = PayoutPolicy(threshold_sats, max_outputs, payout_fee_sats)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if wallet_kind == "bcoin" and not wallet_url:
+        raise click.UsageError("--wallet bcoin needs --wallet-url (bcoin's wallet server)")
+    node = NodeSettings(
+        rpc_url=rpc_url,
+        rpc_user=rpc_user,
+        rpc_password_file=rpc_password_file,
+        rpc_password=os.environ.get("HASHFARM_NODE_RPC_PASSWORD"),
+        rpc_cookie=rpc_cookie,
+    )
+    try:
+        access = node_access(PoolSettings(network=network, node=node))
+    except HashfarmError as exc:
+        raise click.UsageError(str(exc)) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    pause = _pause_hook(os.environ.get(PAUSE_ENV))
+
+    async def go() -> PayoutReport | PayoutPlan | PayoutRecord:
+        rpc = RPCClient(
+            access.url, user=access.user, password=access.password, cookie_file=access.cookie
+        )
+        wallet: Any
+        if wallet_kind == "bcoin":
+            assert wallet_url is not None
+            wallet = BcoinWallet(
+                wallet_url, access.password or "", wallet_id=wallet_name or "primary"
+            )
+        else:
+            url = wallet_url or (
+                access.url.rstrip("/") + f"/wallet/{wallet_name}" if wallet_name else access.url
+            )
+            wallet = RPCClient(
+                url, user=access.user, password=access.password, cookie_file=access.cookie
+            )
+        store = await open_store(storage_url)
+        try:
+            service = PayoutService(
+                store, rpc, wallet, policy, network,
+                confirmations=confirmations, fee_rate=fee_rate, pause=pause,
+            )  # fmt: skip
+            if dry_run:
+                return await service.dry_run()
+            if abandon_id is not None:
+                return await service.abandon(abandon_id)
+            return await service.step()
+        finally:
+            await store.close()
+            await rpc.close()
+            await wallet.close()
+
+    try:
+        result = asyncio.run(go())
+    except (HashfarmError, ValueError) as exc:
+        msg = redact_message(redact_message(str(exc), storage_url), access.url)
+        raise click.ClickException(msg) from None
+    if isinstance(result, PayoutPlan):
+        _emit(
+            _plan_json(result),
+            as_json,
+            ["dry run: nothing written, nothing sent", *_plan_lines(result)],
+        )
+    elif isinstance(result, PayoutRecord):
+        click.echo(
+            f"payout {result.id} abandoned: {result.total_sats:,} sats back to "
+            f"{len(result.items)} accounts"
+        )
+    else:
+        _emit(_report_json(result), as_json, _report_lines(result, storage_url))
+
+
+def _plan_json(plan: PayoutPlan) -> dict[str, Any]:
+    return {
+        "items": [
+            {"account": i.account, "address": i.address, "debit": i.debit_sats,
+             "amount": i.amount_sats}
+            for i in plan.items
+        ],
+        "total_amount": plan.total_amount,
+        "total_fee": plan.total_fee,
+        "deferred": list(plan.deferred),
+        "unpayable": list(plan.unpayable),
+    }  # fmt: skip
+
+
+def _plan_lines(plan: PayoutPlan) -> list[str]:
+    lines = [f"{'account':<44} {'balance':>14} {'output':>14}"]
+    lines += [f"{i.account:<44} {i.debit_sats:>14,} {i.amount_sats:>14,}" for i in plan.items]
+    lines.append(
+        f"{len(plan.items)} payments, {plan.total_amount:,} sats in outputs, "
+        f"{plan.total_fee:,} sats payout fees"
+    )
+    if plan.deferred:
+        lines.append(f"deferred to the next run (max outputs): {', '.join(plan.deferred)}")
+    if plan.unpayable:
+        lines.append(f"not paid (the account is no address): {', '.join(plan.unpayable)}")
+    return lines
+
+
+def _report_json(report: PayoutReport) -> dict[str, Any]:
+    return {
+        "planned": report.planned,
+        "signed": report.signed,
+        "sent": report.sent,
+        "confirmed": report.confirmed,
+        "conflicted": report.conflicted,
+        "waiting": report.waiting,
+        "blocked": report.blocked,
+        "plan": None if report.plan is None else _plan_json(report.plan),
+    }
+
+
+def _report_lines(report: PayoutReport, storage_url: str) -> list[str]:
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    lines = []
+    if report.planned is not None and report.plan is not None:
+        lines.append(f"payout {report.planned} planned:")
+        lines += [f"  {ln}" for ln in _plan_lines(report.plan)]
+    elif report.blocked:
+        lines.append("no new payout: an earlier one is not on the network yet (see below)")
+    elif report.plan is not None:
+        lines.append("nobody is due a payout")
+        lines += [ln for ln in _plan_lines(report.plan)[-2:] if ln.startswith(("deferred", "not"))]
+    lines += [f"payout {i} sent (seen on the network)" for i in report.sent]
+    lines += [f"payout {i} confirmed" for i in report.confirmed]
+    lines += [
+        f"payout {i} CONFLICTED: see `accounts payout --abandon {i}`" for i in report.conflicted
+    ]
+    lines += [f"payout {w}" for w in report.waiting]
+    lines.append(f"{when} ledger {redact_url(storage_url)}")
+    return lines

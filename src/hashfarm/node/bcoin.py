@@ -24,6 +24,7 @@ The same preload makes a node exit once the process that started it is gone
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -31,11 +32,15 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from hashfarm.errors import NodeError, NodeUnavailable, RPCError
-from hashfarm.node.rpc import RPCClient
+from hashfarm.node.rpc import RPCClient, SignedTransaction
 
 START_TIMEOUT = 30.0  # seconds a starting node has to answer RPC before we give up
 STOP_TIMEOUT = 10.0  # seconds after SIGTERM before the node is killed
@@ -296,6 +301,95 @@ class BcoinNode:
                     raise NodeError(f"transaction {txid} never reached the mempool")
                 await asyncio.sleep(POLL_INTERVAL)
         return txid
+
+
+class BcoinWallet:
+    """bcoin's wallet as the pool's payout wallet (`accounting.payoutservice.PayoutWallet`),
+    through its REST API.
+
+    bcoin's JSON-RPC cannot sign with the wallet's keys without broadcasting
+    (`signrawtransaction` there takes private keys), and its `gettransaction` fails with
+    "Invalid integer value." on a transaction the wallet sent (bcoin 1.0.2, seen here), so:
+    `POST /wallet/<id>/create` funds and signs a payment (nothing broadcast, nothing added
+    to the wallet), `GET /wallet/<id>/tx/<txid>` says where a transaction is (404: unknown),
+    `DELETE /wallet/<id>/tx/<txid>` abandons one. `url` is the wallet server's
+    (`BcoinNode.wallet_url`), `api_key` the node's (bcoin checks it as the HTTP password).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        wallet_id: str = "primary",
+        account: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.wallet_id = wallet_id
+        self.account = account  # None: coins of every account of the wallet
+        token = base64.b64encode(f"hashfarm:{api_key}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def create_payment(
+        self, outputs: Sequence[tuple[str, int]], fee_rate: int | None = None
+    ) -> SignedTransaction:
+        """Fund and sign a transaction paying exactly `outputs` (address, sats); not
+        broadcast. `fee_rate` in sat/vB (bcoin takes sat/kB; None: its estimate)."""
+        body: dict[str, Any] = {
+            "outputs": [{"address": a, "value": v} for a, v in outputs],
+        }
+        if fee_rate is not None:
+            body["rate"] = fee_rate * 1000
+        if self.account is not None:
+            body["account"] = self.account
+        _, doc = await self._request("POST", f"wallet/{self.wallet_id}/create", body)
+        raw, txid, fee = doc.get("hex"), doc.get("hash"), doc.get("fee")
+        if not isinstance(raw, str) or not isinstance(txid, str) or not isinstance(fee, int):
+            raise NodeError(f"bcoin wallet create: unexpected answer {str(doc)[:160]!r}")
+        return SignedTransaction(txid, raw, fee)
+
+    async def wallet_transaction(self, txid: str) -> dict[str, Any] | None:
+        """The wallet's view of `txid`: bcoin's details, plus `blockhash` (Core's name; None
+        while unconfirmed). None when the wallet does not know it."""
+        status, doc = await self._request("GET", f"wallet/{self.wallet_id}/tx/{txid}", None)
+        if status == 404:
+            return None
+        return {**doc, "blockhash": doc.get("block")}
+
+    async def abandontransaction(self, txid: str) -> None:
+        """Forget an unconfirmed transaction (its coins become spendable again)."""
+        await self._request("DELETE", f"wallet/{self.wallet_id}/tx/{txid}", None)
+
+    async def close(self) -> None:
+        """Nothing is kept open between calls."""
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        try:
+            async with (
+                aiohttp.ClientSession(headers=self._headers, timeout=self._timeout) as session,
+                session.request(method, self.url + path, json=body) as resp,
+            ):
+                status, text = resp.status, await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeUnavailable(f"bcoin wallet {method} {path}: {exc!r}") from exc
+        if status == 404 and method == "GET":
+            return status, {}
+        if status in (401, 403):
+            raise NodeError(f"bcoin wallet {path}: HTTP {status}: the API key was refused")
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if status != 200 or not isinstance(doc, dict):
+            said = doc.get("error", doc) if isinstance(doc, dict) else text[:160]
+            if isinstance(said, dict):
+                said = said.get("message", said)
+            raise NodeError(f"bcoin wallet {method} {path}: HTTP {status}: {said}")
+        return status, doc
 
 
 async def _confirmed(wallet: RPCClient, txid: str) -> bool:

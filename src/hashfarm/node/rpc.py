@@ -23,6 +23,8 @@ import base64
 import itertools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +34,7 @@ import orjson
 from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
+from hashfarm.chain.tx import Transaction
 from hashfarm.errors import NodeAuthError, NodeError, NodeUnavailable, RPCError
 from hashfarm.node.cookie import NodeCookie
 
@@ -316,6 +319,97 @@ class RPCClient:
     async def sendtoaddress(self, address: str, amount_btc: float) -> str:
         """Wallet: pay `amount_btc` to `address`; the txid."""
         return _as_str(await self.call("sendtoaddress", address, amount_btc), "sendtoaddress")
+
+    # -- payouts: a transaction signed by the wallet, recorded, then broadcast ---------------
+    # Bitcoin Core and bcoin both speak these on the node's RPC: sendrawtransaction,
+    # gettxout; on the wallet's: gettransaction, abandontransaction. Signing a payment
+    # without broadcasting it differs: Core (this client on the wallet's URL,
+    # `http://host:port/wallet/NAME`) funds and signs with `create_payment`; bcoin's
+    # JSON-RPC cannot sign with the wallet's keys, so `node.bcoin.BcoinWallet` uses its REST API.
+
+    async def sendrawtransaction(self, tx_hex: str) -> str:
+        """Broadcast a signed transaction; its txid. Sending the same bytes again is harmless
+        (Core answers that it already has them; bcoin relays without waiting, so look in the
+        mempool to know it was taken)."""
+        return _as_str(await self.call("sendrawtransaction", tx_hex), "sendrawtransaction")
+
+    async def gettxout(self, txid: str, vout: int, include_mempool: bool = True) -> Any:
+        """The unspent output (a dict), or None when it is spent or never existed."""
+        return await self.call("gettxout", txid, vout, include_mempool)
+
+    async def gettransaction(self, txid: str) -> dict[str, Any]:
+        """Wallet: one of its transactions (`blockhash` once mined)."""
+        return _as_dict(await self.call("gettransaction", txid), "gettransaction")
+
+    async def wallet_transaction(self, txid: str) -> dict[str, Any] | None:
+        """Wallet: `gettransaction`, or None when the wallet does not know the txid (Core:
+        -5 "Invalid or non-wallet transaction id"; bcoin: -4 "TX not found.")."""
+        try:
+            return await self.gettransaction(txid)
+        except RPCError as exc:
+            if exc.code in (RPC_INVALID_ADDRESS_OR_KEY, RPC_WALLET_ERROR):
+                return None
+            raise
+
+    async def abandontransaction(self, txid: str) -> None:
+        """Wallet: forget an unconfirmed transaction not in the mempool (inputs freed)."""
+        await self.call("abandontransaction", txid)
+
+    async def create_payment(
+        self, outputs: Sequence[tuple[str, int]], fee_rate: int | None = None
+    ) -> SignedTransaction:
+        """Bitcoin Core's wallet: a transaction paying exactly `outputs` (address, sats),
+        funded with change, signed, NOT broadcast. `fee_rate` in sat/vB (None: the wallet's
+        estimate). Amounts go as decimal strings (exact; Core's AmountFromValue takes them).
+
+        createrawtransaction -> fundrawtransaction (lockUnspents: the coins stay reserved
+        until it is broadcast or the wallet restarts) -> signrawtransactionwithwallet.
+        """
+        wanted = [{address: _btc_text(sats)} for address, sats in outputs]
+        unsigned = _as_str(await self.call("createrawtransaction", [], wanted), "createrawtx")
+        options: dict[str, Any] = {"lockUnspents": True}
+        if fee_rate is not None:
+            options["fee_rate"] = fee_rate
+        funded = _as_dict(await self.call("fundrawtransaction", unsigned, options), "fund")
+        signed = _as_dict(
+            await self.call("signrawtransactionwithwallet", funded["hex"]), "signrawtx"
+        )
+        if not signed.get("complete"):
+            raise NodeError(f"the wallet could not sign the payment: {signed.get('errors')}")
+        raw = _as_str(signed.get("hex"), "signrawtransactionwithwallet")
+        return SignedTransaction(_txid_of(raw), raw, _sats(funded.get("fee"), "fee"))
+
+
+RPC_WALLET_ERROR = -4  # bcoin's "TX not found."
+RPC_INVALID_ADDRESS_OR_KEY = -5  # Core's "Invalid or non-wallet transaction id"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    """A payment the wallet funded and signed, not broadcast."""
+
+    txid: str  # display hex
+    hex: str  # serialized with witnesses
+    fee_sats: int  # the network fee it pays
+
+
+def _btc_text(sats: int) -> str:
+    """Satoshis as an exact decimal BTC string ("0.00012345")."""
+    if sats < 0:
+        raise ValueError(f"negative amount {sats}")
+    return f"{sats // 100_000_000}.{sats % 100_000_000:08d}"
+
+
+def _sats(value: Any, what: str) -> int:
+    """A BTC amount a node wrote as a JSON number, in satoshis (exact to 8 decimals)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NodeError(f"{what}: expected an amount, got {str(value)[:60]!r}")
+    return round(Decimal(repr(value)) * 100_000_000)
+
+
+def _txid_of(raw_hex: str) -> str:
+    """The txid (display hex) of a serialized transaction."""
+    return Transaction.parse(bytes.fromhex(raw_hex)).txid_hex()
 
 
 _SLICE = 64 * 1024  # bytes per write of a large body: under malloc's mmap threshold, so warm
