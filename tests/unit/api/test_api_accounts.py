@@ -540,3 +540,23 @@ async def test_the_pool_process_serves_accounting_once_it_runs_on_its_ledger(
         },
     }
     assert bad == 400
+
+
+@pytest.mark.services
+async def test_a_lost_postgresql_connection_is_opened_again(fresh_pg_url: str) -> None:
+    import psycopg
+
+    sql = connect(fresh_pg_url)  # the accounting tables, empty
+    sql.close()
+    source = AccountsSource(fresh_pg_url)
+    try:
+        pid = await source.read(lambda sql: sql.q("SELECT pg_backend_pid()")[0][0])
+        with psycopg.connect(fresh_pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(LedgerError):  # the read that finds the connection gone
+            await source.read(lambda sql: sql.q("SELECT 1"))
+        again = await source.read(lambda sql: sql.q("SELECT pg_backend_pid()")[0][0])
+        assert again != pid
+        assert (await source.read(lambda sql: statements.account_page(sql, 10, 0))) == (0, [])
+    finally:
+        await source.close()
