@@ -167,12 +167,15 @@ class HttpSettings:
 SchemeName = Literal["solo", "prop", "pplns", "tides", "pps", "fpps"]
 
 # The whole non-witness coinbase a TIDES job may have, in bytes (accounting.coinbase_max_bytes).
-# The tightest limit found in common miner firmware (docs/accounting.md, "Firmware limits"):
-# ESP-Miner (Bitaxe) hashes the coinbase from a stack array on an 8 KiB task stack and, in
-# recent versions, refuses a Stratum line over 16 KiB (the coinbase travels as hex, twice its
-# size); one firmware's Stratum job keeps coinb2 in a fixed 4,096-byte buffer. 4,000 bytes
-# stays inside all of them with room for the merkle branch and the JSON around it.
-COINBASE_MAX_BYTES = 4000
+# Two limits meet here (docs/configuration.md, [accounting]). The node: Bitcoin Core fills a
+# template up to 4,000,000 weight units less `-blockreservedweight` (policy.h
+# DEFAULT_BLOCK_RESERVED_WEIGHT = 8000) for the header, the transaction count and the
+# coinbase, so a coinbase of B non-witness bytes must keep 4 B + 36 (its witness) + 332 within
+# 8,000: B <= 1,908. Miner firmware: ESP-Miner (Bitaxe) hashes the coinbase from an array on
+# an 8 KiB task stack and, in recent versions, refuses a Stratum line over 16 KiB; one
+# firmware keeps coinb2 in a fixed 4,096-byte buffer. 1,900 bytes fits both with defaults;
+# raise it only together with the node's -blockreservedweight (>= 4 x this + 400).
+COINBASE_MAX_BYTES = 1900
 
 
 @dataclass(frozen=True, slots=True)
