@@ -17,7 +17,6 @@ from pypdf import PdfReader
 
 from hashfarm.cli.main import cli
 
-
 Run = Callable[..., Result]
 
 
