@@ -16,6 +16,7 @@ chain, that every miner was paid exactly once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -23,8 +24,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
@@ -32,6 +35,7 @@ from hashfarm.accounting.payouts import PAYOUTS_PENDING
 from hashfarm.accounting.store import connect
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.block import Block
+from hashfarm.chain.tx import Transaction, TxIn, TxOut
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.settings import VardiffSettings
 from nodes import RegtestNode, bcoin_address
@@ -283,3 +287,77 @@ async def test_kill_9_anywhere_in_a_payout_pays_every_miner_exactly_once(
     assert [p[1] for p in payouts_table(url)] == ["confirmed"]
     on_chain = await payments_since(rpc, start)
     assert on_chain == {a: [(sent_txid, sats)] for a, sats in credited.balances.items()}
+
+
+async def spend_elsewhere(node: RegtestNode, rpc: RPCClient, raw_hex: str) -> str:
+    """Spend the first input of `raw_hex` by another transaction of the wallet (signed by
+    bcoin's wallet REST API), and mine it; its txid."""
+    prevout = Transaction.parse(bytes.fromhex(raw_hex)).inputs[0].prevout
+    coin = await rpc.gettxout(prevout.txid[::-1].hex(), prevout.index, False)
+    value = round(Decimal(repr(coin["value"])) * 100_000_000)
+    back = address_to_script(await node.payout_address(), NETWORK)
+    unsigned = Transaction(
+        2, (TxIn(prevout, b"", 0xFFFFFFFF, ()),), (TxOut(value - 10_000, back),), 0
+    )
+    token = base64.b64encode(f"x:{node.api_key}".encode()).decode()
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session,
+        session.post(
+            f"{node.wallet_url}wallet/primary/sign", json={"tx": unsigned.serialize().hex()}
+        ) as resp,
+    ):
+        signed = await resp.json()
+    txid = await rpc.sendrawtransaction(signed["hex"])
+    await node.mine(1)
+    return txid
+
+
+async def test_a_payout_whose_inputs_are_spent_elsewhere_is_conflicted_then_abandoned(
+    regtest_node: RegtestNode, rpc: RPCClient, credited: Credited, tmp_path: Path
+) -> None:
+    url = copy_ledger(credited, tmp_path)
+    start = await rpc.getblockcount()
+    args = payout_args(regtest_node, credited, url, "--broadcast-wait", "1")
+    await asyncio.to_thread(run_until_paused, args, "signed")  # recorded, never broadcast
+    sql = connect(url)
+    try:
+        [(raw, txid)] = sql.q("SELECT raw_tx, txid FROM acct_payouts")
+    finally:
+        sql.close()
+    other = await spend_elsewhere(regtest_node, rpc, str(raw))
+
+    stuck = await asyncio.to_thread(hashfarm, *args)
+    assert stuck.returncode == 0, stuck.stderr
+    assert "payout 1 CONFLICTED" in stuck.stdout, stuck.stdout + stuck.stderr
+    assert "nobody is due a payout" in stuck.stdout  # the balances wait in payouts:pending
+    assert payouts_table(url)[0][1] == "conflicted"
+    refused = await asyncio.to_thread(
+        hashfarm, *payout_args(regtest_node, credited, url, "--abandon", "9")
+    )
+    assert refused.returncode == 1
+    assert "no payout 9" in refused.stderr
+
+    given_back = await asyncio.to_thread(
+        hashfarm, *payout_args(regtest_node, credited, url, "--abandon", "1")
+    )
+    assert given_back.returncode == 0, given_back.stderr
+    assert "payout 1 abandoned" in given_back.stdout
+    sql = connect(url)
+    try:
+        assert {a.removeprefix("miner:"): v for a, v in sql.balances("miner:").items()} == (
+            credited.balances
+        )
+        assert sql.balance(PAYOUTS_PENDING) == 0
+    finally:
+        sql.close()
+
+    paid = await asyncio.to_thread(hashfarm, *args)
+    assert "payout 2 sent" in paid.stdout, paid.stdout + paid.stderr
+    await regtest_node.mine(CONFIRMATIONS)
+    final = await asyncio.to_thread(hashfarm, *args)
+    assert "payout 2 confirmed" in final.stdout, final.stdout + final.stderr
+    [(_, _, _, _, _), (_, state, new_txid, _, _)] = payouts_table(url)
+    assert state == "confirmed"
+    assert new_txid not in (txid, other)
+    on_chain = await payments_since(rpc, start)
+    assert on_chain == {a: [(new_txid, sats)] for a, sats in credited.balances.items()}

@@ -70,7 +70,7 @@ from hashfarm.accounting.store import AccountingStore, SqlStore
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.networks import Network, get_network
 from hashfarm.chain.tx import Transaction
-from hashfarm.errors import HashfarmError, RPCError
+from hashfarm.errors import HashfarmError, NodeError, NodeUnavailable, RPCError
 
 log = logging.getLogger("hashfarm.accounting.payouts")
 
@@ -387,7 +387,9 @@ class PayoutService:
                 )
             try:
                 await self.wallet.abandontransaction(record.txid)
-            except RPCError as exc:  # not in the wallet (it never was, or was dropped)
+            except NodeUnavailable:
+                raise
+            except NodeError as exc:  # not in the wallet (never broadcast, or dropped)
                 log.info("payout %d: abandontransaction: %s", payout_id, exc)
         now = self.clock()
         return await self.store.call(lambda s: record_abandoned(s, payout_id, now))
@@ -419,6 +421,7 @@ def check_payment(
 
 
 __all__ = [
+    "BROADCAST_WAIT",
     "CONFIRMED",
     "DEFAULT_CONFIRMATIONS",
     "Location",

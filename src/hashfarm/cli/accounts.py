@@ -33,7 +33,12 @@ from hashfarm.accounting.payouts import (
     PayoutPlan,
     PayoutPolicy,
 )
-from hashfarm.accounting.payoutservice import DEFAULT_CONFIRMATIONS, PayoutReport, PayoutService
+from hashfarm.accounting.payoutservice import (
+    BROADCAST_WAIT,
+    DEFAULT_CONFIRMATIONS,
+    PayoutReport,
+    PayoutService,
+)
 from hashfarm.accounting.payoutstore import PayoutRecord, recent_payouts
 from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.service import CreditingService, StepReport
@@ -386,6 +391,13 @@ def _pause_hook(point_wanted: str | None) -> Callable[[str], Awaitable[None]]:
     show_default=True,
     help="Depth at which a payout is final.",
 )
+@click.option(
+    "--broadcast-wait",
+    type=click.FloatRange(min=0),
+    default=BROADCAST_WAIT,
+    show_default=True,
+    help="Seconds a broadcast transaction has to show up in the mempool.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be paid; write and send nothing.")
 @click.option(
     "--abandon",
@@ -410,6 +422,7 @@ def payout(
     payout_fee_sats: int,
     fee_rate: int | None,
     confirmations: int,
+    broadcast_wait: float,
     dry_run: bool,
     abandon_id: int | None,
     as_json: bool,
@@ -468,6 +481,7 @@ def payout(
             service = PayoutService(
                 store, rpc, wallet, policy, network,
                 confirmations=confirmations, fee_rate=fee_rate, pause=pause,
+                broadcast_wait=broadcast_wait,
             )  # fmt: skip
             if dry_run:
                 return await service.dry_run()
