@@ -175,9 +175,20 @@ def _cgminer_pools(r: Reading) -> str:
 
 def _cgminer_version(r: Reading) -> str:
     p = r.profile
-    row = {"BMMiner": "1.0.0", "API": "3.1", "Miner": p.firmware, "CompileTime": _COMPILED,
+    family = _FAMILY[p.backend]  # the first key names the miner program, as on bmminer
+    row = {family[0]: family[1], "API": "3.1", "Miner": p.firmware, "CompileTime": _COMPILED,
            "Type": p.model}  # fmt: skip
     return _envelope(r, "VERSION", [row], 22, "CGMiner versions")
+
+
+# Only the bmminer row is captured (antminer-s19pro-bmminer-version.json); the others follow
+# the STATUS Description each firmware's captures carry.
+_FAMILY = {
+    "bmminer": ("BMMiner", "1.0.0"),
+    "luxos": ("LUXminer", "2025.4.8.220305"),
+    "avalon": ("CGMiner", "4.11.1"),
+    "bosminer": ("BOSminer+", "0.2.0-36c56a9363"),
+}
 
 
 def _luxos_events(r: Reading) -> str:

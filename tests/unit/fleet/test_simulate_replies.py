@@ -221,3 +221,21 @@ def test_rendered_shape_uses_the_capture_keys_and_types(
 def test_capture_parity_covers_every_profile() -> None:
     assert {name for name, *_ in CAPTURES} == set(PROFILES)
     assert json.dumps(sorted(PROFILES))  # profile names are plain strings for --models
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if p.transport == "cgminer-rpc"])
+def test_a_scanner_can_tell_the_firmwares_apart(name: str) -> None:
+    """`version` names the model and the miner program (first key); btminer refuses it
+    (cgminer's Invalid command) and answers its own `get_version` instead."""
+    _, r = reading_of(name)
+    if r.profile.backend == "btminer":
+        with pytest.raises(UnknownCommand):
+            render(r, "version")
+        reply = decode_reply(render(r, "get_version")).data
+        assert (reply["STATUS"], reply["Msg"]["fw_ver"]) == ("S", r.profile.firmware)
+        return
+    snap = read(BACKENDS[r.profile.backend], {"version": render(r, "version")})
+    assert snap.model == r.profile.model
+    row = decode_reply(render(r, "version")).data["VERSION"][0]
+    programs = {"bmminer": "BMMiner", "luxos": "LUXminer", "avalon": "CGMiner"}
+    assert next(iter(row)) == programs.get(r.profile.backend, "BOSminer+")
