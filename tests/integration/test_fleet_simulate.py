@@ -4,7 +4,8 @@ Three machines (three firmwares), each hashing with hashfarm.miner's Stratum cli
 at a few H/s: the pool accepts their shares under each machine's own worker name, each
 machine's `pools` reply counts the verdicts its miner really got, and its hashrate is what
 it really hashed times its stated scale. Then the pool goes away for one machine: it says
-so (dead pool), its Stratum session ends, and it mines again once the fault clears.
+so (dead pool), its Stratum session ends, and it mines again once the fault clears. Last
+the real pool stops: every machine reports its pool dead.
 """
 
 from __future__ import annotations
@@ -116,6 +117,17 @@ async def test_simulated_machines_mine_through_the_pool(
             snap = await poll(first)
             assert snap.pools[0].alive
             assert (snap.pools[0].accepted or 0) >= stalled  # verdicts before the outage kept
+
+            # the real pool goes away (its Stratum server stops): every machine says so
+            await pool.server.stop()
+            await wait_for(
+                lambda: not any(source(m).stats.connected for m in machines), 10, "disconnected"
+            )
+            for m in machines:
+                snap = await poll(m)
+                assert not snap.pools[0].alive
+                kinds = {f.kind for f in derive_faults(snap)}
+                assert {FaultKind.DEAD_POOL, FaultKind.NO_LIVE_POOL} <= kinds
 
 
 async def test_the_cli_farm_mines_through_the_pool(
