@@ -63,7 +63,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="JSON instead of a 
 
 @click.group("accounts")
 def accounts() -> None:
-    """The pool's accounting ledger: balances, statements, crediting found blocks."""
+    """The pool's accounting ledger: balances, statements, crediting found blocks, payouts."""
 
 
 def _open(url: str) -> SqlStore:
