@@ -27,6 +27,7 @@ SMALL_ARGS: dict[str, list[str]] = {
         "50",
     ],
     "bench_accounting_service.py": ["--shares", "20000", "--accounts", "300", "--runs", "1"],
+    "bench_billing.py": ["--customers", "20", "--machines", "100", "--runs", "1"],
     "bench_chain.py": ["--runs", "1", "--hashes", "2000"],
     "bench_hashing.py": ["--runs", "1", "--seconds", "0.2", "--backends", "hashlib"],
     "bench_montecarlo.py": ["--paths", "2000", "--runs", "1", "--reference-paths", "2"],

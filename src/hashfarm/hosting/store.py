@@ -248,15 +248,17 @@ class HostingStore:
         )
 
     def assignments(self, machine_id: str | None = None) -> list[Assignment]:
+        """Every assignment (of one machine), by machine and start."""
+        where, params = ("WHERE machine_id = ? ", (machine_id,)) if machine_id else ("", ())
         rows = self.q(
             "SELECT machine_id, customer_id, contract_id, start_time, end_time "
-            "FROM hosting_assignments ORDER BY machine_id, start_time"
+            f"FROM hosting_assignments {where}ORDER BY machine_id, start_time",
+            params,
         )
-        out = [
+        return [
             Assignment(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]))
             for r in rows
         ]
-        return [a for a in out if machine_id is None or a.machine_id == machine_id]
 
     def overlapping(self, start: int, end: int) -> list[Assignment]:
         """Assignments that overlap [start, end)."""
