@@ -40,8 +40,9 @@ HOT_BOARD_C = 92.0  # OVERHEAT: PCB sensors (limit 90 °C)
 
 
 def quantise(hs: float) -> int:
-    """`hs` rounded down to the 10 MH/s step (never negative)."""
-    return max(0, int(hs) // QUANTUM_HS * QUANTUM_HS)
+    """`hs` rounded to the nearest 10 MH/s step (never negative). Nearest, not down: a miner
+    exactly on 80 % of nominal must not read 79.99 % (the low-hashrate limit is 80 %)."""
+    return max(0, round(hs / QUANTUM_HS) * QUANTUM_HS)
 
 
 class SimFault(StrEnum):

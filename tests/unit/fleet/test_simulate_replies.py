@@ -159,7 +159,9 @@ def test_multi_command_only_where_the_firmware_takes_it() -> None:
 
 
 def test_hashrates_sit_on_the_quantum() -> None:
-    assert quantise(36_666_666_666_666.6) == 36_666_660_000_000
+    assert quantise(36_666_666_666_666.6) == 36_666_670_000_000
+    assert quantise(22_213_333_333_333.3) == 22_213_330_000_000
+    assert quantise(0.8 * 110e12) == 88_000_000_000_000  # not a hair under 80 %
     assert quantise(-5) == 0
 
 
