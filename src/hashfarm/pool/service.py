@@ -14,15 +14,19 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashfarm.chain.address import address_to_script
+from hashfarm.chain.coinbase import coinbase_fixed_size
 from hashfarm.chain.networks import get_network
+from hashfarm.chain.subsidy import block_subsidy
+from hashfarm.chain.tx import TxOut
 from hashfarm.errors import ConfigError, HashfarmError, NodeError, NodeUnavailable
 from hashfarm.node.template import Template
 from hashfarm.pool.blocks import BlockSubmitter, Found, prove_coinbase
-from hashfarm.pool.jobs import JobBook, PoolJob, payout_outputs
+from hashfarm.pool.jobs import EXTRANONCE1_SIZE, JobBook, PoolJob, payout_outputs
 from hashfarm.pool.records import (
     BlockRecord,
     PoolObserver,
@@ -37,6 +41,10 @@ from hashfarm.pool.shares import Verdict
 from hashfarm.pool.storage.base import GroupCommitLedger, LedgerBacklogFull
 from hashfarm.pool.tipwatch import NodeRPC, TipWatcher
 from hashfarm.stratum.codec import ErrorCode
+
+if TYPE_CHECKING:  # accounting (numpy) is loaded only when the pool records job terms
+    from hashfarm.pool.jobterms import JobTermsRecorder
+    from hashfarm.pool.tides import PlanRequest, PlanResult, PlanWorker, Reservations
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,10 @@ class Pool:
         observers: Sequence[PoolObserver] = (),
         *,
         hashblock: Callable[[], AsyncIterator[str]] | None = None,
+        job_terms: JobTermsRecorder | None = None,
     ) -> None:
         self.settings = settings.validate()
+        self.job_terms = job_terms  # records each published job's terms (pool/jobterms.py)
         self.rpc = rpc
         self.ledger = ledger
         self.observers = tuple(observers)
@@ -68,8 +78,9 @@ class Pool:
         fee_script = (
             self._script(settings.fee_address, "fee_address") if settings.fee_address else None
         )
+        self._plain_outputs = payout_outputs(fee_script, settings.fee_percent)
         self.jobs = JobBook(
-            payout_outputs(fee_script, settings.fee_percent),
+            self._outputs,
             tag=settings.pool_tag.encode("ascii"),
             extranonce2_size=settings.stratum.extranonce2_size,
             generations_kept=settings.stratum.jobs_kept,
@@ -91,6 +102,30 @@ class Pool:
         self.last_fanout_ms = 0.0  # new template -> last notify written, milliseconds
         self.last_tip_to_notify_ms = 0.0  # new tip detected -> last notify written, ms
         self.started = False
+        # TIDES (pool/tides.py): plans come from a worker process, never awaited at a new tip
+        self.tides: PlanWorker | None = None
+        self._plan: PlanResult | None = None  # what the current template's jobs pay
+        self._gen_plans: dict[int, PlanResult | None] = {}  # job generation -> its plan
+        self._next: PlanResult | None = None  # precomputed: the next height's empty block
+        self._found_since_next = False  # a block was found after `_next` was asked for
+        self._reserved: Reservations | None = None  # held balances found blocks still pay
+        self.tides_empty_first = 0  # new tips whose first job was the precomputed empty block
+        self._serial = 0  # templates handed over by the watcher
+        self._planning: asyncio.Task[None] | None = None
+        self._precomputing: asyncio.Task[None] | None = None
+        self._tides_payouts = False  # user names must be addresses (TIDES configured)
+        acct = settings.accounting
+        if acct.enabled and settings.mode == "pooled":
+            from hashfarm.accounting.schemes import Tides
+            from hashfarm.pool.tides import PlanWorker, Reservations
+
+            self._reserved = Reservations()
+            scheme = acct.to_scheme()
+            configured = scheme if isinstance(scheme, Tides) else None
+            self._tides_payouts = configured is not None
+            self.tides = PlanWorker(
+                settings.storage.url, configured, self.network.name, acct.coinbase_max_bytes
+            )
 
     # -- settings -> scripts -------------------------------------------------------------
 
@@ -112,6 +147,10 @@ class Pool:
         if self.settings.stratum.raise_nofile:
             raise_nofile_limit()
         await self._first_template()
+        if self._planning is not None:  # TIDES: the first job needs its plan
+            await self._planning
+            if self.jobs.template is None:
+                raise NodeError("no TIDES coinbase plan for the first template (see the log)")
         if self.settings.node.check_coinbase:
             await self._prove()
         await self.server.start()
@@ -154,6 +193,14 @@ class Pool:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.blocks.drain()
+        tides, self.tides = self.tides, None  # a block accepted from now on plans nothing
+        for task in (self._planning, self._precomputing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if tides is not None:
+            tides.close()
         self.started = False
 
     async def _sweep_loop(self) -> None:
@@ -195,13 +242,117 @@ class Pool:
 
     # -- templates -> jobs -> sessions ---------------------------------------------------
 
+    def _outputs(self, value: int, payout_script: bytes) -> list[TxOut]:
+        """The coinbase outputs of the current template's jobs: its TIDES plan's, or all to
+        the payout script (less the solo fee) as without accounting."""
+        result = self._plan
+        if result is None or result.plan is None:
+            return self._plain_outputs(value, payout_script)
+        if result.plan.value != value:
+            raise AssertionError(f"TIDES plan for {result.plan.value} sats, coinbase {value}")
+        pool = self.pool_script or payout_script
+        return [TxOut(sats, script or pool) for script, sats in result.outputs]
+
     async def _on_template(self, template: Template, reason: str) -> None:
+        if self.tides is None:
+            if not self.settings.accounting.enabled or self.jobs.template is None:
+                self._publish(template, reason, None)  # (a TIDES pool that stopped: nothing)
+            return
+        self._serial += 1
+        current = self.jobs.template
+        if current is None or template.prev_hash != current.prev_hash:
+            ready = self._ready_for(template)
+            if ready is not None and ready.plan is not None:
+                from hashfarm.pool.tides import empty_template
+
+                self._publish(empty_template(template, self.network.name), reason, ready)
+                self.tides_empty_first += 1
+                reason += ", full template"
+            elif ready is not None:  # TIDES not in force: the pool's coinbase, as before
+                self._publish(template, reason, ready)
+        if self._planning is not None and not self._planning.done():
+            self._planning.cancel()  # a newer template supersedes the one being planned
+        self._planning = asyncio.ensure_future(self._plan_and_publish(template, reason))
+
+    async def _plan_and_publish(self, template: Template, reason: str) -> None:
+        """Plan `template`'s coinbase in the worker, publish it, precompute the next one."""
+        assert self.tides is not None
+        assert self._reserved is not None
+        serial = self._serial
+        try:
+            result = await self.tides.plan(self._request(template, empty=False))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the jobs already out stay valid; the next template tries again
+            log.exception("TIDES plan for height %d failed", template.height)
+            return
+        self._reserved.drop(result.settled)
+        if serial != self._serial:
+            return  # a newer template arrived meanwhile: its own plan follows
+        same = self.jobs.template is template and self._plan is not None
+        if not (same and result.plan is None and self._plan.plan is None):  # type: ignore[union-attr]
+            self._publish(template, reason, result)
+        self._found_since_next = False
+        self._precomputing = asyncio.ensure_future(self._precompute(template))
+
+    async def _precompute(self, template: Template) -> None:
+        """The next height's empty-block plan, ready before that height's tip arrives."""
+        assert self.tides is not None
+        nxt = replace(template, height=template.height + 1)
+        try:
+            self._next = await self.tides.plan(self._request(nxt, empty=True))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("TIDES plan for the next height %d failed", nxt.height)
+
+    def _request(self, template: Template, *, empty: bool) -> PlanRequest:
+        from hashfarm.pool.tides import PlanRequest
+
+        fixed = coinbase_fixed_size(
+            template.height,
+            extranonce_size=EXTRANONCE1_SIZE + self.settings.stratum.extranonce2_size,
+            tag=self.settings.pool_tag.encode("ascii"),
+            aux=template.coinbase_aux,
+            witness_commitment=None if empty else template.witness_commitment,
+        )
+        value = block_subsidy(template.height, self.network) if empty else template.coinbase_value
+        reserved = {} if empty or self._reserved is None else self._reserved.snapshot()
+        return PlanRequest(template.height, value, template.bits, fixed, not empty, reserved)
+
+    def _ready_for(self, template: Template) -> PlanResult | None:
+        """The precomputed empty-block plan, if it fits this new tip."""
+        nxt = self._next
+        if nxt is None:
+            return None
+        req = nxt.request
+        if req.height != template.height or req.bits != template.bits:
+            return None  # another height (a reorg) or a retarget: the window size changed
+        if nxt.switch_pending and self._found_since_next:
+            return None  # the block the pool found may be a switch's boundary
+        if req.fixed_bytes < self._request(template, empty=True).fixed_bytes:
+            return None  # the node's coinbase aux grew: the output bound may not hold
+        return nxt
+
+    def _publish(self, template: Template, reason: str, plan: PlanResult | None) -> None:
+        """Adopt `template` (its coinbase paying `plan`, if any) and notify every session."""
         previous = self.jobs.template
+        self._plan = plan
         clean = self.jobs.set_template(template)
+        gen = self.jobs.generation
+        self._gen_plans[gen] = plan
+        for old in [g for g in self._gen_plans if g <= gen - self.settings.stratum.jobs_kept]:
+            del self._gen_plans[old]
         start = time.perf_counter()
         if previous is None or previous.bits != template.bits:  # a retarget: every 2016 blocks
             for session in self.server.sessions:
                 session.network_changed(template.difficulty)
+        if self.job_terms is not None and self.pool_script is not None:
+            job = self.jobs.job_for(self.pool_script)
+            if plan is None or plan.plan is None:
+                self.job_terms.note(job)
+            else:
+                self.job_terms.note(job, plan.plan, plan.spec, plan.extra)
         count = self.server.broadcast(self.jobs.job_for)
         done = time.perf_counter()
         self.last_fanout_ms = (done - start) * 1000.0
@@ -210,7 +361,7 @@ class Pool:
             self.last_tip_to_notify_ms = (done - self.watcher.detected_at) * 1000.0
             since_tip = f" ({self.last_tip_to_notify_ms:.2f} ms after the tip was detected)"
         log.info(
-            "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms%s",
+            "%s: height %d, %d txs, clean=%s, notified %d sessions in %.2f ms%s%s",
             reason,
             template.height,
             len(template.transactions),
@@ -218,6 +369,7 @@ class Pool:
             count,
             self.last_fanout_ms,
             since_tip,
+            f", TIDES {plan.summary()}" if plan is not None else "",
         )
 
     # -- SessionHost ---------------------------------------------------------------------
@@ -235,8 +387,18 @@ class Pool:
         account = username.split(".", 1)[0]
         if not account:
             raise ConfigError(f"user name {username!r} has no account part")
-        if self.settings.mode == "pooled":
+        if self.settings.mode == "pooled" and not self._tides_payouts:
             assert self.pool_script is not None
+            return account, self.pool_script
+        if self.settings.mode == "pooled":  # TIDES pays the account, an address, in the coinbase
+            assert self.pool_script is not None
+            try:
+                address_to_script(account, self.network)
+            except HashfarmError as exc:
+                raise ConfigError(
+                    f"{account!r} is not a {self.network.name} address (TIDES pays miners in "
+                    f"the coinbase: user name is ADDRESS.worker): {exc}"
+                ) from exc
             return account, self.pool_script
         try:
             return account, address_to_script(account, self.network)
@@ -263,6 +425,11 @@ class Pool:
             en = session.extranonce1 + verdict.share.extranonce2
             found = Found(verdict.job, verdict.header, verdict.hash, en, worker, account)
             self.blocks.submit(found, started)
+            self._found_since_next = True
+            plan = self._gen_plans.get(verdict.job.generation)
+            if plan is not None and plan.plan is not None and self._reserved is not None:
+                # the held balances its coinbase pays are never paid by another plan
+                self._reserved.add(verdict.hash[::-1].hex(), plan.plan.held_used)
         rec = self._record_of(session, verdict, worker, account)
         if not verdict.accepted:
             session.reply_error(msg_id, verdict.code, verdict.message)
