@@ -52,7 +52,7 @@ class PoolWithJobs:
     )
     job: PoolJob | None = None
     blocks: list[BlockRecord] = field(default_factory=list)
-    share_jobs: list[PoolJob] = field(default_factory=list)  # the job of each share written
+    share_jobs: list[PoolJob] = field(default_factory=list)  # each accepted share's job
 
     def clock(self) -> float:
         """The recorder's clock: the pool's."""
