@@ -16,8 +16,9 @@ model's size by `scale = nominal / source.full_rate_hs` (stated per machine).
 
 Faults (`SimFault`) are injected at run time (`machine.inject`), or played from a script
 (`parse_fault_script`, `SimulatedFarm.run_script`). Every connection is bounded: a request
-line over 64 KiB or slower than 10 s is dropped, and a hung-API fault holds only its own
-connection.
+line over 64 KiB or slower than 10 s is dropped, a machine holds at most 64 connections
+(more are closed at once), and a hung-API fault holds only its own connection, until the
+client gives up.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ CGMINER_PORT = 4028
 HTTP_PORT = 80
 MAX_REQUEST_BYTES = 64 * 1024  # a cgminer request is ~30 bytes; an HTTP GET's head < 8 KiB
 REQUEST_TIMEOUT_S = 10.0  # a client that sends nothing for this long is dropped
+MAX_CONNECTIONS = 64  # open connections per machine (a poller needs one at a time)
 HANDLER_BACKLOG = 1024  # listen() backlog per machine (a poller opens one connection a command)
 
 
@@ -138,6 +140,11 @@ class SimulatedMachine:
     def index(self) -> int:
         """Position in the farm."""
         return self.state.index
+
+    @property
+    def open_connections(self) -> int:
+        """API connections being served now."""
+        return len(self._handlers)
 
     @property
     def scale(self) -> float | None:
@@ -269,6 +276,9 @@ class SimulatedMachine:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= MAX_CONNECTIONS:
+            writer.close()  # a client holding this many connections gets no more
+            return
         self._handlers.add(task)
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -277,7 +287,9 @@ class SimulatedMachine:
                 return
             self.requests += 1
             if SimFault.API_HANG in self.state.faults:
-                await asyncio.Event().wait()  # accepted and read; never answered
+                while await reader.read(MAX_REQUEST_BYTES):  # read, never answer, until
+                    pass  # the client gives up and closes (no socket left in CLOSE_WAIT)
+                return
             if SimFault.API_GARBAGE in self.state.faults:
                 writer.write(GARBAGE)
             else:

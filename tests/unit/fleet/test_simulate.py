@@ -18,6 +18,7 @@ from hashfarm.fleet import derive_faults, enrich
 from hashfarm.fleet.errors import CommandError, MachineUnreachable, ReplyError
 from hashfarm.fleet.model import MachineSnapshot
 from hashfarm.fleet.simulate import (
+    MAX_CONNECTIONS,
     PROFILES,
     ScriptStep,
     SimFault,
@@ -212,3 +213,28 @@ async def test_a_thousand_machines_api_only_are_cheap() -> None:
         snaps = await asyncio.gather(*(poll(m) for m in sample))
     assert all(derive_faults(s) == () for s in snaps)
     assert cpu_start < 10  # generous: about 0.1-0.2 ms of CPU per machine measured
+
+
+async def test_a_hung_api_lets_go_when_the_client_gives_up_and_connections_are_capped(
+    farm: SimulatedFarm,
+) -> None:
+    machine = farm.machines[0]
+    machine.inject(SimFault.API_HANG)
+    for _ in range(3):
+        with pytest.raises(MachineUnreachable):
+            await cgminer_request(machine.address, "summary", port=machine.port, timeout_s=0.1)
+    await asyncio.sleep(0.05)
+    assert machine.open_connections == 0  # each hung request ended when the poller closed
+    held = [await asyncio.open_connection(machine.address, machine.port) for _ in range(70)]
+    await asyncio.sleep(0.1)
+    assert machine.open_connections == MAX_CONNECTIONS
+    refused = 0
+    for reader, _ in held[MAX_CONNECTIONS:]:
+        refused += await asyncio.wait_for(reader.read(), 1) == b""  # closed at once
+    assert refused == 70 - MAX_CONNECTIONS
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert machine.open_connections == 0
+    machine.clear()
+    assert derive_faults(await poll(machine)) == ()
