@@ -126,3 +126,20 @@ def test_rerun_is_idempotent_and_a_closed_period_is_not_recomputed(store: Hostin
     assert after is not None
     assert after.document == before["INV-2026-11-alpha-1"].document
     assert pay(store, "INV-2026-11-alpha-1", sc.NOW + 86400).state is InvoiceState.PAID
+
+
+def test_reimport_is_a_no_op_and_a_stale_draft_follows_its_inputs(store: HostingStore) -> None:
+    from hashfarm.hosting.billing import import_meter
+
+    sc.set_up(store, parse_meter_csv(sc.METER_CSV))
+    again = parse_meter_csv(sc.METER_CSV + "m2,2026-12-01T12:00:00Z,7375\n")  # a repeated row
+    assert import_meter(store, again) == 0
+    run_period(store, sc.PERIOD, sc.power(), now=sc.NOW, mined=sc.mined())
+    # gamma's only machine turns out to have left the farm before November: its draft empties
+    with store.tx():
+        store.unassign("m3", sc.T0 - 86400)
+    report = run_period(store, sc.PERIOD, sc.power(), now=sc.NOW, mined=sc.mined())
+    assert report.written == ["gamma"]
+    gamma = store.latest("gamma", "2026-11")
+    assert gamma is not None
+    assert (gamma.total_cents, gamma.total_sats, gamma.invoice.lines) == (0, 0, ())

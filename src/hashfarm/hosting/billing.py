@@ -141,7 +141,8 @@ def run_period(
         for c in store.charges(period.start, period.end):
             charges[c.customer_id].append(c)
         deposits = _deposits(store)
-        for cid in sorted(set(months) | set(charges)):
+        drafts = {r.customer_id for r in store.invoices(str(period)) if r.kind == "invoice"}
+        for cid in sorted(set(months) | set(charges) | drafts):
             _bill_one(store, report, period, cid, months.get(cid, []), charges.get(cid, []),
                       deposits.get(cid, 0), now)  # fmt: skip
     return report
@@ -266,7 +267,7 @@ def import_meter(store: HostingStore, readings: list[MeterReading]) -> int:
     if problems:
         raise InputError("meter readings", problems)
     with store.tx():
-        merged = store.all_readings() + readings
+        merged = store.machine_readings({r.machine_id for r in readings}) + readings
         problems = register_problems(merged)
         if problems:
             raise InputError("meter readings", [(n or 0, msg) for n, msg in problems])

@@ -289,21 +289,28 @@ class HostingStore:
         return out
 
     def add_readings(self, rows: Sequence[MeterReading]) -> int:
-        """Insert readings (an identical one already stored is skipped); how many were new."""
-        have = {
-            (mid, int(t)): Fraction(k)
-            for mid, t, k in self.q("SELECT machine_id, time, kwh FROM hosting_meter_readings")
-        }
-        new = [r for r in rows if (r.machine_id, r.time) not in have]
+        """Insert readings (one already stored, or repeated, is skipped); how many were new."""
+        have = {(r.machine_id, r.time) for r in self.machine_readings({r.machine_id for r in rows})}
+        new: dict[tuple[str, int], MeterReading] = {}
+        for r in rows:
+            if (r.machine_id, r.time) not in have:
+                new.setdefault((r.machine_id, r.time), r)
         self.many(
             "INSERT INTO hosting_meter_readings (machine_id, time, kwh) VALUES (?, ?, ?)",
-            [(r.machine_id, r.time, to_text(r.kwh)) for r in new],
+            [(r.machine_id, r.time, to_text(r.kwh)) for r in new.values()],
         )
         return len(new)
 
-    def all_readings(self) -> list[MeterReading]:
-        rows = self.q("SELECT machine_id, time, kwh FROM hosting_meter_readings")
-        return [MeterReading(m, int(t), Fraction(k)) for m, t, k in rows]
+    def machine_readings(self, machine_ids: set[str]) -> list[MeterReading]:
+        """Every stored reading of these machines."""
+        out: list[MeterReading] = []
+        for mid in sorted(machine_ids):
+            rows = self.q(
+                "SELECT time, kwh FROM hosting_meter_readings WHERE machine_id = ? ORDER BY time",
+                (mid,),
+            )
+            out += [MeterReading(mid, int(t), Fraction(k)) for t, k in rows]
+        return out
 
     def add_charge(self, c: Charge) -> None:
         if self.customer(c.customer_id) is None:
@@ -350,15 +357,18 @@ class HostingStore:
     def invoices(
         self, period: str | None = None, customer_id: str | None = None
     ) -> list[InvoiceRecord]:
-        rows = self.q(
-            f"SELECT {_INVOICE_COLS} FROM hosting_invoices "
-            "ORDER BY period, customer_id, kind, revision"
-        )
-        out = [_record(r) for r in rows]
-        return [
-            r for r in out
-            if period in (None, r.period) and customer_id in (None, r.customer_id)
-        ]  # fmt: skip
+        """Invoices and credit notes (of one period, of one customer)."""
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (("period", period), ("customer_id", customer_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_INVOICE_COLS} FROM hosting_invoices "
+        if where:
+            sql += "WHERE " + " AND ".join(where) + " "
+        rows = self.q(sql + "ORDER BY period, customer_id, kind, revision", params)
+        return [_record(r) for r in rows]
 
     def invoice(self, number: str) -> InvoiceRecord | None:
         rows = self.q(f"SELECT {_INVOICE_COLS} FROM hosting_invoices WHERE number = ?", (number,))
