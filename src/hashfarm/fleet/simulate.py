@@ -290,8 +290,9 @@ class SimulatedMachine:
                 while await reader.read(MAX_REQUEST_BYTES):  # read, never answer, until
                     pass  # the client gives up and closes (no socket left in CLOSE_WAIT)
                 return
-            if SimFault.API_GARBAGE in self.state.faults:
-                writer.write(GARBAGE)
+            if SimFault.API_GARBAGE in self.state.faults:  # HTTP: a 200 with a junk body
+                http = self.profile.transport == "http"
+                writer.write(_http(200, "OK", GARBAGE) if http else GARBAGE)
             else:
                 writer.write(self._answer(request))
             await writer.drain()

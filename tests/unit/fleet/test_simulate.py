@@ -238,3 +238,17 @@ async def test_a_hung_api_lets_go_when_the_client_gives_up_and_connections_are_c
     assert machine.open_connections == 0
     machine.clear()
     assert derive_faults(await poll(machine)) == ()
+
+
+async def test_http_machine_faults_come_back_as_the_same_errors(farm: SimulatedFarm) -> None:
+    axe = farm.machines[-1]
+    assert axe.profile.transport == "http"
+    axe.inject(SimFault.API_GARBAGE)
+    with pytest.raises(ReplyError, match="not JSON"):
+        await poll(axe)
+    axe.clear()
+    axe.inject(SimFault.API_HANG)
+    with pytest.raises(MachineUnreachable, match="no complete reply"):
+        await poll(axe, timeout_s=0.2)
+    axe.clear()
+    assert derive_faults(await poll(axe)) == ()
