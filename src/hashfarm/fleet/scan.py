@@ -42,6 +42,7 @@ __all__ = [
     "ScanError",
     "ScanResult",
     "ScanSettings",
+    "fd_budget",
     "hosts_of",
     "identify",
     "scan",
@@ -63,7 +64,7 @@ class ScanSettings:
     connect_timeout_s: float = 1.0  # one TCP connect (a blackholed address waits this long)
     probe_timeout_s: float = 3.0  # one command: connect + send + read to EOF
     host_timeout_s: float = 8.0  # everything one host may take
-    concurrency: int = 1024  # hosts probed at once (two sockets each at most)
+    concurrency: int = 2048  # hosts probed at once (two sockets each; capped by the fd limit)
     total_timeout_s: float = 60.0  # the whole scan; unfinished hosts become errors
     max_hosts: int = 65_536  # largest range accepted (a /16)
     max_reply_bytes: int = 1 << 20  # per reply (transport's cap)
@@ -310,9 +311,25 @@ async def _bounded_host(
         return [ScanError(host, 0, f"no answer within the host limit of {s.host_timeout_s:g} s")]
 
 
+def fd_budget(concurrency: int) -> int:
+    """`concurrency` lowered so that two sockets per host stay within the process's open
+    file limit (a third of it, the rest left to the caller); at least 1."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return concurrency
+    if soft == resource.RLIM_INFINITY:
+        return concurrency
+    return max(1, min(concurrency, soft // 6))
+
+
 async def scan_hosts(hosts: Iterable[str], settings: ScanSettings | None = None) -> ScanResult:
-    """Probe `hosts` (addresses as text) with `settings.concurrency` workers."""
+    """Probe `hosts` (addresses as text) with `settings.concurrency` workers (fewer when the
+    open file limit is low: see `fd_budget`)."""
     s = settings or ScanSettings()
+    workers = fd_budget(s.concurrency)
     started = time.monotonic()
     queue: Iterator[str] = iter(hosts)
     found: list[Found] = []
@@ -332,10 +349,10 @@ async def scan_hosts(hosts: Iterable[str], settings: ScanSettings | None = None)
             for item in result or ():
                 (found if isinstance(item, Found) else errors).append(item)  # type: ignore[arg-type]
 
-    connector = aiohttp.TCPConnector(limit=s.concurrency, force_close=True)
+    connector = aiohttp.TCPConnector(limit=workers, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [asyncio.create_task(worker(session if s.http_port else None))
-                 for _ in range(s.concurrency)]  # fmt: skip
+                 for _ in range(workers)]  # fmt: skip
         _, late = await asyncio.wait(tasks, timeout=s.total_timeout_s)
         for task in late:
             task.cancel()
