@@ -230,7 +230,7 @@ class MachineState:
     def reading(self, hashing: Hashing, uptime_s: int, when: int) -> Reading:
         """The numbers this machine's replies show now."""
         p, faults = self.profile, self.faults
-        dropped = faults.get(SimFault.BOARD_DROP, -1) if SimFault.BOARD_DROP in faults else None
+        dropped = faults.get(SimFault.BOARD_DROP)  # inject() always names the slot
         present = [s for s in p.board_slots if s != dropped]
         hot = SimFault.OVERHEAT in faults
         boards = []
@@ -252,7 +252,7 @@ class MachineState:
                     hardware_errors=uptime_s // 3600,
                 )
             )
-        stopped = faults.get(SimFault.FAN_STOP, -1) if SimFault.FAN_STOP in faults else None
+        stopped = faults.get(SimFault.FAN_STOP)
         fans = tuple(
             (s, 0 if s == stopped else p.fan_rpm + 60 * i) for i, s in enumerate(p.fan_slots)
         )
@@ -288,7 +288,7 @@ class MachineState:
     def expected_faults(self) -> frozenset[FaultKind]:
         """The kinds `faults.derive_faults` raises on this machine's replies now (after
         `hardware.enrich`, past the 900 s warm-up). Checked for every profile and fault by
-        tests/unit/fleet/test_simulate_faults.py."""
+        tests/unit/fleet/test_simulate_replies.py and, over sockets, test_simulate.py."""
         if self.expected_error() is not None:
             return frozenset()
         return frozenset(k for f in self.faults for k in _EXPECTED[f](self.profile.backend))
