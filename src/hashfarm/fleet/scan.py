@@ -97,8 +97,8 @@ class Found:
 
     @property
     def address(self) -> str:
-        """host:port, the machine's id in the fleet."""
-        return f"{self.host}:{self.port}"
+        """host:port ([host]:port for IPv6), the machine's id in the fleet (`Machine.id`)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,8 @@ from typing import Any, Literal, TypeVar
 from hashfarm.errors import ConfigError, LedgerError, TransientLedgerError
 from hashfarm.fleet.alerts import Alert, AlertEvent, Severity
 from hashfarm.fleet.model import Hashboard, MachineSnapshot
-from hashfarm.fleet.poller import Round, Sample
+from hashfarm.fleet.poller import Machine, Round, Sample
+from hashfarm.fleet.scan import Found
 
 __all__ = [
     "LATEST_VERSION",
@@ -267,6 +268,24 @@ class FleetSql:
             self.many(f"INSERT INTO fleet_boards (machine_id, slot, at, {bcols}) VALUES "
                       f"(?, ?, ?, {bmarks}) ON CONFLICT (machine_id, slot) DO UPDATE SET "
                       f"{bupdates}", board_latest)  # fmt: skip
+
+    def register(self, found: Sequence[Found], at: float) -> None:
+        """Add scanned machines to the inventory (a machine already known keeps its state;
+        its backend, model and firmware are updated)."""
+        rows = [(f.address, f.host, f.port, f.backend, f.model, f.firmware, at, at)
+                for f in found]  # fmt: skip
+        with self.tx():
+            self.many("INSERT INTO fleet_machines (id, host, port, backend, model, firmware, "
+                      "first_seen, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
+                      "UPDATE SET backend = excluded.backend, model = COALESCE(excluded.model, "
+                      "fleet_machines.model), firmware = COALESCE(excluded.firmware, "
+                      "fleet_machines.firmware)", rows)  # fmt: skip
+
+    def inventory(self) -> list[Machine]:
+        """Every known machine, ready to poll (its stored model as the parser's hint)."""
+        rows = self.q("SELECT host, port, backend, model FROM fleet_machines ORDER BY id")
+        return [Machine(str(h), int(p), str(b), None if m is None else str(m))
+                for h, p, b, m in rows]  # fmt: skip
 
     def record_alerts(self, events: Sequence[AlertEvent]) -> None:
         """Raised alerts become rows; a clear closes the open row of its key."""

@@ -17,6 +17,7 @@ from hashfarm.fleet.faults import Fault, FaultKind, derive_faults
 from hashfarm.fleet.hardware import enrich
 from hashfarm.fleet.model import MachineSnapshot
 from hashfarm.fleet.poller import Machine, Round, Sample
+from hashfarm.fleet.scan import Found
 from hashfarm.fleet.sources import BACKENDS, read
 from hashfarm.fleet.store import LATEST_VERSION, FleetSql, Retention, connect, open_fleet_store
 
@@ -174,3 +175,17 @@ async def test_async_store_is_a_poller_sink(tmp_path) -> None:
     with pytest.raises(LedgerError):
         (await open_fleet_store(f"sqlite:///{tmp_path / 'nodir' / 'f.db'}"))
     assert sqlite3.sqlite_version_info >= (3, 24)  # ON CONFLICT ... DO UPDATE
+
+
+def test_scanned_machines_become_the_inventory(sql: FleetSql) -> None:
+    found = [Found("10.0.0.7", 4028, "bmminer", "Antminer S19 Pro", "49.0.1.3", "3.1"),
+             Found("10.0.0.9", 4028, "btminer", None, "20210322.22.REL")]  # fmt: skip
+    sql.register(found, BASE)
+    assert sql.inventory() == [Machine("10.0.0.7", 4028, "bmminer", "Antminer S19 Pro"),
+                               Machine("10.0.0.9", 4028, "btminer", None)]  # fmt: skip
+    sql.write_round(Round(BASE + 30, 0.1, (sample(S19, BASE + 30),)))
+    sql.register([replace(found[0], model=None)], BASE + 60)  # a rescan keeps what is known
+    [doc] = [m for m in sql.machines() if m["id"] == "10.0.0.7:4028"]
+    assert (doc["model"], doc["first_seen"], doc["last_at"]) == ("Antminer S19 Pro", BASE,
+                                                                 BASE + 30)  # fmt: skip
+    assert doc["live_hs"] == 110_566_890_000_000
