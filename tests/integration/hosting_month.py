@@ -14,7 +14,10 @@ The expected figures are worked out by hand in tests/integration/test_hosting_mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 from hashfarm.hosting.contracts import Method, Terms
 from hashfarm.hosting.inputs import MeterReading
@@ -114,3 +117,30 @@ def set_up(store: HostingStore, readings: list[MeterReading]) -> None:
                                 "hashboard repair", 4550))  # fmt: skip
         store.add_prepayment("beta", 10000, T0, "prepaid")
     import_meter(store, readings)
+
+
+def cli_set_up(hf: Callable[..., Any], tmp_path: Path) -> dict[str, Path]:
+    """The same month through the commands (`hf` runs one `hashfarm` command line)."""
+    for cid in ("alpha", "beta", "gamma"):
+        hf("customer", "add", cid, "--name", f"{cid.title()} Mining", "--at", "2026-10-01")
+    hf("contract", "add", "alpha-np", "--customer", "alpha", "--method", "nameplate",
+       "--rate", "0.065", "--hosting-fee", "10", "--sla", "95", "--deposit", "500")  # fmt: skip
+    hf("contract", "add", "beta-me", "--customer", "beta", "--method", "metered",
+       "--rate", "0.07", "--hosting-fee", "12")  # fmt: skip
+    hf("contract", "add", "gamma-rs", "--customer", "gamma", "--method", "revenue_share",
+       "--share", "15", "--hosting-fee", "5")  # fmt: skip
+    for mid, kid in (("m1", "alpha-np"), ("m2", "beta-me"), ("m3", "gamma-rs")):
+        hf("contract", "assign", mid, kid, "--from", "2026-10-22", "--nameplate-w", "3250")
+    hf("contract", "assign", "m4", "alpha-np", "--from", "2026-10-22", "--nameplate-w", "1500",
+       "--rated-w", "1400")  # fmt: skip
+    hf("contract", "assign", "m4", "beta-me", "--from", "2026-11-16")
+    hf("bill", "charge", "alpha", "45.50", "--description", "hashboard repair",
+       "--machine", "m1", "--at", "2026-11-20T10:00:00Z")  # fmt: skip
+    hf("customer", "prepay", "beta", "100", "--at", "2026-11-01")
+    files = {"meter": tmp_path / "meter.csv", "samples": tmp_path / "samples.csv",
+             "mined": tmp_path / "mined.csv"}  # fmt: skip
+    files["meter"].write_text(METER_CSV)
+    files["samples"].write_text(samples_csv())
+    files["mined"].write_text(mined_csv())
+    assert "6 readings, 6 new" in hf("meter", "import", str(files["meter"])).output
+    return files

@@ -34,32 +34,6 @@ def hf(tmp_path: Path) -> Run:
     return run
 
 
-def _set_up(hf: Run, tmp_path: Path) -> dict[str, Path]:
-    for cid in ("alpha", "beta", "gamma"):
-        hf("customer", "add", cid, "--name", f"{cid.title()} Mining", "--at", "2026-10-01")
-    hf("contract", "add", "alpha-np", "--customer", "alpha", "--method", "nameplate",
-       "--rate", "0.065", "--hosting-fee", "10", "--sla", "95", "--deposit", "500")  # fmt: skip
-    hf("contract", "add", "beta-me", "--customer", "beta", "--method", "metered",
-       "--rate", "0.07", "--hosting-fee", "12")  # fmt: skip
-    hf("contract", "add", "gamma-rs", "--customer", "gamma", "--method", "revenue_share",
-       "--share", "15", "--hosting-fee", "5")  # fmt: skip
-    for mid, kid in (("m1", "alpha-np"), ("m2", "beta-me"), ("m3", "gamma-rs")):
-        hf("contract", "assign", mid, kid, "--from", "2026-10-22", "--nameplate-w", "3250")
-    hf("contract", "assign", "m4", "alpha-np", "--from", "2026-10-22", "--nameplate-w", "1500",
-       "--rated-w", "1400")  # fmt: skip
-    hf("contract", "assign", "m4", "beta-me", "--from", "2026-11-16")
-    hf("bill", "charge", "alpha", "45.50", "--description", "hashboard repair",
-       "--machine", "m1", "--at", "2026-11-20T10:00:00Z")  # fmt: skip
-    hf("customer", "prepay", "beta", "100", "--at", "2026-11-01")
-    files = {"meter": tmp_path / "meter.csv", "samples": tmp_path / "samples.csv",
-             "mined": tmp_path / "mined.csv"}  # fmt: skip
-    files["meter"].write_text(sc.METER_CSV)
-    files["samples"].write_text(sc.samples_csv())
-    files["mined"].write_text(sc.mined_csv())
-    assert "6 readings, 6 new" in hf("meter", "import", str(files["meter"])).output
-    return files
-
-
 def _bill_run(hf: Run, files: dict[str, Path], ok: bool = True) -> Result:
     return hf("bill", "run", "--period", "2026-11", "--samples", str(files["samples"]),
               "--mined", str(files["mined"]), "--at", "2026-12-01T09:00:00Z", "--json",
@@ -67,7 +41,7 @@ def _bill_run(hf: Run, files: dict[str, Path], ok: bool = True) -> Result:
 
 
 def test_month_through_the_cli(hf: Run, tmp_path: Path) -> None:
-    files = _set_up(hf, tmp_path)
+    files = sc.cli_set_up(hf, tmp_path)
     first = json.loads(_bill_run(hf, files).output)
     assert first["written"] == ["alpha", "beta", "gamma"]
     listed = {r["number"]: r for r in json.loads(hf("bill", "list", "--json").output)}
@@ -115,7 +89,7 @@ def test_month_through_the_cli(hf: Run, tmp_path: Path) -> None:
 
 
 def test_lifecycle_through_the_cli(hf: Run, tmp_path: Path) -> None:
-    files = _set_up(hf, tmp_path)
+    files = sc.cli_set_up(hf, tmp_path)
     _bill_run(hf, files)
     assert "cannot become paid" in hf("bill", "pay", "INV-2026-11-alpha-1", ok=False).output
     said = hf("bill", "issue", "--period", "2026-11", "--at", "2026-12-01T10:00:00Z").output

@@ -4,8 +4,9 @@ Every command opens the hosting database (`--db`, a SQLite file in the working d
 unless told; `postgresql://...` works the same) and does one transaction. Amounts are given
 and shown in currency units with two decimals (stored as integer cents), rates as decimal
 text, percentages as percent. Times are ISO 8601 (UTC) or unix seconds; `--at` stands in for
-"now" where a command records a time. Until the fleet poller's store is wired in, a bill run
-reads the machines' power samples from `--samples FILE.csv` (`machine_id,time,watts,state`).
+"now" where a command records a time. A bill run reads the machines' power samples from the
+fleet poller's store (`--fleet-db URL`, its 5-min or hourly rollups: `cli/hosting_fleet.py`)
+or from `--samples FILE.csv` (`machine_id,time,watts,state`).
 Errors exit 1 with one line; a malformed CSV lists its bad lines.
 """
 
@@ -34,6 +35,7 @@ from hashfarm.hosting.invoice import Charge, Machine
 from hashfarm.hosting.money import fmt_cents, fmt_fraction, parse_cents, parse_decimal
 from hashfarm.hosting.money import parse_percent_bps as pct
 from hashfarm.hosting.period import Period, fmt_day, fmt_time, parse_time
+from hashfarm.hosting.power import PowerSource
 from hashfarm.hosting.sources import DailyMined, DailyPrices, SeriesPowerSource
 from hashfarm.hosting.store import Contract, Customer, HostingStore, InvoiceRecord, connect
 
@@ -342,7 +344,10 @@ def bill() -> None:
 @bill.command("run")
 @click.option("--period", required=True, help="YYYY-MM")
 @click.option("--samples", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="Power samples CSV: machine_id,time,watts,state.")  # fmt: skip
+              help="Power samples CSV: machine_id,time,watts,state.")  # fmt: skip
+@click.option("--fleet-db", metavar="URL", help="Or: the fleet poller's store (its rollups).")
+@click.option("--fleet-resolution", type=click.Choice(["300", "3600"]), default="3600",
+              show_default=True, help="Which fleet rollups to read, seconds.")  # fmt: skip
 @click.option("--mined", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Revenue share: machine_id,day,sats.")  # fmt: skip
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -353,15 +358,20 @@ def bill() -> None:
 @_at
 @_json
 def bill_run(
-    period: str, samples: Path, mined: Path | None, prices: Path | None, max_hold: int,
-    db: str, at: str | None, as_json: bool,
+    period: str, samples: Path | None, fleet_db: str | None, fleet_resolution: str,
+    mined: Path | None, prices: Path | None, max_hold: int, db: str, at: str | None,
+    as_json: bool,
 ) -> None:  # fmt: skip
-    """Draft every customer's invoice for a period (closed invoices are left alone)."""
+    """Draft every customer's invoice for a period (closed invoices are left alone).
+
+    Power samples come from --samples FILE.csv or from the fleet poller's --fleet-db.
+    """
+    if (samples is None) == (fleet_db is None):
+        raise click.UsageError("give one of --samples FILE.csv or --fleet-db URL")
     p = _checked(lambda: Period.parse(period))
-    power = SeriesPowerSource(_checked(lambda: parse_samples_csv(_text(samples))))
     mined_src = DailyMined(_checked(lambda: parse_mined_csv(_text(mined)))) if mined else None
     price_src = DailyPrices(_checked(lambda: parse_prices_csv(_text(prices)))) if prices else None
-    with _store(db) as s:
+    with _power(samples, fleet_db, int(fleet_resolution)) as power, _store(db) as s:
         r = billing.run_period(s, p, power, now=_when(at), mined=mined_src, prices=price_src,
                                max_hold_s=max_hold)  # fmt: skip
     data = {"period": r.period, "written": r.written, "unchanged": r.unchanged,
@@ -373,6 +383,22 @@ def bill_run(
     _out(data, as_json, text)
     if r.errors:
         raise SystemExit(1)
+
+
+@contextmanager
+def _power(samples: Path | None, fleet_db: str | None, resolution: int) -> Iterator[PowerSource]:
+    if samples is not None:
+        yield SeriesPowerSource(_checked(lambda: parse_samples_csv(_text(samples))))
+        return
+    from hashfarm.cli.hosting_fleet import FleetPowerSource
+    from hashfarm.fleet.store import connect as fleet_connect
+
+    assert fleet_db is not None
+    fleet = _checked(lambda: fleet_connect(fleet_db))
+    try:
+        yield FleetPowerSource(fleet, resolution)
+    finally:
+        fleet.close()
 
 
 def _text(path: Path | None) -> str:
