@@ -10,6 +10,7 @@ with `?` placeholders; PostgreSQL gets them as `%s`. Driver errors leave this mo
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ from hashfarm.hosting.schema import Dialect, migrate_postgres, migrate_sqlite
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _BUSY_TIMEOUT_MS = 5000  # a write waits this long for another writer's lock before failing
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")  # ids end up in invoice numbers and files
+
+
+def check_id(what: str, value: str) -> str:
+    """`value` if it is a usable id (1-64 letters, digits, `._:@-`, starting alphanumeric)."""
+    if not _ID.fullmatch(value):
+        raise HostingError(f"{what} {value!r}: use 1-64 letters, digits or ._:@- (no spaces)")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,7 @@ class HostingStore:
     # -- customers, contracts, machines ---------------------------------------------------
 
     def add_customer(self, c: Customer, now: int) -> None:
+        check_id("customer", c.id)
         if self.customer(c.id) is not None:
             raise HostingError(f"customer {c.id!r} already exists")
         self.q(
@@ -164,6 +174,7 @@ class HostingStore:
         ]
 
     def add_contract(self, c: Contract, now: int) -> None:
+        check_id("contract", c.id)
         if self.customer(c.customer_id) is None:
             raise HostingError(f"no customer {c.customer_id!r}")
         if self.contract(c.id) is not None:
@@ -188,6 +199,7 @@ class HostingStore:
 
     def put_machine(self, m: Machine) -> None:
         """Add a machine or update its figures."""
+        check_id("machine", m.id)
         if self.machine(m.id) is None:
             self.q(
                 "INSERT INTO hosting_machines (id, model, nameplate_w, rated_w) "

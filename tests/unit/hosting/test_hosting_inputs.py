@@ -124,3 +124,13 @@ def test_pdf_export_without_its_extra_says_which_extra(monkeypatch: pytest.Monke
     assert str(info.value) == (
         "PDF export needs fpdf2, which is not installed: pip install 'hashfarm[pdf]'"
     )
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "-x", "x" * 65, "é", "a/b", "a\nb"])
+def test_ids_that_would_break_numbers_or_files_are_refused(bad: str) -> None:
+    from hashfarm.hosting.store import Customer, connect
+
+    store = connect("sqlite:///:memory:")
+    with pytest.raises(HostingError, match="use 1-64 letters"):
+        store.add_customer(Customer(bad, "x", ""), 0)
+    store.add_customer(Customer("acme-01.eu", "x", ""), 0)
