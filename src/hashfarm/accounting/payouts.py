@@ -6,9 +6,11 @@ transactions it posts out. No wallet, no database, no clock (`payoutstore` write
 
 **The plan** (`plan_payout`):
 
-1. an account is due when its spendable balance (`miner:<id>`) is at least
-   `threshold_sats`; it is then paid its **whole** balance (nothing below the threshold is
-   ever paid, nothing is left behind by a payment);
+1. an account is due when its spendable balance (`miner:<id>`) is at least its threshold:
+   its own (`thresholds`, set by the miner or operator) or else the policy's
+   `threshold_sats`, and never below the policy's floor (payout fee + smallest output); it
+   is then paid its **whole** balance (nothing below the threshold is ever paid, nothing is
+   left behind by a payment);
 2. an account whose id is not an address of the network (the resolver says None) is not
    paid: it is listed in `unpayable` (in pooled mode the user name is `ADDRESS.worker`, as
    in solo mode and Miningcore);
@@ -72,16 +74,26 @@ class PayoutPolicy:
     fee_per_payment_sats: int = 0  # the pool's payout fee, taken from each payment
     min_output_sats: int = DUST_SATS
 
+    @property
+    def floor(self) -> int:
+        """The lowest threshold: a smaller payment could be dust after the payout fee."""
+        return self.fee_per_payment_sats + self.min_output_sats
+
+    def threshold_for(self, account: str, thresholds: Mapping[str, int]) -> int:
+        """The account's own threshold if it has one (raised to the floor), else the
+        policy's."""
+        own = thresholds.get(account)
+        return self.threshold_sats if own is None else max(own, self.floor)
+
     def __post_init__(self) -> None:
         if self.max_outputs < 1:
             raise ValueError(f"max_outputs must be at least 1, not {self.max_outputs}")
         if self.fee_per_payment_sats < 0 or self.min_output_sats < 1:
             raise ValueError("the payout fee must be >= 0 and the smallest output >= 1 sat")
-        floor = self.fee_per_payment_sats + self.min_output_sats
-        if self.threshold_sats < floor:
+        if self.threshold_sats < self.floor:
             raise ValueError(
                 f"threshold {self.threshold_sats:,} sats is below the payout fee plus the "
-                f"smallest output ({floor:,} sats): a payment could be dust"
+                f"smallest output ({self.floor:,} sats): a payment could be dust"
             )
 
 
@@ -139,17 +151,20 @@ def plan_payout(
     balances: Mapping[str, int],
     policy: PayoutPolicy,
     address_of: Callable[[str], str | None],
+    thresholds: Mapping[str, int] | None = None,
 ) -> PayoutPlan:
     """The payout of `balances` (account id -> spendable sats) under `policy`.
 
     `address_of(account)` is the address to pay (canonical form) or None when the account id
-    is not an address. ValueError for a negative balance (the ledger never holds one).
+    is not an address; `thresholds` the accounts' own thresholds. ValueError for a negative
+    balance (the ledger never holds one).
     """
+    own = thresholds or {}
     due: list[tuple[int, str]] = []
     for account, sats in balances.items():
         if sats < 0:
             raise ValueError(f"balance of {account} is negative ({sats})")
-        if sats >= policy.threshold_sats:
+        if sats >= policy.threshold_for(account, own):
             due.append((sats, account))
     due.sort(key=lambda d: (-d[0], d[1]))
     items: list[PayoutItem] = []

@@ -64,6 +64,7 @@ from hashfarm.accounting.payoutstore import (
     record_seen,
     record_signed,
     spendable_balances,
+    thresholds,
 )
 from hashfarm.accounting.service import ChainView
 from hashfarm.accounting.store import AccountingStore, SqlStore
@@ -204,7 +205,8 @@ class PayoutService:
     async def dry_run(self) -> PayoutPlan:
         """What a run would pay now (nothing written, nothing sent)."""
         balances = await self.store.call(spendable_balances)
-        return plan_payout(balances, self.policy, self.address_of)
+        own = await self.store.call(thresholds)
+        return plan_payout(balances, self.policy, self.address_of, own)
 
     async def step(self, *, plan_new: bool = True) -> PayoutReport:
         """One run: open payouts forward, then a new payout when none is unresolved."""

@@ -9,10 +9,10 @@ signed / sent --(gone, an input spent by another transaction)--> conflicted
 conflicted --(operator: --abandon)--> abandoned (balances given back)
 ```
 
-* `plan_and_record`: reads the spendable balances, plans (`payouts.plan_payout`) and writes
-  the payout, its items and the ledger transaction `payout:<key>` (miner:<id> ->
-  payouts:pending) in ONE transaction; refused while another payout is planned or signed,
-  so at most one transaction is ever being built;
+* `plan_and_record`: reads the spendable balances and the accounts' own thresholds, plans
+  (`payouts.plan_payout`) and writes the payout, its items and the ledger transaction
+  `payout:<key>` (miner:<id> -> payouts:pending) in ONE transaction; refused while another
+  payout is planned or signed, so at most one transaction is ever being built;
 * `record_signed`: the wallet's signed transaction (txid, raw hex, network fee) is recorded
   BEFORE it is broadcast; compare-and-set on state `planned`, so of two racing runs only
   one transaction is ever recorded, and only a recorded transaction is ever broadcast;
@@ -148,6 +148,26 @@ def spendable_balances(sql: SqlStore) -> dict[str, int]:
     return out
 
 
+def thresholds(sql: SqlStore) -> dict[str, int]:
+    """Account id -> its own payout threshold (accounts without one use the run's)."""
+    rows = sql.q("SELECT account, threshold_sats FROM acct_payout_thresholds")
+    return {str(a): int(t) for a, t in rows}
+
+
+def set_threshold(sql: SqlStore, account: str, sats: int | None, now: float) -> None:
+    """Set (or with None, remove) an account's own payout threshold."""
+    if sats is not None and sats <= 0:
+        raise AccountingError(f"threshold {sats} must be positive")
+    with sql.tx():
+        sql.q("DELETE FROM acct_payout_thresholds WHERE account = ?", (account,))
+        if sats is not None:
+            sql.q(
+                "INSERT INTO acct_payout_thresholds (account, threshold_sats, changed_at) "
+                "VALUES (?, ?, ?)",
+                (account, sats, now),
+            )
+
+
 def plan_and_record(
     sql: SqlStore,
     policy: PayoutPolicy,
@@ -160,7 +180,7 @@ def plan_and_record(
     with sql.tx():
         if sql.q("SELECT 1 FROM acct_payouts WHERE state IN (?, ?) LIMIT 1", UNRESOLVED):
             return PayoutPlan((), (), ()), None
-        plan = plan_payout(spendable_balances(sql), policy, address_of)
+        plan = plan_payout(spendable_balances(sql), policy, address_of, thresholds(sql))
         if not plan.items:
             return plan, None
         key = payout_key(plan, int(now * 1000))

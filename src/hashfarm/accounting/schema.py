@@ -238,6 +238,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             # the output paid (sats is what the account's balance gave: output + payout fee)
             "ALTER TABLE acct_payout_items ADD COLUMN amount_sats BIGINT CHECK (amount_sats > 0)",
             "CREATE INDEX acct_payout_items_account ON acct_payout_items (account, payout_id)",
+            # an account's own payout threshold (`hashfarm accounts threshold`); accounts
+            # without a row are paid at the run's --threshold-sats
+            """CREATE TABLE acct_payout_thresholds (
+                account TEXT PRIMARY KEY,
+                threshold_sats BIGINT NOT NULL CHECK (threshold_sats > 0),
+                changed_at DOUBLE PRECISION NOT NULL
+            )""",
         ),
     ),
 )

@@ -1,4 +1,4 @@
-"""`hashfarm accounts list|show|statement|credit|payout`: the pool's books, read, credited, paid.
+"""`hashfarm accounts list|show|statement|credit|payout|threshold`: the books, read and paid.
 
 The commands open the database the pool writes (`--storage-url`, the pool's default SQLite
 file unless told) and read the accounting ledger there (`hashfarm.accounting.statements`);
@@ -39,7 +39,12 @@ from hashfarm.accounting.payoutservice import (
     PayoutReport,
     PayoutService,
 )
-from hashfarm.accounting.payoutstore import PayoutRecord, recent_payouts
+from hashfarm.accounting.payoutstore import (
+    PayoutRecord,
+    recent_payouts,
+    set_threshold,
+    thresholds,
+)
 from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.service import CreditingService, StepReport
 from hashfarm.accounting.statements import account_list, block_lines, day_lines, summary
@@ -110,6 +115,7 @@ def show(account: str, storage_url: str, as_json: bool) -> None:
         s = summary(sql, account)
         recent = block_lines(sql, account)[:10]
         paid = recent_payouts(sql, account)
+        own_threshold = thresholds(sql).get(account)
     finally:
         sql.close()
     payouts = [_payout_of(p, account) for p in paid]
@@ -117,6 +123,7 @@ def show(account: str, storage_url: str, as_json: bool) -> None:
         "account": account,
         "spendable": s.spendable,
         "immature": s.immature,
+        "payout_threshold": own_threshold,
         "payouts": payouts,
         "recent": [
             {
@@ -131,6 +138,8 @@ def show(account: str, storage_url: str, as_json: bool) -> None:
     }
     lines = [f"account {account}: {s.spendable:,} sats spendable, {s.immature:,} immature"]
     lines += [f"  block {b.height:,} {b.state:<9} {b.sats:>14,}  {b.explanation}" for b in recent]
+    if own_threshold is not None:
+        lines.append(f"  own payout threshold: {own_threshold:,} sats")
     lines += [
         f"  payout {p['id']} {p['state']:<10} {p['amount']:>14,}  to {p['address']}"
         f"{'  tx ' + p['txid'] if p['txid'] else ''}"
@@ -307,6 +316,28 @@ def credit(
             f"(reversed {report.reversed}), waiting {len(report.waiting)}; "
             f"ledger {redact_url(storage_url)}"
         )
+
+
+@accounts.command("threshold")
+@click.argument("account")
+@click.argument("sats", type=click.IntRange(min=1), required=False)
+@click.option("--clear", is_flag=True, help="Remove the account's own threshold.")
+@_storage
+def threshold(account: str, sats: int | None, clear: bool, storage_url: str) -> None:
+    """Set ACCOUNT's own payout threshold to SATS (or --clear it: the payout run's
+    --threshold-sats applies). A threshold below the run's payout fee plus the smallest
+    output (546 sats) is raised to that."""
+    if clear == (sats is not None):
+        raise click.UsageError("give SATS or --clear")
+    sql = _open(storage_url)
+    try:
+        set_threshold(sql, account, sats, time.time())
+    except HashfarmError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        sql.close()
+    said = "cleared" if sats is None else f"{sats:,} sats"
+    click.echo(f"payout threshold of {account}: {said}")
 
 
 PAUSE_ENV = "HASHFARM_PAYOUT_PAUSE_AT"  # test hook: planned | signed | broadcast

@@ -36,7 +36,9 @@ from hashfarm.accounting.payoutstore import (
     record_conflicted,
     record_seen,
     record_signed,
+    set_threshold,
     spendable_balances,
+    thresholds,
 )
 from hashfarm.accounting.store import SqlStore, connect
 from hashfarm.chain.address import script_to_address
@@ -127,6 +129,21 @@ def test_a_payout_is_planned_signed_sent_and_confirmed_one_transaction_each(
     _, second = plan_and_record(sql, POLICY, resolve, 20.0)
     assert second is not None
     assert [(i.account, i.debit_sats) for i in second.items] == [(B, 2_000_000)]
+
+
+def test_own_thresholds_are_kept_and_used_by_the_plan(sql: SqlStore) -> None:
+    credit(sql, "01", {A: 500_000, B: 2_000_000})
+    set_threshold(sql, A, 400_000, 1.0)
+    set_threshold(sql, B, 3_000_000, 1.0)
+    set_threshold(sql, B, 5_000_000, 2.0)  # changed
+    assert thresholds(sql) == {A: 400_000, B: 5_000_000}
+    _, record = plan_and_record(sql, POLICY, resolve, 3.0)
+    assert record is not None
+    assert [(i.account, i.debit_sats) for i in record.items] == [(A, 500_000)]
+    set_threshold(sql, B, None, 4.0)  # cleared: the run's 1,000,000 applies
+    assert thresholds(sql) == {A: 400_000}
+    with pytest.raises(AccountingError, match="positive"):
+        set_threshold(sql, B, 0, 5.0)
 
 
 def test_a_conflicted_payout_is_abandoned_once_and_the_balances_come_back(

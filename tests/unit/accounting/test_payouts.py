@@ -59,15 +59,22 @@ balance_maps = st.dictionaries(
 )
 
 
+own_thresholds = st.dictionaries(
+    st.sampled_from(ADDRESSES + NOT_ADDRESSES), st.integers(1, 3_000_000), max_size=4
+)
+
+
 @PROPERTY
-@given(balance_maps, policies)
+@given(balance_maps, policies, own_thresholds)
 def test_a_plan_pays_whole_balances_at_or_above_the_threshold_and_nothing_else(
-    balances: dict[str, int], policy: PayoutPolicy
+    balances: dict[str, int], policy: PayoutPolicy, own: dict[str, int]
 ) -> None:
-    plan = plan_payout(balances, policy, resolve)
+    plan = plan_payout(balances, policy, resolve, own)
     paid = {i.account: i for i in plan.items}
     for account, sats in balances.items():
-        if sats < policy.threshold_sats:  # nothing below the threshold is paid or deferred
+        limit = own.get(account, policy.threshold_sats)
+        limit = max(limit, policy.floor)  # an own threshold never pays dust either
+        if sats < limit:  # nothing below the account's threshold is paid or deferred
             assert account not in paid
             assert account not in plan.deferred
             assert account not in plan.unpayable
@@ -86,7 +93,7 @@ def test_a_plan_pays_whole_balances_at_or_above_the_threshold_and_nothing_else(
         assert max(balances[a] for a in plan.deferred) <= min(i.debit_sats for i in plan.items)
     assert plan.total_debit == plan.total_amount + plan.total_fee
     # the result depends on the balances only, not on their order
-    again = plan_payout(dict(reversed(list(balances.items()))), policy, resolve)
+    again = plan_payout(dict(reversed(list(balances.items()))), policy, resolve, own)
     assert again == plan
 
 
@@ -159,6 +166,17 @@ def test_ranking_ties_and_duplicate_addresses() -> None:
     assert [i.account for i in plan.items] == sorted([upper, ADDRESSES[1]])
     assert plan.deferred == (ADDRESSES[0],)
     assert {i.address for i in plan.items} == {ADDRESSES[0], ADDRESSES[1]}  # canonical
+
+
+def test_an_own_threshold_lowers_or_raises_the_runs() -> None:
+    policy = PayoutPolicy(1_000_000, fee_per_payment_sats=100)
+    balances = {ADDRESSES[0]: 600, ADDRESSES[1]: 50_000, ADDRESSES[2]: 1_500_000}
+    own = {ADDRESSES[0]: 1, ADDRESSES[1]: 10_000, ADDRESSES[2]: 2_000_000}
+    plan = plan_payout(balances, policy, resolve, own)
+    # 600 >= floor 646? no: raised to the floor, not paid; 50,000 >= its own 10,000: paid;
+    # 1,500,000 < its own 2,000,000: waits although above the run's threshold
+    assert [(i.account, i.amount_sats) for i in plan.items] == [(ADDRESSES[1], 49_900)]
+    assert policy.threshold_for(ADDRESSES[0], own) == 646
 
 
 def test_policy_refuses_a_threshold_that_could_pay_dust() -> None:
