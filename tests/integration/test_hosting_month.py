@@ -14,6 +14,7 @@ import hosting_month as sc
 import pytest
 
 from hashfarm.hosting.billing import issue, pay, run_period
+from hashfarm.hosting.errors import StateError
 from hashfarm.hosting.inputs import parse_meter_csv
 from hashfarm.hosting.invoice import Invoice, InvoiceState
 from hashfarm.hosting.store import HostingStore, connect
@@ -111,6 +112,8 @@ def test_rerun_is_idempotent_and_a_closed_period_is_not_recomputed(store: Hostin
     assert not again.written
     assert {r.number: r for r in store.invoices()} == before
 
+    with pytest.raises(StateError, match="period 2026-11 has not ended"):
+        issue(store, "INV-2026-11-alpha-1", sc.PERIOD.end - 1)
     issued = issue(store, "INV-2026-11-alpha-1", sc.NOW)
     assert issued.state is InvoiceState.ISSUED
     assert issued.due_at == sc.NOW + 15 * 86400

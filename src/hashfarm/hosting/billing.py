@@ -194,10 +194,13 @@ def _get(store: HostingStore, number: str) -> InvoiceRecord:
 
 
 def issue(store: HostingStore, number: str, now: int) -> InvoiceRecord:
-    """Draft -> Issued: closed from now on, due `net_days` later."""
+    """Draft -> Issued: closed from now on, due `net_days` later; not before the period ends
+    (a draft of a running month is an estimate)."""
     with store.tx():
         rec = _get(store, number)
         check_transition(rec.state, InvoiceState.ISSUED)
+        if rec.kind == "invoice" and now < Period.parse(rec.period).end:
+            raise StateError(f"{number}: period {rec.period} has not ended; a draft is an estimate")
         free = store.prepaid_available(rec.customer_id, excluding=rec.id)
         if rec.prepaid_cents > free:
             raise StateError(
