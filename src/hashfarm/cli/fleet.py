@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from hashfarm.cli.fleet_sim import simulate
+from hashfarm.cli.fleet_watch import COMMANDS as WATCH_COMMANDS  # scan, status, watch
 
 
 @click.group()
@@ -21,3 +22,5 @@ def fleet() -> None:
 
 
 fleet.add_command(simulate)
+for command in WATCH_COMMANDS:
+    fleet.add_command(command)
