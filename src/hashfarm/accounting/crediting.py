@@ -37,10 +37,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from operator import itemgetter
 from typing import Any
-
-import numpy as np
 
 from hashfarm.accounting.entries import (
     block_found,
@@ -50,7 +47,6 @@ from hashfarm.accounting.entries import (
     reversal,
     tides_block_found,
 )
-from hashfarm.accounting.fastwindow import fast_pplns_window
 from hashfarm.accounting.inputs import FoundBlock, JobTerms
 from hashfarm.accounting.ledger import POOL_RESERVE, POOL_RESERVE_IMMATURE, AccountingError
 from hashfarm.accounting.lifecycle import BlockState
@@ -70,10 +66,10 @@ from hashfarm.accounting.schemes import (
 from hashfarm.accounting.store import SqlStore
 from hashfarm.accounting.tides import CoinbasePlan
 from hashfarm.accounting.window import Window, window_size
+from hashfarm.accounting.windowread import read_window
 
 CustodialScheme = Solo | Prop | Pplns  # credited from the shares when a block is found
 _CHUNK = 100_000  # shares read per query while walking a PPLNS window back
-_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 _ALL = Fraction(10**300)  # a window no round of shares fills (still a finite float)
 
 
@@ -240,47 +236,10 @@ def _epoch_after(sql: SqlStore, block: OpenBlock) -> int:
 def _pplns_window(sql: SqlStore, after: int, until: int, size: Fraction) -> Window:
     """The PPLNS window of `size` ending at share `until`, not reaching back to `after`.
 
-    Shares are read newest first, `_CHUNK` at a time, until their float sum passes the
-    window (with a margin far above float error) or they run out; the exact window is then
-    `fastwindow.fast_pplns_window` (numpy, exact integers). Should the exact total still fall
-    short while shares remain, more are read.
+    `windowread.read_window`: exact (`fastwindow`), `_CHUNK` shares per query; on SQLite
+    each chunk comes back as one row of aggregates rather than a row per share.
     """
-    ids: list[int] = []
-    names: list[str] = []
-    diffs: list[float] = []  # newest first, as read
-    upper, exhausted, running = until, False, 0.0
-    need = float(size) * (1 + 1e-6)  # float sums of 10^6 shares err by ~1e-10, relatively
-    while True:
-        while not exhausted and running < need:
-            rows = sql.q(
-                "SELECT id, account, difficulty FROM shares "
-                "WHERE accepted AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
-                (after, upper, _CHUNK),
-            )
-            if rows:  # columns at C speed: this loop carries up to a million shares
-                ids.extend(map(_FIRST, rows))
-                names.extend(map(_SECOND, rows))
-                diffs.extend(map(_THIRD, rows))
-                running += math.fsum(map(_THIRD, rows))
-                upper = int(rows[-1][0]) - 1  # the next read starts below the oldest read
-            exhausted = len(rows) < _CHUNK
-        window = _exact_window(ids[::-1], names[::-1], diffs[::-1], size)
-        if window.full or exhausted:
-            return window
-        need *= 2
-
-
-def _exact_window(ids: list[int], names: list[str], diffs: list[float], size: Fraction) -> Window:
-    """`window.pplns_window`'s result for these shares (oldest first), computed with numpy."""
-    if not ids:
-        return Window({}, size, Fraction(0), None, None, Fraction(1))
-    by_index = list(dict.fromkeys(map(str, names)))  # each account once, in first-seen order
-    index = {name: i for i, name in enumerate(by_index)}
-    accounts = np.fromiter(map(index.__getitem__, names), dtype=np.int64, count=len(names))
-    fast = fast_pplns_window(accounts, np.asarray(diffs, dtype=np.float64), size)
-    weights = {by_index[a]: Fraction(w, fast.denominator) for a, w in fast.weights.items()}
-    total = Fraction(fast.total, fast.denominator)
-    return Window(weights, size, total, int(ids[fast.start]), int(ids[-1]), fast.edge_fraction)
+    return read_window(sql, after, until, size, _CHUNK)
 
 
 def compute_credit(

@@ -101,6 +101,14 @@ class _Exact:
         return out
 
 
+def exact_sum(difficulty: FloatArray) -> Fraction:
+    """The exact sum of the difficulties (any order: a set of shares' total work)."""
+    if difficulty.size == 0:
+        return Fraction(0)
+    ex = _Exact(difficulty)
+    return ex.total(0) * Fraction(2) ** ex.emin
+
+
 def fast_pplns_window(accounts: IntArray, difficulty: FloatArray, size: Fraction) -> FastWindow:
     """The window of `size` difficulty units ending at the last share (oldest first)."""
     if size <= 0:
