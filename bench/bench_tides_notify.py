@@ -20,6 +20,7 @@ dust_sats 1 and a coinbase budget of 1 MB so that the plan pays 500 outputs (the
 would pay 41). Medians of wall and CPU time (time.process_time: the machine is shared).
 
 Run: .venv/bin/python bench/bench_tides_notify.py [--runs 15] [--connections 0]
+     [--accounts 10000] [--shares 200000]
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ from bench_pool_hotpaths import MemoryLedger, next_tip, open_clients, template
 
 PAYOUT = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"
 PAYOUT_SCRIPT = address_to_script(PAYOUT, "mainnet")
-ACCOUNTS = 10_000
-SHARES = 200_000
 OUTPUTS = 500
 
 
@@ -73,19 +72,19 @@ def addresses(n: int) -> list[str]:
     return out
 
 
-async def make_ledger_file(path: Path, tpl: Template) -> str:
+async def make_ledger_file(path: Path, tpl: Template, accounts: int, shares: int) -> str:
     """The pool's tables in a SQLite file, then 200,000 shares of 10,000 accounts."""
     url = f"sqlite:///{path}"
     ledger = make_ledger(StorageSettings(url=url, sqlite_synchronous="NORMAL"))
     await ledger.start()
     await ledger.close()
-    names = addresses(ACCOUNTS)
-    per_share = 8 * bits_to_difficulty(tpl.bits) / SHARES * 0.9  # all inside the window
+    names = addresses(accounts)
+    per_share = 8 * bits_to_difficulty(tpl.bits) / shares * 0.9  # all inside the window
     rows = [
-        (f"{names[i % ACCOUNTS]}.w", names[i % ACCOUNTS], "1", tpl.height - 1,
+        (f"{names[i % accounts]}.w", names[i % accounts], "1", tpl.height - 1,
          per_share * (0.5 + (i * 7919 % 1000) / 1000), per_share, 1, None,
          1_700_000_000.0 + i, "00000000", None)
-        for i in range(SHARES)
+        for i in range(shares)
     ]  # fmt: skip
     db = sqlite3.connect(path)
     db.executemany(
@@ -140,7 +139,7 @@ async def tip_path(pool: Pool, tip: Template) -> tuple[float, float]:
 async def main(args: argparse.Namespace) -> None:
     tpl = template()
     with tempfile.TemporaryDirectory() as tmp:
-        url = await make_ledger_file(Path(tmp) / "pool.sqlite3", tpl)
+        url = await make_ledger_file(Path(tmp) / "pool.sqlite3", tpl, args.accounts, args.shares)
         plain = Pool(settings(url, False), None, MemoryLedger())  # type: ignore[arg-type]
         tides = Pool(settings(url, True), None, MemoryLedger())  # type: ignore[arg-type]
         assert tides.tides is not None
@@ -203,7 +202,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"new tip -> notify written, {args.connections} connections, template of "
         f"{len(tpl.transactions):,} txs, TIDES: {outputs} outputs (empty block: no commitment) "
-        f"from {ACCOUNTS:,} accounts, {SHARES:,} shares; medians of {args.runs}:"
+        f"from {args.accounts:,} accounts, {args.shares:,} shares; medians of {args.runs}:"
     )
     for key, label in (
         ("plain", "plain pooled coinbase"),
@@ -235,4 +234,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--connections", type=int, default=0)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--shares", type=int, default=200_000)
     asyncio.run(main(parser.parse_args()))
