@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "customer": "hashfarm.cli.hosting:customer",
     "contract": "hashfarm.cli.hosting:contract",
     "meter": "hashfarm.cli.hosting:meter",
-    "bill": "hashfarm.cli.hosting:bill",
+    "bill": "hashfarm.cli.bill:bill",
     "demo": "hashfarm.cli.demo:demo",
     "fleet": "hashfarm.cli.fleet:fleet",
 }
