@@ -168,6 +168,19 @@ def set_threshold(sql: SqlStore, account: str, sats: int | None, now: float) -> 
             )
 
 
+def _tides_in_force(sql: SqlStore) -> bool:
+    """Whether TIDES is the scheme in effect (the first noted, then the last switch whose
+    boundary block was found) or the last one noted (a switch still to take effect)."""
+    rows = sql.q("SELECT scheme, boundary_block FROM acct_scheme_switches ORDER BY id")
+    if not rows:
+        return False
+    effective = str(rows[0][0])
+    for scheme, boundary in rows[1:]:
+        if boundary is not None:
+            effective = str(scheme)
+    return "tides" in (effective, str(rows[-1][0]))
+
+
 def plan_and_record(
     sql: SqlStore,
     policy: PayoutPolicy,
@@ -176,8 +189,18 @@ def plan_and_record(
 ) -> tuple[PayoutPlan, PayoutRecord | None]:
     """Plan a payout of the current balances and record it (state planned) with its ledger
     transaction, in one database transaction. The record is None when nobody is due, or
-    when a payout is still planned or signed (it must be resolved first)."""
+    when a payout is still planned or signed (it must be resolved first).
+
+    Refused (AccountingError) while the pool's scheme is TIDES, or a switch to or from it is
+    noted but not yet in effect:
+    TIDES pays held balances in the coinbase of the jobs it builds, so a payout of the same
+    balances could pay them twice on chain."""
     with sql.tx():
+        if _tides_in_force(sql):
+            raise AccountingError(
+                "the pool's scheme is TIDES: miners are paid in the coinbase, and a payout of "
+                "their held balances could pay them twice; no payout is made"
+            )
         if sql.q("SELECT 1 FROM acct_payouts WHERE state IN (?, ?) LIMIT 1", UNRESOLVED):
             return PayoutPlan((), (), ()), None
         plan = plan_payout(spendable_balances(sql), policy, address_of, thresholds(sql))

@@ -146,6 +146,34 @@ def test_own_thresholds_are_kept_and_used_by_the_plan(sql: SqlStore) -> None:
         set_threshold(sql, B, 0, 5.0)
 
 
+def test_no_payout_while_the_pool_pays_by_tides(sql: SqlStore) -> None:
+    credit(sql, "01", {A: 2_000_000})
+    with sql.tx():
+        sql.q(
+            "INSERT INTO acct_scheme_switches (requested_at, scheme, params) VALUES (?, ?, ?)",
+            (0.0, "tides", "tides:fee=0/10000:factor=8/1"),
+        )
+    with pytest.raises(AccountingError, match="TIDES"):
+        plan_and_record(sql, POLICY, resolve, 1.0)
+    assert payouts_in(sql, (PLANNED,)) == []
+    with sql.tx():  # a switch away is noted: TIDES jobs still pay until the next block
+        sql.q(
+            "INSERT INTO acct_scheme_switches (requested_at, scheme, params) VALUES (?, ?, ?)",
+            (2.0, "pplns", "pplns:fee=0/10000:factor=2/1"),
+        )
+    with pytest.raises(AccountingError, match="TIDES"):
+        plan_and_record(sql, POLICY, resolve, 3.0)
+    with sql.tx():  # the boundary block was found: the held balances are custodial again
+        sql.q(
+            "INSERT INTO acct_blocks (hash, height, reward_sats, scheme, state, "
+            "found_share_id, found_time, changed_at) VALUES (?, 1, 0, ?, 'found', 1, 4.0, 4.0)",
+            ("bb" * 32, "tides:fee=0/10000:factor=8/1"),
+        )
+        sql.q("UPDATE acct_scheme_switches SET boundary_block = ? WHERE scheme = 'pplns'",
+              ("bb" * 32,))  # fmt: skip
+    assert plan_and_record(sql, POLICY, resolve, 5.0)[1] is not None
+
+
 def test_a_conflicted_payout_is_abandoned_once_and_the_balances_come_back(
     sql: SqlStore,
 ) -> None:
