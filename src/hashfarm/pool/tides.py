@@ -349,8 +349,9 @@ class TidesPlanner:
                 for account, sats in used.items():
                     reserved[account] = reserved.get(account, 0) + sats
         rows = self.sql.q(
-            "SELECT account, balance FROM acct_balances WHERE account LIKE 'miner:%' "
-            "AND account NOT LIKE '%:immature' AND currency = 'SAT' AND balance > 0"
+            "SELECT account, balance FROM acct_balances WHERE account LIKE ? "
+            "AND account NOT LIKE ? AND currency = 'SAT' AND balance > 0",
+            ("miner:%", "%:immature"),  # as parameters: psycopg reads a literal % as a placeholder
         )
         held: dict[str, int] = {}
         for account, balance in rows:

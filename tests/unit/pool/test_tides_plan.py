@@ -236,3 +236,27 @@ async def test_held_balances_are_paid_once_while_a_block_is_unposted(
     third = planner.plan(request(reserved=pending))
     assert third.settled == ("bb" * 32,)
     sql.close()
+
+
+async def test_a_plan_from_postgresql_is_the_same(fresh_pg_url: str) -> None:
+    """The same planner over the pool's PostgreSQL ledger (held balances read too)."""
+    pool_ledger = make_ledger(StorageSettings(url=fresh_pg_url))
+    await pool_ledger.start()
+    try:
+        ledger = Ledger(pool_ledger)
+        for round_ in range(3):
+            for i in range(30):
+                await ledger.share(address(i), 0.05 * (1 + (i + round_) % 4))
+    finally:
+        await pool_ledger.close()
+    sql = connect(fresh_pg_url)
+    try:
+        with sql.tx():
+            sql.q(
+                "INSERT INTO acct_balances (account, currency, balance) VALUES (?, 'SAT', ?)",
+                (f"miner:{address(3)}", 777),
+            )
+        result = TidesPlanner(sql, SCHEME, "regtest", 1_000_000).plan(request())
+        assert result.plan == reference(ledger.shares, -1, {address(3): 777})[0]
+    finally:
+        sql.close()
