@@ -1,7 +1,8 @@
-"""The hosting commands end to end on a real SQLite file: the month of hosting_month.py set up
-through `hashfarm customer|contract|meter|bill`, a malformed meter file refused by line with
-no bill changed, the invoice exported as CSV and PDF (its text read back with pypdf), and the
-lifecycle: issue, a re-run that leaves the closed invoice alone, pay, overdue, re-issue."""
+"""The hosting commands end to end, on a real SQLite file and on PostgreSQL: the month of
+hosting_month.py set up through `hashfarm customer|contract|meter|bill`, a malformed meter
+file refused by line with no bill changed, the invoice exported as CSV and PDF (its text read
+back with pypdf), and the lifecycle: issue, a re-run that leaves the closed invoice alone,
+pay, overdue, re-issue."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from hashfarm.cli.main import cli
 Run = Callable[..., Result]
 
 
-@pytest.fixture
-def hf(tmp_path: Path) -> Run:
-    db = f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hf(request: pytest.FixtureRequest, tmp_path: Path) -> Run:
+    if request.param == "sqlite":
+        db = f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
+    else:
+        db = request.getfixturevalue("fresh_pg_url")
     runner = CliRunner()
 
     def run(*args: str, ok: bool = True) -> Result:
