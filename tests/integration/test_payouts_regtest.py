@@ -223,6 +223,17 @@ async def test_balances_are_paid_in_one_transaction_followed_through_a_reorg(
     )
 
 
+async def reaches_mempool(rpc: RPCClient, txid: str, seconds: float) -> bool:
+    """Whether `txid` is in the mempool within `seconds` (bcoin's sendrawtransaction answers
+    before its mempool has taken the transaction)."""
+    deadline = time.monotonic() + seconds
+    while txid not in await rpc.getrawmempool():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 def run_until_paused(args: list[str], point: str) -> str:
     """Start the CLI with the pause hook at `point`, wait until it stops there, kill -9 it;
     what it printed on stderr."""
@@ -262,7 +273,9 @@ async def test_kill_9_anywhere_in_a_payout_pays_every_miner_exactly_once(
     args = payout_args(regtest_node, credited, url)
     await asyncio.to_thread(run_until_paused, args, point)
     [(_, state, txid, _, _)] = payouts_table(url)
-    in_mempool = txid is not None and txid in await rpc.getrawmempool()
+    in_mempool = txid is not None and await reaches_mempool(
+        rpc, txid, 5.0 if point == "broadcast" else 0.0
+    )
     # what the dead run left: planned (no transaction), signed and recorded but not
     # broadcast, or broadcast (in the mempool) but not recorded as sent
     assert (state, txid is None, in_mempool) == {
