@@ -77,6 +77,12 @@ async def test_poller_sees_the_farm_mine_through_the_pool(
                     assert pool_row.user == sim.state.pool_user
             assert engine.active() == []  # mining healthy: nothing raised
 
+            def pool_accepted(r) -> int:  # type: ignore[no-untyped-def]
+                return sum((s.snapshot.live_pool.accepted or 0) for s in r.samples
+                           if s.snapshot and s.snapshot.live_pool)  # fmt: skip
+
+            assert pool_accepted(second) > pool_accepted(first) > 0  # the pool's verdicts rise
+
             stored = await store.call(FleetSql.machines)
             assert len(stored) == 7
             assert all(m["live_hs"] > 0 and m["error"] is None for m in stored)
