@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 from itertools import pairwise
 
 from hashfarm.hosting.errors import HostingError
-from hashfarm.hosting.money import BPS, parse_decimal
+from hashfarm.hosting.money import BPS, fmt_decimal, parse_decimal
 
 _CURRENCY_LEN = 3
 
@@ -168,8 +167,4 @@ class Terms:
 
 
 def _num(value: Fraction | None) -> str:
-    if value is None:
-        return "-"
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{Decimal(value.numerator) / Decimal(value.denominator):f}"
+    return "-" if value is None else fmt_decimal(value)

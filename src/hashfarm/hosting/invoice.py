@@ -21,7 +21,7 @@ from fractions import Fraction
 
 from hashfarm.hosting.contracts import Method, Terms, band_rate
 from hashfarm.hosting.errors import HostingError, StateError
-from hashfarm.hosting.money import BPS, JOULES_PER_KWH, round_cents, to_text
+from hashfarm.hosting.money import BPS, JOULES_PER_KWH, fmt_decimal, round_cents, to_text
 from hashfarm.hosting.period import Period, fmt_day
 from hashfarm.hosting.power import Usage
 
@@ -325,7 +325,7 @@ def _indexed_lines(m: MachineMonth) -> list[Line]:
         rate = band_rate(m.terms.bands, price)
         by_rate[rate] = by_rate.get(rate, Fraction(0)) + use.kwh
     return [
-        _power(m.machine.id, f"BTC-indexed band {rate}", kwh, rate)
+        _power(m.machine.id, f"BTC-indexed {fmt_decimal(rate)}/kWh", kwh, rate)
         for rate, kwh in sorted(by_rate.items())
     ]
 

@@ -70,6 +70,20 @@ def fmt_fraction(value: Fraction, places: int = 3) -> str:
     return f"{sign}{whole}.{part:0{places}d}" if places else f"{sign}{whole}"
 
 
+def fmt_decimal(value: Fraction) -> str:
+    """An exact value as plain decimal text when it has one ("0.065"), else six decimals."""
+    d, twos, fives = value.denominator, 0, 0
+    while d % 2 == 0:
+        d, twos = d // 2, twos + 1
+    while d % 5 == 0:
+        d, fives = d // 5, fives + 1
+    if d != 1:
+        return fmt_fraction(value, 6)
+    places = max(twos, fives)  # value * 10**places is a whole number
+    text = fmt_fraction(value, places)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def to_text(value: Fraction) -> str:
     """An exact fraction as "n/d" text (storage); `from_text` reads it back."""
     return f"{value.numerator}/{value.denominator}"

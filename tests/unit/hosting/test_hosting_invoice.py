@@ -22,7 +22,13 @@ from hashfarm.hosting.invoice import (
     build_invoice,
     check_transition,
 )
-from hashfarm.hosting.money import fmt_cents, parse_cents, parse_decimal, round_cents
+from hashfarm.hosting.money import (
+    fmt_cents,
+    fmt_decimal,
+    parse_cents,
+    parse_decimal,
+    round_cents,
+)
 from hashfarm.hosting.period import SECONDS_PER_DAY, Period
 from hashfarm.hosting.power import Usage
 
@@ -102,6 +108,8 @@ def test_rounding_is_half_even_per_line() -> None:
     ]  # fmt: skip
     assert parse_cents("45.10") == 4510
     assert fmt_cents(-1205) == "-12.05"
+    shown = [fmt_decimal(Fraction(x)) for x in ("0.065", "7/100", "12", "1/3", "-0.5", "0")]
+    assert shown == ["0.065", "0.07", "12", "0.333333", "-0.5", "0"]
     with pytest.raises(HostingError, match="fractions of a cent"):
         parse_cents("1.001")
     with pytest.raises(HostingError, match="not a decimal"):
