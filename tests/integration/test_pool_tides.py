@@ -8,7 +8,9 @@ witness commitment, summing to the block's value. Later blocks are built on the 
 plans the pool precomputes for each next height and on the full templates' plans; they pay
 our miner once its shares were in the window when the plan was made, and, as its work fills
 the window of 8 x D, the oldest of the 60 leave it (and the coinbase). Bitcoin Core's
-consensus engine (libbitcoinkernel) then replays the node's chain and must accept every one.
+consensus engine (libbitcoinkernel) then replays the node's chain and must accept every one,
+and the crediting service, reading the plans the pool recorded with each job's terms, posts
+each block with exactly the outputs its coinbase paid.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import contextlib
 import hashlib
 import io
 import time
+from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from hashfarm.accounting.ledger import PAYOUTS_COINBASE, POOL_FEES
 from hashfarm.accounting.money import Fee
+from hashfarm.accounting.service import CreditingService
+from hashfarm.accounting.store import SqlStore, open_store
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.block import Block
 from hashfarm.chain.merkle import WITNESS_COMMITMENT_HEADER
@@ -31,11 +38,13 @@ from hashfarm.miner.display import Reporter
 from hashfarm.miner.settings import MinerSettings, PoolURL
 from hashfarm.miner.stats import MinerStats
 from hashfarm.node.rpc import RPCClient
+from hashfarm.pool.jobterms import JobTermsRecorder
 from hashfarm.pool.records import BlockRecord, ShareRecord
-from hashfarm.pool.settings import AccountingSettings, VardiffSettings
+from hashfarm.pool.service import Pool
+from hashfarm.pool.settings import AccountingSettings, PoolSettings, VardiffSettings
 from hashfarm.pool.storage import make_ledger
 from nodes import Judge, RegtestNode, bcoin_address
-from unit.pool.harness import MINER_SCRIPTS, accepted_blocks, pool_settings, running_pool, wait_for
+from unit.pool.harness import MINER_SCRIPTS, accepted_blocks, pool_settings, wait_for
 
 pytestmark = pytest.mark.node
 
@@ -52,6 +61,23 @@ async def paid_in_chain(rpc: RPCClient, blocks: list[BlockRecord], address: str)
             if any(o.script_pubkey == script for o in coinbase.outputs):
                 return True
     return False
+
+
+@contextlib.asynccontextmanager
+async def tides_pool(
+    settings: PoolSettings, rpc: RPCClient, terms: JobTermsRecorder
+) -> AsyncIterator[Pool]:
+    """`running_pool` with the job-terms recorder `hashfarm pool` hands a TIDES pool."""
+    ledger = make_ledger(settings.storage)
+    await ledger.start()
+    pool = Pool(settings, rpc, ledger, job_terms=terms)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+        await ledger.close()
+        await rpc.close()
 
 
 def other(i: int) -> str:
@@ -102,7 +128,9 @@ async def test_a_tides_block_pays_every_miner_of_the_window_in_its_coinbase(
         user=f"{ours}.rig1", backend="hashlib", threads=1, output="json"
     ).validate()
     stats = MinerStats("hashlib", 1, time.monotonic())
-    async with running_pool(settings, regtest_node.rpc()) as (pool, _recorder):
+    terms = JobTermsRecorder(settings.storage.url, settings.network)  # what `hashfarm pool`
+    await terms.start()  # runs with [accounting]: each job's terms and TIDES plan recorded
+    async with tides_pool(settings, regtest_node.rpc(), terms) as pool:
         first_job = pool.current_job()
         assert first_job is not None
         assert len(first_job.coinbase.transaction(bytes(12)).outputs) >= OTHERS + 1
@@ -126,6 +154,7 @@ async def test_a_tides_block_pays_every_miner_of_the_window_in_its_coinbase(
                 await task
         found = accepted_blocks(pool)
         empty_first = pool.tides_empty_first
+    await terms.close()
 
     others = {address_to_script(other(i), "regtest") for i in range(OTHERS)}
     mine = address_to_script(ours, "regtest")
@@ -164,3 +193,31 @@ async def test_a_tides_block_pays_every_miner_of_the_window_in_its_coinbase(
     assert empty_first >= 2
     assert 0 <= no_commitment <= checked
     await judge.check_chain(rpc)  # Bitcoin Core's consensus engine accepts every block
+
+    # the books: the crediting service posts each block from the plan its coinbase paid
+    scheme = settings.accounting.to_scheme()
+    store = await open_store(settings.storage.url)
+    node = regtest_node.rpc()
+    try:
+        report = await CreditingService(store, node, scheme).step()
+        rows = await store.call(
+            partial(
+                SqlStore.q,
+                sql="SELECT hash, height, reward_sats FROM blocks WHERE accepted_by_node",
+            )
+        )  # every block the pool recorded, also those found after `found` was read
+        in_chain = [(str(h), int(r)) for h, ht, r in rows if await rpc.getblockhash(int(ht)) == h]
+        assert report.posted == len(in_chain) >= checked, report
+        assert not report.failed, report
+        for hash_hex, reward in in_chain:
+            coinbase = Block.parse(await rpc.getrawblock(hash_hex)).transactions[0]
+            to_miners = sum(o.value for o in coinbase.outputs if o.script_pubkey != pool_script)
+            txn = await store.call(partial(SqlStore.transaction, key=f"found:{hash_hex}"))
+            assert txn is not None
+            legs = {p.account: p.amount for p in txn.postings}
+            assert legs[PAYOUTS_COINBASE] == to_miners  # the outputs the node holds, exactly
+            assert legs[f"block:{hash_hex}"] == -reward
+            assert legs[POOL_FEES] == FEE.of(reward)
+    finally:
+        await node.close()
+        await store.close()
