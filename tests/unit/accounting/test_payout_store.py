@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,3 +262,37 @@ def test_payout_runs_in_sql_match_the_pure_plan_and_ledger(
     for account, sats in paid.items():
         assert 0 <= sats <= total_credited[account]  # never more than credited
     assert all(v >= 0 for v in spendable_balances(sql).values())
+
+
+def test_two_payout_runs_at_once_on_postgresql_pay_once(fresh_pg_url: str) -> None:
+    """A second run planning while the first's transaction is still open reads the same
+    balances; its debit waits for the first's row lock and then fails the no-negative CHECK,
+    so its whole transaction (payout row, items, ledger) rolls back."""
+    first, second = connect(fresh_pg_url, create=True), connect(fresh_pg_url)
+    try:
+        credit(first, "01", {A: 2_000_000, B: 3_000_000})
+        errors: list[BaseException] = []
+        with first.tx():  # the first run's transaction stays open around its plan
+            _, mine = plan_and_record(first, POLICY, resolve, 1.0)
+            assert mine is not None
+
+            def rival() -> None:
+                try:
+                    plan_and_record(second, POLICY, resolve, 2.0)
+                except BaseException as exc:  # the test inspects it
+                    errors.append(exc)
+
+            thread = threading.Thread(target=rival)
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive()  # waiting on the first run's row lock
+        thread.join(10)
+        [refused] = errors  # the table's CHECK: a miner balance never negative
+        assert type(refused).__name__ == "CheckViolation", refused
+        assert "acct_balances" in str(refused)
+        assert [p.id for p in payouts_in(first, (PLANNED,))] == [mine.id]
+        assert spendable_balances(first) == {}
+        assert first.balance(PAYOUTS_PENDING) == 5_000_000 - 2 * POLICY.fee_per_payment_sats
+    finally:
+        first.close()
+        second.close()
