@@ -4,7 +4,8 @@ The month of hosting_month.py is written as the fleet store's hourly rollups (th
 `maintain` step writes from polls: one per machine-hour with the mean power and hashrate;
 written here directly, hours without samples left out). Beta's and gamma's invoices come out
 identical to the run from the samples CSV; alpha's differ exactly where the fleet cannot
-know: the 10 curtailed hours show as down (no hashrate), so nameplate bills them.
+know: the 10 curtailed hours show as down (no hashrate), so nameplate bills them. Given the
+farm's curtailment windows (`--curtailment`), alpha's is identical too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def test_bill_run_from_the_fleet_store(tmp_path: Path) -> None:
     runner = CliRunner()
     dbs = {k: f"sqlite:///{tmp_path / f'{k}.sqlite3'}" for k in ("csv", "fleet")}
     files: dict[str, Path] = {}
+    fleet_url = _fleet_db(tmp_path / "fleet.sqlite3")
     for kind, db in dbs.items():
 
         def hf(*args: str, db: str = db) -> Result:
@@ -53,7 +55,7 @@ def test_bill_run_from_the_fleet_store(tmp_path: Path) -> None:
 
         files = sc.cli_set_up(hf, tmp_path)
         source = (["--samples", str(files["samples"])] if kind == "csv"
-                  else ["--fleet-db", _fleet_db(tmp_path / "fleet.sqlite3")])  # fmt: skip
+                  else ["--fleet-db", fleet_url])  # fmt: skip
         done = runner.invoke(cli, ["bill", "run", "--period", "2026-11", *source, "--mined",
                                    str(files["mined"]), "--at", "2026-12-01T09:00:00Z",
                                    "--json", "--db", db])  # fmt: skip
@@ -73,6 +75,18 @@ def test_bill_run_from_the_fleet_store(tmp_path: Path) -> None:
         # nameplate now bills all 720 h: 3.25 kW x 720 h = 2,340 kWh x $0.065 = $152.10
         assert u1.billed_kwh == 2340
         assert next(x.cents for x in fleet_alpha.invoice.lines if x.kind == "power") == 15210
+        # the farm's curtailment schedule tells the fleet's silence from a breakdown
+        off = tmp_path / "curtailment.csv"
+        off.write_text("machine_id,start,end\nm1,2026-11-05T12:00:00Z,2026-11-05T22:00:00Z\n")
+        again = runner.invoke(cli, ["bill", "run", "--period", "2026-11", "--fleet-db", fleet_url,
+                                    "--mined", str(files["mined"]), "--curtailment", str(off),
+                                    "--json", "--db", dbs["fleet"]])  # fmt: skip
+        assert json.loads(again.output)["written"] == ["alpha"], again.output
+        for cid in ("alpha", "beta", "gamma"):
+            a, b = (stores[k].latest(cid, "2026-11") for k in ("csv", "fleet"))
+            assert a is not None
+            assert b is not None
+            assert a.document == b.document
     finally:
         for s in stores.values():
             s.close()

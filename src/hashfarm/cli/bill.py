@@ -27,12 +27,23 @@ from hashfarm.cli.hosting import (
     when,
 )
 from hashfarm.hosting import billing
-from hashfarm.hosting.inputs import parse_mined_csv, parse_prices_csv, parse_samples_csv, read_text
+from hashfarm.hosting.inputs import (
+    parse_curtailment_csv,
+    parse_mined_csv,
+    parse_prices_csv,
+    parse_samples_csv,
+    read_text,
+)
 from hashfarm.hosting.invoice import Charge
 from hashfarm.hosting.money import fmt_cents, fmt_fraction, parse_cents
 from hashfarm.hosting.period import Period, fmt_day
 from hashfarm.hosting.power import PowerSource
-from hashfarm.hosting.sources import DailyMined, DailyPrices, SeriesPowerSource
+from hashfarm.hosting.sources import (
+    CurtailmentWindows,
+    DailyMined,
+    DailyPrices,
+    SeriesPowerSource,
+)
 from hashfarm.hosting.store import HostingStore, InvoiceRecord
 
 
@@ -52,6 +63,8 @@ def bill() -> None:
               help="Revenue share: machine_id,day,sats.")  # fmt: skip
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BTC-indexed: day,btc_usd.")  # fmt: skip
+@click.option("--curtailment", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Farm switch-offs: machine_id,start,end (* = all).")  # fmt: skip
 @click.option("--max-hold", default=billing.DEFAULT_MAX_HOLD_S, show_default=True, type=int,
               help="Seconds a power sample speaks for (no data after).")  # fmt: skip
 @db_option
@@ -59,8 +72,8 @@ def bill() -> None:
 @json_option
 def bill_run(
     period: str, samples: Path | None, fleet_db: str | None, fleet_resolution: str,
-    mined: Path | None, prices: Path | None, max_hold: int, db: str, at: str | None,
-    as_json: bool,
+    mined: Path | None, prices: Path | None, curtailment: Path | None, max_hold: int,
+    db: str, at: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Draft every customer's invoice for a period (closed invoices are left alone).
 
@@ -71,9 +84,11 @@ def bill_run(
     p = checked(lambda: Period.parse(period))
     mined_src = DailyMined(checked(lambda: parse_mined_csv(_read(mined)))) if mined else None
     price_src = DailyPrices(checked(lambda: parse_prices_csv(_read(prices)))) if prices else None
+    off = (CurtailmentWindows(checked(lambda: parse_curtailment_csv(_read(curtailment))))
+           if curtailment else None)  # fmt: skip
     with _power(samples, fleet_db, int(fleet_resolution)) as power, open_store(db) as s:
         r = billing.run_period(s, p, power, now=when(at), mined=mined_src, prices=price_src,
-                               max_hold_s=max_hold)  # fmt: skip
+                               curtailment=off, max_hold_s=max_hold)  # fmt: skip
     data = {"period": r.period, "written": r.written, "unchanged": r.unchanged,
             "closed": r.closed, "errors": r.errors}  # fmt: skip
     text = [f"{r.period}: {len(r.written)} drafted, {len(r.unchanged)} unchanged, "

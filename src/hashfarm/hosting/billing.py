@@ -14,6 +14,7 @@ draft, if any; the other customers are billed.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -31,11 +32,12 @@ from hashfarm.hosting.invoice import (
 )
 from hashfarm.hosting.period import SECONDS_PER_DAY, Period
 from hashfarm.hosting.power import NO_USAGE, Integrator, PowerSource, Usage
-from hashfarm.hosting.sources import BtcPrices, MinedSats
+from hashfarm.hosting.sources import BtcPrices, Curtailment, MinedSats
 from hashfarm.hosting.store import Assignment, HostingStore, InvoiceRecord
 
 DEFAULT_MAX_HOLD_S = 3600  # a power sample speaks for at most an hour (no data after that)
 METER_LOOKAROUND_S = 31 * SECONDS_PER_DAY  # readings this far outside a period bracket it
+_FOREVER = 2**62
 
 
 @dataclass
@@ -62,13 +64,16 @@ def measure(
     *,
     mined: MinedSats | None = None,
     prices: BtcPrices | None = None,
+    curtailment: Curtailment | None = None,
     max_hold_s: int = DEFAULT_MAX_HOLD_S,
 ) -> dict[str, list[MachineMonth]]:
     """Every customer's machine-months for `period` (one per assignment interval).
 
-    Each machine's samples are integrated once, between every assignment boundary and UTC
-    midnight inside its windows; a window's usage is the sum of its day pieces, so the
-    pieces of a machine's month add up to its month exactly.
+    Each machine's samples are integrated once, between every assignment boundary, UTC
+    midnight and curtailment edge inside its windows; a window's usage is the sum of its
+    pieces, so the pieces of a machine's month add up to its month exactly. Inside a
+    curtailment window the farm switched the machine off on purpose: its down seconds there
+    count as curtailed (running seconds stay running).
     """
     machines = store.machines()
     contracts = {c.id: c for c in store.contracts()}
@@ -79,9 +84,14 @@ def measure(
     out: dict[str, list[MachineMonth]] = defaultdict(list)
     for mid, assigned in sorted(by_machine.items()):
         windows = [_clip(a, period) for a in assigned]
-        bounds = sorted({b for w in windows for b in w} | _midnights(windows))
+        off = _merged(curtailment.windows(mid, period.start, period.end)) if curtailment else []
+        edges = {min(max(e, period.start), period.end) for w in off for e in w}
+        bounds = sorted({b for w in windows for b in w} | _midnights(windows) | edges)
         integ = Integrator(power.samples(mid, period.start, period.end), max_hold_s)
-        pieces = list(zip(bounds, integ.windows(bounds), strict=False))
+        pieces = [
+            (b, _curtailed(u) if _inside(off, b) else u)
+            for b, u in zip(bounds, integ.windows(bounds), strict=False)
+        ]
         for a, (lo, hi) in zip(assigned, windows, strict=True):
             terms = contracts[a.contract_id].terms
             mine = [(b - b % SECONDS_PER_DAY, u) for b, u in pieces if lo <= b < hi]
@@ -98,6 +108,26 @@ def measure(
                 )
             )  # fmt: skip
     return out
+
+
+def _merged(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching windows joined, sorted; empty ones dropped."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(w for w in windows if w[1] > w[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _inside(windows: list[tuple[int, int]], t: int) -> bool:
+    i = bisect_right(windows, (t, _FOREVER)) - 1
+    return i >= 0 and windows[i][0] <= t < windows[i][1]
+
+
+def _curtailed(u: Usage) -> Usage:
+    return Usage(u.seconds, u.energy_j, u.running_s, u.curtailed_s + u.down_s, 0)
 
 
 def _clip(a: Assignment, period: Period) -> tuple[int, int]:
@@ -131,12 +161,14 @@ def run_period(
     now: int,
     mined: MinedSats | None = None,
     prices: BtcPrices | None = None,
+    curtailment: Curtailment | None = None,
     max_hold_s: int = DEFAULT_MAX_HOLD_S,
 ) -> RunReport:
     """Bill every customer with machines or charges in `period` (one transaction)."""
     report = RunReport(str(period))
     with store.tx():
-        months = measure(store, period, power, mined=mined, prices=prices, max_hold_s=max_hold_s)
+        months = measure(store, period, power, mined=mined, prices=prices,
+                         curtailment=curtailment, max_hold_s=max_hold_s)  # fmt: skip
         charges: dict[str, list[Charge]] = defaultdict(list)
         for c in store.charges(period.start, period.end):
             charges[c.customer_id].append(c)

@@ -6,6 +6,8 @@
   running, curtailed or down.
 * mined satoshis (`machine_id,day,sats`) and BTC prices (`day,btc_usd`): what revenue-share
   and BTC-indexed contracts read, one row per machine-day and per day.
+* curtailment windows (`machine_id,start,end`, `*` for every machine): when the farm
+  switched machines off on purpose.
 
 Times are unix seconds or ISO 8601 (UTC when no offset is given). Line 1 is the header; its
 columns are found by name, extra columns are ignored. `InputError` lists every bad line and
@@ -176,6 +178,21 @@ def parse_prices_csv(text: str) -> dict[int, Fraction]:
         return _day(row["day"]), price
 
     return dict(_parse(text, ("day", "btc_usd"), "BTC prices", build))
+
+
+def parse_curtailment_csv(text: str) -> dict[str, list[tuple[int, int]]]:
+    """Curtailment windows (`machine_id,start,end`; machine_id `*` is every machine)."""
+
+    def build(n: int, row: dict[str, str]) -> tuple[str, int, int]:
+        start, end = parse_time(row["start"], "start"), parse_time(row["end"], "end")
+        if end <= start:
+            raise HostingError("end is not after start")
+        return _machine(row), start, end
+
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for mid, start, end in _parse(text, ("machine_id", "start", "end"), "curtailment", build):
+        out[mid].append((start, end))
+    return dict(out)
 
 
 def _day(text: str) -> int:

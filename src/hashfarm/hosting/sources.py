@@ -34,6 +34,25 @@ class BtcPrices(Protocol):
         ...
 
 
+class Curtailment(Protocol):
+    """When the farm switched machines off on purpose (demand response, heat, maintenance)."""
+
+    def windows(self, machine_id: str, start: int, end: int) -> list[tuple[int, int]]:
+        """The [from, to) windows overlapping [start, end) in which `machine_id` was curtailed."""
+        ...
+
+
+class CurtailmentWindows:
+    """`Curtailment` from windows per machine id; the id "*" means every machine."""
+
+    def __init__(self, windows: Mapping[str, list[tuple[int, int]]]) -> None:
+        self._windows = {k: sorted(v) for k, v in windows.items()}
+
+    def windows(self, machine_id: str, start: int, end: int) -> list[tuple[int, int]]:
+        both = self._windows.get(machine_id, []) + self._windows.get("*", [])
+        return [(a, b) for a, b in both if a < end and b > start]
+
+
 class SeriesPowerSource:
     """A `PowerSource` over series held in memory (one per machine)."""
 

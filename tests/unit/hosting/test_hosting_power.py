@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from hashfarm.hosting.billing import measure
 from hashfarm.hosting.contracts import Method, Terms, parse_bands
-from hashfarm.hosting.errors import HostingError
+from hashfarm.hosting.errors import HostingError, InputError
+from hashfarm.hosting.inputs import parse_curtailment_csv
 from hashfarm.hosting.invoice import Machine
 from hashfarm.hosting.period import Period
 from hashfarm.hosting.power import Integrator, SampleSeries, State, Usage, integrate_reference
-from hashfarm.hosting.sources import SeriesPowerSource
-from hashfarm.hosting.store import Contract, Customer, connect
+from hashfarm.hosting.sources import CurtailmentWindows, SeriesPowerSource
+from hashfarm.hosting.store import Contract, Customer, HostingStore, connect
 
 rows_st = st.lists(
     st.tuples(st.integers(0, 200_000), st.integers(0, 20_000), st.sampled_from(list(State))),
@@ -113,3 +114,59 @@ def test_kwh_by_assignment_intervals_sums_to_the_machine_month(moves: list[int])
     assert sum(len(m.daily) for m in pieces) == 30 + len(moves) - sum(
         t % 86_400 == 0 for t in moves
     )
+
+
+def _one_machine_store(period: Period) -> HostingStore:
+    store = connect("sqlite:///:memory:")
+    with store.tx():
+        store.add_customer(Customer("c", "C", ""), 0)
+        store.add_contract(Contract("k", "c", Terms(Method.NAMEPLATE, rate=Fraction(1))), 0)
+        store.put_machine(Machine("m", "", 1000, 1000))
+        store.assign("m", "k", period.start + 3 * 3600)  # from Nov 1 03:00
+    return store
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(-86_400, 31 * 86_400), st.integers(1, 5 * 86_400)),
+                max_size=5))  # fmt: skip
+def test_curtailment_turns_down_time_into_curtailed_time_only(
+    windows: list[tuple[int, int]],
+) -> None:
+    period = Period(2026, 11)
+    rows = [(period.start + h * 1800, 0 if h % 5 else 900, State.DOWN if h % 5 else State.RUNNING)
+            for h in range(-1, 30 * 48) if h % 97 not in (1, 2, 3)]  # gaps: no data  # fmt: skip
+    source = SeriesPowerSource({"m": SampleSeries.of(rows)})
+    store = _one_machine_store(period)
+    off = CurtailmentWindows({"*": [(period.start + a, period.start + a + n) for a, n in windows]})
+    [plain] = measure(store, period, source)["c"]
+    [curt] = measure(store, period, source, curtailment=off)["c"]
+    p, c = plain.usage, curt.usage
+    assert (c.seconds, c.energy_j, c.running_s) == (p.seconds, p.energy_j, p.running_s)
+    assert c.curtailed_s + c.down_s == p.curtailed_s + p.down_s
+    inside = sum(
+        max(0, min(period.start + a + n, period.end) - max(period.start + a, curt.start))
+        for a, n in _union(windows)
+    )
+    assert c.curtailed_s - p.curtailed_s <= inside
+
+
+def _union(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted((a, a + n) for a, n in windows):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return [(a, b - a) for a, b in out]
+
+
+def test_curtailment_csv() -> None:
+    got = parse_curtailment_csv(
+        "machine_id,start,end\n*,2026-11-05T12:00:00Z,2026-11-05T22:00:00Z\nm1,100,200\n"
+    )
+    assert got == {"*": [(1793880000, 1793916000)], "m1": [(100, 200)]}  # 12:00, 22:00 UTC
+    with pytest.raises(InputError, match="line 2: end is not after start"):
+        parse_curtailment_csv("machine_id,start,end\nm1,200,200\n")
+    src = CurtailmentWindows(got)
+    assert src.windows("m1", 0, 150) == [(100, 200)]
+    assert src.windows("m2", 0, 150) == []
