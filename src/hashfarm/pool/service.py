@@ -283,8 +283,22 @@ class Pool:
             result = await self.tides.plan(self._request(template, empty=False))
         except asyncio.CancelledError:
             raise
-        except Exception:  # the jobs already out stay valid; the next template tries again
+        except Exception as exc:  # the jobs already out stay valid; the next template retries
             log.exception("TIDES plan for height %d failed", template.height)
+            self.tides.restart_if_broken(exc)
+            current = self.jobs.template
+            if (
+                self.started
+                and serial == self._serial
+                and current is not None
+                and (current.prev_hash != template.prev_hash)
+            ):  # never leave the miners on a stale tip: this tip's jobs pay the pool's address
+                log.error(
+                    "height %d: no TIDES plan, the jobs pay the pool's address; a block found "
+                    "on them is not TIDES-paid (the crediting service reports it)",
+                    template.height,
+                )
+                self._publish(template, reason + " (no TIDES plan)", None)
             return
         self._reserved.drop(result.settled)
         if serial != self._serial:
@@ -303,8 +317,9 @@ class Pool:
             self._next = await self.tides.plan(self._request(nxt, empty=True))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("TIDES plan for the next height %d failed", nxt.height)
+            self.tides.restart_if_broken(exc)
 
     def _request(self, template: Template, *, empty: bool) -> PlanRequest:
         from hashfarm.pool.tides import PlanRequest

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -394,16 +396,33 @@ class PlanWorker:
     """One worker process that plans coinbases; `await plan(req)` from the event loop."""
 
     def __init__(self, url: str, configured: Tides | None, network: str, budget: int) -> None:
+        self._args = (url, configured, network, budget)
+        self._exec = self._start()
+
+    def _start(self) -> concurrent.futures.ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")  # the pool has threads: never fork it
-        self._exec = concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=ctx, initializer=_worker_init,
-            initargs=(url, configured, network, budget),
-        )  # fmt: skip
+        return concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_worker_init, initargs=self._args
+        )
+
+    def restart_if_broken(self, error: BaseException) -> bool:
+        """A new worker process if `error` says the old one died (killed, out of memory)."""
+        if not isinstance(error, concurrent.futures.process.BrokenProcessPool):
+            return False
+        log.error("the TIDES plan worker died: starting a new one")
+        self._exec.shutdown(wait=False, cancel_futures=True)
+        self._exec = self._start()
+        return True
 
     async def plan(self, req: PlanRequest) -> PlanResult:
         """The plan for `req`, computed in the worker."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._exec, _worker_plan, req)
+
+    async def pid(self) -> int:
+        """The worker process's id (it is started by the first call)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._exec, os.getpid)
 
     def close(self) -> None:
         """Stop the worker (a plan in flight is abandoned)."""

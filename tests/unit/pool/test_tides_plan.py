@@ -9,7 +9,10 @@ Fraction per share) of the same shares, cut where the switching rule says.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections.abc import AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +33,13 @@ from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.settings import StorageSettings
 from hashfarm.pool.storage import make_ledger
 from hashfarm.pool.storage.base import GroupCommitLedger
-from hashfarm.pool.tides import PlanRequest, TidesPlanner, in_force, outputs_within_budget
+from hashfarm.pool.tides import (
+    PlanRequest,
+    PlanWorker,
+    TidesPlanner,
+    in_force,
+    outputs_within_budget,
+)
 
 BITS = 0x1D00FFFF  # network difficulty 1: the TIDES window is 8 difficulty units
 VALUE = 312_500_000 + 12_345_678
@@ -260,3 +269,22 @@ async def test_a_plan_from_postgresql_is_the_same(fresh_pg_url: str) -> None:
         assert result.plan == reference(ledger.shares, -1, {address(3): 777})[0]
     finally:
         sql.close()
+
+
+async def test_a_killed_worker_is_replaced_and_plans_again(ledger: Ledger, tmp_path: Path) -> None:
+    """The worker process (spawned, its own connection) plans like the in-process planner;
+    killed with SIGKILL, the next call fails with BrokenProcessPool and a new one takes over."""
+    for i in range(20):
+        await ledger.share(address(i), 0.3)
+    worker = PlanWorker(f"sqlite:///{tmp_path / 'pool.sqlite3'}", SCHEME, "regtest", 1_000_000)
+    try:
+        first = await worker.plan(request())
+        assert first.plan == reference(ledger.shares, -1)[0]
+        os.kill(await worker.pid(), signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            await worker.plan(request())
+        assert worker.restart_if_broken(BrokenProcessPool("gone"))
+        again = await worker.plan(request())
+        assert again.plan == first.plan
+    finally:
+        worker.close()
