@@ -21,12 +21,15 @@ from hashfarm.hosting.store import HostingStore, connect
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HostingStore]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
-    else:
-        url = request.getfixturevalue("fresh_pg_url")
-    s = connect(url)
+        return f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
+    return str(request.getfixturevalue("fresh_pg_url"))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[HostingStore]:
+    s = connect(db_url)
     try:
         yield s
     finally:
@@ -146,3 +149,26 @@ def test_reimport_is_a_no_op_and_a_stale_draft_follows_its_inputs(store: Hosting
     gamma = store.latest("gamma", "2026-11")
     assert gamma is not None
     assert (gamma.total_cents, gamma.total_sats, gamma.invoice.lines) == (0, 0, ())
+
+
+def test_concurrent_bill_runs_take_turns(store: HostingStore, db_url: str) -> None:
+    """Two runs of one period at once (two connections): one drafts, the other finds the
+    drafts unchanged; never two invoices for one customer, never a failed run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sc.set_up(store, parse_meter_csv(sc.METER_CSV))
+    others = [connect(db_url) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            reports = list(pool.map(
+                lambda s: run_period(s, sc.PERIOD, sc.power(), now=sc.NOW, mined=sc.mined()),
+                others,
+            ))  # fmt: skip
+    finally:
+        for s in others:
+            s.close()
+    assert sorted(len(r.written) for r in reports) == [0, 3]
+    assert sorted(len(r.unchanged) for r in reports) == [0, 3]
+    assert [r.number for r in store.invoices()] == [
+        "INV-2026-11-alpha-1", "INV-2026-11-beta-1", "INV-2026-11-gamma-1",
+    ]  # fmt: skip

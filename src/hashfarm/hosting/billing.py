@@ -257,8 +257,8 @@ def mark_overdue(store: HostingStore, now: int) -> list[str]:
     """Issued invoices past their due date -> Overdue; their numbers."""
     done: list[str] = []
     with store.tx():
-        for rec in store.invoices():
-            if rec.state is InvoiceState.ISSUED and rec.due_at is not None and rec.due_at < now:
+        for rec in store.invoices(state=InvoiceState.ISSUED):
+            if rec.due_at is not None and rec.due_at < now:
                 store.set_state(rec.id, InvoiceState.OVERDUE)
                 done.append(rec.number)
     return done

@@ -28,6 +28,7 @@ from hashfarm.hosting.schema import Dialect, migrate_postgres, migrate_sqlite
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _BUSY_TIMEOUT_MS = 5000  # a write waits this long for another writer's lock before failing
+_PG_WRITE_LOCK = 0x686F7374_77  # advisory lock key ("host" + "w"): one hosting writer at a time
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")  # ids end up in invoice numbers and files
 
 
@@ -136,9 +137,14 @@ class HostingStore:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[None]:
-        """One transaction: committed when the block ends, rolled back on any exception."""
+        """One transaction: committed when the block ends, rolled back on any exception.
+
+        Writers take turns, as SQLite's BEGIN IMMEDIATE makes them: on PostgreSQL a
+        transaction-scoped advisory lock, so two bill runs never both draft one invoice.
+        """
         if self.dialect == "postgresql":
             with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITE_LOCK,))
                 yield
             return
         self.conn.execute("BEGIN IMMEDIATE")
@@ -367,12 +373,17 @@ class HostingStore:
     # -- invoices -------------------------------------------------------------------------
 
     def invoices(
-        self, period: str | None = None, customer_id: str | None = None
+        self,
+        period: str | None = None,
+        customer_id: str | None = None,
+        state: InvoiceState | None = None,
     ) -> list[InvoiceRecord]:
-        """Invoices and credit notes (of one period, of one customer)."""
+        """Invoices and credit notes (of one period, of one customer, in one state)."""
         where: list[str] = []
         params: list[object] = []
-        for column, value in (("period", period), ("customer_id", customer_id)):
+        wanted = (("period", period), ("customer_id", customer_id),
+                  ("state", None if state is None else state.value))  # fmt: skip
+        for column, value in wanted:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
