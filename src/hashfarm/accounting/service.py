@@ -279,6 +279,7 @@ class CreditingService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Passes every `poll_interval` seconds until `stop` is set; outages are retried."""
+        warned: int | None = None  # the reserve last warned about (logged once per value)
         while not stop.is_set():
             try:
                 report = await self.step()
@@ -295,13 +296,15 @@ class CreditingService:
                 wait = report.unpriced
                 if wait is not None and self.clock() - wait.time > STALL_WARNING_S:
                     log.warning("PPS pricing waits before share %d: %s", wait.share_id, wait.reason)
-                if report.reserve is not None and report.reserve.warning:
+                warn = report.reserve if report.reserve and report.reserve.warning else None
+                if warn is not None and warn.reserve != warned:  # once per new reserve value
+                    warned = warn.reserve
                     log.warning(
                         "PPS reserve %d sats is below the warning threshold %d sats "
                         "(miners are owed %d sats)",
-                        report.reserve.reserve,
+                        warn.reserve,
                         self.reserve_warning_sats,
-                        report.reserve.owed_to_miners,
+                        warn.owed_to_miners,
                     )
             except HashfarmError as exc:
                 log.error(

@@ -19,14 +19,11 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from fractions import Fraction
 from typing import Any
 
 import click
 import orjson
 
-from hashfarm.accounting.crediting import CustodialScheme
-from hashfarm.accounting.money import Fee
 from hashfarm.accounting.payouts import (
     DEFAULT_MAX_OUTPUTS,
     DEFAULT_THRESHOLD_SATS,
@@ -45,14 +42,18 @@ from hashfarm.accounting.payoutstore import (
     set_threshold,
     thresholds,
 )
-from hashfarm.accounting.schemes import Pplns, Prop, Solo
 from hashfarm.accounting.service import CreditingService, StepReport
 from hashfarm.accounting.statements import account_list, block_lines, day_lines, summary
 from hashfarm.accounting.store import SqlStore, connect, open_store
 from hashfarm.errors import HashfarmError
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.config import redact_message, redact_url
-from hashfarm.pool.settings import NodeSettings, PoolSettings, StorageSettings
+from hashfarm.pool.settings import (
+    AccountingSettings,
+    NodeSettings,
+    PoolSettings,
+    StorageSettings,
+)
 
 DEFAULT_STORAGE_URL = StorageSettings().url  # the pool's default ledger
 
@@ -220,7 +221,12 @@ def statement(account: str, by_day: bool, by_block: bool, storage_url: str, as_j
 @click.option("--rpc-user", metavar="U", help="RPC user name.")
 @click.option("--rpc-password-file", metavar="FILE", help="File holding the RPC password.")
 @click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
-@click.option("--scheme", type=click.Choice(["pplns", "prop", "solo"]), required=True)
+@click.option(
+    "--scheme",
+    type=click.Choice(["pplns", "prop", "solo", "tides", "pps", "fpps"]),
+    required=True,
+    help="As the pool's [accounting] scheme (TIDES/PPS/FPPS need the pool to record jobs).",
+)
 @click.option(
     "--fee-bps",
     type=click.IntRange(0, 10_000),
@@ -234,6 +240,34 @@ def statement(account: str, by_day: bool, by_block: bool, storage_url: str, as_j
     default=2.0,
     show_default=True,
     help="PPLNS window in network difficulties.",
+)
+@click.option(
+    "--tides-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=8.0,
+    show_default=True,
+    help="TIDES window in network difficulties.",
+)
+@click.option(
+    "--dust-sats",
+    type=click.IntRange(min=1),
+    default=1_048_576,
+    show_default=True,
+    help="TIDES: payments below this are held.",
+)
+@click.option(
+    "--max-outputs",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="TIDES: coinbase outputs at most.",
+)
+@click.option(
+    "--reserve-warning-sats",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="PPS/FPPS: warn when the reserve falls below this.",
 )
 @click.option(
     "--poll-interval",
@@ -253,6 +287,10 @@ def credit(
     scheme: str,
     fee_bps: int,
     pplns_factor: float,
+    tides_factor: float,
+    dust_sats: int,
+    max_outputs: int,
+    reserve_warning_sats: int,
     poll_interval: float,
     once: bool,
 ) -> None:
@@ -264,12 +302,14 @@ def credit(
 
     from hashfarm.cli.pool import node_access  # the pool's rules for the node's credentials
 
-    fee = Fee.bps(fee_bps)
-    chosen: CustodialScheme = Solo(fee)
-    if scheme == "prop":
-        chosen = Prop(fee)
-    elif scheme == "pplns":  # nearest fraction, denominator <= 10^6 (2.5 -> 5/2)
-        chosen = Pplns(fee, Fraction(pplns_factor).limit_denominator(1_000_000))
+    chosen = AccountingSettings(  # the pool's own rule, so both note the same scheme
+        scheme=scheme,  # type: ignore[arg-type]
+        fee_bps=fee_bps,
+        pplns_factor=pplns_factor,
+        tides_factor=tides_factor,
+        dust_sats=dust_sats,
+        max_outputs=max_outputs,
+    ).to_scheme()
     node = NodeSettings(
         rpc_url=rpc_url,
         rpc_user=rpc_user,
@@ -289,7 +329,13 @@ def credit(
         )
         store = await open_store(storage_url)
         try:
-            service = CreditingService(store, rpc, chosen, poll_interval=poll_interval)
+            service = CreditingService(
+                store,
+                rpc,
+                chosen,
+                poll_interval=poll_interval,
+                reserve_warning_sats=reserve_warning_sats,
+            )
             if once:
                 return await service.step()
             stop = asyncio.Event()
@@ -313,8 +359,11 @@ def credit(
         click.echo(
             f"{when} tip {report.tip}: tracked {report.tracked}, posted {report.posted}, "
             f"credited {report.credited}, orphaned {report.orphaned} "
-            f"(reversed {report.reversed}), waiting {len(report.waiting)}; "
-            f"ledger {redact_url(storage_url)}"
+            f"(reversed {report.reversed}), waiting {len(report.waiting)}, "
+            f"PPS shares priced {report.priced} ({report.pps_credited} sats)"
+            + (f", reserve {report.reserve.reserve}" if report.reserve else "")
+            + ("" if report.unpriced is None else f", unpriced from {report.unpriced.share_id}")
+            + f"; ledger {redact_url(storage_url)}"
         )
 
 

@@ -304,7 +304,15 @@ async def running_pool(
         stats = PoolStats()
         forgetting = asyncio.ensure_future(_forget_idle_workers(stats))
         stack.callback(forgetting.cancel)
-        pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings))
+        accountant = None
+        if settings.mode == "pooled" and settings.accounting.enabled:
+            from hashfarm.pool.accountant import Accountant  # numpy: only when accounting runs
+
+            accountant = Accountant(settings, rpc)  # job terms recorded, blocks credited
+            await accountant.start()
+            stack.push_async_callback(accountant.close)
+        pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings),
+                     job_terms=accountant.recorder if accountant else None)  # fmt: skip
         await pool_.start()
         stack.push_async_callback(pool_.stop)
         api = None

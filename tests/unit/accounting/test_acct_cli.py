@@ -75,8 +75,8 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     both = run(cli, ["accounts", "statement", "a", "--day", "--block"])
     assert both.exit_code == 2
     assert "not both" in both.output
-    tides = run(cli, ["accounts", "credit", "--scheme", "tides"])
-    assert tides.exit_code == 2
+    unknown = run(cli, ["accounts", "credit", "--scheme", "pps-plus"])
+    assert unknown.exit_code == 2
 
 
 def test_postgres_url_without_the_extra_is_one_line_naming_it() -> None:
