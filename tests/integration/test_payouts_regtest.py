@@ -302,9 +302,9 @@ async def test_kill_9_anywhere_in_a_payout_pays_every_miner_exactly_once(
     assert on_chain == {a: [(sent_txid, sats)] for a, sats in credited.balances.items()}
 
 
-async def spend_elsewhere(node: RegtestNode, rpc: RPCClient, raw_hex: str) -> str:
+async def spend_elsewhere(node: RegtestNode, rpc: RPCClient, raw_hex: str) -> tuple[str, str]:
     """Spend the first input of `raw_hex` by another transaction of the wallet (signed by
-    bcoin's wallet REST API), and mine it; its txid."""
+    bcoin's wallet REST API), and mine it; (its txid, the block's hash)."""
     prevout = Transaction.parse(bytes.fromhex(raw_hex)).inputs[0].prevout
     coin = await rpc.gettxout(prevout.txid[::-1].hex(), prevout.index, False)
     value = round(Decimal(repr(coin["value"])) * 100_000_000)
@@ -321,8 +321,8 @@ async def spend_elsewhere(node: RegtestNode, rpc: RPCClient, raw_hex: str) -> st
     ):
         signed = await resp.json()
     txid = await rpc.sendrawtransaction(signed["hex"])
-    await node.mine(1)
-    return txid
+    [block_hash] = await node.mine(1)
+    return txid, block_hash
 
 
 async def test_a_payout_whose_inputs_are_spent_elsewhere_is_conflicted_then_abandoned(
@@ -337,7 +337,7 @@ async def test_a_payout_whose_inputs_are_spent_elsewhere_is_conflicted_then_aban
         [(raw, txid)] = sql.q("SELECT raw_tx, txid FROM acct_payouts")
     finally:
         sql.close()
-    other = await spend_elsewhere(regtest_node, rpc, str(raw))
+    other, _ = await spend_elsewhere(regtest_node, rpc, str(raw))
 
     stuck = await asyncio.to_thread(hashfarm, *args)
     assert stuck.returncode == 0, stuck.stderr
@@ -374,3 +374,33 @@ async def test_a_payout_whose_inputs_are_spent_elsewhere_is_conflicted_then_aban
     assert new_txid not in (txid, other)
     on_chain = await payments_since(rpc, start)
     assert on_chain == {a: [(new_txid, sats)] for a, sats in credited.balances.items()}
+
+
+async def test_a_conflicted_payout_is_sent_again_when_the_conflicting_spend_leaves_the_chain(
+    regtest_node: RegtestNode, rpc: RPCClient, credited: Credited, tmp_path: Path
+) -> None:
+    url = copy_ledger(credited, tmp_path)
+    start = await rpc.getblockcount()
+    args = payout_args(regtest_node, credited, url, "--broadcast-wait", "1")
+    await asyncio.to_thread(run_until_paused, args, "signed")
+    sql = connect(url)
+    try:
+        [(raw, txid)] = sql.q("SELECT raw_tx, txid FROM acct_payouts")
+    finally:
+        sql.close()
+    _, conflict_block = await spend_elsewhere(regtest_node, rpc, str(raw))
+    stuck = await asyncio.to_thread(hashfarm, *args)
+    assert "payout 1 CONFLICTED" in stuck.stdout, stuck.stdout + stuck.stderr
+
+    # the block with the conflicting spend leaves the chain (bcoin does not put its
+    # transactions back in the mempool): the payout's inputs are unspent again
+    await rpc.call("invalidateblock", conflict_block)
+    again = await asyncio.to_thread(hashfarm, *args)
+    assert again.returncode == 0, again.stderr
+    assert "no longer conflicted" in again.stderr, again.stdout + again.stderr
+    assert payouts_table(url) == [(1, "sent", txid, 0, None)]
+    await regtest_node.mine(CONFIRMATIONS)
+    final = await asyncio.to_thread(hashfarm, *args)
+    assert "payout 1 confirmed" in final.stdout, final.stdout + final.stderr
+    on_chain = await payments_since(rpc, start)
+    assert on_chain == {a: [(txid, sats)] for a, sats in credited.balances.items()}

@@ -30,7 +30,9 @@ chain (a reorg) goes back to `sent` with 0 confirmations; one found nowhere is b
 again from its recorded bytes. One found nowhere whose inputs are spent by another transaction
 can no longer confirm (unless that spend leaves the chain): it is `conflicted`, logged, and the
 balances stay in `payouts:pending` until the operator abandons it (`abandon`: the wallet is
-told to forget it and the balances go back to the miners).
+told to forget it and the balances go back to the miners). Each run looks at a conflicted
+payout again: seen on the network, or its inputs all unspent again (the conflicting spend
+left the chain) and its recorded bytes taken by the node, it is `sent` again.
 
 accounting does not import `node`: the node and the wallet are anything with the methods of
 `PayoutNode` and `PayoutWallet` (`cli` wires `hashfarm.node`'s clients).
@@ -235,12 +237,42 @@ class PayoutService:
         return lambda s: plan_and_record(s, self.policy, self.address_of, now)
 
     async def _drive(self, record: PayoutRecord, report: PayoutReport) -> None:
+        if record.state == CONFLICTED:
+            record = await self._recheck(record, report)
         if record.state == PLANNED:
             record = await self._sign(record, report)
         if record.state == SIGNED:
             record = await self._broadcast(record, report)
         if record.state == SENT:
             await self._follow(record, report)
+
+    async def _recheck(self, record: PayoutRecord, report: PayoutReport) -> PayoutRecord:
+        """A conflicted payout's transaction may still confirm once the spend that conflicted
+        with it left the chain: if its inputs are all unspent again, its recorded bytes are
+        broadcast again; seen on the network, it is `sent` and followed as before."""
+        assert record.txid is not None
+        assert record.raw_tx is not None
+        where = await self.locate(record.txid)
+        if not where.seen and await self._spent_inputs(record.raw_tx) is None:
+            try:
+                await self.node.sendrawtransaction(record.raw_tx)
+            except RPCError as exc:
+                log.info("payout %d: sendrawtransaction: %s", record.id, exc)
+            where = await self._await_seen(record.txid)
+        if not where.seen:
+            report.waiting.append(f"{record.id}: conflicted (see --abandon {record.id})")
+            return record
+        now = self.clock()
+        await self.store.call(
+            lambda s: record_seen(
+                s, record.id, where.confirmations, where.block_hash, where.block_height, now
+            )
+        )
+        log.warning("payout %d: %s is on the network again; no longer conflicted",
+                    record.id, record.txid)  # fmt: skip
+        fresh = await self.store.call(lambda s: payout(s, record.id))
+        assert fresh is not None
+        return fresh
 
     async def _sign(self, record: PayoutRecord, report: PayoutReport) -> PayoutRecord:
         outputs = [(i.address, i.amount_sats) for i in record.items]

@@ -46,7 +46,7 @@ from hashfarm.accounting.store import SqlStore
 PLANNED, SIGNED, SENT, CONFIRMED = "planned", "signed", "sent", "confirmed"
 CONFLICTED, ABANDONED = "conflicted", "abandoned"
 UNRESOLVED = (PLANNED, SIGNED)  # a payout whose transaction may not be on the network yet
-OPEN = (PLANNED, SIGNED, SENT)  # the states a payout run drives forward
+OPEN = (PLANNED, SIGNED, SENT, CONFLICTED)  # the states a payout run looks at again
 STATES = (PLANNED, SIGNED, SENT, CONFIRMED, CONFLICTED, ABANDONED)
 _IMMATURE = ":immature"
 
