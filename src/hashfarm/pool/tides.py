@@ -110,17 +110,29 @@ def in_force(sql: SqlStore) -> InForce:
         "SELECT b.time, (SELECT min(s.id) FROM shares s WHERE s.block_hash = b.hash "
         "AND s.accepted) FROM blocks b WHERE b.accepted_by_node"
     )
-    found = sorted((int(s), float(t)) for t, s in blocks if s is not None)
-    effective, after, i = str(rows[0][1]), -1, 1
-    for share_id, when in found:
+    switches = [(float(t), str(p)) for t, p in rows]
+    return epoch_in_force(switches, [(int(s), float(t)) for t, s in blocks if s is not None])
+
+
+def epoch_in_force(
+    switches: Sequence[tuple[float, str]], found: Sequence[tuple[int, float]]
+) -> InForce:
+    """`switching.plan_epochs`' last epoch, on spec texts: `switches` are (requested_at,
+    spec) in the order noted, the first applying from the ledger's start; `found` are the
+    pool's accepted blocks as (finding share id, time)."""
+    if not switches:
+        return InForce(None, -1, False)
+    effective, after, i = switches[0][1], -1, 0
+    pending = sorted(switches[1:], key=lambda sw: sw[0])
+    for share_id, when in sorted(found):
         target = None
-        while i < len(rows) and float(rows[i][0]) < when:
-            target = str(rows[i][1])  # the last request before this block wins
+        while i < len(pending) and pending[i][0] < when:
+            target = pending[i][1]  # the last request before this block wins
             i += 1
         if target is not None and target != effective:
             effective, after = target, share_id
-    pending = any(str(p) != effective for _, p in rows[i:])
-    return InForce(effective, after, pending)
+    waiting = [spec for _, spec in pending[i:]]
+    return InForce(effective, after, bool(waiting) and waiting[-1] != effective)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,15 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hashfarm.accounting.crediting import format_spec
-from hashfarm.accounting.inputs import Share
+from hashfarm.accounting.crediting import format_spec, parse_spec
+from hashfarm.accounting.inputs import FoundBlock, Share
 from hashfarm.accounting.money import Fee
-from hashfarm.accounting.schemes import Pplns, Tides
+from hashfarm.accounting.schemes import Pplns, Prop, Tides
 from hashfarm.accounting.store import SqlStore, connect
+from hashfarm.accounting.switching import SchemeSwitch, plan_epochs
 from hashfarm.accounting.tides import CoinbasePlan, plan_coinbase
 from hashfarm.accounting.window import Window, pplns_window, window_size
 from hashfarm.chain.address import address_to_script, script_to_address
@@ -37,6 +40,7 @@ from hashfarm.pool.tides import (
     PlanRequest,
     PlanWorker,
     TidesPlanner,
+    epoch_in_force,
     in_force,
     outputs_within_budget,
 )
@@ -288,3 +292,38 @@ async def test_a_killed_worker_is_replaced_and_plans_again(ledger: Ledger, tmp_p
         assert again.plan == first.plan
     finally:
         worker.close()
+
+
+SPECS = [
+    format_spec(SCHEME),
+    format_spec(Pplns(Fee.bps(100))),
+    format_spec(Tides(Fee.bps(200))),
+    format_spec(Prop(Fee.bps(50))),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    switches=st.lists(
+        st.tuples(st.integers(0, 50).map(float), st.sampled_from(SPECS)), min_size=1, max_size=6
+    ),
+    blocks=st.lists(st.integers(0, 50), max_size=6, unique=True),
+)
+def test_the_scheme_in_force_is_switching_plan_epochs_last_epoch(
+    switches: list[tuple[float, str]], blocks: list[int]
+) -> None:
+    """Whatever the switches and blocks, the pool's epoch is `plan_epochs`' open epoch."""
+    found = [(10 * t + 5, t + 0.5) for t in sorted(blocks)]  # share ids grow with time
+    now = epoch_in_force(switches, found)
+    epochs = plan_epochs(
+        parse_spec(switches[0][1]),
+        [SchemeSwitch(t, parse_spec(p)) for t, p in switches[1:]],
+        [FoundBlock(f"{i:064x}", i, 1, "a", s, t, 1.0) for i, (s, t) in enumerate(found)],
+    )
+    last = epochs[-1]
+    assert now.spec == format_spec(last.scheme)
+    assert now.epoch_after == last.after
+    # pending: a later request would change the scheme at the next block
+    requests = sorted(switches[1:], key=lambda sw: sw[0])  # stable: the order noted breaks ties
+    later = [parse_spec(p) for t, p in requests if not found or t >= found[-1][1]]
+    assert now.switch_pending == (bool(later) and later[-1] != last.scheme)
