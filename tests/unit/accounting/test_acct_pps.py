@@ -251,3 +251,80 @@ async def test_a_tides_block_posts_its_jobs_coinbase_plan(
     await CreditingService(store, chain, scheme).step()
     assert sql.balances("miner:") == {f"miner:{a}": v for a, v in held.items()}
     assert sum(sql.balances().values()) == 0
+
+
+async def test_a_tides_coinbase_pays_a_held_balance_once_and_a_reorg_gives_it_back(
+    pool: PoolWithJobs, store: AccountingStore
+) -> None:
+    chain = ScriptedChain(bits=D256)
+    scheme = Tides(Fee.bps(0), dust_sats=100_000_000, max_outputs=10)
+    spec = "tides:fee=0/1:factor=8/1:dust=100000000:max=10"
+    value = SUBSIDY + FEES  # 324,845,678
+    # block 1: alice 9, dave 1 -> alice 292,361,111 (r 2) paid, dave 32,484,567 (r 8: the
+    # odd satoshi) = 32,484,568 held (below the 100,000,000 dust)
+    first = plan_coinbase(value, {"alice": 9, "dave": 1}, scheme)
+    assert first.earnings == {"alice": 292_361_110, "dave": 32_484_568}
+    assert first.outputs == (("alice", 292_361_110),)
+    await pool.publish(make_template(HEIGHT, D256, SUBSIDY, FEES), first, spec)
+    b1 = await pool.block("alice", block_hash(1), chain.tip + 1)
+    chain.place(b1.hash_hex)
+    chain.extend(100)
+    service = CreditingService(store, chain, scheme)
+    await service.step()
+    sql = store.sql
+    assert sql.balances("miner:") == {"miner:dave": 32_484_568}  # held, mature
+    # block 2: the window dave 9, erin 1 again splits 292,361,110 / 32,484,568; dave is due
+    # 292,361,110 + his held 32,484,568 = 324,845,678, paid in one output; erin's 32,484,568
+    # is dust, held in the pool's output, which is what funds dave's held balance:
+    # pool output = 324,845,678 - 324,845,678 = 0
+    second = plan_coinbase(value, {"dave": 9, "erin": 1}, scheme, held={"dave": 32_484_568})
+    assert second.outputs == (("dave", 324_845_678),)
+    assert second.held_used == {"dave": 32_484_568}
+    assert second.pool_sats == 0
+    await pool.publish(make_template(HEIGHT + 1, D256, SUBSIDY, FEES), second, spec)
+    b2 = await pool.block("dave", block_hash(2), chain.tip + 1)
+    chain.place(b2.hash_hex)
+    await service.step()
+    # dave's held balance left in the coinbase output; erin's earning is held (immature)
+    assert sql.balances("miner:") == {"miner:erin:immature": 32_484_568}
+    assert sql.balance("payouts:coinbase") == 292_361_110 + 324_845_678
+    chain.reorg(b2.height)  # block 2 leaves the chain: dave's held balance is owed again
+    await service.step()
+    assert sql.balances("miner:") == {"miner:dave": 32_484_568}
+    assert sql.balance("payouts:coinbase") == 292_361_110
+    assert sum(sql.balances().values()) == 0
+
+
+@pytest.mark.services
+async def test_on_postgresql_jobs_are_recorded_and_pps_priced(fresh_pg_url: str) -> None:
+    from hashfarm.pool.storage.postgres import PostgresLedger
+
+    ledger = PostgresLedger(fresh_pg_url)
+    await ledger.start()
+    holder: list[PoolWithJobs] = []
+    recorder = JobTermsRecorder(fresh_pg_url, "mainnet", clock=lambda: holder[0].clock())
+    await recorder.start()
+    pool = PoolWithJobs(ledger, recorder)
+    holder.append(pool)
+    store = await open_store(fresh_pg_url)
+    try:
+        chain = ScriptedChain()
+        await pool.publish(make_template(HEIGHT, D256, SUBSIDY, FEES))
+        for _ in range(3):
+            await pool.share("alice", 1.0)
+        rec = await pool.block("bob", block_hash(1), chain.tip + 1)
+        chain.place(rec.hash_hex)
+        await pool.publish(make_template(HEIGHT + 1, D256, SUBSIDY, 0))
+        service = CreditingService(store, chain, Pps(Fee.bps(100), full=True))
+        assert (await service.step(budget=3)).complete is False  # a crash after 3 events
+        report = await service.step()
+        assert report.unpriced is None
+        # FPPS at 1,256,239.145390625 per d = 1 (see the FPPS test):
+        # alice 3 -> 3,768,717.436171875 -> 3,768,717; bob's finding share 1 -> 1,256,239
+        assert store.sql.balances("miner:") == {"miner:alice": 3_768_717, "miner:bob": 1_256_239}
+        assert store.sql.balance("pool:reserve:immature") == SUBSIDY + FEES
+        assert (await service.step()).priced == 0
+    finally:
+        await store.close()
+        await recorder.close()
+        await ledger.close()
