@@ -65,7 +65,7 @@ def hung_listeners(cidr: str, port: int) -> list[socket.socket]:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(16)
+        sock.listen(128)
         sockets.append(sock)
     return sockets
 

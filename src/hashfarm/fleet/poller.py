@@ -213,8 +213,10 @@ class Poller:
             error = (
                 f"unreachable: {machine.id}: no complete poll within {self.settings.timeout_s:g} s"
             )
-        except FleetError as exc:
-            error = f"{error_kind(exc)}: {machine.id}: {exc}"
+        except FleetError as exc:  # transport errors name host:port already, parsers do not
+            said = str(exc)
+            where = "" if said.startswith((machine.host, "http://")) else f"{machine.id}: "
+            error = f"{error_kind(exc)}: {where}{said}"
         else:
             faults = derive_faults(snapshot, self.thresholds)
             return Sample(machine, at, time.monotonic() - started, snapshot, faults)
