@@ -12,13 +12,16 @@ Timed: `billing.run_period` on a fresh copy of the set-up SQLite database, end t
 written in one transaction). The issue's target: under 10 s for 1,000 customers x 30 days of
 5,000 machines' samples. Median of `--runs` runs, wall and CPU (time.process_time).
 
-Reference, same run: the integration alone (the part that grows with the samples) done by the
+References, same run: (1) the integration alone (the part that grows with the samples) by the
 plain per-sample loop `power.integrate_reference` against `power.Integrator`, both over the
-same `--reference-machines` machines and windows (they must agree exactly); ratio =
-reference CPU / ours.
+same `--reference-machines` machines and daily windows (they must agree exactly); (2) a whole
+naive bill run (the loop in place of the integrator) against ours on a smaller farm
+(`--naive-customers` x `--naive-machines`: the naive one at full size would take minutes),
+which must write the same invoices. Ratios = reference CPU / ours.
 
 Run: .venv/bin/python bench/bench_billing.py [--customers 1000] [--machines 5000]
-     [--interval 900] [--runs 3] [--reference-machines 300]
+     [--interval 900] [--runs 3] [--reference-machines 300] [--naive-customers 100]
+     [--naive-machines 500]
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ import time
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
+from hashfarm.hosting import billing
 from hashfarm.hosting.billing import DEFAULT_MAX_HOLD_S, run_period
 from hashfarm.hosting.contracts import Method, Terms, parse_bands
 from hashfarm.hosting.inputs import MeterReading
 from hashfarm.hosting.invoice import Machine
 from hashfarm.hosting.period import SECONDS_PER_DAY, Period
-from hashfarm.hosting.power import Integrator, SampleSeries, State, integrate_reference
+from hashfarm.hosting.power import Integrator, SampleSeries, State, Usage, integrate_reference
 from hashfarm.hosting.sources import DailyMined, DailyPrices, SeriesPowerSource
 from hashfarm.hosting.store import Contract, Customer, connect
 
@@ -145,6 +150,41 @@ def reference(power: SeriesPowerSource, machines: int) -> tuple[float, float]:
     return c1 - c0, c2 - c1
 
 
+class NaiveIntegrator:
+    """`Integrator`'s interface over the plain per-sample loop (the naive bill run)."""
+
+    def __init__(self, series: SampleSeries, max_hold_s: int) -> None:
+        self._rows = list(
+            zip(series.times.tolist(), series.watts.tolist(), series.states.tolist(), strict=True)
+        )
+        self._hold = max_hold_s
+
+    def windows(self, bounds: list[int]) -> list[Usage]:
+        return [integrate_reference(self._rows, a, b, self._hold) for a, b in pairwise(bounds)]
+
+
+def naive_run(tmp: Path, customers: int, machines: int, interval: int) -> tuple[float, float]:
+    """CPU seconds of one whole bill run, ours and naive, on a smaller farm (same documents)."""
+    base = tmp / "small.sqlite3"
+    set_up(base, customers, machines)
+    sources = inputs(machines, interval)
+    cpu: list[float] = []
+    docs: list[dict[str, str]] = []
+    for name, integrator in (("ours", Integrator), ("naive", NaiveIntegrator)):
+        copy = tmp / f"{name}.sqlite3"
+        shutil.copy(base, copy)
+        store = connect(f"sqlite:///{copy}")
+        with mock.patch.object(billing, "Integrator", integrator):
+            c0 = time.process_time()
+            run_period(store, PERIOD, sources[0], now=PERIOD.end, mined=sources[1],
+                       prices=sources[2])  # fmt: skip
+            cpu.append(time.process_time() - c0)
+        docs.append({r.number: r.document for r in store.invoices()})
+        store.close()
+    assert docs[0] == docs[1], "the naive run wrote different invoices"
+    return cpu[0], cpu[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,6 +194,8 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=900, help="seconds between samples")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reference-machines", type=int, default=300)
+    ap.add_argument("--naive-customers", type=int, default=100)
+    ap.add_argument("--naive-machines", type=int, default=500)
     args = ap.parse_args()
     if args.interval > DEFAULT_MAX_HOLD_S:
         ap.error(f"--interval must be at most {DEFAULT_MAX_HOLD_S} s (a sample's hold)")
@@ -167,6 +209,7 @@ def main() -> None:
               f"{n_samples:,} samples ({args.interval} s apart), "
               f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
         walls, cpus, billed = timed_runs(base, args.runs, sources)
+        naive = naive_run(Path(tmp), args.naive_customers, args.naive_machines, args.interval)
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     print(f"bill run {PERIOD}: {billed:,} invoices; median wall {wall:.2f} s, CPU {cpu:.2f} s "
           f"over {args.runs} run(s) (target: < 10 s)")  # fmt: skip
@@ -174,6 +217,9 @@ def main() -> None:
     print(f"integration, {min(args.reference_machines, args.machines)} machines x 30 daily "
           f"windows: Integrator CPU {ours:.3f} s, per-sample loop CPU {slow:.3f} s, "
           f"ratio {slow / max(ours, 1e-9):.1f}x (results identical)")  # fmt: skip
+    print(f"whole bill run, {args.naive_customers} customers x {args.naive_machines} machines: "
+          f"ours CPU {naive[0]:.3f} s, naive (per-sample loop) CPU {naive[1]:.3f} s, "
+          f"ratio {naive[1] / max(naive[0], 1e-9):.1f}x (same invoices)")  # fmt: skip
 
 
 if __name__ == "__main__":
