@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -221,3 +223,68 @@ async def test_a_tides_block_pays_every_miner_of_the_window_in_its_coinbase(
     finally:
         await node.close()
         await store.close()
+
+
+async def test_the_pool_survives_its_plan_worker_being_killed(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """SIGKILL of the plan worker: the next tip is still served (the precomputed empty block),
+    the failed full plan starts a new worker, and the tip after that gets a full TIDES job."""
+    settings = pool_settings(
+        regtest_node.rpc_url,
+        regtest_node.api_key,
+        tmp_path,
+        mode="pooled",
+        payout_address=bcoin_address(MINER_SCRIPTS[7]),
+        accounting=AccountingSettings(enabled=True, scheme="tides", dust_sats=1),
+    )
+    ledger = make_ledger(settings.storage)
+    await ledger.start()
+    for i in range(5):
+        await ledger.record_share(
+            ShareRecord(
+                f"{other(i)}.rig",
+                other(i),
+                "1",
+                0,
+                1e-11,
+                1e-11,
+                True,
+                None,
+                time.time(),
+                "00000000",
+                None,
+            )
+        )
+    await ledger.close()
+    terms = JobTermsRecorder(settings.storage.url, settings.network)
+    await terms.start()
+    async with tides_pool(settings, regtest_node.rpc(), terms) as pool:
+        assert pool.tides is not None
+        await wait_for(lambda: pool._next is not None, 30, "the next height's plan")
+        os.kill(await pool.tides.pid(), signal.SIGKILL)
+        start = pool.jobs.template
+        assert start is not None
+        await regtest_node.mine(1)
+        await wait_for(
+            lambda: (
+                pool.jobs.template is not None and pool.jobs.template.height == start.height + 1
+            ),
+            30,
+            "the next tip served",
+        )
+        await regtest_node.mine(1)
+        await wait_for(
+            lambda: (
+                pool.jobs.template is not None
+                and pool.jobs.template.height == start.height + 2
+                and bool(pool.jobs.template.witness_commitment)
+            ),  # the full template's job
+            60,
+            "a full TIDES job after the worker was replaced",
+        )
+        job = pool.current_job()
+        assert job is not None
+        paid = {o.script_pubkey for o in job.coinbase.transaction(bytes(12)).outputs}
+        assert {address_to_script(other(i), "regtest") for i in range(5)} <= paid
+    await terms.close()
