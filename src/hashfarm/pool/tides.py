@@ -216,8 +216,8 @@ class ShareCache:
         """Read shares newer than the newest held; older ones until `size` is covered."""
         if floor != self.floor:
             self.__init__(floor)  # type: ignore[misc]  # a new epoch: nothing carries over
-        if self.ids.size:
-            newest = int(self.ids[-1])
+        if self.ids.size or self.complete:  # (complete and empty: no share after the floor yet)
+            newest = int(self.ids[-1]) if self.ids.size else self.floor
             while True:
                 rows = sql.q(
                     "SELECT id, account, difficulty FROM shares WHERE accepted AND id > ? "

@@ -327,3 +327,23 @@ def test_the_scheme_in_force_is_switching_plan_epochs_last_epoch(
     requests = sorted(switches[1:], key=lambda sw: sw[0])  # stable: the order noted breaks ties
     later = [parse_spec(p) for t, p in requests if not found or t >= found[-1][1]]
     assert now.switch_pending == (bool(later) and later[-1] != last.scheme)
+
+
+async def test_a_planner_started_on_an_empty_ledger_sees_the_shares_that_come(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A pool started on a fresh database: the first plans see no work (all to the pool),
+    the later ones the shares written since (reported by the crediting helper's test)."""
+    sql = open_sql(tmp_path)
+    planner = TidesPlanner(sql, SCHEME, "regtest", 1_000_000)
+    empty = planner.plan(request())
+    assert empty.plan is not None
+    assert empty.plan.outputs == ()
+    assert empty.plan.pool_sats == VALUE
+    assert planner.plan(request()).plan == empty.plan  # still nothing, still reading
+    for i in range(12):
+        await ledger.share(address(i), 0.5)
+    later = planner.plan(request())
+    assert later.plan == reference(ledger.shares, -1)[0]
+    assert len(later.plan.outputs) == 12
+    sql.close()
