@@ -6,11 +6,13 @@ second poll) and posts the alerts, `status` shows the machines worst first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
@@ -29,6 +31,7 @@ class FarmThread:
         self.farm = SimulatedFarm(COUNT, base_address=f"{prefix}.1", cgminer_port=cg_port,
                                   http_port=http_port)  # fmt: skip
         self.posts: list[dict[str, Any]] = []
+        self.fetched: list[str] = []
         self.hook_port = free_port("127.0.0.1")
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -49,6 +52,17 @@ class FarmThread:
             self.ready.set()
             await self.stop.wait()
         await runner.cleanup()
+
+    async def fetch(self, url: str) -> None:
+        """GET `url` until it answers 200 (the CLI's API comes up while `watch` runs)."""
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url) as resp:
+                        if resp.status == 200:
+                            self.fetched.append(await resp.text())
+                            return
+                await asyncio.sleep(0.05)
 
     def call(self, fn: Any, *args: Any) -> None:
         done = threading.Event()
@@ -92,8 +106,13 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     thread.call(fan.inject, "fan_stop")
     thread.call(garbage.inject, "api_garbage")
     hook = f"http://127.0.0.1:{thread.hook_port}/hook"
+    api_port = free_port("127.0.0.1")
+    metrics = f"http://127.0.0.1:{api_port}/metrics"
+    thread.loop.call_soon_threadsafe(lambda: thread.loop.create_task(thread.fetch(metrics)))
     shown = run("watch", "--store", store, "--interval", "1", "--timeout", "1", "--rounds", "2",
-                "--webhook", hook)  # fmt: skip
+                "--webhook", hook, "--api-port", str(api_port))  # fmt: skip
+    [page] = thread.fetched  # the API served the fleet's metrics while watch ran
+    assert "hashfarm_fleet_machine_up{" in page
     assert "dead_fan" in shown
     assert f"{garbage.address}:{garbage.port}" in shown
     posted = {(p["alert"]["machine_id"], p["alert"]["kind"]) for p in thread.posts}
