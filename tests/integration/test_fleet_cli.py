@@ -130,7 +130,11 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     assert "dead_fan" in text
 
 
-def test_errors_are_one_line() -> None:
+def test_errors_are_one_line(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["fleet", "status", "--store", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == 1
+    assert "no fleet store at" in result.output
+    assert not (tmp_path / "x.db").exists()  # status never creates an empty store
     result = CliRunner().invoke(cli, ["fleet", "scan", "10.0.0.0/33"])
     assert result.exit_code == 1
     assert "is not an address range" in result.output

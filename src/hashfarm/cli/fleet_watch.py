@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,7 +42,13 @@ from hashfarm.fleet.alerts import (
 )
 from hashfarm.fleet.poller import Poller, PollSettings, Round
 from hashfarm.fleet.scan import ScanResult, ScanSettings, scan
-from hashfarm.fleet.store import FleetSql, FleetStore, connect, open_fleet_store
+from hashfarm.fleet.store import (
+    SQLITE_PREFIX,
+    FleetSql,
+    FleetStore,
+    connect,
+    open_fleet_store,
+)
 from hashfarm.units import format_hashrate
 
 __all__ = ["COMMANDS", "machine_table", "scan_command", "status", "watch"]
@@ -153,6 +160,11 @@ def scan_command(cidr: str, port: int, http_port: int, timeout: float, concurren
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(store_url: str, as_json: bool) -> None:
     """The latest state of every machine in the store, worst first."""
+    path = store_url[len(SQLITE_PREFIX) :] if store_url.startswith(SQLITE_PREFIX) else None
+    if path is not None and not Path(path).is_file():
+        raise click.ClickException(
+            f"no fleet store at {path} (run `hashfarm fleet scan CIDR --store URL` first)"
+        )
     try:
         sql = connect(store_url)
         try:
