@@ -5,7 +5,9 @@ has (`commands_for`: a command the backend lacks is never sent), parses the repl
 (`backends.read`), completes them (`hardware.enrich`) and derives faults. Each machine's
 whole exchange runs under `timeout_s`, so a hung API costs one slot for at most that long and
 never delays the other machines' samples; its sample carries the error instead of a
-snapshot, naming the host, port, command and reason.
+snapshot, naming the host, port, command and reason. A machine that does not answer (refused,
+timed out) is retried with backoff: 1, 2, 4, then every `backoff_rounds_max` rounds while it
+stays down (4 minutes at 30 s); the rounds in between repeat its last error without asking.
 
 `run()` starts a round every `interval_s` on the injected clock (rounds are aligned to the
 period; a round that overruns skips the ticks it missed instead of bunching up), and hands
@@ -100,6 +102,8 @@ class PollSettings:
     timeout_s: float = 5.0  # all commands of one machine, connects included
     concurrency: int = 512  # machines asked at once
     max_reply_bytes: int = 1 << 20  # per reply (the largest capture is 40 kB)
+    backoff_rounds_max: int = 8  # an unreachable machine is retried at most this many rounds
+    # apart (1, 2, 4, 8 after each failure in a row); 1 asks every machine every round
 
     def __post_init__(self) -> None:
         checks = {
@@ -107,6 +111,7 @@ class PollSettings:
             "timeout_s": 0 < self.timeout_s <= self.interval_s,
             "concurrency": 1 <= self.concurrency <= 16_384,
             "max_reply_bytes": 1024 <= self.max_reply_bytes <= 64 << 20,
+            "backoff_rounds_max": 1 <= self.backoff_rounds_max <= 1024,
         }
         for name, ok in checks.items():
             if not ok:
@@ -178,6 +183,7 @@ class Poller:
         self._clock, self._sleep = clock, sleep
         self._session: aiohttp.ClientSession | None = None
         self.rounds = 0
+        self._down: dict[str, tuple[int, int, str]] = {}  # id -> (failures, next round, error)
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -222,6 +228,24 @@ class Poller:
             return Sample(machine, at, time.monotonic() - started, snapshot, faults)
         return Sample(machine, at, time.monotonic() - started, error=error)
 
+    async def _poll_or_skip(self, machine: Machine, at: float) -> Sample:
+        """Poll `machine`, unless it is backing off after failing to answer: then its
+        sample repeats the last error, saying when it is tried again."""
+        down = self._down.get(machine.id)
+        if down is not None and down[1] > self.rounds:
+            failures, next_round, error = down
+            wait = next_round - self.rounds
+            note = f" (no answer {failures} times in a row: next try in {wait} round(s))"
+            return Sample(machine, at, 0.0, error=error + note)
+        sample = await self.poll_one(machine, at)
+        if sample.error is not None and sample.error.startswith("unreachable"):
+            failures = (down[0] if down else 0) + 1
+            skip = min(2 ** (failures - 1), self.settings.backoff_rounds_max)
+            self._down[machine.id] = (failures, self.rounds + skip, sample.error)
+        elif down is not None:
+            del self._down[machine.id]
+        return sample
+
     async def poll_round(self) -> Round:
         """Poll every machine once, `concurrency` at a time; then run the sinks."""
         at = self._clock()
@@ -231,7 +255,7 @@ class Poller:
 
         async def worker() -> None:
             for machine in todo:  # the workers share one iterator
-                samples.append(await self.poll_one(machine, at))
+                samples.append(await self._poll_or_skip(machine, at))
 
         workers = min(self.settings.concurrency, len(self.machines)) or 1
         await asyncio.gather(*(worker() for _ in range(workers)))

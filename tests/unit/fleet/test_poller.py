@@ -11,7 +11,15 @@ import pytest
 from fleet_replay import ReplayFarm, bitaxe, capture, luxos, s19pro
 from hashfarm.errors import ConfigError
 from hashfarm.fleet.faults import FaultKind
-from hashfarm.fleet.poller import Machine, Poller, PollSettings, Round, commands_for, machine_of
+from hashfarm.fleet.poller import (
+    Machine,
+    Poller,
+    PollSettings,
+    Round,
+    Sample,
+    commands_for,
+    machine_of,
+)
 from hashfarm.fleet.scan import Found
 from hashfarm.fleet.sources import BACKENDS
 
@@ -127,3 +135,30 @@ async def test_run_keeps_the_period_on_an_injected_clock(caplog) -> None:
     assert seen == [1000.0, 1030.0, 1120.0, 1150.0]  # 1060 and 1090 were skipped, not bunched
     assert slept == [29.0, 20.0, 29.0]
     assert caplog.text.count("a sink failed") == 4  # logged each time, polling went on
+
+
+async def test_an_unreachable_machine_is_retried_with_backoff() -> None:
+    async with ReplayFarm() as farm:
+        hung = await farm.add(1, "cgminer", s19pro(), behaviour="hang")
+        good = await farm.add(2, "cgminer", s19pro())
+        machines = [Machine(f"{farm.prefix}.{i}", farm.cgminer_port, "bmminer") for i in (1, 2)]
+        poller = Poller(machines, PollSettings(timeout_s=0.2, backoff_rounds_max=4))
+        rounds = [await poller.poll_round() for _ in range(8)]
+        # asked in rounds 0, 1, 3, 7 (1, 2, 4 rounds apart), skipped in between
+        assert len(hung.requests) == 4
+        assert len(good.requests) == 8 * 3  # the healthy machine: every round, 3 commands
+        hung_id = machines[0].id
+
+        def of_hung(r: Round) -> Sample:
+            return next(x for x in r.samples if x.machine.id == hung_id)
+
+        skipped = of_hung(rounds[5])
+        assert skipped.error is not None
+        assert skipped.error.startswith(f"unreachable: {farm.prefix}.1:{farm.cgminer_port}")
+        assert skipped.error.endswith("(no answer 3 times in a row: next try in 2 round(s))")
+        assert skipped.latency_s == 0.0
+        hung.behaviour = "reply"  # it comes back: seen at the next try (capped at 4 rounds)
+        rounds = [await poller.poll_round() for _ in range(4)]
+        await poller.close()
+    assert [of_hung(r).ok for r in rounds] == [False, False, False, True]
+    assert of_hung(rounds[3]).snapshot is not None
