@@ -13,6 +13,7 @@ machine asked to last sample) median and p99 and its ratio to the period, and th
 one machine's poll latency.
 
 Run: .venv/bin/python bench/bench_fleet_poll.py [--machines 5000] [--interval 30] [--rounds 3]
+     [--store postgresql://...]
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ async def main(args: argparse.Namespace) -> None:
         rounds.append(r)
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = await open_fleet_store(f"sqlite:///{tmp}/fleet.db")
+        store = await open_fleet_store(args.store or f"sqlite:///{tmp}/fleet.db")
         settings = PollSettings(interval_s=args.interval, timeout_s=min(5.0, args.interval),
                                 concurrency=args.concurrency)  # fmt: skip
         poller = Poller(machines, settings, sinks=[store, AlertService(AlertEngine(),
@@ -137,6 +138,8 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=PollSettings().concurrency)
     parser.add_argument("--farm-procs", type=int, default=2, help="processes serving the farm")
+    parser.add_argument("--store", help="fleet store URL (default: a temporary SQLite file); "
+                        "postgresql://... of an empty database to measure PostgreSQL")  # fmt: skip
     parser.add_argument("--base", default="127.4.0.1")
     parser.add_argument("--port", type=int, default=0, help="cgminer port (0: a free one)")
     asyncio.run(main(parser.parse_args()))
