@@ -306,9 +306,11 @@ async def running_pool(
         stack.callback(forgetting.cancel)
         accountant = None
         if settings.mode == "pooled" and settings.accounting.enabled:
-            from hashfarm.pool.accountant import Accountant  # numpy: only when accounting runs
+            from hashfarm.pool.accountant import Accountant, NodeLogin  # numpy: only then
 
-            accountant = Accountant(settings, rpc)  # job terms recorded, blocks credited
+            login = NodeLogin(access.url, access.user, access.password, access.cookie,
+                              settings.node.rpc_timeout)  # fmt: skip
+            accountant = Accountant(settings, login)  # job terms recorded, blocks credited
             await accountant.start()
             stack.push_async_callback(accountant.close)
         pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings),
