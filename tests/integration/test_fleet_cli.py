@@ -119,6 +119,10 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     assert posted == {(f"{fan.address}:{fan.port}", "dead_fan"),
                       (f"{garbage.address}:{garbage.port}", "bad_reply")}  # fmt: skip
 
+    # a second run takes the open alerts back: no second page while they stay wrong
+    run("watch", "--store", store, "--interval", "1", "--rounds", "1", "--webhook", hook)
+    assert len(thread.posts) == 2
+
     status = json.loads(run("status", "--store", store, "--json"))
     ids = [m["id"] for m in status["machines"]]
     assert ids[:2] == [f"{garbage.address}:{garbage.port}", f"{fan.address}:{fan.port}"]
@@ -128,6 +132,12 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     text = run("status", "--store", store)
     assert "14 machines" in text
     assert "dead_fan" in text
+
+    thread.call(fan.clear)  # fixed: the alert clears and says so once
+    run("watch", "--store", store, "--interval", "1", "--rounds", "1", "--clear-after", "1",
+        "--webhook", hook)  # fmt: skip
+    assert [(p["event"], p["alert"]["kind"]) for p in thread.posts[2:]] == [
+        ("cleared", "dead_fan")]  # fmt: skip
 
 
 def test_errors_are_one_line(tmp_path) -> None:

@@ -203,9 +203,12 @@ async def _watch(args: dict[str, Any]) -> None:
         machines = await store.call(FleetSql.inventory)
         if not machines:
             raise click.ClickException("no machines to watch: scan a range first (CIDR)")
-        closed = await store.call(lambda sql: sql.close_open_alerts(time.time()))
-        if closed:
-            log.info("closed %d alerts left open by an earlier run", closed)
+        engine = AlertEngine(AlertPolicy(raise_after=args["raise_after"],
+                                         clear_after=args["clear_after"],
+                                         repage_s=args["repage"]))  # fmt: skip
+        known = {m.id for m in machines}
+        left = await store.call(lambda sql: sql.alerts(active_only=True, limit=100_000))
+        engine.restore(a for a in left if a.machine_id in known)  # no second page for them
         if args["api_port"] is not None:
             runner = web.AppRunner(make_fleet_app(store), access_log=None)
             await runner.setup()
@@ -220,7 +223,6 @@ async def _watch(args: dict[str, Any]) -> None:
                          f"{r.errors} without a reply, {r.duration_s:.1f} s")  # fmt: skip
                 live.update(machine_table(rows, time.time(), title), refresh=True)
 
-            engine = AlertEngine(AlertPolicy())
             alerts = AlertService(engine, recorder=store, sinks=sinks)
             poller = Poller(machines, PollSettings(interval_s=args["interval"],
                             timeout_s=min(args["timeout"], args["interval"])),
@@ -246,6 +248,24 @@ async def _watch(args: dict[str, Any]) -> None:
 @click.option("--webhook", default=None, help="POST alerts as JSON to this URL.")
 @click.option("--api-port", type=int, default=None, help="Serve /api/fleet/* and /metrics.")
 @click.option("--api-host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--raise-after",
+    default=AlertPolicy().raise_after,
+    show_default=True,
+    help="Polls showing a fault before it alerts (overheating: at once).",
+)
+@click.option(
+    "--clear-after",
+    default=AlertPolicy().clear_after,
+    show_default=True,
+    help="Polls without it before the alert clears.",
+)
+@click.option(
+    "--repage",
+    default=AlertPolicy().repage_s,
+    show_default=True,
+    help="Seconds before the same alert pages again.",
+)
 @click.option("--rounds", type=int, default=None, help="Stop after N rounds (default: never).")
 def watch(**args: Any) -> None:
     """Poll the machines every --interval seconds, store, alert, and show them live."""

@@ -199,6 +199,16 @@ class AlertEngine:
             del tracks[key]  # nothing left to remember: memory stays bounded by what is wrong
         return None
 
+    def restore(self, alerts: Iterable[Alert]) -> None:
+        """Take back the open alerts a previous run left (the store's): they stay open
+        without a new page, and clear by the usual rule once the machine is fine."""
+        for alert in alerts:
+            if alert.cleared_at is not None:
+                continue
+            t = _Track(bad=self.policy.raise_after, alert=alert, detail=alert.detail,
+                       paged_at=alert.raised_at if alert.notified else None)  # fmt: skip
+            self._tracks.setdefault(alert.machine_id, {})[alert.key] = t
+
     def observe_round(self, round_: Round) -> list[AlertEvent]:
         """Every sample of a poll round."""
         events: list[AlertEvent] = []

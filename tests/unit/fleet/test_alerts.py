@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -255,3 +256,15 @@ async def test_webhook_hung_receiver_is_bounded_and_the_next_event_goes_out(rece
     assert [b["alert"]["kind"] for b in bodies] == ["dead_fan"]
     with pytest.raises(ConfigError, match="webhook_url"):
         WebhookSink("ftp://x")
+
+
+def test_restored_alerts_stay_open_without_a_second_page() -> None:
+    before = AlertEngine(AlertPolicy(raise_after=1, clear_after=2))
+    [raised] = before.observe("m1", 0, [FAN])
+    after = AlertEngine(AlertPolicy(raise_after=1, clear_after=2))  # a restart
+    after.restore([raised.alert, replace(raised.alert, kind="idle", cleared_at=10.0)])
+    assert after.active() == [raised.alert]  # a cleared one is not taken back
+    assert after.observe("m1", 30, [FAN]) == []  # still wrong: no new page
+    assert after.observe("m1", 60, []) == []
+    [cleared] = after.observe("m1", 90, [])
+    assert (cleared.action, cleared.alert.raised_at, cleared.alert.notified) == ("cleared", 0, True)
