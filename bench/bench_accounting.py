@@ -7,9 +7,12 @@
    then the same exact split of the (float) sums. Both exclude loading the data; ratio =
    SQL median / ours. Unless `--no-check`, the pure-Python `window.pplns_window` (one
    `Fraction` per share) is run once and must give exactly the same weights and credits.
-2. Build the coinbase of a TIDES job: `tides.plan_coinbase` over a window of `--outputs - 1`
-   accounts (every one paid) and of `--accounts` accounts (bounded to `--outputs` outputs),
-   then `chain.build_coinbase` with P2WPKH outputs and a witness commitment.
+2. Build the coinbase of a TIDES job: `tides.plan_coinbase` over `--outputs - 1` and
+   `--accounts` random integer weights, and over the TIDES window of part 1 as `Window` holds
+   it (Fraction weights) and as `FastWindow` holds it (integers over one denominator: the
+   same plan), bounded to `--outputs` outputs; then `chain.build_coinbase` with P2WPKH
+   outputs and a witness commitment. Interleaved in the same runs: the plan alone, and the
+   plan with the previous `split_exact` (`accounting_previous.py`), which must be identical.
    The issue's budget: it must not delay the new-tip notify by more than 5 ms.
 
 Figures are medians of `--runs` runs, on one core (numpy's sort/bincount are single-threaded).
@@ -29,10 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from hashfarm.accounting import Fee, FoundBlock, Share, Tides, plan_coinbase
+from accounting_previous import split_exact as previous_split
+from hashfarm.accounting import Fee, FoundBlock, Share, Tides, plan_coinbase, tides
 from hashfarm.accounting.fastwindow import fast_pplns_window
 from hashfarm.accounting.money import split_exact
 from hashfarm.accounting.schemes import BlockCredit, credit_weights
+from hashfarm.accounting.tides import CoinbasePlan
 from hashfarm.accounting.window import pplns_window, window_size
 from hashfarm.chain.coinbase import build_coinbase
 from hashfarm.chain.tx import TxOut
@@ -125,12 +130,24 @@ def check_reference(
     return took
 
 
+def window_weights(
+    acc: np.ndarray, diff: np.ndarray, net: float, names: list[str]
+) -> tuple[dict[str, Fraction | int], dict[str, Fraction | int]]:
+    """A TIDES window's weights as `Window` holds them (Fractions) and as `FastWindow` holds
+    them (integers over one denominator: the same proportions, hence the same plan)."""
+    w = fast_pplns_window(acc, diff, window_size(TIDES_FACTOR, net))
+    fractions: dict[str, Fraction | int] = {
+        names[a]: Fraction(v, w.denominator) for a, v in w.weights.items()
+    }
+    integers: dict[str, Fraction | int] = {names[a]: v for a, v in w.weights.items()}
+    return fractions, integers
+
+
 def bench_coinbase(
-    accounts: int, outputs: int, runs: int, seed: int
-) -> tuple[float, float, int, int]:
-    """Median wall and CPU seconds to plan + serialize a TIDES coinbase; outputs; bytes."""
-    rng = np.random.default_rng(seed)
-    weights = {f"acct{i:05d}": int(w) for i, w in enumerate(rng.integers(1, 10**9, accounts))}
+    weights: dict[str, Fraction | int], outputs: int, runs: int
+) -> tuple[dict[str, tuple[float, float]], int, int]:
+    """Median wall and CPU seconds, interleaved run by run, of: plan + serialize a TIDES
+    coinbase, the plan alone, and the plan with the previous `split_exact`; outputs; bytes."""
     scripts = {a: b"\x00\x14" + i.to_bytes(20, "little") for i, a in enumerate(weights)}
     scheme = Tides(FEE, dust_sats=10_000, max_outputs=outputs)
     pool_script = b"\x00\x14" + b"\xee" * 20
@@ -143,8 +160,32 @@ def bench_coinbase(
         parts = build_coinbase(912_345, outs, extranonce_size=8, witness_commitment=b"\x00" * 32)
         return len(plan.outputs) + 1, len(parts.coinb1) + len(parts.coinb2) + 8
 
-    wall, cpu, (made, size) = median_wall_cpu(build, runs)
-    return wall, cpu, made, size
+    def previous_plan() -> CoinbasePlan:
+        module = vars(tides)  # plan_coinbase calls the split its module names
+        with_previous, module["split_exact"] = module["split_exact"], previous_split
+        try:
+            return plan_coinbase(REWARD, weights, scheme)
+        finally:
+            module["split_exact"] = with_previous
+
+    if previous_plan() != plan_coinbase(REWARD, weights, scheme):
+        raise SystemExit("MISMATCH: the previous split plans this coinbase differently")
+    fns: dict[str, Callable[[], Any]] = {
+        "plan + serialize": build,
+        "plan": lambda: plan_coinbase(REWARD, weights, scheme),
+        "previous plan": previous_plan,
+    }
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            cpus[name].append(time.process_time() - c0)
+            walls[name].append(time.perf_counter() - w0)
+    made, size = build()
+    medians = {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
+    return medians, made, size
 
 
 def main() -> None:
@@ -192,14 +233,31 @@ def main() -> None:
         )
 
     cb_runs = max(args.runs, 5) * 4
-    for window in sorted({args.outputs - 1, args.accounts}):
-        cb_s, cb_cpu, made, size = bench_coinbase(window, args.outputs, cb_runs, args.seed)
+    rng = np.random.default_rng(args.seed)
+    draws = rng.integers(1, 10**9, max(args.accounts, args.outputs))
+    random_ints = {f"acct{i:05d}": int(w) for i, w in enumerate(draws)}
+    fractions, integers = window_weights(acc, diff, net, names)
+    cases: list[tuple[str, dict[str, Fraction | int]]] = [
+        (
+            f"{args.outputs - 1} random int weights",
+            dict(list(random_ints.items())[: args.outputs - 1]),
+        ),
+        (f"{args.accounts:,} random int weights", dict(list(random_ints.items())[: args.accounts])),
+        (f"window of {len(fractions):,} accounts, Fraction weights", fractions),
+        (f"window of {len(integers):,} accounts, integer weights", integers),
+    ]
+    for label, weights in cases:
+        got, made, size = bench_coinbase(weights, args.outputs, cb_runs)
+        wall = got["plan + serialize"][0]
         print(
-            f"TIDES coinbase: window of {window:,} accounts, bound {args.outputs} outputs: "
-            f"{made} outputs, {size:,} bytes; plan + serialize median {cb_s * 1e3:.2f} ms "
-            f"wall, {cb_cpu * 1e3:.2f} ms CPU "
-            f"(notify budget 5 ms: {'within' if cb_s < 0.005 else 'OVER'})"
+            f"TIDES coinbase, {label}, bound {args.outputs} outputs: {made} outputs, "
+            f"{size:,} bytes (notify budget 5 ms: {'within' if wall < 0.005 else 'OVER'})"
         )
+        for name, (w, c) in got.items():
+            print(
+                f"  {name:<17} median {w * 1e3:6.2f} ms wall {c * 1e3:6.2f} ms CPU"
+                f"   this/plan {w / got['plan'][0]:5.2f} (wall) {c / got['plan'][1]:5.2f} (CPU)"
+            )
 
 
 if __name__ == "__main__":

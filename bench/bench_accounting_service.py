@@ -1,21 +1,25 @@
 """The crediting service's cost per block: a PPLNS window read from the pool's SQLite file.
 
 `crediting.compute_credit` end to end, as the service runs it when a block is first seen on
-the chain: read the window's accepted shares newest first from the `shares` table (in chunks),
-the exact window (`fastwindow`, numpy), the exact split. The shares are written into a real
-pool ledger file (the pool's own migrations) with `--accounts` accounts; the network
-difficulty is set so that the window (2 x D) covers ~99% of the `--shares` shares.
+the chain: read the window's accepted shares from the `shares` table (`windowread`: one
+aggregate row per id range), the exact window (`fastwindow`, numpy), the exact split. The
+shares are written into a real pool ledger file (the pool's own migrations) with
+`--accounts` accounts and vardiff-like difficulties (every share a different float); the
+network difficulty is set so that the window (2 x D) covers ~99% of the `--shares` shares.
 
-References in the same run, on the same file:
+References in the same run, on the same file, interleaved run by run (a loaded machine
+slows them alike), each checked to give the same credits to the satoshi where exact:
 
-* read floor: only `SELECT id, account, difficulty ... ORDER BY id DESC` of the same shares
-  (what any exact method must at least read);
+* previous: the code before this pass: the row read (`windowread._row_window`, a Python
+  tuple per share, chunks of 100,000) and the previous `split_exact`
+  (`accounting_previous.py`, a big-integer divmod per key);
+* read floor of the previous way: only `SELECT id, account, difficulty ... ORDER BY id DESC`;
 * naive SQL: the window edge with `SUM() OVER (ORDER BY id DESC)` and `GROUP BY account` in
-  SQLite (floats), then the same exact split.
+  SQLite (floats), then the exact split (its float sums move some satoshis: printed).
 
 Figures: medians of `--runs` runs (wall and CPU); ratios = reference / ours.
-Run: .venv/bin/python bench/bench_accounting_service.py [--shares 1000000] [--accounts 10000]
-     [--runs 5] [--db /tmp/bench-acct.sqlite3]
+Run: taskset -c 1 .venv/bin/python bench/bench_accounting_service.py [--shares 1000000]
+     [--accounts 10000] [--runs 5] [--db /tmp/bench-acct.sqlite3] [--keep]
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+from accounting_previous import PREVIOUS_CHUNK
+from accounting_previous import split_exact as previous_split
 from hashfarm.accounting.crediting import OpenBlock, compute_credit, format_spec
 from hashfarm.accounting.lifecycle import BlockState
 from hashfarm.accounting.money import Fee, split_exact
 from hashfarm.accounting.schemes import Pplns
 from hashfarm.accounting.store import SqlStore, connect
+from hashfarm.accounting.window import window_size
+from hashfarm.accounting.windowread import _row_window
 from hashfarm.pool.storage.sqlite import migrate_sqlite as migrate_pool
 
 FEE = Fee.bps(200)
@@ -76,15 +84,17 @@ def write_pool_file(path: Path, shares: int, accounts: int, seed: int) -> float:
     return sum(diffs) * 0.99 / 2  # the window of 2 x D covers 99% of the shares
 
 
-def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of `runs` calls."""
-    walls, cpus = [], []
+def timed(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds of `runs` calls of each, interleaved run by run."""
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(runs):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
+        for name, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            walls[name].append(time.perf_counter() - w)
+            cpus[name].append(time.process_time() - c)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
 def main() -> None:
@@ -94,8 +104,13 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--db", type=Path, default=Path("/tmp/bench-acct-service.sqlite3"))
+    ap.add_argument("--keep", action="store_true", help="reuse --db if it exists")
     args = ap.parse_args()
-    network = write_pool_file(args.db, args.shares, args.accounts, seed=1)
+    if args.keep and args.db.is_file():  # a file an earlier run wrote with the same flags
+        with sqlite3.connect(args.db) as db:
+            network = db.execute("SELECT sum(difficulty) FROM shares").fetchone()[0] * 0.99 / 2
+    else:
+        network = write_pool_file(args.db, args.shares, args.accounts, seed=1)
     sql: SqlStore = connect(f"sqlite:///{args.db}")
     block = OpenBlock(
         "ab" * 32, 1, REWARD, format_spec(SCHEME), BlockState.FOUND, 0, args.shares, 1.0, 0.0, "m0"
@@ -103,6 +118,11 @@ def main() -> None:
 
     def ours() -> dict[str, int]:
         return compute_credit(sql, block, network)[0].credits
+
+    def previous() -> dict[str, int]:
+        size = window_size(SCHEME.factor, network)
+        window = _row_window(sql, -1, args.shares, size, PREVIOUS_CHUNK)
+        return previous_split(REWARD - FEE.of(REWARD), window.weights)
 
     def read_floor() -> int:
         rows = sql.q(
@@ -121,19 +141,27 @@ def main() -> None:
 
     credits = ours()
     assert sum(credits.values()) == REWARD - FEE.of(REWARD)
-    mine = timed(ours, args.runs)
-    floor = timed(read_floor, args.runs)
-    naive = timed(naive_sql, args.runs)
+    if previous() != credits:
+        raise SystemExit("MISMATCH: the previous implementation credits differently")
+    naive = naive_sql()
+    moved = sum(abs(naive.get(a, 0) - v) for a, v in credits.items())
+    got = timed(
+        {
+            "ours: read + exact window + split": ours,
+            "previous: row read + previous split": previous,
+            "previous read floor: the SELECT": read_floor,
+            "naive SQL window + GROUP BY": naive_sql,
+        },
+        args.runs,
+    )
     print(f"{args.shares:,} shares, {len(credits):,} accounts credited, {args.runs} runs")
-    for label, (wall, cpu) in (
-        ("ours: read + exact window + split", mine),
-        ("read floor: the SELECT alone", floor),
-        ("naive SQL window + GROUP BY", naive),
-    ):
+    mine = got["ours: read + exact window + split"]
+    for label, (wall, cpu) in got.items():
         print(
-            f"{label:<36} wall {wall * 1e3:8,.0f} ms  CPU {cpu * 1e3:8,.0f} ms  "
-            f"ours/this {mine[0] / wall:5.2f} (wall) {mine[1] / cpu:5.2f} (CPU)"
+            f"{label:<38} wall {wall * 1e3:8,.0f} ms  CPU {cpu * 1e3:8,.0f} ms  "
+            f"this/ours {wall / mine[0]:5.2f} (wall) {cpu / mine[1]:5.2f} (CPU)"
         )
+    print(f"previous credits identical to ours: yes; naive SQL floats move {moved:,} sats")
     sql.close()
 
 

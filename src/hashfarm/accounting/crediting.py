@@ -69,7 +69,7 @@ from hashfarm.accounting.window import Window, window_size
 from hashfarm.accounting.windowread import read_window
 
 CustodialScheme = Solo | Prop | Pplns  # credited from the shares when a block is found
-_CHUNK = 100_000  # shares read per query while walking a PPLNS window back
+_CHUNK = 32_768  # share ids per query while walking a PPLNS window back (windowread)
 _ALL = Fraction(10**300)  # a window no round of shares fills (still a finite float)
 
 
