@@ -148,12 +148,6 @@ async def test_pps_pays_every_share_at_its_jobs_terms_in_the_pool_process(
     assert "PPS shares priced 0" in again.stdout, again.stdout
 
 
-@pytest.mark.xfail(
-    reason="pool/tides.py's share cache never reads a share when the ledger was empty at the "
-    "pool's start (its first read sets `complete`), so every plan pays nobody: reported to "
-    "the TIDES wiring; this test passes once that is fixed",
-    strict=False,
-)
 async def test_tides_blocks_are_posted_as_their_coinbase_paid(
     regtest_node: RegtestNode, rpc: RPCClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
