@@ -108,7 +108,8 @@ def _scan_json(result: ScanResult) -> dict[str, Any]:
         "found": [{"id": f.address, "host": f.host, "port": f.port, "backend": f.backend,
                    "model": f.model, "firmware": f.firmware} for f in result.found],
         "errors": [{"host": e.host, "port": e.port, "reason": e.reason} for e in result.errors],
-        "dead": result.dead, "scanned": result.scanned, "not_reached": result.not_reached,
+        "dead": result.dead, "other": result.other, "scanned": result.scanned,
+        "not_reached": result.not_reached,
         "elapsed_s": round(result.elapsed_s, 3),
     }  # fmt: skip
 
@@ -152,7 +153,7 @@ def scan_command(cidr: str, port: int, http_port: int, timeout: float, concurren
     late = f", {result.not_reached} not reached" if result.not_reached else ""
     console.print(f"{result.scanned} addresses in {result.elapsed_s:.2f} s: "
                   f"{len(result.found)} machines, {len(result.errors)} errors, "
-                  f"{result.dead} silent{late}")  # fmt: skip
+                  f"{result.dead} silent, {result.other} other web servers{late}")  # fmt: skip
 
 
 @click.command()

@@ -13,9 +13,11 @@ Every step is bounded, so one dead or hanging host never stalls a scan:
 - the whole scan at most `total_timeout_s`: hosts still unfinished then are reported as
   errors ("scan deadline"), never awaited.
 
-An address where nothing listens is `dead` (counted, not listed). Something that listens
-but cannot be identified (garbage, a hung API, a reply no backend knows) is a `ScanError`
-naming the host, port, command and reason; a scan never raises for one host.
+An address where nothing listens is `dead` (counted, not listed). Something on the cgminer
+port that cannot be identified (garbage, a hung API, a reply no backend knows) is a
+`ScanError` naming the host, port, command and reason; a web server that answers like no
+miner (any device's page on port 80) is only counted (`other`), while one that hangs is an
+error. A scan never raises for one host.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class ScanResult:
     scanned: int  # addresses probed (dead + found + errors, a host counted once)
     elapsed_s: float
     not_reached: int = 0  # addresses never probed because the scan deadline came first
+    other: int = 0  # addresses where only a web server that is no known miner answered
 
 
 def hosts_of(cidr: str, max_hosts: int = 65_536) -> list[str]:
@@ -223,6 +226,13 @@ def _found(host: str, port: int, backend: str, command: str, raw: bytes) -> Foun
 # -- probes (I/O) ----------------------------------------------------------------------------
 
 
+class _NotAMiner(Exception):
+    """An HTTP server answered, but not as any miner firmware does (a printer, a router)."""
+
+
+_NOT_A_MINER = "not a miner"
+
+
 class _Silent(Exception):
     """Nothing accepted a connection on this port."""
 
@@ -262,7 +272,6 @@ async def _probe_http(host: str, s: ScanSettings, session: aiohttp.ClientSession
     port = s.http_port
     await _port_open(host, port, s.connect_timeout_s)
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-    last: FleetError | None = None
     for path in HTTP_PROBES:
         try:
             raw = await http_get(
@@ -272,28 +281,32 @@ async def _probe_http(host: str, s: ScanSettings, session: aiohttp.ClientSession
             backend = identify(path, decoded) if isinstance(decoded, dict) else None
             if backend is not None and BACKENDS[backend].supports(path):
                 return _found(host, port, backend, path, raw)
-            last = ReplyError(f"GET {path}: no known firmware answers like this")
-        except CommandError as exc:  # 404: not this firmware
-            last = exc
-    raise last or ReplyError("no probe answered")
+        except (CommandError, ReplyError):  # a 404 or HTML: not this firmware
+            continue
+    # Port 80 is any device's web page: an unknown answer there is not a miner (counted in
+    # `other`), unlike anything on the cgminer port, which is reported.
+    raise _NotAMiner
 
 
 async def _probe_host(
     host: str, s: ScanSettings, session: aiohttp.ClientSession | None
-) -> list[Found | ScanError] | None:
-    """What answers at `host`: identified machines and errors, None when nothing listens."""
+) -> list[Found | ScanError | str] | None:
+    """What answers at `host`: identified machines, errors and `_NOT_A_MINER` markers;
+    None when nothing listens."""
     probes: list[tuple[int, Any]] = []
     if s.cgminer_port:
         probes.append((s.cgminer_port, _probe_cgminer(host, s)))
     if s.http_port and session is not None:
         probes.append((s.http_port, _probe_http(host, s, session)))
     results = await asyncio.gather(*(p for _, p in probes), return_exceptions=True)
-    out: list[Found | ScanError] = []
+    out: list[Found | ScanError | str] = []
     for (port, _), result in zip(probes, results, strict=True):
         if isinstance(result, Found):
             out.append(result)
         elif isinstance(result, _Silent):
             continue
+        elif isinstance(result, _NotAMiner):
+            out.append(_NOT_A_MINER)
         elif isinstance(result, FleetError):
             out.append(ScanError(host, port, str(result)))
         elif isinstance(result, BaseException):
@@ -303,7 +316,7 @@ async def _probe_host(
 
 async def _bounded_host(
     host: str, s: ScanSettings, session: aiohttp.ClientSession | None
-) -> list[Found | ScanError] | None:
+) -> list[Found | ScanError | str] | None:
     try:
         async with asyncio.timeout(s.host_timeout_s):
             return await _probe_host(host, s, session)
@@ -334,11 +347,11 @@ async def scan_hosts(hosts: Iterable[str], settings: ScanSettings | None = None)
     queue: Iterator[str] = iter(hosts)
     found: list[Found] = []
     errors: list[ScanError] = []
-    dead = scanned = 0
+    dead = scanned = other = 0
     pending: set[str] = set()
 
     async def worker(session: aiohttp.ClientSession | None) -> None:
-        nonlocal dead, scanned
+        nonlocal dead, scanned, other
         for host in queue:  # workers share one iterator: each host is taken once
             pending.add(host)
             result = await _bounded_host(host, s, session)
@@ -346,8 +359,15 @@ async def scan_hosts(hosts: Iterable[str], settings: ScanSettings | None = None)
             scanned += 1
             if result is None:
                 dead += 1
-            for item in result or ():
-                (found if isinstance(item, Found) else errors).append(item)  # type: ignore[arg-type]
+                continue
+            items = [i for i in result if not isinstance(i, str)]
+            if not items:
+                other += 1
+            for item in items:
+                if isinstance(item, Found):
+                    found.append(item)
+                else:
+                    errors.append(item)
 
     connector = aiohttp.TCPConnector(limit=workers, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -366,7 +386,7 @@ async def scan_hosts(hosts: Iterable[str], settings: ScanSettings | None = None)
     not_reached = sum(1 for _ in queue)
     elapsed = time.monotonic() - started
     found.sort(key=_order)
-    return ScanResult(tuple(found), tuple(errors), dead, scanned, elapsed, not_reached)
+    return ScanResult(tuple(found), tuple(errors), dead, scanned, elapsed, not_reached, other)
 
 
 def _order(f: Found) -> tuple[bytes, int]:

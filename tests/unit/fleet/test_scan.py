@@ -65,6 +65,8 @@ async def test_scan_finds_each_kind_and_names_each_failure() -> None:
         await farm.add(6, "cgminer", {}, behaviour="garbage")
         hung = await farm.add(7, "cgminer", {}, behaviour="hang")
         await farm.add(8, "cgminer", {"summary": capture("antminer-s19pro-bmminer-summary.json")})
+        await farm.add(9, "http", {"/api/system/info": b"<html>router login</html>"})
+        await farm.add(10, "http", {}, behaviour="hang")
         settings = ScanSettings(
             cgminer_port=farm.cgminer_port,
             http_port=farm.http_port,
@@ -88,13 +90,15 @@ async def test_scan_finds_each_kind_and_names_each_failure() -> None:
     assert (by_host["5"].backend, by_host["5"].model) == ("axeos", "Bitaxe Supra (BM1368)")
 
     errors = {e.host.rsplit(".", 1)[1]: e.reason for e in result.errors}
-    assert sorted(errors) == ["6", "7", "8"]
+    assert sorted(errors) == ["10", "6", "7", "8"]
+    assert "/api/system/info: no complete reply within 0.5 s" in errors["10"]
+    assert result.other == 1  # .9: a web page, not a miner: counted, not an error
     assert "version: not JSON" in errors["6"]
     assert "version: no complete reply within 0.5 s" in errors["7"]
     assert hung.requests == ["version"]  # a hung API is asked once, not four times
     assert "summary: no known firmware answers like this" in errors["8"]
     assert result.scanned == 14  # a /28 has 14 usable addresses
-    assert result.dead == 14 - 8
+    assert result.dead == 14 - 10
     assert took < 3  # the hung host cost its probe timeout, not the host limit
 
 
