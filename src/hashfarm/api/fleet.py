@@ -82,8 +82,8 @@ async def _machine(request: web.Request) -> web.Response:
         doc = sql.machine(machine_id)
         if doc is not None:
             doc["history"] = sql.history(machine_id, since, resolution)
-            doc["alerts"] = [a.as_json() for a in sql.alerts(active_only=True, limit=1000)
-                             if a.machine_id == machine_id]  # fmt: skip
+            alerts = sql.alerts(active_only=True, limit=1000, machine_id=machine_id)
+            doc["alerts"] = [a.as_json() for a in alerts]
         return doc
 
     doc = await _read(request, read)

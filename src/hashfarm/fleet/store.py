@@ -446,13 +446,21 @@ class FleetSql:
             rows = self.q(sql, (machine_id, resolution, since))
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    def alerts(self, *, active_only: bool, limit: int) -> list[Alert]:
-        """Open alerts (or the newest `limit` of all), most severe and oldest first."""
-        where = "WHERE cleared_at IS NULL " if active_only else ""
+    def alerts(
+        self, *, active_only: bool, limit: int, machine_id: str | None = None
+    ) -> list[Alert]:
+        """Open alerts (or the newest `limit` of all), of one machine or all, most severe
+        and oldest first."""
+        conditions = ["cleared_at IS NULL"] if active_only else []
+        params: list[object] = []
+        if machine_id is not None:
+            conditions.append("machine_id = ?")
+            params.append(machine_id)
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = self.q(
             "SELECT machine_id, kind, board, severity, detail, raised_at, notified, cleared_at "
             f"FROM fleet_alerts {where}ORDER BY raised_at DESC, id DESC LIMIT ?",
-            (limit,),
+            (*params, limit),
         )
         alerts = [Alert(str(m), str(k), None if b is None else int(b), Severity(str(sev)),
                         str(d), float(r), bool(n), None if c is None else float(c))

@@ -157,6 +157,8 @@ def test_alerts_kept_for_the_api(sql: FleetSql) -> None:
     active = sql.alerts(active_only=True, limit=100)
     assert [(a.machine_id, a.kind, a.board) for a in active] == [
         ("10.0.0.7:4028", "dead_fan", None), ("10.0.0.8:80", "bad_reply", None)]  # fmt: skip
+    assert [a.kind for a in sql.alerts(active_only=False, limit=9, machine_id="10.0.0.8:80")] == [
+        "bad_reply"]  # fmt: skip
     everything = sql.alerts(active_only=False, limit=100)
     assert [(a.kind, a.cleared_at) for a in everything][-1] == ("overheating", BASE + 30)
     assert sql.close_open_alerts(BASE + 60) == 2
