@@ -126,3 +126,18 @@ async def test_pool_api_serves_the_fleet_routes_when_given_a_store(polled) -> No
                 assert "hashfarm_fleet_machine_up" in await resp.text()
     finally:
         await runner.cleanup()
+
+
+async def test_a_store_that_cannot_be_read_is_a_503(tmp_path) -> None:
+    store = await open_fleet_store(f"sqlite:///{tmp_path / 'gone.db'}")
+    await store.call(lambda sql: sql.conn.close())  # the database goes away under the API
+    runner, base = await serve(make_fleet_app(store))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/api/fleet/machines", "/api/fleet/alerts", "/metrics"):
+                async with http.get(base + path) as resp:
+                    assert resp.status == 503, path
+                    assert "cannot be read right now" in (await resp.json())["error"]
+    finally:
+        await runner.cleanup()
+        store._thread.shutdown()
