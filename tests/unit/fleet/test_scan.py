@@ -67,6 +67,8 @@ async def test_scan_finds_each_kind_and_names_each_failure() -> None:
         await farm.add(8, "cgminer", {"summary": capture("antminer-s19pro-bmminer-summary.json")})
         await farm.add(9, "http", {"/api/system/info": b"<html>router login</html>"})
         await farm.add(10, "http", {}, behaviour="hang")
+        stats = capture("braiins-os-25.07-s19xp-rest-miner-stats.json")
+        await farm.add(11, "http", {"/api/v1/miner/stats": stats})  # AxeOS path: 404
         settings = ScanSettings(
             cgminer_port=farm.cgminer_port,
             http_port=farm.http_port,
@@ -78,7 +80,8 @@ async def test_scan_finds_each_kind_and_names_each_failure() -> None:
         took = time.monotonic() - started
 
     by_host = {f.host.rsplit(".", 1)[1]: f for f in result.found}
-    assert sorted(by_host) == ["1", "2", "3", "4", "5"]
+    assert sorted(by_host) == ["1", "11", "2", "3", "4", "5"]
+    assert (by_host["11"].backend, by_host["11"].port) == ("braiins-rest", farm.http_port)
     assert (by_host["1"].backend, by_host["1"].model, by_host["1"].firmware) == (
         "bmminer", "Antminer S19 Pro", "49.0.1.3")  # fmt: skip
     assert by_host["1"].api_version == "3.1"
@@ -98,7 +101,7 @@ async def test_scan_finds_each_kind_and_names_each_failure() -> None:
     assert hung.requests == ["version"]  # a hung API is asked once, not four times
     assert "summary: no known firmware answers like this" in errors["8"]
     assert result.scanned == 14  # a /28 has 14 usable addresses
-    assert result.dead == 14 - 10
+    assert result.dead == 14 - 11
     assert took < 3  # the hung host cost its probe timeout, not the host limit
 
 
