@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -189,12 +190,10 @@ class _Aggregated:
     def _indexes(self, names: list[str]) -> npt.NDArray[np.int64]:
         """The accounts' integers (new accounts numbered as they come)."""
         index = self.index
-        try:
-            return np.fromiter(map(index.__getitem__, names), dtype=np.int64, count=len(names))
-        except KeyError:  # accounts not seen yet: number them, then map again
-            new = dict.fromkeys(names).keys() - index.keys()
-            index.update(zip(new, range(len(index), len(index) + len(new)), strict=True))
-        return np.fromiter(map(index.__getitem__, names), dtype=np.int64, count=len(names))
+        got = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        for i in np.flatnonzero(got < 0).tolist():  # accounts not seen before this chunk
+            got[i] = index.setdefault(names[i], len(index))
+        return got
 
 
 def _window(fast: FastWindow, size: Fraction, oldest: int, newest: int, names: list[str]) -> Window:
