@@ -61,7 +61,6 @@ from hashfarm.accounting.schemes import (
     Tides,
     credit_block,
     credit_weights,
-    share_value,
 )
 from hashfarm.accounting.store import SqlStore
 from hashfarm.accounting.tides import CoinbasePlan
@@ -595,6 +594,7 @@ def scheme_epochs(sql: SqlStore) -> tuple[list[SpecEpoch], bool]:
 # -- PPS/FPPS: shares priced in batches at their jobs' terms (`pps:<first>-<last>`) -------
 
 PPS_BATCH = 50_000  # shares priced per batch (one transaction)
+_IN_CHUNK = 500  # accounts per `IN (...)` read of their accrual rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,14 +701,46 @@ def _price(
         groups[key] = groups.get(key, 0) + 1
         until = sid
         first = first if first > low else sid
-    values: dict[str, Fraction] = {}
-    for (account, ref, difficulty), count in groups.items():
-        try:
-            value = share_value(difficulty, jobs[ref], scheme) * count
-        except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
-            raise AccountingError(f"PPS shares after {low}: cannot price: {exc}") from exc
-        values[account] = values.get(account, Fraction(0)) + value
+    try:
+        values = _values(groups, jobs, scheme)
+    except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
+        raise AccountingError(f"PPS shares after {low}: cannot price: {exc}") from exc
     return PpsBatch(cursor, low, first, until, spec, sum(groups.values()), values)
+
+
+def _values(
+    groups: Mapping[tuple[str, int, float], int], jobs: Mapping[int, JobTerms], scheme: Pps
+) -> dict[str, Fraction]:
+    """Each account's exact value of its shares, `sum(count x share_value(d, job terms))`.
+
+    The same sum as one `schemes.share_value` per share, in integers: each difficulty d is
+    p / 2^k exactly (`float.as_integer_ratio`), so over the batch's largest 2^K,
+    `d x base / D x (1 - fee) = p 2^(K-k) x base x D_den x keep_num /
+    (2^K x D_num x keep_den)`; per account and network difficulty the numerators add up as
+    integers and a single `Fraction` is made (a handful of big-integer products per group
+    instead of several Fraction operations per share).
+    """
+    ratios: dict[float, tuple[int, int]] = {}
+    for _, _, d in groups:
+        if d not in ratios:
+            if not math.isfinite(d) or d <= 0:
+                raise ValueError(f"share difficulty {d!r} is not a positive finite number")
+            ratios[d] = d.as_integer_ratio()
+    scale = max((q for _, q in ratios.values()), default=1)  # 2^K: every q divides it
+    keep = 1 - scheme.fee.rate
+    sums: dict[tuple[str, float], int] = {}  # (account, network difficulty) -> numerator
+    for (account, ref, d), count in groups.items():
+        terms = jobs[ref]
+        base = terms.subsidy_sats + (terms.fees_sats if scheme.full else 0)
+        p, q = ratios[d]
+        key = (account, terms.network_difficulty)
+        sums[key] = sums.get(key, 0) + count * p * (scale // q) * base
+    values: dict[str, Fraction] = {}
+    for (account, network), numerator in sums.items():
+        nd_num, nd_den = network.as_integer_ratio()
+        value = Fraction(numerator * nd_den * keep.numerator, scale * nd_num * keep.denominator)
+        values[account] = values.get(account, Fraction(0)) + value
+    return values
 
 
 def post_pps_batch(sql: SqlStore, batch: PpsBatch, now: float) -> dict[str, int]:
@@ -721,14 +753,21 @@ def post_pps_batch(sql: SqlStore, batch: PpsBatch, now: float) -> dict[str, int]
         credits: dict[str, int] = {}
         updates: list[tuple[Any, ...]] = []
         inserts: list[tuple[Any, ...]] = []
-        for account, value in sorted(batch.values.items()):
-            row = sql.q(
-                "SELECT owed_numerator, owed_denominator, credited_sats FROM acct_pps_accrual "
-                "WHERE account = ?",
-                (account,),
-            )
-            old = Fraction(int(row[0][0]), int(row[0][1])) if row else Fraction(0)
-            credited = int(row[0][2]) if row else 0
+        accounts = sorted(batch.values)
+        known: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(accounts), _IN_CHUNK):  # one query per chunk, not per account
+            part = accounts[i : i + _IN_CHUNK]
+            for r in sql.q(
+                "SELECT account, owed_numerator, owed_denominator, credited_sats "
+                f"FROM acct_pps_accrual WHERE account IN ({', '.join('?' * len(part))})",
+                part,
+            ):
+                known[str(r[0])] = r[1:]
+        for account in accounts:
+            value = batch.values[account]
+            row = known.get(account)
+            old = Fraction(int(row[0]), int(row[1])) if row else Fraction(0)
+            credited = int(row[2]) if row else 0
             owed = old + value
             due = math.floor(owed) - credited
             if due > 0:
