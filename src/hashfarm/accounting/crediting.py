@@ -10,7 +10,9 @@ a crash leaves the books either before or after the event, never between:
 * `post_mature`: 100 confirmations: immature credits become spendable (`mature:<hash>`) and
   the block is `credited`;
 * `post_orphan`: it left the chain before maturing: its found transaction is reversed
-  (`reverse:found:<hash>`) if it was posted, and the block is `orphaned` for good.
+  (`reverse:found:<hash>`) if it was posted, and the block is `orphaned` for good;
+* `post_pps_batch`: the next shares of a PPS/FPPS epoch (`next_pps_batch`), each priced at
+  the terms of the job it answered, credited from the reserve (`pps:<first>-<last>`).
 
 Each event also moves `acct_blocks.state`, and the ledger keys make a replay a no-op, so
 running these any number of times over the same database credits every block once.
@@ -27,6 +29,19 @@ the epoch start); PPLNS walking back until the window of `factor x D` is full, D
 block's own header bits. Share ids are the pool's commit order (one writer), so the shares a
 block may count are all committed before its finding share and never change: a replayed
 computation gives the same credits, and `SqlStore.post` refuses any that would differ.
+
+**Per scheme.** SOLO/PROP/PPLNS: from the shares, as above. PPS/FPPS: the block's whole
+reward goes to the reserve (`pool:reserve:immature`, then `pool:reserve`); the shares are
+paid one by one instead. TIDES: the coinbase already paid the miners, so a block found on a
+job with a recorded coinbase plan (`acct_coinbase_plans`, written by the pool with the job's
+terms) posts exactly that plan, whatever the spec (paying it again would pay twice); a
+TIDES-spec block whose job has none (the pool was not building TIDES coinbases: its reward
+went to the pool's output) is credited custodially over the TIDES window (PPLNS rule, factor
+x D) with the TIDES fee.
+
+**Job terms.** The pool writes one `acct_job_terms` row per published job
+(`pool/jobterms.py`). Job ids restart with each pool process, so a share answered the row
+with its (height, job_id) published last at or before the share's time (`job_of_share`).
 """
 
 from __future__ import annotations
