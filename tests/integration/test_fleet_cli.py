@@ -109,8 +109,10 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     api_port = free_port("127.0.0.1")
     metrics = f"http://127.0.0.1:{api_port}/metrics"
     thread.loop.call_soon_threadsafe(lambda: thread.loop.create_task(thread.fetch(metrics)))
-    shown = run("watch", "--store", store, "--interval", "1", "--timeout", "1", "--rounds", "2",
-                "--webhook", hook, "--api-port", str(api_port))  # fmt: skip
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'store = "{store}"\n[poll]\ninterval_s = 1\ntimeout_s = 1\n')
+    shown = run("watch", "--config", str(config), "--rounds", "2", "--webhook", hook,
+                "--api-port", str(api_port))  # fmt: skip
     [page] = thread.fetched  # the API served the fleet's metrics while watch ran
     assert "hashfarm_fleet_machine_up{" in page
     assert "dead_fan" in shown
@@ -120,7 +122,8 @@ def test_scan_watch_status(farm, tmp_path) -> None:
                       (f"{garbage.address}:{garbage.port}", "bad_reply")}  # fmt: skip
 
     # a second run takes the open alerts back: no second page while they stay wrong
-    run("watch", "--store", store, "--interval", "1", "--rounds", "1", "--webhook", hook)
+    run("watch", "--store", store, "--interval", "1", "--timeout", "1", "--rounds", "1",
+        "--webhook", hook)  # fmt: skip
     assert len(thread.posts) == 2
 
     status = json.loads(run("status", "--store", store, "--json"))
@@ -134,8 +137,8 @@ def test_scan_watch_status(farm, tmp_path) -> None:
     assert "dead_fan" in text
 
     thread.call(fan.clear)  # fixed: the alert clears and says so once
-    run("watch", "--store", store, "--interval", "1", "--rounds", "1", "--clear-after", "1",
-        "--webhook", hook)  # fmt: skip
+    run("watch", "--store", store, "--interval", "1", "--timeout", "1", "--rounds", "1",
+        "--clear-after", "1", "--webhook", hook)  # fmt: skip
     assert [(p["event"], p["alert"]["kind"]) for p in thread.posts[2:]] == [
         ("cleared", "dead_fan")]  # fmt: skip
 
@@ -151,3 +154,6 @@ def test_errors_are_one_line(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["fleet", "status", "--store", "mysql://x"])
     assert result.exit_code == 1
     assert "sqlite:///PATH or postgresql" in result.output
+    result = CliRunner().invoke(cli, ["fleet", "watch", "--interval", "5", "--timeout", "9"])
+    assert result.exit_code == 1
+    assert "fleet.poll.timeout_s: 9.0 is out of range (at most interval_s, 5)" in result.output

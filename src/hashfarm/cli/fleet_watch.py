@@ -34,14 +34,14 @@ from hashfarm.api.fleet import machine_rank, make_fleet_app
 from hashfarm.errors import HashfarmError
 from hashfarm.fleet.alerts import (
     AlertEngine,
-    AlertPolicy,
     AlertService,
     AlertSink,
     LogSink,
     WebhookSink,
 )
-from hashfarm.fleet.poller import Poller, PollSettings, Round
+from hashfarm.fleet.poller import Poller, Round
 from hashfarm.fleet.scan import ScanResult, ScanSettings, scan
+from hashfarm.fleet.settings import FleetSettings, load_fleet_settings
 from hashfarm.fleet.store import (
     SQLITE_PREFIX,
     FleetSql,
@@ -189,31 +189,29 @@ def status(store_url: str, as_json: bool) -> None:
                       f"(since {since} UTC)")  # fmt: skip
 
 
-async def _watch(args: dict[str, Any]) -> None:
-    store: FleetStore = await open_fleet_store(args["store_url"])
+async def _watch(cfg: FleetSettings, cidr: str | None, api: tuple[str, int] | None,
+                 rounds: int | None) -> None:  # fmt: skip
+    store: FleetStore = await open_fleet_store(cfg.store, cfg.retention)
     runner: web.AppRunner | None = None
     sinks: list[AlertSink] = [LogSink()]
-    webhook = WebhookSink(args["webhook"]) if args["webhook"] else None
+    webhook = WebhookSink(cfg.webhook_url) if cfg.webhook_url else None
     if webhook is not None:
         sinks.append(webhook)
     try:
-        if args["cidr"]:
-            settings = ScanSettings(cgminer_port=args["port"], http_port=args["http_port"])
-            found = await scan(args["cidr"], settings)
+        if cidr:
+            found = await scan(cidr, cfg.scan)
             await store.call(lambda sql: sql.register(found.found, time.time()))
         machines = await store.call(FleetSql.inventory)
         if not machines:
             raise click.ClickException("no machines to watch: scan a range first (CIDR)")
-        engine = AlertEngine(AlertPolicy(raise_after=args["raise_after"],
-                                         clear_after=args["clear_after"],
-                                         repage_s=args["repage"]))  # fmt: skip
+        engine = AlertEngine(cfg.alerts)
         known = {m.id for m in machines}
         left = await store.call(lambda sql: sql.alerts(active_only=True, limit=100_000))
         engine.restore(a for a in left if a.machine_id in known)  # no second page for them
-        if args["api_port"] is not None:
+        if api is not None:
             runner = web.AppRunner(make_fleet_app(store), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, args["api_host"], args["api_port"]).start()
+            await web.TCPSite(runner, *api).start()
         console = Console()
         with Live(console=console, auto_refresh=False) as live:
 
@@ -225,10 +223,9 @@ async def _watch(args: dict[str, Any]) -> None:
                 live.update(machine_table(rows, time.time(), title), refresh=True)
 
             alerts = AlertService(engine, recorder=store, sinks=sinks)
-            poller = Poller(machines, PollSettings(interval_s=args["interval"],
-                            timeout_s=min(args["timeout"], args["interval"])),
+            poller = Poller(machines, cfg.poll, thresholds=cfg.faults,
                             sinks=[store, alerts, show])  # fmt: skip
-            await poller.run(rounds=args["rounds"])
+            await poller.run(rounds=rounds)
     finally:
         if webhook is not None:
             with contextlib.suppress(TimeoutError):
@@ -241,38 +238,48 @@ async def _watch(args: dict[str, Any]) -> None:
 
 @click.command()
 @click.argument("cidr", required=False)
-@_store
-@_port
-@_http_port
-@click.option("--interval", default=30.0, show_default=True, help="Seconds between polls.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds per machine poll.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Fleet settings file (TOML; see hashfarm.fleet.settings).",
+)
+@click.option("--store", default=None, help=f"Fleet store URL [default: {DEFAULT_STORE}].")
+@click.option("--port", type=int, default=None, help="cgminer API port [default: 4028].")
+@click.option("--http-port", type=int, default=None, help="AxeOS / Braiins port [default: 80].")
+@click.option("--interval", type=float, default=None, help="Seconds between polls [30].")
+@click.option("--timeout", type=float, default=None, help="Seconds per machine poll [5].")
 @click.option("--webhook", default=None, help="POST alerts as JSON to this URL.")
-@click.option("--api-port", type=int, default=None, help="Serve /api/fleet/* and /metrics.")
-@click.option("--api-host", default="127.0.0.1", show_default=True)
 @click.option(
     "--raise-after",
-    default=AlertPolicy().raise_after,
-    show_default=True,
-    help="Polls showing a fault before it alerts (overheating: at once).",
+    type=int,
+    default=None,
+    help="Polls showing a fault before it alerts [2] (overheating: at once).",
 )
 @click.option(
-    "--clear-after",
-    default=AlertPolicy().clear_after,
-    show_default=True,
-    help="Polls without it before the alert clears.",
+    "--clear-after", type=int, default=None, help="Polls without it before the alert clears [3]."
 )
 @click.option(
-    "--repage",
-    default=AlertPolicy().repage_s,
-    show_default=True,
-    help="Seconds before the same alert pages again.",
+    "--repage", type=float, default=None, help="Seconds before the same alert pages again [3600]."
 )
+@click.option("--api-port", type=int, default=None, help="Serve /api/fleet/* and /metrics.")
+@click.option("--api-host", default="127.0.0.1", show_default=True)
 @click.option("--rounds", type=int, default=None, help="Stop after N rounds (default: never).")
-def watch(**args: Any) -> None:
-    """Poll the machines every --interval seconds, store, alert, and show them live."""
+def watch(cidr: str | None, config_file: str | None, api_port: int | None, api_host: str,
+          rounds: int | None, **flags: Any) -> None:  # fmt: skip
+    """Poll the machines every --interval seconds, store, alert, and show them live.
+
+    Settings: --config FILE < HASHFARM_FLEET_* environment < these flags."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    dotted = {"store": "store", "port": "scan.cgminer_port", "http_port": "scan.http_port",
+              "interval": "poll.interval_s", "timeout": "poll.timeout_s",
+              "webhook": "webhook_url", "raise_after": "alerts.raise_after",
+              "clear_after": "alerts.clear_after", "repage": "alerts.repage_s"}  # fmt: skip
     try:
-        asyncio.run(_watch(args))
+        cfg = load_fleet_settings(config_file, flags={dotted[k]: v for k, v in flags.items()})
+        api = (api_host, api_port) if api_port is not None else None
+        asyncio.run(_watch(cfg, cidr, api, rounds))
     except KeyboardInterrupt:
         pass
     except (HashfarmError, OSError) as exc:

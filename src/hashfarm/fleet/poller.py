@@ -115,7 +115,10 @@ class PollSettings:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ConfigError(f"fleet.poll.{name}: {getattr(self, name)!r} is out of range")
+                why = f" (at most interval_s, {self.interval_s:g})" if name == "timeout_s" else ""
+                raise ConfigError(
+                    f"fleet.poll.{name}: {getattr(self, name)!r} is out of range{why}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
