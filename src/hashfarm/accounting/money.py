@@ -81,23 +81,32 @@ def _on_common_denominator(values: list[Fraction | int]) -> list[int]:
     Integer arithmetic in C-level passes: a Fraction product or sum per key costs
     microseconds, and this runs over every account of a window before a TIDES job's notify.
     """
-    kinds = set(map(type, values))
-    if kinds <= {int}:
-        return values  # type: ignore[return-value]  # all plain ints
-    num, den = _FRACTION_PARTS if kinds == {Fraction} else (_NUMERATOR, _DENOMINATOR)
-    try:
-        nums: list[int] = list(map(num, values))
-        dens: list[int] = list(map(den, values))
-    except AttributeError as exc:
-        if num is _NUMERATOR:  # a float, a Decimal...: never rounded into money
+    try:  # Fractions (a window's weights): their slots directly
+        nums: list[int] = list(map(_FRACTION_PARTS[0], values))
+        dens: list[int] = list(map(_FRACTION_PARTS[1], values))
+    except AttributeError:
+        if set(map(type, values)) <= {int}:
+            return values  # type: ignore[return-value]  # all plain ints
+        try:
+            nums, dens = list(map(_NUMERATOR, values)), list(map(_DENOMINATOR, values))
+        except AttributeError as exc:  # a float, a Decimal...: never rounded into money
             raise TypeError("weights must be integers or Fractions") from exc
-        nums, dens = list(map(_NUMERATOR, values)), list(map(_DENOMINATOR, values))
-    if dens.count(dens[0]) == len(dens):  # every weight already on one denominator
+    try:  # group the denominators with numpy (no big-integer hash per key) when they fit
+        packed = np.fromiter(dens, dtype=np.int64, count=len(dens))
+    except OverflowError:
+        if dens.count(dens[0]) == len(dens):
+            return nums
+        distinct = set(dens)
+        common = math.lcm(*distinct)
+        scale = {d: common // d for d in distinct}
+        return list(map(mul, nums, map(scale.__getitem__, dens)))
+    if not packed.size or bool((packed == packed[0]).all()):  # already on one denominator
         return nums
-    distinct = set(dens)
-    common = math.lcm(*distinct)
-    scale = {d: common // d for d in distinct}
-    return list(map(mul, nums, map(scale.__getitem__, dens)))
+    grouped, inverse = np.unique(packed, return_inverse=True)
+    distinct_dens: list[int] = grouped.tolist()
+    common = math.lcm(*distinct_dens)
+    scales = [common // d for d in distinct_dens]
+    return list(map(mul, nums, map(scales.__getitem__, inverse.tolist())))
 
 
 def split_exact(amount: int, weights: Mapping[K, Fraction | int]) -> dict[K, int]:

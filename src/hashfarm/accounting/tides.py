@@ -81,7 +81,7 @@ def plan_coinbase(
         earnings = split_exact(value - fee, weights)
     else:  # no work in the window (an empty ledger): nobody earned, the pool keeps it all
         fee, earnings = value, {}
-    due = dict(earnings)
+    due = dict(earnings) if held else earnings  # read only from here on
     for account, sats in held.items():
         due[account] = due.get(account, 0) + sats
     payees = top_payees(due, scheme.dust_sats, scheme.max_outputs - 1)
