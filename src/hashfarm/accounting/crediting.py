@@ -189,8 +189,9 @@ def open_blocks(sql: SqlStore) -> list[OpenBlock]:
     ]
 
 
-def note_scheme(sql: SqlStore, spec: str, now: float) -> bool:
-    """Record the operator's scheme when it differs from the last noted; True if recorded."""
+def note_scheme(sql: SqlStore, spec: str, now: float) -> bool | str:
+    """Record the operator's scheme when it differs from the last noted: False when it does
+    not, True when it is the first, else the spec it switches from."""
     with sql.tx():
         last = sql.q("SELECT params FROM acct_scheme_switches ORDER BY id DESC LIMIT 1")
         if last and str(last[0][0]) == spec:
@@ -200,7 +201,7 @@ def note_scheme(sql: SqlStore, spec: str, now: float) -> bool:
             "INSERT INTO acct_scheme_switches (requested_at, scheme, params) VALUES (?, ?, ?)",
             (when, spec.split(":", 1)[0], spec),
         )
-        return True
+        return str(last[0][0]) if last else True
 
 
 def track(sql: SqlStore, block: PoolBlock, now: float) -> str:

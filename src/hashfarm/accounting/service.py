@@ -169,7 +169,13 @@ class CreditingService:
             raise HashfarmError("no pool tables (shares, blocks) in this database: run the pool")
         if not spend():
             return report
-        await self.store.call(lambda s: note_scheme(s, self.spec, now))
+        before = await self.store.call(lambda s: note_scheme(s, self.spec, now))
+        if isinstance(before, str):  # two services with different schemes would flip-flop
+            log.warning(
+                "scheme switch noted: %s -> %s, effective at the next block found",
+                before,
+                self.spec,
+            )
         for new in await self.store.call(untracked_blocks):
             if new.found_share_id is None:
                 report.waiting.append(new.hash_hex)

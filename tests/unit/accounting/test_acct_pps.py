@@ -178,7 +178,7 @@ async def test_pps_blocks_fill_the_reserve_and_a_threshold_warns(
 
 
 async def test_a_switch_from_pplns_to_pps_prices_only_the_new_epochs_shares(
-    pool: PoolWithJobs, store: AccountingStore
+    pool: PoolWithJobs, store: AccountingStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     chain = ScriptedChain(bits=D256)
     await pool.publish(make_template(HEIGHT, D256, SUBSIDY, 0))
@@ -189,6 +189,7 @@ async def test_a_switch_from_pplns_to_pps_prices_only_the_new_epochs_shares(
     pool.time += 10
     switched = CreditingService(store, chain, Pps(Fee.bps(0)), clock=pool.clock)
     await switched.step()  # the switch is noted now; the next block is its boundary
+    assert "scheme switch noted: pplns:fee=0/10000:factor=2/1 -> pps:fee=0/10000" in caplog.text
     await pool.share("bob", 1.0)  # still PPLNS work: before the boundary block's share
     boundary = await pool.block("carol", block_hash(2), chain.tip + 1)
     chain.place(boundary.hash_hex)
