@@ -622,8 +622,9 @@ class PpsBatch:
     first: int  # the first share priced
     until: int  # inclusive: the last share priced
     spec: str
-    shares: int
+    shares: int  # shares priced
     values: dict[str, Fraction]  # exact value of the batch's shares per account
+    skipped: int = 0  # shares judged before the pool recorded any job's terms: not priced
 
     @property
     def key(self) -> str:
@@ -654,7 +655,9 @@ def next_pps_batch(sql: SqlStore, limit: int = PPS_BATCH) -> PpsBatch | PpsWait 
     not yet known) and only up to the newest accepted share. A share is priced only once the
     pool has recorded a job published at or after its time (`acct_job_terms` rows are written
     in order by one writer, so the share's own job is then committed too): until then, or
-    when its job has no terms at all, pricing waits before it (`PpsWait`).
+    when its job has no terms at all, pricing waits before it (`PpsWait`). A share judged
+    before the first job the pool ever recorded (a ledger from before `[accounting]` was
+    enabled) can never be matched to its job: it is passed over, counted in `skipped`.
     """
     epochs, pending = scheme_epochs(sql)
     cursor = pps_cursor(sql)
@@ -693,14 +696,19 @@ def _price(
     low: int,
     rows: list[tuple[Any, ...]],
 ) -> PpsBatch | PpsWait:
-    newest = sql.q("SELECT max(published_at) FROM acct_job_terms")[0][0]
+    oldest, newest = sql.q("SELECT min(published_at), max(published_at) FROM acct_job_terms")[0]
     heights = [int(r[4]) for r in rows]
     index = TermsIndex.load(sql, min(heights), max(heights))
     groups: dict[tuple[str, int, float], int] = {}  # (account, job, difficulty) -> shares
     jobs: dict[int, JobTerms] = {}
-    until, first = low, low
+    until, first, skipped = low, low, 0
     for share_id, account, difficulty, at, height, job_id in rows:
         sid, when = int(share_id), float(at)
+        if oldest is not None and when < float(oldest):  # before the pool recorded any job:
+            skipped += 1  # no row can ever match it (a ledger from before [accounting])
+            until = sid
+            first = first if first > low else sid
+            continue
         job = index.find(int(height), str(job_id), when)
         reason = None
         if newest is None or when > float(newest):
@@ -721,7 +729,7 @@ def _price(
         values = _values(groups, jobs, scheme)
     except ValueError as exc:  # a share row no pool writes (difficulty NaN, 0...)
         raise AccountingError(f"PPS shares after {low}: cannot price: {exc}") from exc
-    return PpsBatch(cursor, low, first, until, spec, sum(groups.values()), values)
+    return PpsBatch(cursor, low, first, until, spec, sum(groups.values()), values, skipped)
 
 
 def _values(

@@ -113,6 +113,7 @@ class StepReport:
     priced: int = 0  # PPS/FPPS shares priced
     pps_credited: int = 0  # sats credited for them
     unpriced: PpsWait | None = None  # pricing waits before this share (its job's terms)
+    skipped: int = 0  # PPS-epoch shares from before any job's terms were recorded: unpaid
     reserve: ReserveStatus | None = None  # the PPS/FPPS reserve after the pass
 
 
@@ -222,6 +223,15 @@ class CreditingService:
             credits = await self.store.call(lambda s, b=batch: post_pps_batch(s, b, now))  # type: ignore[misc]
             report.priced += batch.shares
             report.pps_credited += sum(credits.values())
+            if batch.skipped:
+                report.skipped += batch.skipped
+                log.warning(
+                    "%d shares of a PPS epoch (ids %d-%d) were judged before the pool recorded "
+                    "any job's terms (a ledger from before [accounting]): not PPS-priced",
+                    batch.skipped,
+                    batch.first,
+                    batch.until,
+                )
 
     async def _advance(
         self,

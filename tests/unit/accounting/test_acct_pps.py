@@ -21,7 +21,7 @@ from hashfarm.accounting.store import AccountingStore, open_store
 from hashfarm.accounting.tides import plan_coinbase
 from hashfarm.pool.jobterms import JobTermsRecorder
 from hashfarm.pool.storage.sqlite import SQLiteLedger
-from unit.accounting.acct_jobs import PoolWithJobs, make_template
+from unit.accounting.acct_jobs import POOL_SCRIPT, PoolWithJobs, make_template
 from unit.accounting.acct_pool import ScriptedChain, block_hash
 
 D256 = 0x1C00FFFF  # network difficulty 256.0 exactly (Core's GetDifficulty of these bits)
@@ -329,3 +329,27 @@ async def test_on_postgresql_jobs_are_recorded_and_pps_priced(fresh_pg_url: str)
         await store.close()
         await recorder.close()
         await ledger.close()
+
+
+async def test_shares_from_before_any_recorded_job_are_passed_over_not_waited_for(
+    pool: PoolWithJobs, store: AccountingStore
+) -> None:
+    # a ledger from before [accounting]: the pool published jobs but recorded no terms
+    pool.book.set_template(make_template(HEIGHT, D256, SUBSIDY, FEES))
+    pool.job = pool.book.job_for(POOL_SCRIPT)
+    for _ in range(2):
+        await pool.share("alice", 1.0)
+    service = CreditingService(store, ScriptedChain(), Pps(Fee.bps(100)))
+    waiting = await service.step()
+    assert waiting.unpriced is not None  # no terms at all yet: nothing can be priced
+    assert "no job recorded" in waiting.unpriced.reason
+    # accounting enabled: the pool now records its jobs
+    await pool.publish(make_template(HEIGHT, D256, SUBSIDY, 0))
+    await pool.share("bob", 1.0)
+    await pool.publish(make_template(HEIGHT + 1, D256, SUBSIDY, 0))
+    report = await service.step()
+    assert report.skipped == 2  # alice's two shares can never be matched to their job
+    assert report.priced == 1
+    assert report.unpriced is None
+    # bob: 1 / 256 x 312,500,000 x 0.99 = 1,208,496.09375 -> 1,208,496
+    assert store.sql.balances("miner:") == {"miner:bob": 1_208_496}
