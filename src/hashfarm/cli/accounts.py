@@ -363,6 +363,7 @@ def credit(
             f"PPS shares priced {report.priced} ({report.pps_credited} sats)"
             + (f", reserve {report.reserve.reserve}" if report.reserve else "")
             + ("" if report.unpriced is None else f", unpriced from {report.unpriced.share_id}")
+            + (f", skipped {report.skipped} (no job terms)" if report.skipped else "")
             + f"; ledger {redact_url(storage_url)}"
         )
 
