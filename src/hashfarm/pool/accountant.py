@@ -14,14 +14,14 @@ When `[accounting] enabled = true` (pooled mode), `hashfarm pool` also runs:
 Why a process and not a thread: crediting a block over a window of a million shares is ~2 s
 of CPU (docs/accounting.md, *Cost*) and pricing a PPS batch of 50,000 shares 0.13-0.32 s
 (bench/bench_accounting_pps.py); on a thread of the pool process that work would hold the
-GIL in 5 ms slices against the event loop that answers shares (the pool's TIDES planner is a process for the same reason). The
-child is started with `spawn` (the pool has threads: never fork it) and holds the reading
-end of a pipe from the pool: a message, or the pipe's end of file when the pool process is
-gone (even by `kill -9`), stops it after its pass in flight. A pipe and not a
-`multiprocessing.Event`: a child killed while holding the Event's lock would leave it held and
-the pool's `set()` would block its event loop. A child that dies is started again with a
-capped backoff; a pass that fails (node away, database locked) is logged and retried by the
-service itself.
+GIL in 5 ms slices against the event loop that answers shares (the pool's TIDES planner is a
+process for the same reason). The child is started with `spawn` (the pool has threads: never
+fork it) and holds the reading end of a pipe from the pool: a message, or the pipe's end of
+file when the pool process is gone (even by `kill -9`), stops it after its pass in flight. A
+pipe and not a `multiprocessing.Event`: a child killed while holding the Event's lock would
+leave it held and the pool's `set()` would block its event loop. A child that dies is
+started again with a capped backoff; a pass that fails (node away, database locked) is
+logged and retried by the service itself.
 """
 
 from __future__ import annotations
