@@ -175,8 +175,8 @@ def _split_float(amount: int, keys: list[K], values: list[int], total: int) -> l
 
     x_i = amount * w_i / total is estimated as (w_i / total) * amount from correctly rounded
     float64 conversions: four roundings of relative error 2**-53 each (plus a shift of huge
-    weights, far smaller), so |x_est - x_i| < 5 * 2**-53 * amount, which `err` bounds with
-    16x slack (`amount < 2**45` keeps it below 1/32). Then, exactly:
+    weights, far smaller), so |x_est - x_i| < 5 * 2**-53 * amount, which `err` bounds with over
+    16x slack (`amount < 2**45` keeps it below 1/2). Then, exactly:
 
     * floor(x_est) is floor(x_i) unless frac(x_est) is within `err` of an integer; those
       (rare) keys get the exact `divmod` and their exact fraction;
