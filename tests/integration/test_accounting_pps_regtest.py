@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from hashfarm.accounting.statements import block_lines
 from hashfarm.accounting.store import SqlStore, connect
 from hashfarm.chain.address import address_to_script
 from hashfarm.chain.block import Block
@@ -197,6 +198,10 @@ async def test_tides_blocks_are_posted_as_their_coinbase_paid(
                 assert total == int(reward)  # fee + outputs + held: the block's value
                 plans += booked > 0
             assert plans >= 1  # the window had work, so a coinbase paid miners
+            explained = [ln for n in names for ln in block_lines(sql, n) if ln.sats]
+            assert explained  # each miner's part, from the window the plan recorded
+            assert all("of the window of block" in ln.explanation for ln in explained)
+            assert all(ln.explanation.endswith("(tides)") for ln in explained)
             assert sum(sql.balances().values()) == 0
             assert all(v >= 0 for v in sql.balances("miner:").values())
         finally:
