@@ -51,17 +51,18 @@ from unit.accounting.acct_strategies import ACCOUNTS, PROPERTY
 from unit.accounting.test_acct_replay import Crash, CrashingSql, Run, budgets
 
 fees = st.builds(Fee.bps, st.integers(0, 500))
+tides = st.builds(
+    Tides,
+    fees,
+    st.just(Fraction(8)),
+    st.sampled_from([1, 10**9, 2 * 10**9]),  # dust: none, some or most earnings held
+    st.integers(1, 4),  # max_outputs
+)
 schemes: st.SearchStrategy[Scheme] = st.one_of(
     st.builds(Solo, fees),
     st.builds(Prop, fees),
     st.builds(Pplns, fees, st.sampled_from([Fraction(1, 2), Fraction(2), Fraction(5)])),
-    st.builds(
-        Tides,
-        fees,
-        st.just(Fraction(8)),
-        st.sampled_from([1, 1_000_000, 10**9]),  # dust
-        st.integers(1, 4),  # max_outputs
-    ),
+    tides,
     st.builds(Pps, fees, st.booleans()),
 )
 
@@ -78,24 +79,29 @@ class Step:
     runs: list[Run]
 
 
-steps = st.builds(
-    Step,
-    st.one_of(st.none(), schemes),
-    st.integers(0, 3_000_000),
-    st.one_of(st.none(), st.integers(0, 3_000_000)),
-    st.lists(
-        st.tuples(
-            st.sampled_from(ACCOUNTS),
-            st.sampled_from([0.25, 0.5, 1.0, 3.0, 0.3]),
-            st.sampled_from([True, True, True, False]),
+def steps_switching_to(switch: st.SearchStrategy[Scheme | None]) -> st.SearchStrategy[Step]:
+    """Steps whose operator switches as `switch` draws (None: no switch)."""
+    return st.builds(
+        Step,
+        switch,
+        st.integers(0, 3_000_000),
+        st.one_of(st.none(), st.integers(0, 3_000_000)),
+        st.lists(
+            st.tuples(
+                st.sampled_from(ACCOUNTS),
+                st.sampled_from([0.25, 0.5, 1.0, 3.0, 0.3]),
+                st.sampled_from([True, True, True, False]),
+            ),
+            max_size=6,
         ),
-        max_size=6,
-    ),
-    st.sampled_from(ACCOUNTS),
-    st.integers(0, 120),
-    st.booleans(),
-    budgets,
-)
+        st.sampled_from(ACCOUNTS),
+        st.one_of(st.integers(0, 5), st.integers(100, 120)),  # blocks on top: young or mature
+        st.booleans(),
+        budgets,
+    )
+
+
+steps = steps_switching_to(st.one_of(st.none(), schemes))
 
 
 class Scenario:
@@ -107,6 +113,7 @@ class Scenario:
         self.chain = ScriptedChain()
         self.plans: dict[str, CoinbasePlan] = {}  # job id (this pool run) -> its plan
         self.block_jobs: dict[str, PoolJob] = {}  # block hash -> the job it was found on
+        self.held_paid = 0  # held balances the kept blocks' coinbases paid (for the stats)
 
     async def publish(self, scheme: Scheme, fees: int) -> None:
         template = make_template(
@@ -115,10 +122,28 @@ class Scenario:
         plan = None
         if isinstance(scheme, Tides):  # a TIDES job pays its window in the coinbase
             weights = {a: i + 1 for i, a in enumerate(ACCOUNTS[: 1 + template.height % 5])}
-            plan = plan_coinbase(template.coinbase_value, weights, scheme)
+            plan = plan_coinbase(template.coinbase_value, weights, scheme, self.held())
         job = await self.pool.publish(template, plan, format_spec(scheme) if plan else None)
         if plan is not None:
             self.plans[job.job_id] = plan
+
+    def held(self) -> dict[str, int]:
+        """What a coinbase may pay of each miner's spendable balance, as the pool computes
+        it: the balance (mature credits only) less what blocks found on plans but not posted
+        (and not orphaned) will still take from it."""
+        sql = self.store.sql
+        held = {k[len("miner:") :]: v for k, v in sql.balances("miner:").items()}
+        held = {a: v for a, v in held.items() if not a.endswith(":immature")}
+        for found, job in self.block_jobs.items():
+            plan = self.plans.get(job.job_id)
+            if plan is None or sql.has_transaction(f"found:{found}"):
+                continue
+            state = sql.q("SELECT state FROM acct_blocks WHERE hash = ?", (found,))
+            if state == [("orphaned",)]:
+                continue
+            for account, used in plan.held_used.items():
+                held[account] = held.get(account, 0) - used
+        return {a: v for a, v in held.items() if v > 0}
 
     async def run(self, scheme: Scheme, run: Run) -> None:
         """One pass of a freshly started service, cut as `run` says."""
@@ -215,7 +240,7 @@ def _check(sql: SqlStore, s: Scenario) -> None:
     ref = settle_history(initial, switches, shares, blocks, lambda sh: _terms(job_of[sh.share_id]))
 
     expected: dict[str, int] = {}
-    fees_total = reserve = coinbase_paid = 0
+    fees_total = reserve = coinbase_paid = held_paid = 0
     for credit in ref.blocks:
         block = next(b for b in blocks if b.hash_hex == credit.block_hash)
         job = s.block_jobs[credit.block_hash]
@@ -242,6 +267,9 @@ def _check(sql: SqlStore, s: Scenario) -> None:
             for account, sats in plan.earnings.items():
                 if account not in paid:  # held for the miner (dust or beyond the bound)
                     expected[account] = expected.get(account, 0) + sats
+            for account, used in plan.held_used.items():  # a balance paid in its coinbase
+                expected[account] = expected.get(account, 0) - used
+            held_paid += sum(plan.held_used.values())
             coinbase_paid += sum(paid.values())
             fees_total += plan.fee
             continue
@@ -272,6 +300,7 @@ def _check(sql: SqlStore, s: Scenario) -> None:
     for account, sats in pps_credits.items():
         expected[account] = expected.get(account, 0) + sats
 
+    s.held_paid = held_paid
     assert sql.balances("miner:") == {f"miner:{a}": v for a, v in expected.items() if v}
     assert all(v >= 0 for v in sql.balances("miner:").values())
     assert sql.balance("pool:fees") == fees_total
@@ -293,5 +322,17 @@ def _check(sql: SqlStore, s: Scenario) -> None:
 def test_every_scheme_switched_replayed_and_crashed_pays_exactly_once(
     initial: Scheme, plan: list[Step]
 ) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(_scenario(Path(tmp) / "pool.sqlite3", initial, plan))
+
+
+@PROPERTY
+@given(initial=tides, plan=st.lists(steps_switching_to(st.none() | tides), min_size=2, max_size=5))
+def test_tides_coinbases_paying_held_balances_never_pay_twice(
+    initial: Tides, plan: list[Step]
+) -> None:
+    """TIDES throughout: dust held, matured, then paid in later coinbases (the plans take the
+    held balances as the pool does: spendable, less what found but unposted blocks will
+    take), blocks orphaned and passes crashed; the same checks as above."""
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_scenario(Path(tmp) / "pool.sqlite3", initial, plan))
