@@ -27,6 +27,7 @@ SMALL_ARGS: dict[str, list[str]] = {
         "50",
     ],
     "bench_accounting_service.py": ["--shares", "20000", "--accounts", "300", "--runs", "1"],
+    "bench_accounting_pps.py": ["--shares", "2000", "--accounts", "50", "--runs", "1"],
     "bench_billing.py": [
         "--customers",
         "20",
@@ -40,6 +41,7 @@ SMALL_ARGS: dict[str, list[str]] = {
         "20",
     ],
     "bench_chain.py": ["--runs", "1", "--hashes", "2000"],
+    "bench_fleet_simulate.py": ["--machines", "20", "--rounds", "1"],
     "bench_fleet_poll.py": [
         "--machines",
         "50",
