@@ -3,7 +3,8 @@
 Public, read-only routes: `/api/pool`, `/api/workers`, `/api/workers/{name}`,
 `/api/blocks?limit=N` and `/metrics`, and the accounting routes (`api/accounts.py`: balances,
 statements, block credits, payouts, over the ledger opened read-only); the ban routes need
-the admin token (`api/admin.py`).
+the admin token (`api/admin.py`), as do the hosting routes (`api/hosting.py`, served when
+`make_app` is given a `hosting_store`).
 Every answer that is not a success is JSON `{"error": "..."}` with the fitting status: input
 that breaks a route's contract is a 400 naming the parameter (`api/params.py`), an unknown
 route 404, a wrong method 405, and anything unexpected a logged 500 that shows no internals.
@@ -18,7 +19,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hashfarm.api import accounts, admin, fleet, metrics
+from hashfarm.api import accounts, admin, fleet, hosting, metrics
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
@@ -37,10 +38,12 @@ def make_app(
     admin_token: bytes | None = None,
     ledger: accounts.AccountsSource | None = None,
     fleet_store: FleetStore | None = None,
+    hosting_store: hosting.HostingSource | None = None,
 ) -> web.Application:
     """The aiohttp application serving `model`; ban routes open to `admin_token` only;
     the accounting routes read `ledger` (without it they say that accounting is off);
-    the fleet routes (`api/fleet.py`) are served when a `fleet_store` is given."""
+    the fleet routes (`api/fleet.py`) are served when a `fleet_store` is given, and the
+    hosting routes (`api/hosting.py`, admin token too) when a `hosting_store` is."""
     app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
     app[MODEL_KEY] = model
     app.router.add_get("/api/pool", _pool)
@@ -52,6 +55,8 @@ def make_app(
     accounts.add_routes(app, ledger)
     if fleet_store is not None:
         fleet.add_routes(app, fleet_store)
+    if hosting_store is not None:
+        hosting.add_routes(app, hosting_store, admin_token)
     return app
 
 
