@@ -26,6 +26,8 @@ from hashfarm.cli.main import cli
 from hashfarm.hosting.inputs import parse_meter_csv
 from hashfarm.hosting.money import parse_cents
 from hashfarm.hosting.period import parse_time
+from hashfarm.hosting.power import SampleSeries, State
+from hashfarm.hosting.sources import SeriesPowerSource
 from hashfarm.hosting.store import connect
 from hashfarm.pool.stats import PoolStats
 
@@ -255,3 +257,27 @@ async def test_a_bill_run_without_a_power_source_is_refused(tmp_path: Path) -> N
                 assert len((await resp.json())["customers"]) == 3
     finally:
         await runner.cleanup()
+
+
+async def test_bad_power_samples_are_422_and_a_missing_database_503(tmp_path: Path) -> None:
+    twice = SampleSeries.of(
+        [(sc.T0 + sc.H, 3000, State.RUNNING), (sc.T0 + sc.H, 3100, State.RUNNING)]
+    )
+    db = _filled(tmp_path)
+    good = HostingSource(db, power=SeriesPowerSource({"m1": twice}), clock=lambda: sc.NOW)
+    away = HostingSource(f"sqlite:///{tmp_path / 'no-such-dir' / 'h.sqlite3'}", power=sc.power())
+    for source, status, says in ((good, 422, "strictly increasing"), (away, 503, "cannot be")):
+        runner, base = await _serve(make_app(_model(), TOKEN.encode(), hosting_store=source))
+        try:
+            async with aiohttp.ClientSession() as http:
+                url = f"{base}{H}/bill-runs"
+                async with http.post(url, json={"period": "2026-11"}, headers=AUTH) as resp:
+                    assert resp.status == status
+                    assert says in (await resp.json())["error"]
+                async with http.get(f"{base}{H}/invoices", headers=AUTH) as resp:
+                    if source is good:  # the failed run wrote nothing
+                        assert (resp.status, await resp.json()) == (200, {"invoices": []})
+                    else:
+                        assert resp.status == 503
+        finally:
+            await runner.cleanup()

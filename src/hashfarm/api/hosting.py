@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -83,22 +84,28 @@ class _Worker:
 
     def _run(self, fn: Callable[[HostingStore], T]) -> T:
         if self._store is None:
-            self._store = connect(self.source.url)
+            try:
+                self._store = connect(self.source.url)
+            except HostingError as exc:
+                raise _Unavailable(str(exc)) from exc
         return fn(self._store)
 
     async def call(self, fn: Callable[[HostingStore], T]) -> T:
-        """`fn(store)` on the hosting thread; a database failure is a 503 (StateError and
-        BadRequest pass through for the handler to answer)."""
+        """`fn(store)` on the hosting thread. The database away or failing is a 503; any
+        other HostingError (bad power samples in a bill run, ...) a 422 with its message;
+        a StateError passes through for the handler to answer (409)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._run, fn)
         except StateError:
             raise
-        except HostingError as exc:
-            log.warning("hosting store: %s", exc)
-            raise web.HTTPServiceUnavailable(
-                reason="the hosting database cannot be used right now"
-            ) from exc
+        except (HostingError, _Unavailable) as exc:
+            log.warning("hosting: %s", exc)
+            if isinstance(exc, _Unavailable) or _from_database(exc):
+                raise web.HTTPServiceUnavailable(
+                    reason="the hosting database cannot be used right now"
+                ) from exc
+            raise web.HTTPUnprocessableEntity(reason=str(exc)) from exc
 
     def _close(self) -> None:
         if self._store is not None:
@@ -111,6 +118,18 @@ class _Worker:
 
 
 HOSTING_KEY = web.AppKey("hosting", _Worker)
+
+
+class _Unavailable(Exception):
+    """The hosting database could not be opened."""
+
+
+def _from_database(exc: BaseException) -> bool:
+    """Whether a HostingError wraps a driver error (sqlite3 or psycopg), not a bad request."""
+    cause = exc.__cause__
+    return isinstance(cause, sqlite3.Error) or (
+        cause is not None and type(cause).__module__.startswith("psycopg")
+    )
 
 
 def exact(value: Fraction) -> str:
