@@ -19,7 +19,9 @@ with no token configured, 401 for a missing or wrong one). Routes:
 The store is synchronous (sqlite3 or psycopg), so every call runs on one thread of its own,
 never on the event loop; the store is opened there on first use and closed with the app.
 Query parameters and bodies are strict (`api/params.py`): 400 naming the parameter; an
-unknown customer or invoice is a 404; a database that cannot be read a 503.
+unknown customer or invoice is a 404; an illegal transition a 409; a bill run over bad
+inputs a 422 (nothing written); no power source, or a database that cannot be used, a 503.
+Nothing starts these routes by itself yet: a caller passes `make_app(..., hosting_store=)`.
 """
 
 from __future__ import annotations
