@@ -5,8 +5,18 @@ Every function takes a `store.SqlStore` and only reads. Amounts are integer sato
 * `account_list`: every miner account with its spendable and immature balances;
 * `block_lines`: per block, what the account was credited and why ("41.25% of the window of
   block 912,345"), with the block's state (immature, credited, orphaned: reversed);
-* `day_lines`: per UTC day, what was earned (credits posted), reversed (orphans) and made
-  spendable (matured);
+* `pps_lines`: per PPS/FPPS pricing batch (`pps:<first>-<last>`), what the account was
+  credited and why ("PPS: 3 shares (difficulty 3 in all) at network difficulty 256, subsidy
+  312,500,000, less the 1% pool fee: 3,625,488 sats"), from the batch row, the account's
+  shares in its range and the job terms each share answered (as crediting priced them);
+* `statement_lines`: the per-block statement: `block_lines`, then `pps_lines` (each newest
+  first), paged as one list; `line_json` / `day_json` are the JSON both the CLI and the API
+  write;
+* `day_lines`: per UTC day, what was earned (credits posted), reversed (orphans), made
+  spendable (matured), credited by PPS/FPPS, paid out (payouts, and held TIDES balances paid
+  in a coinbase, net of payouts given back), other movements (operator postings), and what a
+  TIDES coinbase paid the account straight from a block (never held in the books); so
+  earned - reversed + pps - paid + other is the day's change of the account's two balances;
 * for the HTTP API (bounded pages, one consistent read): `account_page` (balances and what
   was paid out), `block_credits` (each account's part of one block), `payout_runs` and
   `account_payouts` (the payout tables, read directly), `scheme_status` and
@@ -23,9 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+from hashfarm.accounting.crediting import TermsIndex, parse_spec
 from hashfarm.accounting.ledger import (
     PAYOUTS,
+    PAYOUTS_COINBASE,
     POOL_FEES,
     POOL_RESERVE,
     POOL_RESERVE_IMMATURE,
@@ -69,6 +82,15 @@ class DayLine:
     earned: int  # credits posted for found blocks (immature)
     reversed: int  # credits taken back from orphaned blocks
     matured: int  # credits made spendable
+    pps: int = 0  # PPS/FPPS credits (spendable at once)
+    paid: int = 0  # taken from the balance by payouts and TIDES coinbases, net of give-backs
+    other: int = 0  # any other posting to the account (operator capital, say)
+    coinbase: int = 0  # block earnings a TIDES coinbase paid out directly (net of orphans)
+
+    @property
+    def change(self) -> int:
+        """The day's change of spendable + immature."""
+        return self.earned - self.reversed + self.pps - self.paid + self.other
 
 
 def account_list(sql: SqlStore) -> list[AccountSummary]:
@@ -136,25 +158,230 @@ def block_lines(
 
 
 def day_lines(sql: SqlStore, account: str) -> list[DayLine]:
-    """The account's ledger per UTC day, oldest first."""
+    """The account's ledger per UTC day, oldest first.
+
+    Each posting to the account's two balances is sorted by the event it belongs to: a
+    reversal counts against what it reverses (an orphan's credits as `reversed`, a payout
+    given back or a TIDES coinbase that left the chain as less `paid`)."""
     rows = sql.q(
-        "SELECT t.time, t.kind, p.account, p.amount FROM acct_postings p "
+        "SELECT t.time, t.kind, t.reverses, p.account, p.amount FROM acct_postings p "
         "JOIN acct_transactions t ON t.key = p.txn_key WHERE p.account IN (?, ?) "
-        "ORDER BY t.time",
+        "AND p.currency = 'SAT' ORDER BY t.time",
         (miner_account(account), immature_account(account)),
     )
     days: dict[str, list[int]] = {}
-    for when, kind, name, amount in rows:
-        day = dt.datetime.fromtimestamp(float(when), dt.UTC).date().isoformat()
-        line = days.setdefault(day, [0, 0, 0])
+
+    def line(when: object) -> list[int]:
+        day = dt.datetime.fromtimestamp(float(str(when)), dt.UTC).date().isoformat()
+        return days.setdefault(day, [0] * 7)
+
+    for when, kind, reverses, name, amount in rows:
+        row = line(when)
         value = int(amount)
-        if kind == "found":
-            line[0] += value
-        elif kind == "reverse":
-            line[1] -= value
-        elif kind == "mature" and not str(name).endswith(_IMMATURE):
-            line[2] += value
-    return [DayLine(d, e, r, m) for d, (e, r, m) in sorted(days.items())]
+        held = str(name).endswith(_IMMATURE)
+        event = str(kind)
+        if event == "reverse" and reverses is not None:
+            event = str(reverses).split(":", 1)[0]
+            if event == "found" and held:
+                row[1] -= value  # an orphan's credits taken back
+                continue
+        if event == "found" and held:
+            row[0] += value
+        elif event == "mature":
+            if not held:
+                row[2] += value
+        elif event == "pps":
+            row[3] += value
+        elif event in ("payout", "found"):  # found: held balance paid in a TIDES coinbase
+            row[4] -= value
+        else:
+            row[5] += value
+    for when, kind, sats in sql.q(
+        "SELECT t.time, t.kind, bp.sats FROM acct_block_parts bp JOIN acct_transactions t "
+        "ON t.block_hash = bp.block_hash AND t.kind IN ('found', 'reverse') "
+        "WHERE bp.account = ? AND bp.sats > 0 AND EXISTS (SELECT 1 FROM acct_postings c "
+        "WHERE c.txn_key = t.key AND c.account = ?) AND NOT EXISTS (SELECT 1 FROM "
+        "acct_postings h WHERE h.txn_key = t.key AND h.account = ?)",
+        (account, PAYOUTS_COINBASE, immature_account(account)),
+    ):
+        line(when)[6] += int(sats) if kind == "found" else -int(sats)
+    return [DayLine(d, *v) for d, v in sorted(days.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class PpsLine:
+    """One PPS/FPPS pricing batch's credit to one account, explained."""
+
+    batch: str  # "<first>-<last>": the share ids priced (the key `pps:<batch>`)
+    scheme: str  # the epoch's spec ("pps:fee=100/10000")
+    time: float  # when it was credited
+    sats: int  # credited (whole satoshis; the fraction owed carries to the next batch)
+    shares: int  # the account's shares priced in the batch
+    difficulty: float  # their difficulty, summed
+    value: Fraction  # their exact value at their jobs' terms, less the pool fee
+    terms: tuple[tuple[float, int, int], ...]  # (network difficulty, subsidy, fees) priced at
+    explanation: str
+
+
+StatementLine = BlockLine | PpsLine
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.8g}"
+
+
+def explain_pps(
+    spec: str, sats: int, shares: int, difficulty: float, value: Fraction, terms: tuple[Any, ...]
+) -> str:
+    """ "PPS: 3 shares (difficulty 3 in all) at network difficulty 256, subsidy 312,500,000,
+    less the 1% pool fee: 3,625,488 sats" (the value's fraction named when it has one)."""
+    name, fee = spec.split(":", 1)[0], parse_spec(spec).fee.rate
+    if len(terms) == 1:
+        nd, subsidy, fees = terms[0]
+        at = f"network difficulty {_num(nd)}, subsidy {subsidy:,}"
+        at += f", fees {fees:,}" if name == "fpps" else ""
+    else:
+        at = f"{len(terms)} jobs' terms"
+    noun = "share" if shares == 1 else "shares"
+    text = f"{name.upper()}: {shares:,} {noun} (difficulty {_num(difficulty)} in all) at {at}"
+    if fee:
+        text += f", less the {float(fee * 100):.4g}% pool fee"
+    text += f": {sats:,} sats"
+    if value.denominator != 1:
+        text += (
+            f" (worth {float(value):,.2f}; whole satoshis are credited, "
+            "the fraction carries to the next batch)"
+        )
+    return text
+
+
+def _pps_line(sql: SqlStore, account: str, key: str, when: float, sats: int) -> PpsLine:
+    batch = key.removeprefix("pps:")
+    until = int(batch.rsplit("-", 1)[1])
+    found = sql.q("SELECT after_id, scheme FROM acct_pps_batches WHERE until_id = ?", (until,))
+    if not found:  # a settlement with no batch row: say so rather than guess
+        return PpsLine(batch, "", when, sats, 0, 0.0, Fraction(0), (), "PPS credit (no batch row)")
+    after, spec = int(found[0][0]), str(found[0][1])
+    scheme = parse_spec(spec)
+    shares = sql.q(
+        "SELECT difficulty, time, height, job_id FROM shares WHERE accepted AND id > ? "
+        "AND id <= ? AND account = ?",
+        (after, until, account),
+    )
+    count, total, value = 0, 0.0, Fraction(0)
+    terms: set[tuple[float, int, int]] = set()
+    if shares:
+        index = TermsIndex.load(sql, min(int(r[2]) for r in shares), max(int(r[2]) for r in shares))
+        keep = 1 - scheme.fee.rate
+        full = spec.startswith("fpps")
+        for difficulty, at, height, job_id in shares:
+            job = index.find(int(height), str(job_id), float(at))
+            if job is None:  # judged before any job was recorded: not priced
+                continue
+            t = job.terms
+            base = t.subsidy_sats + (t.fees_sats if full else 0)
+            count += 1
+            total += float(difficulty)
+            value += Fraction(float(difficulty)) / Fraction(t.network_difficulty) * base * keep
+            terms.add((t.network_difficulty, t.subsidy_sats, t.fees_sats if full else 0))
+    ordered = tuple(sorted(terms))
+    return PpsLine(
+        batch,
+        spec,
+        when,
+        sats,
+        count,
+        total,
+        value,
+        ordered,
+        explain_pps(spec, sats, count, total, value, ordered),
+    )
+
+
+_PPS_POSTINGS = (
+    "FROM acct_postings p JOIN acct_transactions t ON t.key = p.txn_key "
+    "WHERE p.account = ? AND t.kind = 'pps' AND p.currency = 'SAT'"
+)
+
+
+def pps_line_count(sql: SqlStore, account: str) -> int:
+    """How many PPS/FPPS batches credited `account`."""
+    return int(sql.q(f"SELECT count(*) {_PPS_POSTINGS}", (miner_account(account),))[0][0])
+
+
+def pps_lines(
+    sql: SqlStore, account: str, limit: int | None = None, offset: int = 0
+) -> list[PpsLine]:
+    """Every PPS/FPPS batch that credited `account`, newest first (`limit` from `offset`)."""
+    page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    rows = sql.q(
+        f"SELECT t.key, t.time, p.amount {_PPS_POSTINGS} ORDER BY t.time DESC, t.key" + page,
+        (miner_account(account),),
+    )
+    return [_pps_line(sql, account, str(k), float(w), int(v)) for k, w, v in rows]
+
+
+def statement_line_count(sql: SqlStore, account: str) -> int:
+    """The length of the account's per-block statement (blocks and PPS batches)."""
+    return block_line_count(sql, account) + pps_line_count(sql, account)
+
+
+def statement_lines(
+    sql: SqlStore, account: str, limit: int | None = None, offset: int = 0
+) -> list[StatementLine]:
+    """The per-block statement: every block that credited `account` (newest first), then
+    every PPS/FPPS batch (newest first); `limit` lines from `offset` of that one list."""
+    if limit is None:
+        return [*block_lines(sql, account), *pps_lines(sql, account)]
+    out: list[StatementLine] = []
+    blocks = block_line_count(sql, account)
+    if offset < blocks:
+        out += block_lines(sql, account, limit, offset)
+    if len(out) < limit:
+        out += pps_lines(sql, account, limit - len(out), max(0, offset - blocks))
+    return out
+
+
+def line_json(line: StatementLine) -> dict[str, Any]:
+    """A per-block statement line as `hashfarm accounts statement --json` and the API write it."""
+    if isinstance(line, BlockLine):
+        return {
+            "height": line.height,
+            "block": line.block_hash,
+            "scheme": line.scheme,
+            "state": line.state,
+            "sats": line.sats,
+            "part": str(line.part),
+            "explanation": line.explanation,
+        }
+    return {
+        "kind": "pps",
+        "batch": line.batch,
+        "scheme": line.scheme,
+        "state": "credited",
+        "time": line.time,
+        "sats": line.sats,
+        "shares": line.shares,
+        "difficulty": line.difficulty,
+        "value": str(line.value),
+        "terms": [{"network_difficulty": nd, "subsidy": s, "fees": f} for nd, s, f in line.terms],
+        "explanation": line.explanation,
+    }
+
+
+def day_json(d: DayLine) -> dict[str, Any]:
+    """A per-day statement line as the CLI's --json and the API write it."""
+    return {
+        "day": d.day,
+        "earned": d.earned,
+        "reversed": d.reversed,
+        "matured": d.matured,
+        "pps": d.pps,
+        "paid": d.paid,
+        "other": d.other,
+        "coinbase": d.coinbase,
+        "change": d.change,
+    }
 
 
 # -- for the HTTP API: bounded pages, read-only ------------------------------------------------

@@ -325,15 +325,12 @@ async def _statement(request: web.Request, source: AccountsSource) -> web.Respon
             return None
         lines: list[dict[str, Any]]
         if by == "block":
-            total = st.block_line_count(sql, account)
-            lines = [block_line_json(b) for b in st.block_lines(sql, account, limit, offset)]
+            total = st.statement_line_count(sql, account)
+            lines = [st.line_json(b) for b in st.statement_lines(sql, account, limit, offset)]
         else:
             days = st.day_lines(sql, account)
             total = len(days)
-            lines = [
-                {"day": d.day, "earned": d.earned, "reversed": d.reversed, "matured": d.matured}
-                for d in days[offset : offset + limit]
-            ]
+            lines = [st.day_json(d) for d in days[offset : offset + limit]]
         return {
             "account": account,
             "by": by,

@@ -43,7 +43,16 @@ from hashfarm.accounting.payoutstore import (
     thresholds,
 )
 from hashfarm.accounting.service import CreditingService, StepReport
-from hashfarm.accounting.statements import account_list, block_lines, day_lines, summary
+from hashfarm.accounting.statements import (
+    BlockLine,
+    account_list,
+    block_lines,
+    day_json,
+    day_lines,
+    line_json,
+    statement_lines,
+    summary,
+)
 from hashfarm.accounting.store import SqlStore, connect, open_store
 from hashfarm.errors import HashfarmError
 from hashfarm.node.rpc import RPCClient
@@ -172,41 +181,44 @@ def _payout_of(record: PayoutRecord, account: str) -> dict[str, Any]:
 @_storage
 @_json
 def statement(account: str, by_day: bool, by_block: bool, storage_url: str, as_json: bool) -> None:
-    """What the account was credited, per block (explained) or per day."""
+    """What the account was credited and paid, per block and PPS batch (explained) or per day."""
     if by_day and by_block:
         raise click.UsageError("choose --day or --block, not both")
     sql = _open(storage_url)
     try:
         if by_day:
             days = day_lines(sql, account)
-            out: Any = [
-                {"day": d.day, "earned": d.earned, "reversed": d.reversed, "matured": d.matured}
+            out: Any = [day_json(d) for d in days]
+            heads = ("earned", "reversed", "matured", "pps", "paid", "in coinbase")
+            lines = [f"{'day (UTC)':<12}" + "".join(f" {h:>14}" for h in heads)]
+            lines += [
+                f"{d.day:<12}"
+                + "".join(
+                    f" {v:>14,}"
+                    for v in (d.earned, d.reversed, d.matured, d.pps, d.paid, d.coinbase)
+                )
+                + (f"  other {d.other:,}" if d.other else "")
                 for d in days
             ]
-            lines = [f"{'day (UTC)':<12} {'earned':>14} {'reversed':>14} {'matured':>14}"]
-            lines += [
-                f"{d.day:<12} {d.earned:>14,} {d.reversed:>14,} {d.matured:>14,}" for d in days
-            ]
         else:
-            blocks = block_lines(sql, account)
-            out = [
-                {
-                    "height": b.height,
-                    "block": b.block_hash,
-                    "scheme": b.scheme,
-                    "state": b.state,
-                    "sats": b.sats,
-                    "part": str(b.part),
-                    "explanation": b.explanation,
-                }
-                for b in blocks
-            ]
+            found = statement_lines(sql, account)
+            out = [line_json(b) for b in found]
             lines = [f"{'height':>9} {'state':<9} {'sats':>14}  why"]
-            lines += [
-                f"{b.height:>9,} {b.state:<9} {b.sats:>14,}  {b.explanation}"
-                + ("  (reversed: the block left the chain)" if b.state == "orphaned" else "")
-                for b in blocks
-            ]
+            for b in found:
+                if isinstance(b, BlockLine):
+                    lines.append(
+                        f"{b.height:>9,} {b.state:<9} {b.sats:>14,}  {b.explanation}"
+                        + (
+                            "  (reversed: the block left the chain)"
+                            if b.state == "orphaned"
+                            else ""
+                        )
+                    )
+                else:
+                    lines.append(
+                        f"{'-':>9} {'credited':<9} {b.sats:>14,}  {b.explanation}  "
+                        f"[shares {b.batch}]"
+                    )
     finally:
         sql.close()
     if not out and not as_json:
