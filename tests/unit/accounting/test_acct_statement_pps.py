@@ -21,14 +21,15 @@ from hashfarm.accounting import statements as st
 from hashfarm.accounting.ledger import immature_account, miner_account
 from hashfarm.accounting.money import Fee
 from hashfarm.accounting.payouts import PayoutItem, planned
-from hashfarm.accounting.schemes import Pps
+from hashfarm.accounting.schemes import Pps, Tides
 from hashfarm.accounting.service import CreditingService
 from hashfarm.accounting.store import AccountingStore, SqlStore, open_store
+from hashfarm.accounting.tides import plan_coinbase
 from hashfarm.cli.main import cli
 from hashfarm.pool.jobterms import JobTermsRecorder
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 from unit.accounting.acct_jobs import PoolWithJobs, make_template
-from unit.accounting.acct_pool import ScriptedChain
+from unit.accounting.acct_pool import ScriptedChain, block_hash
 
 D256 = 0x1C00FFFF  # network difficulty 256.0 exactly
 HEIGHT, SUBSIDY, FEES = 840_000, 312_500_000, 12_345_678
@@ -185,3 +186,93 @@ async def test_days_sum_pps_credits_and_payouts_to_the_balances(
         ("pps", "6-6", 4_833_984),
         ("pps", "1-5", 4_977_213),
     ]
+
+
+async def test_days_show_tides_coinbase_payments_and_their_reversal(
+    pool: PoolWithJobs, store: AccountingStore
+) -> None:
+    """`test_acct_pps`'s TIDES history: dave's held balance paid in block 2's coinbase, block 2
+    orphaned the next day (the held balance owed again)."""
+    now = [DAY1]
+    chain = ScriptedChain(bits=D256)
+    scheme = Tides(Fee.bps(0), dust_sats=100_000_000, max_outputs=10)
+    spec = "tides:fee=0/1:factor=8/1:dust=100000000:max=10"
+    value = SUBSIDY + FEES
+    first = plan_coinbase(value, {"alice": 9, "dave": 1}, scheme)
+    await pool.publish(make_template(HEIGHT, D256, SUBSIDY, FEES), first, spec)
+    b1 = await pool.block("alice", block_hash(1), chain.tip + 1)
+    chain.place(b1.hash_hex)
+    chain.extend(100)
+    service = CreditingService(store, chain, scheme, clock=lambda: now[0])
+    await service.step()
+    second = plan_coinbase(value, {"dave": 9, "erin": 1}, scheme, held={"dave": 32_484_568})
+    assert second.outputs == (("dave", 324_845_678),)  # 292,361,110 earned + 32,484,568 held
+    await pool.publish(make_template(HEIGHT + 1, D256, SUBSIDY, FEES), second, spec)
+    b2 = await pool.block("dave", block_hash(2), chain.tip + 1)
+    chain.place(b2.hash_hex)
+    await service.step()
+    now[0] = DAY2
+    chain.reorg(b2.height)
+    await service.step()
+    sql = store.sql
+    days = {d.day: d for d in st.day_lines(sql, "dave")}
+    one, two = days["2023-11-14"], days["2023-11-16"]
+    # block 1: 32,484,568 earned (dust, held) and matured; block 2: the held 32,484,568 paid
+    # in its coinbase output with this block's 292,361,110
+    assert (one.earned, one.matured, one.paid, one.coinbase) == (
+        32_484_568,
+        32_484_568,
+        32_484_568,
+        292_361_110,
+    )
+    assert one.change == 0
+    # block 2 left the chain: its output with it, the held balance owed again
+    assert (two.earned, two.reversed, two.paid, two.coinbase) == (0, 0, -32_484_568, -292_361_110)
+    assert two.change == 32_484_568 == sql.balance("miner:dave")
+    (alice,) = st.day_lines(sql, "alice")
+    assert (alice.coinbase, alice.change) == (292_361_110, 0)  # paid straight in block 1
+    for account in ("alice", "dave", "erin"):
+        balance = sql.balance(miner_account(account)) + sql.balance(immature_account(account))
+        assert sum(d.change for d in st.day_lines(sql, account)) == balance
+    lines = st.statement_lines(sql, "dave")
+    assert [(ln.height, ln.state, ln.sats) for ln in lines if isinstance(ln, st.BlockLine)] == [
+        (b2.height, "orphaned", 292_361_110),
+        (b1.height, "credited", 32_484_568),
+    ]
+
+
+@pytest.mark.services
+async def test_on_postgresql_the_same_lines(fresh_pg_url: str) -> None:
+    from hashfarm.pool.storage.postgres import PostgresLedger
+
+    ledger = PostgresLedger(fresh_pg_url)
+    await ledger.start()
+    holder: list[PoolWithJobs] = []
+    recorder = JobTermsRecorder(fresh_pg_url, "mainnet", clock=lambda: holder[0].clock())
+    await recorder.start()
+    pool = PoolWithJobs(ledger, recorder)
+    holder.append(pool)
+    store = await open_store(fresh_pg_url)
+    try:
+        await _fpps_books(pool, store)
+        sql = store.sql
+        alice = st.statement_lines(sql, "alice")
+        assert [(ln.sats, ln.explanation.split(":")[1]) for ln in alice] == [
+            (
+                4_833_984,
+                " 1 share (difficulty 4 in all) at network difficulty 256, subsidy 312,500,000, "
+                "fees 0, less the 1% pool fee",
+            ),
+            (4_977_213, " 4 shares (difficulty 4 in all) at 2 jobs' terms, less the 1% pool fee"),
+        ]
+        assert st.statement_lines(sql, "alice", 1, 1) == alice[1:]
+        days = st.day_lines(sql, "alice")
+        assert [(d.day, d.pps, d.paid) for d in days] == [
+            ("2023-11-14", 4_977_213 + 4_833_984, 0),
+            ("2023-11-16", 0, 5_000_000),
+        ]
+        assert sum(d.change for d in days) == sql.balance(miner_account("alice"))
+    finally:
+        await store.close()
+        await recorder.close()
+        await ledger.close()
