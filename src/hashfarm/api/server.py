@@ -64,7 +64,8 @@ class ApiServer:
     """The API bound to host:port; `port` is the bound one (0 asks for an ephemeral port).
 
     `admin_token_file` is read here, so a missing or too short token stops the pool at start.
-    `ledger_url` (the pool's `storage.url`) is what the accounting routes read, read-only.
+    `ledger_url` (the pool's `storage.url`) is what the accounting routes read, read-only;
+    `reserve_warning_sats` (`accounting.reserve_warning_sats`) is where they warn of the reserve.
     """
 
     def __init__(
@@ -75,8 +76,13 @@ class ApiServer:
         *,
         admin_token_file: str | None = None,
         ledger_url: str | None = None,
+        reserve_warning_sats: int = 0,
     ) -> None:
-        self._ledger = None if ledger_url is None else accounts.AccountsSource(ledger_url)
+        self._ledger = (
+            None
+            if ledger_url is None
+            else accounts.AccountsSource(ledger_url, reserve_warning_sats=reserve_warning_sats)
+        )
         app = make_app(model, admin.load_admin_token(admin_token_file), self._ledger)
         self._runner = web.AppRunner(app, access_log=None)
         self._host, self.port = host, port

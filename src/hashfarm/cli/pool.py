@@ -323,7 +323,9 @@ async def running_pool(
             api = ApiServer(ReadModel(info, pool_, stats, ledger), settings.http.host,
                             settings.http.port,
                             admin_token_file=settings.http.admin_token_file,
-                            ledger_url=settings.storage.url)  # fmt: skip
+                            ledger_url=settings.storage.url,
+                            reserve_warning_sats=settings.accounting.reserve_warning_sats,
+                            )  # fmt: skip
             await api.start()
             stack.push_async_callback(api.stop)
         yield RunningPool(pool_, stats, ledger, api)

@@ -195,7 +195,7 @@ class AccountingSettings:
     dust_sats: int = 1_048_576  # TIDES: smaller payments are held, paid in a later coinbase
     max_outputs: int = 500  # TIDES: coinbase outputs at most, the pool's own included
     coinbase_max_bytes: int = COINBASE_MAX_BYTES  # TIDES: non-witness coinbase size at most
-    payout_threshold_sats: int = 100_000  # custodial schemes: balance paid out from this much
+    payout_threshold_sats: int = 1_000_000  # custodial: paid from this much (= payouts' default)
     reserve_warning_sats: int = 0  # PPS/FPPS: warn when the pool's reserve falls below this
 
     def to_scheme(self) -> AcctScheme:
