@@ -12,6 +12,8 @@ Every function takes a `store.SqlStore` and only reads. Amounts are integer sato
 * `statement_lines`: the per-block statement: `block_lines`, then `pps_lines` (each newest
   first), paged as one list; `line_json` / `day_json` are the JSON both the CLI and the API
   write;
+* `payout_lines`: each payout that debited the account ("payout #3 tx abcdef01…89abcdef
+  confirmed (3 conf.): 123,456,789 sats from the balance, ..."), `payout_json` its JSON;
 * `day_lines`: per UTC day, what was earned (credits posted), reversed (orphans), made
   spendable (matured), credited by PPS/FPPS, paid out (payouts, and held TIDES balances paid
   in a coinbase, net of payouts given back), other movements (operator postings), and what a
@@ -340,6 +342,92 @@ def statement_lines(
     if len(out) < limit:
         out += pps_lines(sql, account, limit - len(out), max(0, offset - blocks))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutLine:
+    """One payout's debit of one account, explained."""
+
+    payout_id: int
+    created_at: float
+    state: str  # planned | signed | sent | confirmed | conflicted | abandoned
+    txid: str | None
+    confirmations: int
+    sats: int  # taken from the balance (the output plus the payout fee); given back if abandoned
+    amount: int | None  # the output paid (None: a row from before outputs were recorded)
+    address: str | None
+    explanation: str
+
+
+def explain_payout(
+    pid: int, state: str, txid: str | None, conf: int, sats: int, amount: int | None, to: str | None
+) -> str:
+    """ "payout #3 tx abcdef01…89abcdef confirmed (3 conf.): 123,456,789 sats from the balance,
+    123,455,789 to bcrt1q…" (abandoned: given back)."""
+    tx = f" tx {txid[:8]}…{txid[-8:]}" if txid else ""
+    text = f"payout #{pid}{tx} {state}" + (f" ({conf:,} conf.)" if txid else "")
+    text += f": {sats:,} sats from the balance"
+    if amount is not None:
+        text += f", {amount:,} to {to or 'its address'}"
+        if sats > amount:
+            text += f" ({sats - amount:,} payout fee)"
+    if state == "abandoned":
+        text += "; abandoned: given back to the balance"
+    return text
+
+
+def payout_lines(
+    sql: SqlStore, account: str, limit: int | None = None, offset: int = 0
+) -> list[PayoutLine]:
+    """Every payout that pays `account`, newest first (`limit` from `offset`)."""
+    page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    rows = sql.q(
+        "SELECT p.id, p.created_at, p.state, p.txid, p.confirmations, i.sats, i.amount_sats, "
+        "i.address FROM acct_payout_items i JOIN acct_payouts p ON p.id = i.payout_id "
+        "WHERE i.account = ? ORDER BY p.id DESC" + page,
+        (account,),
+    )
+    out: list[PayoutLine] = []
+    for pid, at, state, txid, conf, sats, amount, address in rows:
+        tx = None if txid is None else str(txid)
+        amt = None if amount is None else int(amount)
+        to = None if address is None else str(address)
+        out.append(
+            PayoutLine(
+                int(pid),
+                float(at),
+                str(state),
+                tx,
+                int(conf),
+                int(sats),
+                amt,
+                to,
+                explain_payout(int(pid), str(state), tx, int(conf), int(sats), amt, to),
+            )
+        )
+    return out
+
+
+def payout_line_count(sql: SqlStore, account: str) -> int:
+    """How many payouts pay `account`."""
+    rows = sql.q("SELECT count(*) FROM acct_payout_items WHERE account = ?", (account,))
+    return int(rows[0][0])
+
+
+def payout_json(line: PayoutLine) -> dict[str, Any]:
+    """A payout statement line as the CLI's --json and the API write it."""
+    return {
+        "kind": "payout",
+        "payout": line.payout_id,
+        "created_at": line.created_at,
+        "state": line.state,
+        "txid": line.txid,
+        "confirmations": line.confirmations,
+        "sats": line.sats,
+        "amount": line.amount,
+        "address": line.address,
+        "explanation": line.explanation,
+    }
 
 
 def line_json(line: StatementLine) -> dict[str, Any]:

@@ -16,7 +16,7 @@ its explanation ("66.67% of the round of block 100 (prop)"), the same lines as
 `hashfarm accounts statement --json`.
 
 Routes: `GET /api/accounting`, `/api/accounts`, `/api/accounts/{account}`,
-`/api/accounts/{account}/statement?by=block|day`, `/api/blocks/{hash}/credits`,
+`/api/accounts/{account}/statement?by=block|day|payout`, `/api/blocks/{hash}/credits`,
 `/api/payouts`. A ledger on which accounting has not run (no accounting tables) is not an
 error: `/api/accounting` says so (`available: false` and the reason), the two lists are
 empty with the same reason, and a lookup is a 404 naming it.
@@ -315,8 +315,8 @@ async def _account(request: web.Request, source: AccountsSource) -> web.Response
 async def _statement(request: web.Request, source: AccountsSource) -> web.Response:
     args = query_args(request.query.items(), ("by", "limit", "offset"))
     by = args.get("by", "block")
-    if by not in ("block", "day"):
-        raise BadRequest(f"by must be 'block' or 'day', not {shown(by)}")
+    if by not in ("block", "day", "payout"):
+        raise BadRequest(f"by must be 'block', 'day' or 'payout', not {shown(by)}")
     limit, offset = _page(args)
     account = account_arg(request.match_info["account"])
 
@@ -327,6 +327,9 @@ async def _statement(request: web.Request, source: AccountsSource) -> web.Respon
         if by == "block":
             total = st.statement_line_count(sql, account)
             lines = [st.line_json(b) for b in st.statement_lines(sql, account, limit, offset)]
+        elif by == "payout":
+            total = st.payout_line_count(sql, account)
+            lines = [st.payout_json(p) for p in st.payout_lines(sql, account, limit, offset)]
         else:
             days = st.day_lines(sql, account)
             total = len(days)

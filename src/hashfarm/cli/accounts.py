@@ -50,6 +50,8 @@ from hashfarm.accounting.statements import (
     day_json,
     day_lines,
     line_json,
+    payout_json,
+    payout_lines,
     statement_lines,
     summary,
 )
@@ -178,17 +180,28 @@ def _payout_of(record: PayoutRecord, account: str) -> dict[str, Any]:
 @click.argument("account")
 @click.option("--day", "by_day", is_flag=True, help="One line per UTC day.")
 @click.option("--block", "by_block", is_flag=True, help="One line per block (the default).")
+@click.option("--payouts", "by_payout", is_flag=True, help="One line per payout that paid it.")
 @_storage
 @_json
-def statement(account: str, by_day: bool, by_block: bool, storage_url: str, as_json: bool) -> None:
-    """What the account was credited and paid, per block and PPS batch (explained) or per day."""
-    if by_day and by_block:
-        raise click.UsageError("choose --day or --block, not both")
+def statement(
+    account: str, by_day: bool, by_block: bool, by_payout: bool, storage_url: str, as_json: bool
+) -> None:
+    """What the account was credited, per block and PPS batch (explained), what payouts took
+    from it (--payouts), or both per day."""
+    if by_day + by_block + by_payout > 1:
+        raise click.UsageError("choose one of --day, --block or --payouts, not both")
     sql = _open(storage_url)
     try:
-        if by_day:
+        if by_payout:
+            paid = payout_lines(sql, account)
+            out: Any = [payout_json(p) for p in paid]
+            lines = [f"{'payout':>9} {'state':<10} {'sats':>14}  what"]
+            lines += [
+                f"{p.payout_id:>9} {p.state:<10} {p.sats:>14,}  {p.explanation}" for p in paid
+            ]
+        elif by_day:
             days = day_lines(sql, account)
-            out: Any = [day_json(d) for d in days]
+            out = [day_json(d) for d in days]
             heads = ("earned", "reversed", "matured", "pps", "paid", "in coinbase")
             lines = [f"{'day (UTC)':<12}" + "".join(f" {h:>14}" for h in heads)]
             lines += [
@@ -222,7 +235,9 @@ def statement(account: str, by_day: bool, by_block: bool, storage_url: str, as_j
     finally:
         sql.close()
     if not out and not as_json:
-        lines.append(f"(nothing credited to {account})")
+        lines.append(
+            f"(no payout to {account})" if by_payout else f"(nothing credited to {account})"
+        )
     _emit(out, as_json, lines)
 
 
@@ -451,11 +466,16 @@ def _pause_hook(point_wanted: str | None) -> Callable[[str], Awaitable[None]]:
     "--wallet-name", metavar="NAME", help="Core's wallet name; bcoin's wallet id [primary]."
 )
 @click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="The pool's TOML settings: [accounting] payout_threshold_sats is the default threshold.",
+)
+@click.option(
     "--threshold-sats",
     type=click.IntRange(min=1),
-    default=DEFAULT_THRESHOLD_SATS,
-    show_default=True,
-    help="Pay an account once its spendable balance reaches this.",
+    help=f"Pay an account once its spendable balance reaches this "
+    f"[--config's accounting.payout_threshold_sats, else {DEFAULT_THRESHOLD_SATS:,}].",
 )
 @click.option(
     "--max-outputs",
@@ -510,7 +530,8 @@ def payout(
     wallet_kind: str,
     wallet_url: str | None,
     wallet_name: str | None,
-    threshold_sats: int,
+    config_file: str | None,
+    threshold_sats: int | None,
     max_outputs: int,
     payout_fee_sats: int,
     fee_rate: int | None,
@@ -532,6 +553,17 @@ def payout(
     from hashfarm.cli.pool import node_access
     from hashfarm.node.bcoin import BcoinWallet
 
+    if threshold_sats is None:
+        threshold_sats = DEFAULT_THRESHOLD_SATS
+        if config_file is not None:
+            from hashfarm.pool.config import load_settings
+
+            try:
+                threshold_sats = load_settings(
+                    config_file=config_file
+                ).accounting.payout_threshold_sats
+            except HashfarmError as exc:
+                raise click.UsageError(str(exc)) from exc
     try:
         policy = PayoutPolicy(threshold_sats, max_outputs, payout_fee_sats)
     except ValueError as exc:

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from hashfarm.accounting import statements as st
 from hashfarm.accounting.ledger import immature_account, miner_account
 from hashfarm.accounting.money import Fee
-from hashfarm.accounting.payouts import PayoutItem, planned
+from hashfarm.accounting.payouts import PayoutPolicy
+from hashfarm.accounting.payoutstore import plan_and_record, record_signed
 from hashfarm.accounting.schemes import Pps, Tides
 from hashfarm.accounting.service import CreditingService
 from hashfarm.accounting.store import AccountingStore, SqlStore, open_store
@@ -33,6 +34,9 @@ from unit.accounting.acct_pool import ScriptedChain, block_hash
 
 D256 = 0x1C00FFFF  # network difficulty 256.0 exactly
 HEIGHT, SUBSIDY, FEES = 840_000, 312_500_000, 12_345_678
+ALICE_ADDRESS = "bcrt1qalice"  # where alice is paid (bob has no address: never paid)
+TXID = "ab" * 31 + "cdef"
+ALICE = 4_977_213 + 4_833_984  # what the two FPPS batches credited her
 DAY1, DAY2 = 1_700_000_000.0, 1_700_100_000.0  # 2023-11-14 and 2023-11-16 (UTC)
 
 
@@ -90,9 +94,11 @@ async def _fpps_books(pool: PoolWithJobs, store: AccountingStore) -> None:
     assert (await service.step()).priced == 1
 
     def pay(sql: SqlStore) -> None:
-        with sql.tx():
-            item = PayoutItem("alice", "bcrt1qalice", 5_000_000, 4_999_000)
-            sql.post(planned("run-1", (item,), DAY2))
+        # the payout store's own run: alice's whole balance, less a 1,000 sats payout fee
+        policy = PayoutPolicy(threshold_sats=5_000_000, fee_per_payment_sats=1_000)
+        _, record = plan_and_record(sql, policy, {"alice": ALICE_ADDRESS}.get, DAY2)
+        assert record is not None
+        record_signed(sql, record.id, TXID, "00", 300, DAY2 + 1)
 
     await store.call(pay)
 
@@ -165,7 +171,7 @@ async def test_days_sum_pps_credits_and_payouts_to_the_balances(
     days = st.day_lines(sql, "alice")
     assert [(d.day, d.pps, d.paid, d.earned, d.change) for d in days] == [
         ("2023-11-14", 4_977_213 + 4_833_984, 0, 0, 4_977_213 + 4_833_984),
-        ("2023-11-16", 0, 5_000_000, 0, -5_000_000),
+        ("2023-11-16", 0, ALICE, 0, -ALICE),
     ]
     for account in ("alice", "bob"):
         balance = sql.balance(miner_account(account)) + sql.balance(immature_account(account))
@@ -180,6 +186,18 @@ async def test_days_sum_pps_credits_and_payouts_to_the_balances(
     assert by_block.exit_code == 0, by_block.output
     assert "FPPS: 4 shares (difficulty 4 in all) at 2 jobs' terms" in by_block.output
     assert "[shares 6-6]" in by_block.output
+    (payout,) = st.payout_lines(sql, "alice")
+    key = str(sql.q("SELECT idempotency_key FROM acct_payouts")[0][0])
+    assert payout.sats == ALICE == -_posted(sql, f"payout:{key}", "alice")
+    assert payout.explanation == (
+        f"payout #{payout.payout_id} tx abababab…ababcdef signed (0 conf.): 9,811,197 sats from "
+        "the balance, 9,810,197 to bcrt1qalice (1,000 payout fee)"
+    )
+    assert st.payout_lines(sql, "bob") == []
+    paid = run(cli, ["accounts", "statement", "alice", "--payouts", "--storage-url", url, "--json"])
+    assert orjson.loads(paid.output) == [st.payout_json(payout)]
+    text = run(cli, ["accounts", "statement", "bob", "--payouts", "--storage-url", url])
+    assert "(no payout to bob)" in text.output
     lines = run(cli, ["accounts", "statement", "alice", "--storage-url", url, "--json"])
     doc = orjson.loads(lines.output)
     assert [(ln["kind"], ln["batch"], ln["sats"]) for ln in doc] == [
@@ -269,10 +287,31 @@ async def test_on_postgresql_the_same_lines(fresh_pg_url: str) -> None:
         days = st.day_lines(sql, "alice")
         assert [(d.day, d.pps, d.paid) for d in days] == [
             ("2023-11-14", 4_977_213 + 4_833_984, 0),
-            ("2023-11-16", 0, 5_000_000),
+            ("2023-11-16", 0, ALICE),
         ]
         assert sum(d.change for d in days) == sql.balance(miner_account("alice"))
     finally:
         await store.close()
         await recorder.close()
         await ledger.close()
+
+
+async def test_the_api_serves_the_cli_lines(pool: PoolWithJobs, store: AccountingStore) -> None:
+    from unit.api.test_api_accounts import _serve
+
+    await _fpps_books(pool, store)
+    url = pool.recorder.url
+    run = CliRunner().invoke
+    async for api in _serve(pool.ledger, url):
+        for account in ("alice", "bob"):
+            for flag, by in (("--block", "block"), ("--day", "day"), ("--payouts", "payout")):
+                done = run(
+                    cli, ["accounts", "statement", account, flag, "--storage-url", url, "--json"]
+                )
+                assert done.exit_code == 0, done.output
+                doc = await api.ok(f"/api/accounts/{account}/statement?by={by}")
+                assert doc["lines"] == orjson.loads(done.output)
+                assert doc["total"] == len(doc["lines"])
+        page = await api.ok("/api/accounts/alice/statement?by=block&limit=1&offset=1")
+        assert [ln["batch"] for ln in page["lines"]] == ["1-5"]
+        assert page["total"] == 2
