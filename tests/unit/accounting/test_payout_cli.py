@@ -76,3 +76,32 @@ def test_thresholds_and_the_dry_run(tmp_path: Path) -> None:
     dust = runner.invoke(accounts, [*dry, "--threshold-sats", "600", "--payout-fee-sats", "100"])
     assert dust.exit_code == 2
     assert "dust" in dust.output
+
+
+def test_the_pools_settings_give_the_default_threshold(tmp_path: Path) -> None:
+    """`--config` reads `[accounting] payout_threshold_sats`; `--threshold-sats` still wins."""
+    url = ledger(tmp_path)
+    config = tmp_path / "pool.toml"
+    config.write_text("[accounting]\npayout_threshold_sats = 600000\n")
+    dry = [
+        "payout",
+        "--storage-url",
+        url,
+        "--dry-run",
+        "--json",
+        "--rpc-url",
+        "http://127.0.0.1:9/",
+    ]
+
+    def paid(*extra: str) -> list[str]:
+        result = CliRunner().invoke(accounts, [*dry, *extra])
+        assert result.exit_code == 0, result.output
+        return sorted(i["account"] for i in orjson.loads(result.output)["items"])
+
+    assert paid() == [B]  # the built-in 1,000,000
+    assert paid("--config", str(config)) == sorted([A, B])  # A's 700,000 reaches 600,000
+    assert paid("--config", str(config), "--threshold-sats", "2000000") == [B]
+    config.write_text("[accounting]\npayout_threshold_sats = 0\n")
+    refused = CliRunner().invoke(accounts, [*dry, "--config", str(config)])
+    assert refused.exit_code == 2
+    assert "payout_threshold_sats" in refused.output
