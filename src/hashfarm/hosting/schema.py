@@ -140,6 +140,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "machine purchases: price and the seller's purchase-day inputs (promise vs reality)",
+        (
+            # one purchase per machine: its day (00:00 UTC), price in cents of `currency`, and
+            # what the seller's payback calculation assumed that day (exact values as "n/d")
+            """CREATE TABLE hosting_purchases (
+                machine_id TEXT PRIMARY KEY REFERENCES hosting_machines (id),
+                day BIGINT NOT NULL,
+                price_cents BIGINT NOT NULL CHECK (price_cents >= 0),
+                currency TEXT NOT NULL,
+                hashrate_ths TEXT NOT NULL,
+                power_w BIGINT NOT NULL CHECK (power_w > 0),
+                difficulty TEXT NOT NULL,
+                btc_price TEXT NOT NULL,
+                fees_btc TEXT NOT NULL,
+                power_rate TEXT NOT NULL,
+                hosting_cents_month BIGINT NOT NULL DEFAULT 0,
+                height BIGINT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

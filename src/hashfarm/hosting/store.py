@@ -23,12 +23,17 @@ from hashfarm.hosting.errors import HostingError
 from hashfarm.hosting.inputs import MeterReading
 from hashfarm.hosting.invoice import Charge, Invoice, InvoiceState, Machine
 from hashfarm.hosting.money import to_text
+from hashfarm.hosting.promise import Purchase
 from hashfarm.hosting.schema import Dialect, migrate_postgres, migrate_sqlite
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _BUSY_TIMEOUT_MS = 5000  # a write waits this long for another writer's lock before failing
 _PG_WRITE_LOCK = 0x686F7374_77  # advisory lock key ("host" + "w"): one hosting writer at a time
+_PURCHASE_COLS = (
+    "machine_id, day, price_cents, currency, hashrate_ths, power_w, difficulty, btc_price, "
+    "fees_btc, power_rate, hosting_cents_month, height"
+)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")  # ids end up in invoice numbers and files
 
 
@@ -227,6 +232,31 @@ class HostingStore:
     def machines(self) -> dict[str, Machine]:
         rows = self.q("SELECT id, model, nameplate_w, rated_w FROM hosting_machines")
         return {r[0]: Machine(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
+
+    # -- purchases (the seller's promise: hosting/promise.py) ------------------------------
+
+    def put_purchase(self, p: Purchase) -> None:
+        """Record (or replace) a machine's purchase and the seller's purchase-day inputs."""
+        if self.machine(p.machine_id) is None:
+            raise HostingError(f"no machine {p.machine_id!r}")
+        self.q("DELETE FROM hosting_purchases WHERE machine_id = ?", (p.machine_id,))
+        self.q(
+            f"INSERT INTO hosting_purchases ({_PURCHASE_COLS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (p.machine_id, p.day, p.price_cents, p.currency, to_text(p.hashrate_ths), p.power_w,
+             to_text(p.difficulty), to_text(p.btc_price), to_text(p.fees_btc),
+             to_text(p.power_rate), p.hosting_cents_month, p.height),
+        )  # fmt: skip
+
+    def purchases(self) -> dict[str, Purchase]:
+        """Every recorded purchase by machine id."""
+        rows = self.q(f"SELECT {_PURCHASE_COLS} FROM hosting_purchases ORDER BY machine_id")
+        return {
+            r[0]: Purchase(r[0], int(r[1]), int(r[2]), r[3], Fraction(r[4]), int(r[5]),
+                           Fraction(r[6]), Fraction(r[7]), Fraction(r[8]), Fraction(r[9]),
+                           int(r[10]), int(r[11]))
+            for r in rows
+        }  # fmt: skip
 
     # -- assignments ----------------------------------------------------------------------
 
