@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "contract": "hashfarm.cli.hosting:contract",
     "meter": "hashfarm.cli.hosting:meter",
     "bill": "hashfarm.cli.bill:bill",
+    "farm": "hashfarm.cli.farm:farm",
     "demo": "hashfarm.cli.demo:demo",
     "fleet": "hashfarm.cli.fleet:fleet",
 }
