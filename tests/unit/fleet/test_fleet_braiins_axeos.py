@@ -87,6 +87,8 @@ def test_bitaxe_system_info(snapshot):
         ("stratum+tcp://btc.example.pool:3333", True),
         ("stratum+tcp://btc2.example.pool:3333", False),
     ]
+    # sharesAccepted/sharesRejected count the running session: the live pool's verdicts
+    assert [(p.accepted, p.rejected) for p in s.pools] == [(0, 0), (None, None)]
 
 
 def test_bitaxe_best_difficulty_string_or_number(capture):

@@ -40,14 +40,18 @@ def _pools(reply: Mapping[str, Any]) -> tuple[Pool, ...]:
         host = reply.get(f"{prefix}URL")
         if not host:
             continue
+        active = bool(fallback) == (index == 1)
         pools.append(
             Pool(
                 index=index,
                 url=f"stratum+tcp://{host}:{reply.get(f'{prefix}Port', '')}",
                 user=str(reply.get(f"{prefix}User", "")),
                 alive=True,  # AxeOS does not report per-pool health
-                active=bool(fallback) == (index == 1),
+                active=active,
                 status="configured",
+                # the share counters are the running session's, so they belong to the live pool
+                accepted=opt_int(reply, "sharesAccepted") if active else None,
+                rejected=opt_int(reply, "sharesRejected") if active else None,
             )
         )
     return tuple(pools)
