@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "farm": "hashfarm.cli.farm:farm",
     "demo": "hashfarm.cli.demo:demo",
     "fleet": "hashfarm.cli.fleet:fleet",
+    "proxy": "hashfarm.cli.proxy:proxy",
 }
 
 
