@@ -8,7 +8,7 @@ The month, by hand:
   75,000 x 100,000 / 1e8 = 75.00: 142.50 USD.
 * m2 mines 1,000 sats a day: 30,000 sats; 13.50 + 15.00 = 28.50 USD.
 * bills (contract nameplate 3,500 W at 0.05/kWh, hosting 10.00/month): 3.5 kW x 720 h =
-  2,520 kWh x 0.05 = 126.00 + 10.00 = 136.00 USD per machine, counted on Nov 30.
+  2,520 kWh x 0.05 = 126.00 + 10.00 = 136.00 USD per machine, accrued 136/30 a day.
 * m1 cost 100.00: position = -100.00 + 142.50 - 136.00 = -93.50; trend 6.50 / 30 days per
   day; 9,350 cents / (650/30) = 431.5 -> 432 days from Dec 1, 2026 (day 1 = Dec 1): the
   432nd day is Dec 1 + 431 days = 2028-02-05 (31 days of Dec + 365 of 2027 + 35 of 2028).
@@ -113,9 +113,9 @@ def test_report_by_hand(hf: Run, tmp_path: Path) -> None:
     assert m1["trend_cents_per_day"] == "65/3"
     assert m1["payback"]["status"] == "projected"
     assert m1["payback"]["day"] == "2028-02-05"
-    # the curve: day 15 (Nov 15) holds 15 x 5,000 sats at 90,000, no bill yet
-    assert m1["actual_cents"][14] == -10_000 + 6_750
-    assert m1["actual_cents"][-1] == -9_350  # Nov 30: the bill counted
+    # the curve: day 15 (Nov 15) holds 15 x 5,000 sats at 90,000 and half the bill
+    assert m1["actual_cents"][14] == -10_000 + 6_750 - 6_800
+    assert m1["actual_cents"][-1] == -9_350
     assert m1["promised_cents"] == pytest.approx(_promised_position(30, 100), abs=1)
     assert m1["gap_cents"] == m1["position_cents"] - m1["promised_cents"]
     assert m1["promised_is_projection"] is True

@@ -132,7 +132,7 @@ def reports(
         cid = _customer(store, mid, as_of)
         if customer is not None and cid != customer:
             continue
-        bills = machine_bills(invoices, mid, purchase.currency, as_of)
+        bills = machine_bills(invoices, mid, purchase.currency)
         out.append(
             build_report(
                 purchase,
@@ -221,7 +221,9 @@ def farm_report(as_of: str, mined: Path, prices: Path, customer: str | None,
             data["chart_error"] = chart_note
         emit(data, True, [])
         return
-    table = Table(title=f"Promise against reality, up to {fmt_day(end)} (amounts in cents/100)")
+    table = Table(
+        title=f"Promise against reality, up to {fmt_day(end)} (amounts in the purchase currency)"
+    )
     for h in HEADERS:
         table.add_column(h, justify="left" if h in ("customer", "machine") else "right")
     for r in rows:

@@ -15,9 +15,11 @@ Rules, stated once:
   share bills read), each valued at that day's BTC price (`BtcPrices`); a day with satoshis
   and no price is an error naming the day.
 * **Bills**: the machine's lines on the customer's live invoices (kind `invoice`, not
-  Credited), prepayments excluded; a period's bill counts on the last day of the period (or
-  the report's last day when the period runs past it). Revenue-share satoshis the farm took
-  are deducted from the satoshis and valued at the price of the day the bill counts.
+  Credited), prepayments excluded. A period's bill accrues evenly over the period's days
+  (exactly, as a fraction of a cent per day), so the curve does not jump on the last day and
+  a report that ends inside a billed period counts only the days it covers. Revenue-share
+  satoshis the farm took accrue the same way, valued at each day's price. Cent and satoshi
+  figures are rounded once from the exact sums (cents half to even, satoshis down).
 * **Position** = -purchase price + earned value - bills, day by day from the purchase day.
 * **Trend** = net (earned value - bills) over the days observed, per day.
 * **Payback**: the first day the position reached 0 if it has; otherwise projected from the
@@ -127,8 +129,8 @@ class MachineReport:
     earned_sats: int
     earned_cents: int  # sats x each day's price, summed exactly, rounded once
     bills_cents: int
-    bills_sats: int  # revenue share the farm took
-    bills_sats_cents: int  # those satoshis valued on the days their bills count
+    bills_sats: int  # revenue share the farm took (accrued, rounded down)
+    bills_sats_cents: int  # those satoshis valued at each day's price
     net_sats: int  # earned - revenue share
     net_cents: int  # earned_cents - bills_cents - bills_sats_cents
     position_cents: int  # -price + net
@@ -176,11 +178,11 @@ class MachineReport:
 
 
 def machine_bills(
-    invoices: Iterable[tuple[Invoice, bool]], machine_id: str, currency: str, as_of: int
-) -> dict[int, tuple[int, int]]:
-    """(cents, sats) of `machine_id`'s lines per day its bill counts, from (invoice, live)
-    pairs; only live invoices count, prepayment lines never."""
-    out: dict[int, tuple[int, int]] = {}
+    invoices: Iterable[tuple[Invoice, bool]], machine_id: str, currency: str
+) -> list[tuple[int, int, int, int]]:
+    """(period start, period end, cents, sats) of `machine_id`'s lines on each live invoice,
+    from (invoice, live) pairs; prepayment lines never count."""
+    out: list[tuple[int, int, int, int]] = []
     for inv, live in invoices:
         if not live:
             continue
@@ -192,10 +194,22 @@ def machine_bills(
                 f"{machine_id}: invoice for {inv.period} is in {inv.currency}, "
                 f"the purchase in {currency}"
             )
-        day = min(inv.period.end, as_of) - SECONDS_PER_DAY
-        c, s = out.get(day, (0, 0))
-        out[day] = (c + sum(x.cents for x in lines), s + sum(x.sats for x in lines))
+        cents, sats = sum(x.cents for x in lines), sum(x.sats for x in lines)
+        out.append((inv.period.start, inv.period.end, cents, sats))
     return out
+
+
+def _daily_bills(
+    bills: Iterable[tuple[int, int, int, int]],
+) -> dict[int, tuple[Fraction, Fraction]]:
+    """Each bill spread evenly over its period's days: exact (cents, sats) per day start."""
+    per_day: dict[int, tuple[Fraction, Fraction]] = {}
+    for start, end, cents, sats in bills:
+        n = (end - start) // SECONDS_PER_DAY
+        for day in range(start, end, SECONDS_PER_DAY):
+            c, s = per_day.get(day, (Fraction(0), Fraction(0)))
+            per_day[day] = (c + Fraction(cents, n), s + Fraction(sats, n))
+    return per_day
 
 
 def project_payback(
@@ -239,7 +253,7 @@ def build_report(
     as_of: int,
     mined: MinedSats,
     prices: BtcPrices,
-    bills: dict[int, tuple[int, int]],
+    bills: Iterable[tuple[int, int, int, int]],
     promise: Promise,
     *,
     life_days: int = DEFAULT_LIFE_DAYS,
@@ -252,28 +266,32 @@ def build_report(
     if as_of <= purchase.day:
         raise HostingError(f"{mid}: bought {fmt_day(purchase.day)}, nothing to report yet")
     n_days = (as_of - purchase.day) // SECONDS_PER_DAY
+    per_day = _daily_bills(bills)
     earned_exact = Fraction(0)  # currency units
-    bills_sats_exact = Fraction(0)
-    earned_sats = bills_cents = bills_sats = 0
+    bills_exact = Fraction(0)  # cents
+    bills_sats_exact = Fraction(0)  # satoshis
+    bills_value_exact = Fraction(0)  # currency units
+    earned_sats = 0
     actual: list[int] = []
     for i in range(n_days):
         day = purchase.day + i * SECONDS_PER_DAY
         sats = mined.sats(mid, day, day + SECONDS_PER_DAY)
-        bill_c, bill_s = bills.get(day, (0, 0))
+        bill_c, bill_s = per_day.get(day, (Fraction(0), Fraction(0)))
         price = prices.usd(day)
         if price is None and (sats or bill_s):
             raise HostingError(f"{mid}: no BTC price for {fmt_day(day)} (it has satoshis)")
         earned_sats += sats
-        if sats:
-            earned_exact += Fraction(sats, SATS_PER_BTC) * price  # type: ignore[operator]
-        bills_cents += bill_c
-        bills_sats += bill_s
-        if bill_s:
-            bills_sats_exact += Fraction(bill_s, SATS_PER_BTC) * price  # type: ignore[operator]
-        net = round_cents(earned_exact) - bills_cents - round_cents(bills_sats_exact)
+        bills_exact += bill_c
+        bills_sats_exact += bill_s
+        if price is not None:
+            earned_exact += Fraction(sats, SATS_PER_BTC) * price
+            bills_value_exact += bill_s / SATS_PER_BTC * price
+        net = round_cents(earned_exact) - round(bills_exact) - round_cents(bills_value_exact)
         actual.append(net - purchase.price_cents)
     earned_cents = round_cents(earned_exact)
-    bills_sats_cents = round_cents(bills_sats_exact)
+    bills_cents = round(bills_exact)  # half to even, as every cent figure
+    bills_sats = math.floor(bills_sats_exact)
+    bills_sats_cents = round_cents(bills_value_exact)
     net_cents = earned_cents - bills_cents - bills_sats_cents
     position = net_cents - purchase.price_cents
     life = max(life_days, n_days)
