@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,3 +181,21 @@ def test_customer_filter_and_bad_day(hf: Run, tmp_path: Path) -> None:
              "--prices", str(files["prices"]), ok=False)  # fmt: skip
     assert bad.exit_code != 0
     assert "00:00 UTC" in bad.output
+
+
+def test_without_matplotlib_the_report_still_works(
+    hf: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _set_up(hf, tmp_path)
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delitem(sys.modules, "hashfarm.hosting.promise_chart", raising=False)
+    out = tmp_path / "charts"
+    text = _report(hf, files, "--plot", str(out)).output
+    assert "needs matplotlib" in text
+    assert "pip install 'hashfarm[plot]'" in text
+    assert "projected 2028-02-05" in text
+    data = json.loads(_report(hf, files, "--json", "--plot", str(out)).output)
+    assert data["charts"] == {}
+    assert "needs matplotlib" in data["chart_error"]

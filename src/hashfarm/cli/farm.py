@@ -228,7 +228,7 @@ def farm_report(as_of: str, mined: Path, prices: Path, customer: str | None,
         table.add_column(h, justify="left" if h in ("customer", "machine") else "right")
     for r in rows:
         table.add_row(*_row(r))
-    console = Console(width=200, no_color=True, highlight=False)
+    console = Console(width=200, no_color=True, highlight=False, markup=False)
     console.print(table)
     for r in rows:
         console.print(f"{r.machine_id}: payback {r.payback.status}: {r.payback.reason}")
