@@ -101,6 +101,7 @@ class Downstream(asyncio.Protocol):
         self._backlog: list[bytes] = []
         self._paused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._started = False  # sent the current job
 
     @property
     def ready(self) -> bool:
@@ -215,7 +216,7 @@ class Downstream(asyncio.Protocol):
                 self.prefix = proxy.prefixes.claim()
             result = m.subscribe_result(self.prefix, split.downstream_size, self.prefix.hex())
             self.write(encode(m.result(req.id, result)))
-            self._start_if_ready(False)
+            self._start_if_ready()
         elif method == m.AUTHORIZE:
             auth = m.parse_authorize(req.params)
             self._authorize(req.id, auth.username)
@@ -253,11 +254,13 @@ class Downstream(asyncio.Protocol):
             if self._deadline is not None:
                 self._deadline.cancel()
         self.write(encode(m.result(msg_id, True)))
-        self._start_if_ready(first)
+        self._start_if_ready()
 
-    def _start_if_ready(self, first: bool) -> None:
-        """Just became ready: the current difficulty and job, clean."""
-        if self.ready and (first or len(self.workers) == 1):
+    def _start_if_ready(self) -> None:
+        """Just became ready (subscribed and authorized, in either order): the current
+        difficulty and job, clean."""
+        if self.ready and not self._started:
+            self._started = True
             for line in self.proxy.current_lines():
                 self.write(line)
 
@@ -280,7 +283,7 @@ class Proxy:
         self.stats = ProxyStats()
         self.machines: set[Downstream] = set()
         self.by_ip: Counter[str] = Counter()
-        self.jobs: dict[str, tuple[Job, float]] = {}
+        self.jobs: dict[str, tuple[Job, float, Split]] = {}  # job id -> job, difficulty, split
         self.difficulty: float | None = None
         self._last_notify: bytes | None = None  # the current job, clean, as machines get it
         self._force_clean = False
@@ -414,8 +417,19 @@ class Proxy:
                 self._broadcast(encode(note))
             elif note.method == m.NOTIFY:
                 self._new_job(m.parse_notify(note.params))
+            elif note.method == m.SET_EXTRANONCE and self.split is not None:
+                # Machines keep their prefix; the new E1 goes into later notifies' coinb1.
+                extranonce1, size = m.parse_set_extranonce(note.params)
+                self.split = self.split.next_session(extranonce1, size)
+                session.extranonce1, session.extranonce2_size = extranonce1, size
+            elif note.method == m.SET_VERSION_MASK and session.version_mask is not None:
+                # Machines keep their negotiated masks; shares outside the new one are the
+                # upstream's to refuse (renegotiation downstream is not done).
+                session.version_mask = m.parse_set_version_mask(note.params)
         except StratumError as exc:
             log.warning("upstream %s: %s", session.target, exc)
+            if note.method == m.SET_EXTRANONCE:  # cannot mine for it any more: leave it
+                self._drain_later(session)
 
     def _new_job(self, job: Job) -> None:
         split = self.split
@@ -425,7 +439,7 @@ class Proxy:
         self._force_clean = False
         if clean:
             self.jobs.clear()
-        self.jobs[job.job_id] = (job, self.difficulty)
+        self.jobs[job.job_id] = (job, self.difficulty, split)
         while len(self.jobs) > MAX_JOBS:
             del self.jobs[next(iter(self.jobs))]
         down = replace(job, coinb1=downstream_coinb1(job.coinb1, split))
@@ -474,12 +488,15 @@ class Proxy:
             )
             return
         split, session, prefix = self.split, self.session, d.prefix
+        if prefix is None:
+            d.write(encode(m.error(req.id, ErrorCode.NOT_SUBSCRIBED)))
+            return
         entry = self.jobs.get(share.job_id)
-        if entry is None or split is None or session is None or prefix is None:
+        if entry is None or split is None or session is None:
             self.stats.rejected["job not found"] += 1
             d.write(encode(m.error(req.id, ErrorCode.JOB_NOT_FOUND)))
             return
-        job, difficulty = entry
+        job, difficulty, split = entry  # the split the job was sent with
         full = split.full_extranonce2(prefix, share.extranonce2)
         version = job.version
         if share.version_bits is not None:
