@@ -127,8 +127,10 @@ async def test_machines_mine_blocks_through_the_proxy_and_every_ack_is_the_pools
     )
     for miner, name in zip(miners, MACHINES, strict=True):
         assert 1 <= miner.stats.accepted <= stats.accepted_by_machine[name]
-    # Machines got distinct extranonce1 prefixes, and their blocks pay the proxy's user.
+    # Machines got distinct extranonce1 prefixes and the upstream's version-rolling mask
+    # (the miner asks for 1fffe000, so does the proxy upstream); their blocks pay the proxy's user.
     assert len({mi.protocol.extranonce1 for mi in miners}) == len(MACHINES)
+    assert all(mi.protocol.version_mask == 0x1FFFE000 for mi in miners)
     in_chain = 0
     for rec in blocks:
         if await rpc.getblockhash(rec.height) == rec.hash_hex:
