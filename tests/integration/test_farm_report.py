@@ -199,3 +199,46 @@ def test_without_matplotlib_the_report_still_works(
     data = json.loads(_report(hf, files, "--json", "--plot", str(out)).output)
     assert data["charts"] == {}
     assert "needs matplotlib" in data["chart_error"]
+
+
+def test_accepted_work_at_the_hashprice_gives_the_same_report(hf: Run, tmp_path: Path) -> None:
+    # 1.6e9 of accepted share difficulty at difficulty 1e14 and 312,500,000 sats a block:
+    # 1.6e9 / 1e14 x 312,500,000 = 5,000 sats a day, m1's mined figure; 3.2e8 -> 1,000 (m2)
+    files = _set_up(hf, tmp_path)
+    work = ["machine_id,day,work"]
+    work += [f"m1,{_day(i)},1600000000" for i in range(30)]
+    work += [f"m2,{_day(i)},320000000" for i in range(30)]
+    network = ["day,difficulty,reward_sats"] + [
+        f"{_day(i)},100000000000000,312500000" for i in range(30)
+    ]
+    (tmp_path / "work.csv").write_text("\n".join(work) + "\n")
+    (tmp_path / "network.csv").write_text("\n".join(network) + "\n")
+    by_work = json.loads(
+        hf(
+            "farm",
+            "report",
+            "--as-of",
+            "2026-12-01",
+            "--work",
+            str(tmp_path / "work.csv"),
+            "--network",
+            str(tmp_path / "network.csv"),
+            "--prices",
+            str(files["prices"]),
+            "--json",
+        ).output
+    )
+    by_sats = json.loads(_report(hf, files, "--json").output)
+    assert by_work["earned_from"].startswith("accepted work")
+    assert by_sats["earned_from"].startswith("mined satoshis")
+    assert by_work["machines"] == by_sats["machines"]
+    # a day of work without its difficulty is named
+    (tmp_path / "network.csv").write_text("\n".join(network[:-1]) + "\n")
+    bad = hf("farm", "report", "--as-of", "2026-12-01", "--work", str(tmp_path / "work.csv"),
+             "--network", str(tmp_path / "network.csv"), "--prices", str(files["prices"]),
+             ok=False)  # fmt: skip
+    assert bad.exit_code == 1
+    assert "no difficulty for 2026-11-30" in bad.output
+    neither = hf("farm", "report", "--as-of", "2026-12-01", "--prices", str(files["prices"]),
+                 ok=False)  # fmt: skip
+    assert "one of --mined or --work" in neither.output

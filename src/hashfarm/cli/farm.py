@@ -32,11 +32,14 @@ from hashfarm.hosting.promise import (
     DEFAULT_LIFE_DAYS,
     MachineReport,
     Purchase,
+    WorkMined,
     build_report,
     machine_bills,
+    parse_network_csv,
+    parse_work_csv,
 )
 from hashfarm.hosting.schema import INVOICE_STATES
-from hashfarm.hosting.sources import DailyMined, DailyPrices
+from hashfarm.hosting.sources import BtcPrices, DailyMined, DailyPrices, MinedSats
 from hashfarm.hosting.store import HostingStore
 
 _CREDITED = INVOICE_STATES[-1]
@@ -117,7 +120,7 @@ def _customer(store: HostingStore, machine_id: str, as_of: int) -> str:
 
 
 def reports(
-    store: HostingStore, as_of: int, mined: DailyMined, prices: DailyPrices, *,
+    store: HostingStore, as_of: int, mined: MinedSats, prices: BtcPrices, *,
     customer: str | None = None, machine: str | None = None,
     life_days: int = DEFAULT_LIFE_DAYS, halvings: tuple[int, ...] = (),
 ) -> list[MachineReport]:  # fmt: skip
@@ -167,9 +170,12 @@ HEADERS = ["customer", "machine", "bought", "days", "earned sats", "earned", "bi
 
 @farm.command("report")
 @click.option("--as-of", "as_of", required=True, help="Report up to this day (exclusive).")
-@click.option("--mined", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--mined", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Mined satoshis CSV: machine_id,day,sats.")  # fmt: skip
+@click.option("--work", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Or accepted work CSV: machine_id,day,work (share difficulties).")  # fmt: skip
+@click.option("--network", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --work: day,difficulty,reward_sats (subsidy + fees).")  # fmt: skip
 @click.option("--prices", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BTC prices CSV: day,btc_usd (the purchase currency per BTC).")  # fmt: skip
@@ -183,15 +189,33 @@ HEADERS = ["customer", "machine", "bought", "days", "earned sats", "earned", "bi
               help="Write one PNG chart per machine into this folder (extra `plot`).")  # fmt: skip
 @db_option
 @json_option
-def farm_report(as_of: str, mined: Path, prices: Path, customer: str | None,
-                machine: str | None, life_days: int, halvings: tuple[str, ...],
-                plot_dir: Path | None, db: str, as_json: bool) -> None:  # fmt: skip
-    """Per customer and machine: BTC earned less bills beside the purchase-day promise."""
+def farm_report(as_of: str, mined: Path | None, work: Path | None, network: Path | None,
+                prices: Path, customer: str | None, machine: str | None, life_days: int,
+                halvings: tuple[str, ...], plot_dir: Path | None, db: str,
+                as_json: bool) -> None:  # fmt: skip
+    """Per customer and machine: BTC earned less bills beside the purchase-day promise.
+
+    Earned comes from --mined (satoshis per machine per day) or, where only accepted work
+    exists, from --work valued at each day's hashprice (--network: difficulty and reward)."""
     end = _day(as_of, "--as-of")
     halving_days = tuple(_day(h, "--halving") for h in halvings)
-    mined_src = DailyMined(
-        checked(lambda: parse_mined_csv(read_text(mined.read_bytes(), "mined sats")))
-    )
+    mined_src: MinedSats
+    if (mined is None) == (work is None):
+        raise click.UsageError("give one of --mined or --work (with --network)")
+    if mined is not None:
+        source = "mined satoshis (--mined)"
+        mined_src = DailyMined(
+            checked(lambda: parse_mined_csv(read_text(mined.read_bytes(), "mined sats")))
+        )
+    else:
+        assert work is not None
+        if network is None:
+            raise click.UsageError("--work needs --network (day,difficulty,reward_sats)")
+        source = "accepted work x each day's hashprice (--work, --network)"
+        mined_src = WorkMined(
+            checked(lambda: parse_work_csv(read_text(work.read_bytes(), "accepted work"))),
+            checked(lambda: parse_network_csv(read_text(network.read_bytes(), "network"))),
+        )
     price_src = DailyPrices(
         checked(lambda: parse_prices_csv(read_text(prices.read_bytes(), "BTC prices")))
     )
@@ -214,6 +238,7 @@ def farm_report(as_of: str, mined: Path, prices: Path, customer: str | None,
     if as_json:
         data: dict[str, Any] = {
             "as_of": fmt_day(end),
+            "earned_from": source,
             "machines": [r.to_dict() for r in rows],
             "charts": charts,
         }
@@ -232,6 +257,7 @@ def farm_report(as_of: str, mined: Path, prices: Path, customer: str | None,
     console.print(table)
     for r in rows:
         console.print(f"{r.machine_id}: payback {r.payback.status}: {r.payback.reason}")
+    console.print(f"earned from {source}")
     console.print("* the promise and the projected payback day are float projections")
     for mid, where in charts.items():
         console.print(f"chart {mid}: {where}")

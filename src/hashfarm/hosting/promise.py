@@ -20,6 +20,8 @@ Rules, stated once:
   a report that ends inside a billed period counts only the days it covers. Revenue-share
   satoshis the farm took accrue the same way, valued at each day's price. Cent and satoshi
   figures are rounded once from the exact sums (cents half to even, satoshis down).
+* Where only accepted work exists, `WorkMined` turns it into satoshis at each day's
+  difficulty and reward (the hashprice: work / difficulty x reward), and the report says so.
 * **Position** = -purchase price + earned value - bills, day by day from the purchase day.
 * **Trend** = net (earned value - bills) over the days observed, per day.
 * **Payback**: the first day the position reached 0 if it has; otherwise projected from the
@@ -37,8 +39,9 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from hashfarm.hosting.errors import HostingError
+from hashfarm.hosting.inputs import _day, _machine, _parse
 from hashfarm.hosting.invoice import Invoice
-from hashfarm.hosting.money import CENTS_PER_UNIT, round_cents, to_text
+from hashfarm.hosting.money import CENTS_PER_UNIT, parse_decimal, round_cents, to_text
 from hashfarm.hosting.period import SECONDS_PER_DAY, fmt_day
 from hashfarm.hosting.sources import BtcPrices, MinedSats
 from hashfarm.units import SATS_PER_BTC
@@ -175,6 +178,71 @@ class MachineReport:
             "promised_cents_by_day": list(self.promised),
             "promised_is_projection": True,
         }
+
+
+class WorkMined:
+    """`MinedSats` from accepted work valued at each day's hashprice, where no satoshi count
+    exists (a proxy's or pool's accepted shares): a share of difficulty d is d x 2^32 hashes,
+    and a block at network difficulty D takes D x 2^32 on average, so the expected reward of
+    `work` (the sum of accepted share difficulties in a day) is work / D x (subsidy + fees),
+    in satoshis rounded down per machine and day, exact otherwise. Each day needs its
+    difficulty and reward; a day with work and neither is an error naming it."""
+
+    def __init__(
+        self,
+        work: dict[tuple[str, int], Fraction],
+        network: dict[int, tuple[Fraction, int]],  # day -> (difficulty, reward sats per block)
+    ) -> None:
+        self._work = work
+        self._network = network
+
+    def sats(self, machine_id: str, start: int, end: int) -> int:
+        first = -(-start // SECONDS_PER_DAY) * SECONDS_PER_DAY
+        total = 0
+        for day in range(first, end, SECONDS_PER_DAY):
+            w = self._work.get((machine_id, day))
+            if not w:
+                continue
+            net = self._network.get(day)
+            if net is None:
+                raise HostingError(f"{machine_id}: no difficulty for {fmt_day(day)} (it has work)")
+            total += math.floor(w / net[0] * net[1])
+        return total
+
+
+def parse_work_csv(text: str) -> dict[tuple[str, int], Fraction]:
+    """Accepted work per (machine, UTC day start) from `machine_id,day,work` (the sum of the
+    accepted shares' difficulties, a decimal); InputError lists every bad line."""
+
+    def build(n: int, row: dict[str, str]) -> tuple[str, int, Fraction]:
+        work = parse_decimal(row["work"], "work")
+        if work < 0:
+            raise HostingError("work is negative")
+        return _machine(row), _day(row["day"]), work
+
+    out: dict[tuple[str, int], Fraction] = {}
+    for mid, day, work in _parse(text, ("machine_id", "day", "work"), "accepted work", build):
+        out[(mid, day)] = out.get((mid, day), Fraction(0)) + work
+    return out
+
+
+def parse_network_csv(text: str) -> dict[int, tuple[Fraction, int]]:
+    """Each UTC day's network difficulty and reward per block (subsidy + fees, satoshis) from
+    `day,difficulty,reward_sats`; InputError lists every bad line."""
+
+    def build(n: int, row: dict[str, str]) -> tuple[int, tuple[Fraction, int]]:
+        difficulty = parse_decimal(row["difficulty"], "difficulty")
+        if difficulty <= 0:
+            raise HostingError("difficulty must be positive")
+        try:
+            reward = int(row["reward_sats"])
+        except ValueError:
+            raise HostingError(f"reward_sats {row['reward_sats']!r} is not whole") from None
+        if reward < 0:
+            raise HostingError("reward_sats is negative")
+        return _day(row["day"]), (difficulty, reward)
+
+    return dict(_parse(text, ("day", "difficulty", "reward_sats"), "network", build))
 
 
 def machine_bills(
@@ -341,7 +409,10 @@ __all__ = [
     "Payback",
     "Promise",
     "Purchase",
+    "WorkMined",
     "build_report",
     "machine_bills",
+    "parse_network_csv",
+    "parse_work_csv",
     "project_payback",
 ]

@@ -12,10 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hashfarm.cli.farm import PaybackPromise
-from hashfarm.hosting.errors import HostingError
+from hashfarm.hosting.errors import HostingError, InputError
 from hashfarm.hosting.invoice import Invoice, Line
 from hashfarm.hosting.period import SECONDS_PER_DAY, Period, fmt_day
-from hashfarm.hosting.promise import Purchase, build_report, machine_bills, project_payback
+from hashfarm.hosting.promise import (
+    Purchase,
+    WorkMined,
+    build_report,
+    machine_bills,
+    parse_network_csv,
+    parse_work_csv,
+    project_payback,
+)
 from hashfarm.hosting.sources import DailyMined, DailyPrices
 
 DAY = SECONDS_PER_DAY
@@ -114,3 +122,27 @@ def test_position_adds_up(
         assert r.position_cents >= 0
     if r.payback.day is not None and r.payback.status == "projected":
         assert AS_OF <= r.payback.day < NOV.start + 400 * DAY
+
+
+def test_work_at_the_hashprice_by_hand() -> None:
+    # 3e9 / 7e13 x 312,500,000 = 13,392.857... -> 13,392 sats (down); 1e9 -> 4,464.28 -> 4,464
+    d1, d2 = NOV.start, NOV.start + DAY
+    net = {d1: (Fraction(7 * 10**13), 312_500_000), d2: (Fraction(7 * 10**13), 312_500_000)}
+    src = WorkMined({("m1", d1): Fraction(3 * 10**9), ("m1", d2): Fraction(10**9)}, net)
+    assert src.sats("m1", d1, d1 + DAY) == 13_392
+    assert src.sats("m1", d1, d2 + DAY) == 13_392 + 4_464
+    assert src.sats("m2", d1, d2 + DAY) == 0
+    with pytest.raises(HostingError, match="no difficulty for 2026-11-03"):
+        WorkMined({("m1", d2 + DAY): Fraction(1)}, net).sats("m1", d1, d1 + 5 * DAY)
+
+
+def test_work_and_network_csv_errors_by_line() -> None:
+    with pytest.raises(InputError) as exc:
+        parse_work_csv("machine_id,day,work\nm1,2026-11-01,1e9\nm1,2026-11-01T01:00:00Z,5\n")
+    assert [n for n, _ in exc.value.problems] == [2, 3]
+    with pytest.raises(InputError) as exc:
+        parse_network_csv("day,difficulty,reward_sats\n2026-11-01,0,5\n2026-11-02,1,x\n")
+    assert [n for n, _ in exc.value.problems] == [2, 3]
+    assert parse_network_csv("day,difficulty,reward_sats\n2026-11-01,1.5,7\n") == {
+        NOV.start: (Fraction(3, 2), 7)
+    }
