@@ -242,3 +242,23 @@ def test_accepted_work_at_the_hashprice_gives_the_same_report(hf: Run, tmp_path:
     neither = hf("farm", "report", "--as-of", "2026-12-01", "--prices", str(files["prices"]),
                  ok=False)  # fmt: skip
     assert "one of --mined or --work" in neither.output
+
+
+def test_purchase_refusals_and_later_purchases(hf: Run, tmp_path: Path) -> None:
+    files = _set_up(hf, tmp_path)
+    args = ["--hashrate-ths", "100", "--power-w", "3500", "--difficulty", "1",
+            "--btc-price", "1", "--power-rate", "0", "--height", "0"]  # fmt: skip
+    late = hf("farm", "purchase", "m1", "--day", "2026-11-01T06:00:00Z", "--price", "1", *args,
+              ok=False)  # fmt: skip
+    assert "00:00 UTC" in late.output
+    cents = hf("farm", "purchase", "m1", "--day", "2026-11-01", "--price", "1.001", *args,
+               ok=False)  # fmt: skip
+    assert "fractions of a cent" in cents.output
+    unknown = hf("farm", "purchase", "zz", "--day", "2026-11-01", "--price", "1", *args,
+                 ok=False)  # fmt: skip
+    assert "no machine 'zz'" in unknown.output
+    # m2 re-bought after the report's end: left out, m1 unchanged
+    hf("farm", "purchase", "m2", "--day", "2026-12-05", "--price", "1", *args)
+    data = json.loads(_report(hf, files, "--json").output)
+    assert [m["machine_id"] for m in data["machines"]] == ["m1"]
+    assert data["machines"][0]["position_cents"] == -9_350

@@ -130,8 +130,8 @@ def reports(
     ]
     out: list[MachineReport] = []
     for mid, purchase in store.purchases().items():
-        if machine is not None and mid != machine:
-            continue
+        if (machine is not None and mid != machine) or purchase.day >= as_of:
+            continue  # not asked for, or bought on or after the report's end: nothing yet
         cid = _customer(store, mid, as_of)
         if customer is not None and cid != customer:
             continue
