@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -27,6 +28,7 @@ from hashfarm.chain.pow import difficulty_to_target, hash_to_int
 from hashfarm.errors import StratumError
 from hashfarm.proxy.settings import ProxySettings, Upstream
 from hashfarm.proxy.split import PrefixAllocator, Split, downstream_coinb1
+from hashfarm.proxy.store import WorkStore, utc_day
 from hashfarm.proxy.upstream import UpstreamSession
 from hashfarm.stratum import messages as m
 from hashfarm.stratum.codec import (
@@ -65,6 +67,9 @@ class ProxyStats:
 
     def __init__(self) -> None:
         self.accepted = 0
+        self.accepted_by_customer: Counter[str] = Counter()
+        self.rejected_by_customer: Counter[str] = Counter()
+        self.rejected_by_machine: Counter[str] = Counter()
         self.work_by_customer: dict[str, float] = defaultdict(float)
         self.work_by_machine: dict[str, float] = defaultdict(float)
         self.accepted_by_machine: Counter[str] = Counter()
@@ -79,6 +84,9 @@ class ProxyStats:
             "work_by_customer": dict(self.work_by_customer),
             "work_by_machine": dict(self.work_by_machine),
             "accepted_by_machine": dict(self.accepted_by_machine),
+            "accepted_by_customer": dict(self.accepted_by_customer),
+            "rejected_by_customer": dict(self.rejected_by_customer),
+            "rejected_by_machine": dict(self.rejected_by_machine),
             "rejected": dict(self.rejected),
             "low_difficulty": self.low_difficulty,
             "upstream_lost": self.upstream_lost,
@@ -97,6 +105,7 @@ class Downstream(asyncio.Protocol):
         self.prefix: bytes | None = None  # extranonce1, given at subscribe
         self.workers: set[str] = set()
         self.version_mask: int | None = None
+        self.channel: Channel | None = None  # the upstream session its customer mines for
         self.closed = False
         self._backlog: list[bytes] = []
         self._paused = False
@@ -208,13 +217,13 @@ class Downstream(asyncio.Protocol):
             proxy.submit(self, req)
         elif method == m.SUBSCRIBE:
             m.parse_subscribe(req.params)
-            split = proxy.split
-            if split is None:
+            size = proxy.downstream_size()
+            if size is None:
                 self.write(encode(m.error(req.id, ErrorCode.OTHER, "no upstream pool yet")))
                 return
             if self.prefix is None:
                 self.prefix = proxy.prefixes.claim()
-            result = m.subscribe_result(self.prefix, split.downstream_size, self.prefix.hex())
+            result = m.subscribe_result(self.prefix, size, self.prefix.hex())
             self.write(encode(m.result(req.id, result)))
             self._start_if_ready()
         elif method == m.AUTHORIZE:
@@ -223,7 +232,7 @@ class Downstream(asyncio.Protocol):
         elif method == m.CONFIGURE:
             conf = m.parse_configure(req.params)
             wanted = conf.version_rolling_mask
-            upstream = proxy.session.version_mask if proxy.session is not None else None
+            upstream = proxy.upstream_mask(self)
             if wanted is None:
                 self.write(encode(m.result(req.id, {})))
                 return
@@ -247,6 +256,17 @@ class Downstream(asyncio.Protocol):
         if username not in self.workers and len(self.workers) >= st.max_workers:
             self.write(encode(m.error(msg_id, ErrorCode.OTHER, f"over {st.max_workers} workers")))
             return
+        if self.channel is None:
+            try:
+                self.channel = self.proxy.channel_for(customer)
+            except StratumError as exc:
+                self.write(encode(m.error(msg_id, ErrorCode.OTHER, str(exc))))
+                return
+            self.channel.machines.add(self)
+        elif self.channel.customer is not None and self.channel.customer != customer:
+            why = f"this connection mines for {self.channel.customer}"
+            self.write(encode(m.error(msg_id, ErrorCode.UNAUTHORIZED, why)))
+            return
         first = not self.workers
         self.workers.add(username)
         if first:
@@ -259,9 +279,9 @@ class Downstream(asyncio.Protocol):
     def _start_if_ready(self) -> None:
         """Just became ready (subscribed and authorized, in either order): the current
         difficulty and job, clean."""
-        if self.ready and not self._started:
+        if self.ready and not self._started and self.channel is not None:
             self._started = True
-            for line in self.proxy.current_lines():
+            for line in self.channel.current_lines():
                 self.write(line)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -272,81 +292,59 @@ class Downstream(asyncio.Protocol):
         self.transport = None
 
 
-class Proxy:
-    """The listener, the machines, the upstream session and its failover."""
+class Channel:
+    """One upstream user's session, its failover and its job table; shared by the machines
+    of one customer (per-customer mode) or by all (shared mode, `customer` None)."""
 
-    def __init__(self, settings: ProxySettings) -> None:
-        self.settings = settings
-        self.prefixes = PrefixAllocator(settings.prefix_size)
+    def __init__(self, proxy: Proxy, user: str, customer: str | None) -> None:
+        self.proxy = proxy
+        self.user = user
+        self.customer = customer
         self.split: Split | None = None
         self.session: UpstreamSession | None = None
-        self.stats = ProxyStats()
         self.machines: set[Downstream] = set()
-        self.by_ip: Counter[str] = Counter()
         self.jobs: dict[str, tuple[Job, float, Split]] = {}  # job id -> job, difficulty, split
         self.difficulty: float | None = None
         self._last_notify: bytes | None = None  # the current job, clean, as machines get it
         self._force_clean = False
         self.switches = 0  # upstream sessions opened (tests and logs)
-        self._ready = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._manager: asyncio.Task[None] | None = None
-        self._draining: set[asyncio.Task[None]] = set()
-        self.port = 0
+        self.ready = asyncio.Event()
+        self.manager: asyncio.Task[None] | None = None
 
-    # --- lifecycle ----------------------------------------------------------------------
-
-    async def start(self, wait: float | None = None) -> None:
-        """Reach an upstream (primary, else backup), then listen."""
-        self._manager = asyncio.create_task(self._manage())
-        async with asyncio.timeout(wait if wait is not None else 4 * self.settings.connect_timeout):
-            await self._ready.wait()
-        st = self.settings
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Downstream(self), st.host, st.port
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("proxy listening on %s:%d", st.host, self.port)
+    def start(self) -> None:
+        self.manager = asyncio.create_task(self._manage())
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for d in list(self.machines):
-                if d.transport is not None:
-                    d.transport.abort()
-        if self._manager is not None:
-            self._manager.cancel()
+        if self.manager is not None:
+            self.manager.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._manager
+                await self.manager
         if self.session is not None:
             await self.session.close()
-        for task in list(self._draining):
-            task.cancel()
 
-    def stats_dict(self) -> dict[str, Any]:
-        """The stats call: counters, machines, the upstream in use."""
-        out = self.stats.as_dict()
-        out["machines"] = len(self.machines)
-        out["upstream"] = str(self.session.target) if self.session is not None else None
-        out["upstream_sessions"] = self.switches
-        out["difficulty"] = self.difficulty
-        return out
-
-    # --- upstream -----------------------------------------------------------------------
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "upstream_user": self.user,
+            "upstream": str(self.session.target) if self.session is not None else None,
+            "connected": self.session is not None and not self.session.closed.is_set(),
+            "upstream_sessions": self.switches,
+            "difficulty": self.difficulty,
+            "machines": len(self.machines),
+        }
 
     async def _open(self, target: Upstream) -> UpstreamSession | None:
-        st = self.settings
+        st = self.proxy.settings
         try:
             return await UpstreamSession.open(
-                target, st.user, st.password, UPSTREAM_VERSION_MASK, st.connect_timeout,
-                st.upstream_idle, self._on_notification, self._on_verdict,
+                target, self.user, st.password, UPSTREAM_VERSION_MASK, st.connect_timeout,
+                st.upstream_idle, self._on_notification, self.proxy.on_verdict,
             )  # fmt: skip
         except (OSError, TimeoutError, StratumError) as exc:
-            log.warning("upstream %s unavailable: %s", target, exc)
+            log.warning("upstream %s for %s unavailable: %s", target, self.user, exc)
             return None
 
     async def _manage(self) -> None:
-        st = self.settings
+        st = self.proxy.settings
         while True:
             session = await self._open(st.upstream)
             if session is None and st.backup is not None:
@@ -366,47 +364,40 @@ class Proxy:
                     break
                 primary = await self._open(st.upstream)
                 if primary is not None and self._use(primary):
-                    self._drain_later(session)
+                    self.proxy.drain_later(session)
                     break
             # lost (or left) the backup: back to the top, primary first
 
     def _use(self, session: UpstreamSession) -> bool:
         """Make `session` the one machines mine for; False if its extranonce space is too small."""
         try:
-            if self.split is None:
+            template = self.split or self.proxy.template
+            if template is None:
                 split = Split.first(
-                    session.extranonce1, session.extranonce2_size, self.settings.prefix_size
+                    session.extranonce1, session.extranonce2_size, self.proxy.settings.prefix_size
                 )
+                self.proxy.template = split
             else:
-                split = self.split.next_session(session.extranonce1, session.extranonce2_size)
+                split = template.next_session(session.extranonce1, session.extranonce2_size)
         except StratumError as exc:
             log.warning("upstream %s refused: %s", session.target, exc)
-            self._drain_later(session)
+            self.proxy.drain_later(session)
             return False
         self.split, self.session = split, session
         self.jobs.clear()
         self._force_clean = True
         self.switches += 1
-        log.info("mining for %s (extranonce1 %s)", session.target, session.extranonce1.hex())
+        log.info(
+            "%s mining for %s (extranonce1 %s)",
+            self.user,
+            session.target,
+            session.extranonce1.hex(),
+        )
         for note in session.early:
             self._on_notification(session, note)
         session.early.clear()
-        self._ready.set()
+        self.ready.set()
         return True
-
-    def _drain_later(self, old: UpstreamSession) -> None:
-        """Let an upstream we left answer the shares it holds, then close it."""
-
-        async def drain() -> None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.submit_timeout):
-                    while old.pending and not old.closed.is_set():  # noqa: ASYNC110 (polls a count)
-                        await asyncio.sleep(0.05)
-            await old.close()
-
-        task = asyncio.create_task(drain())
-        self._draining.add(task)
-        task.add_done_callback(self._draining.discard)
 
     def _on_notification(self, session: UpstreamSession, note: Notification) -> None:
         if session is not self.session:
@@ -429,7 +420,7 @@ class Proxy:
         except StratumError as exc:
             log.warning("upstream %s: %s", session.target, exc)
             if note.method == m.SET_EXTRANONCE:  # cannot mine for it any more: leave it
-                self._drain_later(session)
+                self.proxy.drain_later(session)
 
     def _new_job(self, job: Job) -> None:
         split = self.split
@@ -460,6 +451,150 @@ class Proxy:
             if d.ready:
                 d.write(line)
 
+
+class Proxy:
+    """The listener, the machines, and the upstream sessions (one shared, or one per
+    customer) with their failover; optionally a work store."""
+
+    def __init__(self, settings: ProxySettings, store: WorkStore | None = None) -> None:
+        self.settings = settings
+        self.prefixes = PrefixAllocator(settings.prefix_size)
+        self.template: Split | None = None  # the first split: fixes the machines' size
+        if settings.per_customer:
+            # Machines subscribe before their customer's session exists: the size is fixed
+            # from the expected upstream extranonce2 size; a smaller upstream is refused.
+            size = settings.upstream_extranonce2_size
+            if size - settings.prefix_size < 1:
+                raise StratumError(f"extranonce2 of {size} bytes leaves nothing for machines")
+            self.template = Split(b"", size, settings.prefix_size, size - settings.prefix_size)
+        self.stats = ProxyStats()
+        self.store = store
+        self.machines: set[Downstream] = set()
+        self.by_ip: Counter[str] = Counter()
+        self.channels: dict[str | None, Channel] = {}  # customer (None: shared) -> channel
+        self._server: asyncio.Server | None = None
+        self._store_task: asyncio.Task[None] | None = None
+        self._draining: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    # --- the shared session (shared mode), as before ---------------------------------------
+
+    @property
+    def shared(self) -> Channel | None:
+        return self.channels.get(None)
+
+    @property
+    def session(self) -> UpstreamSession | None:
+        ch = self.shared
+        return ch.session if ch is not None else None
+
+    @property
+    def split(self) -> Split | None:
+        ch = self.shared
+        return ch.split if ch is not None else None
+
+    @property
+    def difficulty(self) -> float | None:
+        ch = self.shared
+        return ch.difficulty if ch is not None else None
+
+    @property
+    def switches(self) -> int:
+        return sum(ch.switches for ch in self.channels.values())
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, wait: float | None = None) -> None:
+        """Shared mode: reach an upstream (primary, else backup), then listen. Per-customer
+        mode: listen at once; each customer's session opens at its first authorize."""
+        st = self.settings
+        if not st.per_customer:
+            channel = self.channels[None] = Channel(self, st.user, None)
+            channel.start()
+            async with asyncio.timeout(wait if wait is not None else 4 * st.connect_timeout):
+                await channel.ready.wait()
+        if self.store is not None:
+            self._store_task = asyncio.create_task(self.store.run(st.store_every))
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: Downstream(self), st.host, st.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("proxy listening on %s:%d", st.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for d in list(self.machines):
+                if d.transport is not None:
+                    d.transport.abort()
+        for channel in list(self.channels.values()):
+            await channel.stop()
+        for task in list(self._draining):
+            task.cancel()
+        if self._store_task is not None:
+            self._store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._store_task
+
+    def channel_for(self, customer: str) -> Channel:
+        """The channel a customer's machine mines for; a new customer's session is opened
+        here (per-customer mode), up to `max_upstreams`; StratumError beyond."""
+        st = self.settings
+        if not st.per_customer:
+            channel = self.shared
+            if channel is None:
+                raise StratumError("no upstream pool yet")
+            return channel
+        channel = self.channels.get(customer)
+        if channel is None:
+            if len(self.channels) >= st.max_upstreams:
+                raise StratumError(f"over {st.max_upstreams} upstream sessions (customers)")
+            user = st.user_template.format(customer=customer)
+            channel = self.channels[customer] = Channel(self, user, customer)
+            channel.start()
+            log.info("customer %s: upstream session as %s", customer, user)
+        return channel
+
+    def downstream_size(self) -> int | None:
+        """Extranonce2 bytes a machine rolls; None before any upstream (shared mode)."""
+        return self.template.downstream_size if self.template is not None else None
+
+    def upstream_mask(self, d: Downstream) -> int | None:
+        """The version mask a machine's configure is intersected with: its channel's
+        upstream's, or (per-customer mode, before its session exists) what is asked."""
+        channel = d.channel or self.shared
+        if channel is not None and channel.session is not None:
+            return channel.session.version_mask
+        return UPSTREAM_VERSION_MASK if self.settings.per_customer else None
+
+    def stats_dict(self) -> dict[str, Any]:
+        """The stats call: counters, machines, the upstream sessions."""
+        out = self.stats.as_dict()
+        out["machines"] = len(self.machines)
+        out["upstream"] = str(self.session.target) if self.session is not None else None
+        out["upstream_sessions"] = self.switches
+        out["difficulty"] = self.difficulty
+        out["mode"] = "per-customer" if self.settings.per_customer else "shared"
+        out["channels"] = {
+            ("*" if customer is None else customer): ch.as_dict()
+            for customer, ch in self.channels.items()
+        }
+        return out
+
+    def drain_later(self, old: UpstreamSession) -> None:
+        """Let an upstream we left answer the shares it holds, then close it."""
+
+        async def drain() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.submit_timeout):
+                    while old.pending and not old.closed.is_set():  # noqa: ASYNC110 (polls a count)
+                        await asyncio.sleep(0.05)
+            await old.close()
+
+        task = asyncio.create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
     # --- machines -----------------------------------------------------------------------
 
     def admit(self, d: Downstream) -> bool:
@@ -476,8 +611,30 @@ class Proxy:
             self.by_ip[d.ip] -= 1
             if self.by_ip[d.ip] <= 0:
                 del self.by_ip[d.ip]
+        if d.channel is not None:
+            d.channel.machines.discard(d)
         if d.prefix is not None:
             self.prefixes.release(d.prefix)
+
+    def _refuse(self, d: Downstream, req: Request, worker: str, reason: str, err: Any) -> None:
+        """A share refused here (never forwarded): counted per customer and machine."""
+        self._count(worker, 0.0, accepted=False)
+        self.stats.rejected[reason] += 1
+        d.write(encode(err))
+
+    def _count(self, worker: str, work: float, *, accepted: bool) -> None:
+        st, customer = self.stats, worker.split(".", 1)[0]
+        if accepted:
+            st.accepted += 1
+            st.work_by_customer[customer] += work
+            st.work_by_machine[worker] += work
+            st.accepted_by_machine[worker] += 1
+            st.accepted_by_customer[customer] += 1
+        else:
+            st.rejected_by_customer[customer] += 1
+            st.rejected_by_machine[worker] += 1
+        if self.store is not None:
+            self.store.add(utc_day(time.time()), customer, worker, work, accepted)
 
     def submit(self, d: Downstream, req: Request) -> None:
         """Check a machine's share against its job's upstream difficulty; forward it."""
@@ -487,31 +644,33 @@ class Proxy:
                 encode(m.error(req.id, ErrorCode.UNAUTHORIZED, f"{share.worker} not authorized"))
             )
             return
-        split, session, prefix = self.split, self.session, d.prefix
+        channel, prefix = d.channel, d.prefix
         if prefix is None:
             d.write(encode(m.error(req.id, ErrorCode.NOT_SUBSCRIBED)))
             return
-        entry = self.jobs.get(share.job_id)
-        if entry is None or split is None or session is None:
-            self.stats.rejected["job not found"] += 1
-            d.write(encode(m.error(req.id, ErrorCode.JOB_NOT_FOUND)))
+        entry = channel.jobs.get(share.job_id) if channel is not None else None
+        session = channel.session if channel is not None else None
+        if entry is None or session is None or channel is None:
+            err = m.error(req.id, ErrorCode.JOB_NOT_FOUND)
+            self._refuse(d, req, share.worker, "job not found", err)
             return
         job, difficulty, split = entry  # the split the job was sent with
         full = split.full_extranonce2(prefix, share.extranonce2)
         version = job.version
         if share.version_bits is not None:
             if d.version_mask is None or share.version_bits & ~d.version_mask & 0xFFFFFFFF:
-                self.stats.rejected["version bits outside the mask"] += 1
-                d.write(encode(m.error(req.id, ErrorCode.OTHER, "version bits outside the mask")))
+                why = "version bits outside the mask"
+                self._refuse(d, req, share.worker, why, m.error(req.id, ErrorCode.OTHER, why))
                 return
             version = apply_version_bits(job.version, share.version_bits, d.version_mask)
         header = job.header(split.upstream_extranonce1, full, share.ntime, share.nonce, version)
         if hash_to_int(sha256d(header)) > difficulty_to_target(difficulty):
             self.stats.low_difficulty += 1
+            self._count(share.worker, 0.0, accepted=False)
             d.write(encode(m.error(req.id, ErrorCode.LOW_DIFFICULTY)))
             return
         params: list[Any] = [
-            self.settings.user,
+            channel.user,
             share.job_id,
             full.hex(),
             u32_hex(share.ntime),
@@ -521,23 +680,20 @@ class Proxy:
             params.append(u32_hex(share.version_bits))
         info = ShareInfo(share.worker.split(".", 1)[0], share.worker, difficulty)
         if not session.submit(params, d, req.id, info):
-            self.stats.rejected["upstream not connected"] += 1
-            d.write(encode(m.error(req.id, ErrorCode.OTHER, "upstream not connected")))
+            why = "upstream not connected"
+            self._refuse(d, req, share.worker, why, m.error(req.id, ErrorCode.OTHER, why))
 
-    def _on_verdict(self, conn: object, downstream_id: object, info: object, res: Response) -> None:
+    def on_verdict(self, conn: object, downstream_id: object, info: object, res: Response) -> None:
         """The upstream answered a forwarded share (or was lost first): tell the machine."""
         d, share = cast(Downstream, conn), cast(ShareInfo, info)
         if res.ok and res.result is True:
-            st = self.stats
-            st.accepted += 1
-            st.work_by_customer[share.customer] += share.difficulty
-            st.work_by_machine[share.worker] += share.difficulty
-            st.accepted_by_machine[share.worker] += 1
+            self._count(share.worker, share.difficulty, accepted=True)
             d.write(encode(m.result(downstream_id, True)))
             return
         error = res.error or RpcError.of(ErrorCode.OTHER, f"upstream answered {res.result!r}")
         if res.id is None:
             self.stats.upstream_lost += 1
+        self._count(share.worker, 0.0, accepted=False)
         self.stats.rejected[error.message] += 1
         reply = Response(cast(MessageId, downstream_id), None, RpcError(error.code, error.message))
         d.write(encode(reply))

@@ -56,3 +56,8 @@ class ProxySettings:
     retry_primary: float = 5.0  # seconds between tries of the primary while on the backup
     submit_timeout: float = 10.0  # an upstream answer later than this: the share is refused
     allowed_workers: frozenset[str] | None = None  # customers (user before '.') allowed; None: any
+    per_customer: bool = False  # one upstream session per customer (else one shared)
+    user_template: str = "{customer}"  # per-customer mode: the upstream user of a customer
+    max_upstreams: int = 64  # per-customer mode: sessions (customers) at most; beyond: refused
+    upstream_extranonce2_size: int = 8  # per-customer mode: what upstreams must give at least
+    store_every: float = 2.0  # seconds between writes of the work store's batch
