@@ -14,14 +14,21 @@ with no token configured, 401 for a missing or wrong one). Routes:
   `hashfarm bill run`, over the power source (and mined sats, prices, curtailment) the
   `HostingSource` was given;
 - `POST /api/admin/hosting/invoices/{number}/issue` and `.../pay`: the lifecycle's legal
-  transitions; any other is a 409 naming the states allowed.
+  transitions; any other is a 409 naming the states allowed;
+- `GET /api/admin/hosting/report?as_of=YYYY-MM-DD&customer=ID&machine=ID&life_days=N`: the
+  seller's promise against reality, the JSON of `hashfarm farm report --json` (no charts),
+  over the mined satoshis (or accepted work) and prices of the `HostingSource`'s `report`;
+  without one a 503.
 
 The store is synchronous (sqlite3 or psycopg), so every call runs on one thread of its own,
 never on the event loop; the store is opened there on first use and closed with the app.
 Query parameters and bodies are strict (`api/params.py`): 400 naming the parameter; an
 unknown customer or invoice is a 404; an illegal transition a 409; a bill run over bad
 inputs a 422 (nothing written); no power source, or a database that cannot be used, a 503.
-Nothing starts these routes by itself yet: a caller passes `make_app(..., hosting_store=)`.
+`hashfarm farm serve` (cli/farm_serve.py) serves them with `make_hosting_app`; the pool's
+`make_app(..., hosting_store=)` can mount them too. The report's promise (the calculator's
+payback) is wired in `cli`, which passes its `reports` function in (`ReportSource.build`):
+api never imports cli, and there is one implementation.
 """
 
 from __future__ import annotations
@@ -41,23 +48,44 @@ import orjson
 from aiohttp import web
 
 from hashfarm.api.admin import _Guard, error, respond
-from hashfarm.api.params import BadRequest, json_object, query_args, shown
+from hashfarm.api.params import BadRequest, int_arg, json_object, query_args, shown
 from hashfarm.hosting import billing
 from hashfarm.hosting.errors import HostingError, StateError
 from hashfarm.hosting.export import to_csv
 from hashfarm.hosting.money import fmt_decimal, to_text
-from hashfarm.hosting.period import Period, fmt_time
+from hashfarm.hosting.period import SECONDS_PER_DAY, Period, fmt_day, fmt_time, parse_time
 from hashfarm.hosting.power import PowerSource
+from hashfarm.hosting.promise import DEFAULT_LIFE_DAYS, MachineReport
 from hashfarm.hosting.sources import BtcPrices, Curtailment, MinedSats
 from hashfarm.hosting.store import HostingStore, InvoiceRecord, check_id, connect
 
-__all__ = ["HOSTING_KEY", "HostingSource", "add_routes", "exact", "invoice_json"]
+__all__ = [
+    "HOSTING_KEY",
+    "HostingSource",
+    "ReportSource",
+    "add_routes",
+    "exact",
+    "invoice_json",
+    "make_hosting_app",
+]
 
 log = logging.getLogger("hashfarm.api.hosting")
 
 PREFIX = "/api/admin/hosting"
 _PERIOD = re.compile(r"[0-9]{4}-[0-9]{2}")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReportSource:
+    """What the report route reads: `build(store, as_of, mined, prices, customer=,
+    machine=, life_days=)` is `cli.farm.reports` (the calculator's promise is wired there),
+    over `mined` and `prices`; `earned_from` says which source (as the CLI's JSON does)."""
+
+    build: Callable[..., list[MachineReport]]
+    mined: MinedSats
+    prices: BtcPrices
+    earned_from: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class HostingSource:
     curtailment: Curtailment | None = None
     max_hold_s: int = billing.DEFAULT_MAX_HOLD_S
     clock: Callable[[], float] = time.time
+    report: ReportSource | None = None
 
 
 class _Worker:
@@ -326,6 +355,57 @@ def _transition(
     return handler
 
 
+def _day_arg(raw: str, name: str) -> int:
+    try:
+        t = parse_time(raw, name)
+    except HostingError as exc:
+        raise BadRequest(str(exc)) from None
+    if t % SECONDS_PER_DAY or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+        raise BadRequest(f"{name} must be a day, YYYY-MM-DD, not {shown(raw)}")
+    return t
+
+
+def _id_arg(args: dict[str, str], name: str) -> str | None:
+    value = args.get(name)
+    if value is not None:
+        try:
+            check_id(name, value)
+        except HostingError as exc:
+            raise BadRequest(str(exc)) from None
+    return value
+
+
+async def _report(request: web.Request) -> web.Response:
+    args = query_args(request.query.items(), ("as_of", "customer", "machine", "life_days"))
+    if "as_of" not in args:
+        raise BadRequest("the report needs as_of=YYYY-MM-DD (the day it runs up to, exclusive)")
+    end = _day_arg(args["as_of"], "as_of")
+    customer, machine = _id_arg(args, "customer"), _id_arg(args, "machine")
+    life_days = int_arg(args, "life_days", DEFAULT_LIFE_DAYS, 1, 50 * 365)
+    rs = _worker(request).source.report
+    if rs is None:
+        return error(503, "the report is off: this API was started without mined satoshis "
+                          "(or accepted work) and prices (run `hashfarm farm report`)")  # fmt: skip
+
+    def build(s: HostingStore) -> list[MachineReport]:
+        return rs.build(s, end, rs.mined, rs.prices, customer=customer, machine=machine,
+                        life_days=life_days)  # fmt: skip
+
+    rows = await _worker(request).call(build)
+    return respond({"as_of": fmt_day(end), "earned_from": rs.earned_from,
+                    "machines": [r.to_dict() for r in rows], "charts": {}})  # fmt: skip
+
+
+def make_hosting_app(source: HostingSource, token: bytes | None) -> web.Application:
+    """An application serving only the hosting routes (for `hashfarm farm serve`), with
+    the pool API's JSON errors and body limit."""
+    from hashfarm.api.server import BODY_MAX, _json_errors
+
+    app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
+    add_routes(app, source, token)
+    return app
+
+
 def add_routes(app: web.Application, source: HostingSource, token: bytes | None) -> None:
     """Register the hosting routes on `app`, each behind the admin token `token`."""
     worker = _Worker(source)
@@ -344,3 +424,4 @@ def add_routes(app: web.Application, source: HostingSource, token: bytes | None)
     app.router.add_post(f"{PREFIX}/invoices/{{number}}/issue", guard(_transition(billing.issue)))
     app.router.add_post(f"{PREFIX}/invoices/{{number}}/pay", guard(_transition(billing.pay)))
     app.router.add_post(f"{PREFIX}/bill-runs", guard(_bill_run))
+    app.router.add_get(f"{PREFIX}/report", guard(_report))

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hashfarm.chain.networks import get_network
+from hashfarm.cli.farm_serve import farm_serve
 from hashfarm.cli.hosting import checked, db_option, emit, json_option, open_store
 from hashfarm.economics.machine import Costs, Machine
 from hashfarm.economics.payback import simulate
@@ -80,6 +81,9 @@ def _day(text: str, what: str) -> int:
 @click.group("farm")
 def farm() -> None:
     """The seller's promise against reality: purchases and the per-machine report."""
+
+
+farm.add_command(farm_serve)
 
 
 @farm.command("purchase")

@@ -1,0 +1,118 @@
+"""`hashfarm farm serve` as a real process on an ephemeral loopback port over a real SQLite
+hosting database: November of `test_farm_report.py` (two machines, a nameplate contract, a
+real `bill run`), then the admin routes over HTTP: the invoices, and the farm report equal
+to `hashfarm farm report --json` for the same inputs; no token is a 401; SIGTERM exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hashfarm.cli.main import cli
+from integration.test_farm_report import _set_up
+
+TOKEN = "farm-admin-token-0123456789abcdef"
+CODE = "from hashfarm.cli.main import main; main()"
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, Path]]]:
+    """The month set up by the CLI; (db URL, base URL of the running server, input files)."""
+    db = f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
+    runner = CliRunner()
+
+    def hf(*args: str) -> Result:
+        result = runner.invoke(cli, [*args, "--db", db], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    files = _set_up(hf, tmp_path)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    args = ["farm", "serve", "--listen", "127.0.0.1:0", "--db", db,
+            "--admin-token-file", str(token_file), "--samples", str(files["samples"]),
+            "--mined", str(files["mined"]), "--prices", str(files["prices"])]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CODE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert m is not None, line
+        yield db, f"http://127.0.0.1:{m.group(1)}/api/admin/hosting", files
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "stopping" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_admin_routes_and_report(farm: tuple[str, str, dict[str, Path]]) -> None:
+    db, base, files = farm
+    status, body = _get(f"{base}/invoices?period=2026-11", TOKEN)
+    assert status == 200
+    assert [i["customer"] for i in body["invoices"]] == ["acme"]
+    assert body["invoices"][0]["total_cents"] == 2 * 13_600  # two machines, 136.00 each
+    assert body["invoices"][0]["state"] == "draft"
+
+    status, report = _get(f"{base}/report?as_of=2026-12-01", TOKEN)
+    assert status == 200
+    result = CliRunner().invoke(
+        cli,
+        ["farm", "report", "--as-of", "2026-12-01", "--mined", str(files["mined"]),
+         "--prices", str(files["prices"]), "--json", "--db", db],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert report == json.loads(result.output)
+    assert [m["machine_id"] for m in report["machines"]] == ["m1", "m2"]
+    assert report["machines"][0]["position_cents"] == -9_350
+
+    status, one = _get(f"{base}/report?as_of=2026-12-01&machine=m2", TOKEN)
+    assert status == 200
+    assert [m["machine_id"] for m in one["machines"]] == ["m2"]
+
+
+def test_refusals(farm: tuple[str, str, dict[str, Path]]) -> None:
+    _, base, _ = farm
+    for path in ("/invoices", "/report?as_of=2026-12-01", "/customers"):
+        status, body = _get(base + path)
+        assert status == 401, (path, body)
+        status, _ = _get(base + path, "wrong-token-wrong-token-wrong")
+        assert status == 401
+    status, body = _get(f"{base}/report", TOKEN)
+    assert status == 400
+    assert "as_of" in body["error"]
+    status, body = _get(f"{base}/report?as_of=2026-12-01T06:00:00Z", TOKEN)
+    assert status == 400
+    assert "as_of" in body["error"]
