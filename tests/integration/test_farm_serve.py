@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
+from hashfarm.cli.farm_serve import exposure_hint, parse_listen
 from hashfarm.cli.main import cli
 from integration.test_farm_report import _set_up
 
@@ -27,8 +29,8 @@ TOKEN = "farm-admin-token-0123456789abcdef"
 CODE = "from hashfarm.cli.main import main; main()"
 
 
-def _get(url: str, token: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url)
+def _get(url: str, token: str | None = None, body: bytes | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -85,6 +87,10 @@ def test_admin_routes_and_report(farm: tuple[str, str, dict[str, Path]]) -> None
     assert body["invoices"][0]["total_cents"] == 2 * 13_600  # two machines, 136.00 each
     assert body["invoices"][0]["state"] == "draft"
 
+    # the server's bill run reads the same samples: November is already drafted, unchanged
+    status, run = _get(f"{base}/bill-runs", TOKEN, b'{"period": "2026-11"}')
+    assert (status, run["written"], run["unchanged"]) == (200, [], ["acme"])
+
     status, report = _get(f"{base}/report?as_of=2026-12-01", TOKEN)
     assert status == 200
     result = CliRunner().invoke(
@@ -116,3 +122,33 @@ def test_refusals(farm: tuple[str, str, dict[str, Path]]) -> None:
     status, body = _get(f"{base}/report?as_of=2026-12-01T06:00:00Z", TOKEN)
     assert status == 400
     assert "as_of" in body["error"]
+
+
+def test_listen_and_exposure() -> None:
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("[::1]:8090") == ("::1", 8090)
+    for bad in ("8090", "host:", ":80", "h:99999", "h:x"):
+        with pytest.raises(click.BadParameter):
+            parse_listen(bad)
+    assert exposure_hint("127.0.0.1") is None
+    assert exposure_hint("::1") is None
+    assert exposure_hint("localhost") is None
+    for public in ("0.0.0.0", "192.168.1.5", "farm.example"):
+        hint = exposure_hint(public)
+        assert hint is not None
+        assert public in hint
+
+
+def test_short_token_refuses_to_start(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("short\n")
+    token_file.chmod(0o600)
+    db = f"sqlite:///{tmp_path / 'hosting.sqlite3'}"
+    done = subprocess.run(
+        [sys.executable, "-c", CODE, "farm", "serve", "--listen", "127.0.0.1:0", "--db", db,
+         "--admin-token-file", str(token_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "admin_token_file" in done.stderr
+    assert "farm API on" not in done.stdout
