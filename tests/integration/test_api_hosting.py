@@ -252,6 +252,10 @@ async def test_a_bill_run_without_a_power_source_is_refused(tmp_path: Path) -> N
             async with http.post(url, json={"period": "2026-11"}, headers=AUTH) as resp:
                 assert resp.status == 503
                 assert "power source" in (await resp.json())["error"]
+            url = f"{base}{H}/report?as_of=2026-12-01"
+            async with http.get(url, headers=AUTH) as resp:  # nor mined sats and prices
+                assert resp.status == 503
+                assert "report is off" in (await resp.json())["error"]
             async with http.get(f"{base}{H}/customers", headers=AUTH) as resp:
                 assert resp.status == 200
                 assert len((await resp.json())["customers"]) == 3
