@@ -1,0 +1,132 @@
+"""The proxy's work store: real SQLite files; batches add up; the export is what
+`farm report --work` reads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from fractions import Fraction
+from pathlib import Path
+
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashfarm.cli.main import cli
+from hashfarm.hosting.promise import parse_work_csv
+from hashfarm.proxy.store import SCHEMA_VERSION, WorkStore, utc_day, work_csv
+
+VERDICTS = st.lists(
+    st.tuples(
+        st.sampled_from(["2026-11-30", "2026-12-01"]),
+        st.sampled_from(["alice.m1", "alice.m2", "bob.m1"]),
+        st.sampled_from([0.001, 0.5, 1.0, 2.0, 1024.0, 3e-05]),
+        st.booleans(),
+        st.booleans(),  # flush after this one
+    ),
+    max_size=40,
+)
+
+
+def test_utc_day() -> None:
+    assert utc_day(1_764_547_200) == "2025-12-01"
+    assert utc_day(1_764_547_200 - 1) == "2025-11-30"
+
+
+def test_migration_once_and_reopen_keeps_rows(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite3"
+    store = WorkStore(path)
+    store.add("2026-12-01", "alice", "alice.m1", 2.0, accepted=True)
+    store.write(store.take())
+    store.close()
+    again = WorkStore(path)  # no second CREATE TABLE
+    assert again.rows() == [("2026-12-01", "alice", "alice.m1", 2.0, 1, 0)]
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+@settings(max_examples=30, deadline=None)
+@given(VERDICTS)
+def test_batches_add_up_to_the_verdicts_and_export_reads_back(
+    verdicts: list[tuple[str, str, float, bool, bool]],
+) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        store = WorkStore(Path(d) / "w.sqlite3")
+        work: dict[tuple[str, str], float] = {}
+        counts: dict[tuple[str, str], list[int]] = {}
+        for day, machine, diff, ok, flush in verdicts:
+            store.add(day, machine.split(".")[0], machine, diff if ok else 0.0, accepted=ok)
+            key = (machine, day)
+            work[key] = work.get(key, 0.0) + (diff if ok else 0.0)
+            c = counts.setdefault(key, [0, 0])
+            c[0 if ok else 1] += 1
+            if flush:
+                store.write(store.take())
+        store.write(store.take())
+        rows = store.rows()
+        store.close()
+    assert {(r[2], r[0]): [r[4], r[5]] for r in rows} == counts
+    for day, _customer, machine, w, _a, _r in rows:
+        assert w == work[(machine, day)]  # same float sums, same order
+    parsed = parse_work_csv(work_csv(rows))
+    assert {(mid, utc_day(d)): v for (mid, d), v in parsed.items()} == {
+        key: Fraction(repr(w)) for key, w in work.items()
+    }
+
+
+def test_flush_runs_in_a_thread_and_a_failed_write_keeps_the_batch(tmp_path: Path) -> None:
+    store = WorkStore(tmp_path / "w.sqlite3")
+
+    async def go() -> None:
+        store.add("2026-12-01", "bob", "bob.m1", 1.5, accepted=True)
+        store.add("2026-12-01", "bob", "bob.m1", 0.0, accepted=False)
+        await store.flush()
+        assert store.pending == {}
+        store._db.execute("DROP TABLE proxy_work")  # the next write fails
+        store.add("2026-12-01", "bob", "bob.m1", 1.0, accepted=True)
+        await store.flush()
+        assert store.pending == {("2026-12-01", "bob", "bob.m1"): [1.0, 1, 0]}
+
+    asyncio.run(go())
+    store.close()
+
+
+def test_export_work_command(tmp_path: Path) -> None:
+    db = tmp_path / "w.sqlite3"
+    store = WorkStore(db)
+    store.add("2026-12-01", "alice", "alice.m1", 0.25, accepted=True)
+    store.add("2026-12-01", "alice", "alice.m1", 3e-05, accepted=True)
+    store.add("2026-12-02", "bob", "bob.m1", 0.0, accepted=False)
+    store.write(store.take())
+    store.close()
+    out = tmp_path / "work.csv"
+    res = CliRunner().invoke(
+        cli, ["proxy", "export-work", "--stats-db", str(db), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert text.splitlines()[0] == "machine_id,day,work"
+    assert "e-" not in text  # plain decimals
+    parsed = parse_work_csv(text)
+    assert sum(v for (mid, _d), v in parsed.items() if mid == "alice.m1") == Fraction(
+        repr(0.25 + 3e-05)
+    )
+    assert [v for (mid, _d), v in parsed.items() if mid == "bob.m1"] == [Fraction(0)]
+
+
+def test_per_customer_options_are_checked() -> None:
+    runner = CliRunner()
+    no_template = runner.invoke(cli, ["proxy", "--upstream", "h:1", "--per-customer"])
+    assert no_template.exit_code == 2
+    assert "--upstream-user-template" in no_template.output
+    bad = runner.invoke(
+        cli, ["proxy", "--upstream", "h:1", "--per-customer", "--upstream-user-template", "x"]
+    )
+    assert bad.exit_code == 2
+    assert "{customer}" in bad.output
+    no_user = runner.invoke(cli, ["proxy", "--upstream", "h:1"])
+    assert no_user.exit_code == 2
+    assert "--user" in no_user.output
