@@ -6,6 +6,7 @@ GET /stats shows both sessions; a customer beyond the cap is refused clearly."""
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,3 +100,41 @@ async def test_each_customer_mines_as_its_own_upstream_user_and_the_stored_work_
     for name in MACHINES:
         assert float(by_machine[name]) == pytest.approx(stats.work_by_machine[name])
         assert stats.accepted_by_machine[name] >= 2
+
+
+async def test_each_customers_session_fails_over_to_the_backup_on_its_own(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    address = bcoin_address(MINER_SCRIPTS[7])
+    users = {f"{address}.alice", f"{address}.bob"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path / "a")
+    b = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path / "b")
+    first = contextlib.AsyncExitStack()
+    primary, rec_a = await first.enter_async_context(running_pool(a, regtest_node.rpc()))
+    try:
+        async with running_pool(b, regtest_node.rpc()) as (backup, rec_b):
+            proxy = Proxy(
+                ProxySettings(
+                    Upstream("127.0.0.1", primary.stratum_port), "", port=0, per_customer=True,
+                    user_template=f"{address}.{{customer}}",
+                    backup=Upstream("127.0.0.1", backup.stratum_port), retry_primary=0.5,
+                )
+            )  # fmt: skip
+            await proxy.start()
+            try:
+                async with machines(proxy.port, ["alice.m1", "bob.m1"]) as miners:
+                    await wait_for(lambda: {s.worker for s in rec_a.shares if s.accepted}
+                                   == users, 15, "both users at the primary")  # fmt: skip
+                    await first.aclose()  # the primary stops
+                    await wait_for(lambda: {s.worker for s in rec_b.shares if s.accepted}
+                                   == users, 15, "both users at the backup")  # fmt: skip
+            finally:
+                await proxy.stop()
+    finally:
+        await first.aclose()
+    assert set(proxy.channels) == {"alice", "bob"}
+    for channel in proxy.channels.values():
+        assert channel.switches >= 2  # primary, then backup: each session on its own
+    assert [mi.connections for mi in miners] == [1, 1]  # machines never reconnected
