@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 UPSTREAM_VERSION_MASK = 0x1FFFE000  # asked of the upstream (BIP 320 bits)
 MAX_JOBS = 16  # upstream jobs kept for late shares
+CUSTOMER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # per-customer mode: goes into a user name
 BEFORE_AUTHORIZE = frozenset(
     {m.SUBSCRIBE, m.CONFIGURE, m.AUTHORIZE, m.EXTRANONCE_SUBSCRIBE, m.SUGGEST_DIFFICULTY}
 )
@@ -547,6 +549,8 @@ class Proxy:
             return channel
         channel = self.channels.get(customer)
         if channel is None:
+            if not CUSTOMER_NAME.fullmatch(customer):
+                raise StratumError(f"customer name {customer[:64]!r} is not [A-Za-z0-9_-]{{1,64}}")
             if len(self.channels) >= st.max_upstreams:
                 raise StratumError(f"over {st.max_upstreams} upstream sessions (customers)")
             user = st.user_template.format(customer=customer)
