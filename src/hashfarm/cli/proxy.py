@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from pathlib import Path
 
 import click
@@ -143,7 +144,7 @@ def proxy(
     )
     try:
         asyncio.run(serve(settings, stats_every, stats_db=stats_db, stats_at=stats_at))
-    except (HashfarmError, TimeoutError, OSError) as exc:
+    except (HashfarmError, TimeoutError, OSError, sqlite3.Error) as exc:
         raise click.ClickException(f"proxy: {exc}") from None
 
 
@@ -196,10 +197,13 @@ async def serve(
 )
 def export_work(stats_db: Path, out: Path) -> None:
     """Write the stored accepted work as `machine_id,day,work` (for `farm report --work`)."""
-    store = WorkStore(stats_db)
     try:
-        rows = store.rows()
-    finally:
-        store.close()
+        store = WorkStore(stats_db)
+        try:
+            rows = store.rows()
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{stats_db}: {exc}") from None
     out.write_text(work_csv(rows))
     click.echo(f"{len(rows)} rows (machine, day) written to {out}")
