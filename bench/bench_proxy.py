@@ -21,7 +21,8 @@ The headline is proxy / pool on "t0 -> last written" (p50 and p99 over the round
 the process's VmRSS before and after the N idle connections (proxy set-up first, in a fresh
 process, so the delta is the proxy's own per-connection cost plus one upstream session).
 
-Run: .venv/bin/python bench/bench_proxy.py [--connections 1000,10000] [--rounds 7] [--quick]
+Run: .venv/bin/python bench/bench_proxy.py [--connections 1000,10000] [--rounds 7] [--pool-first]
+     [--quick]
 """
 
 from __future__ import annotations
@@ -259,8 +260,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
     for i, n in enumerate(sizes):
         cpu0 = time.process_time()
-        px = await via_proxy(n, rounds, 1000 * i + 1)
-        po = await direct(n, rounds, 1000 * i + 500)
+        if args.pool_first:  # the other order, to see what the order itself shifts
+            po = await direct(n, rounds, 1000 * i + 500)
+            px = await via_proxy(n, rounds, 1000 * i + 1)
+        else:
+            px = await via_proxy(n, rounds, 1000 * i + 1)
+            po = await direct(n, rounds, 1000 * i + 500)
         b, a = px["rss"]
         pb, pa = po["rss"]
         print(
@@ -294,5 +299,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", default="1000,10000")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--pool-first", action="store_true", help="pool set-up first")
     parser.add_argument("--quick", action="store_true", help="50 connections, 2 rounds")
     asyncio.run(main(parser.parse_args()))
