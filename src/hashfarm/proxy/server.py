@@ -659,6 +659,10 @@ class Proxy:
             self._refuse(d, req, share.worker, "job not found", err)
             return
         job, difficulty, split = entry  # the split the job was sent with
+        if channel.difficulty is not None:
+            # The lower of then and now, as the pool holds it (pool/session.py
+            # `difficulty_for`): miners apply a lower set_difficulty to the current job.
+            difficulty = min(difficulty, channel.difficulty)
         full = split.full_extranonce2(prefix, share.extranonce2)
         version = job.version
         if share.version_bits is not None:
