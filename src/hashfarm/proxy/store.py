@@ -5,6 +5,10 @@ else); `WorkStore.run` writes the batch every `every` seconds in a worker thread
 (`asyncio.to_thread`), one transaction, adding to the stored rows. Share forwarding never
 waits on the disk. `export_work_csv` writes the `machine_id,day,work` CSV that
 `hashfarm farm report --work` reads.
+
+Work is kept exactly: a share difficulty is a float, i.e. a fraction with a power-of-two
+denominator; sums are `Fraction`s and are stored as their exact decimal text, so the stored
+total does not depend on how verdicts fell into batches and the export is to the last digit.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import sqlite3
-from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,7 +30,7 @@ MIGRATIONS = {
         day TEXT NOT NULL,          -- UTC date, YYYY-MM-DD
         customer TEXT NOT NULL,
         machine TEXT NOT NULL,      -- the downstream user name, CUSTOMER.MACHINE
-        work REAL NOT NULL,         -- sum of the upstream difficulty of accepted shares
+        work TEXT NOT NULL,         -- exact decimal: sum of accepted shares' difficulties
         accepted INTEGER NOT NULL,
         rejected INTEGER NOT NULL,
         PRIMARY KEY (day, customer, machine)
@@ -35,10 +39,41 @@ MIGRATIONS = {
 }
 
 Key = tuple[str, str, str]  # day, customer, machine
+Row = tuple[str, str, str, Fraction, int, int]  # day, customer, machine, work, accepted, rejected
+
+
+def exact_decimal(value: Fraction) -> str:
+    """A fraction whose denominator is a power of two (sums of floats) as exact decimal text."""
+    den = value.denominator
+    k = den.bit_length() - 1
+    if den != 1 << k:
+        raise ValueError(f"{value} has no finite decimal expansion")
+    digits = str(abs(value.numerator) * 5**k).rjust(k + 1, "0")
+    sign = "-" if value < 0 else ""
+    return sign + (f"{digits[:-k]}.{digits[-k:]}" if k else digits)
 
 
 def utc_day(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d")
+
+
+class Pending:
+    """A batch's sums for one key."""
+
+    __slots__ = ("accepted", "rejected", "work")
+
+    def __init__(self) -> None:
+        self.work = Fraction(0)
+        self.accepted = 0
+        self.rejected = 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pending):
+            other = (other.work, other.accepted, other.rejected)
+        return (self.work, self.accepted, self.rejected) == other
+
+    def __repr__(self) -> str:
+        return f"Pending({self.work}, {self.accepted}, {self.rejected})"
 
 
 class WorkStore:
@@ -49,7 +84,7 @@ class WorkStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._migrate()
-        self.pending: dict[Key, list[float]] = {}  # key -> [work, accepted, rejected]
+        self.pending: dict[Key, Pending] = {}
         self.flushes = 0
 
     def _migrate(self) -> None:
@@ -64,29 +99,35 @@ class WorkStore:
         """One verdict (on the event loop: memory only)."""
         row = self.pending.get((day, customer, machine))
         if row is None:
-            row = self.pending[(day, customer, machine)] = [0.0, 0, 0]
+            row = self.pending[(day, customer, machine)] = Pending()
         if accepted:
-            row[0] += work
-            row[1] += 1
+            row.work += Fraction(work)
+            row.accepted += 1
         else:
-            row[2] += 1
+            row.rejected += 1
 
-    def take(self) -> dict[Key, list[float]]:
+    def take(self) -> dict[Key, Pending]:
         batch, self.pending = self.pending, {}
         return batch
 
-    def write(self, batch: dict[Key, list[float]]) -> None:
+    def write(self, batch: dict[Key, Pending]) -> None:
         """Add a batch to the stored rows, one transaction (blocking: call off the loop)."""
         if not batch:
             return
-        rows = [(d, c, mch, w, int(a), int(r)) for (d, c, mch), (w, a, r) in batch.items()]
         self._db.execute("BEGIN")
         try:
+            rows = []
+            for (d, c, mch), p in batch.items():
+                old = self._db.execute(
+                    "SELECT work, accepted, rejected FROM proxy_work"
+                    " WHERE day = ? AND customer = ? AND machine = ?",
+                    (d, c, mch),
+                ).fetchone()
+                w, a, r = (Fraction(old[0]), old[1], old[2]) if old else (Fraction(0), 0, 0)
+                rows.append((d, c, mch, exact_decimal(w + p.work), a + p.accepted, r + p.rejected))
             self._db.executemany(
-                "INSERT INTO proxy_work (day, customer, machine, work, accepted, rejected)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day, customer, machine) DO UPDATE SET"
-                " work = work + excluded.work, accepted = accepted + excluded.accepted,"
-                " rejected = rejected + excluded.rejected",
+                "INSERT OR REPLACE INTO proxy_work"
+                " (day, customer, machine, work, accepted, rejected) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._db.execute("COMMIT")
@@ -103,11 +144,11 @@ class WorkStore:
                 await asyncio.to_thread(self.write, batch)
             except sqlite3.Error:
                 log.exception("proxy work store %s: write failed; kept for the next try", self.path)
-                for key, (w, a, r) in batch.items():
-                    row = self.pending.setdefault(key, [0.0, 0, 0])
-                    row[0] += w
-                    row[1] += a
-                    row[2] += r
+                for key, p in batch.items():
+                    row = self.pending.setdefault(key, Pending())
+                    row.work += p.work
+                    row.accepted += p.accepted
+                    row.rejected += p.rejected
 
     async def run(self, every: float) -> None:
         """Flush every `every` seconds until cancelled (then once more)."""
@@ -119,21 +160,21 @@ class WorkStore:
             with contextlib.suppress(Exception):
                 self.write(self.take())
 
-    def rows(self) -> list[tuple[str, str, str, float, int, int]]:
+    def rows(self) -> list[Row]:
         """Stored rows: (day, customer, machine, work, accepted, rejected), sorted."""
         cur = self._db.execute(
             "SELECT day, customer, machine, work, accepted, rejected FROM proxy_work"
             " ORDER BY day, customer, machine"
         )
-        return [(d, c, mch, float(w), int(a), int(r)) for d, c, mch, w, a, r in cur]
+        return [(d, c, mch, Fraction(w), int(a), int(r)) for d, c, mch, w, a, r in cur]
 
     def close(self) -> None:
         self._db.close()
 
 
-def work_csv(rows: list[tuple[str, str, str, float, int, int]]) -> str:
-    """`machine_id,day,work` (what `farm report --work` reads); work as a plain decimal."""
+def work_csv(rows: list[Row]) -> str:
+    """`machine_id,day,work` (what `farm report --work` reads); work as exact decimal text."""
     lines = ["machine_id,day,work"]
     for day, _customer, machine, work, _a, _r in rows:
-        lines.append(f"{machine},{day},{format(Decimal(repr(work)), 'f')}")
+        lines.append(f"{machine},{day},{exact_decimal(work)}")
     return "\n".join(lines) + "\n"

@@ -8,13 +8,14 @@ import sqlite3
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hashfarm.cli.main import cli
 from hashfarm.hosting.promise import parse_work_csv
-from hashfarm.proxy.store import SCHEMA_VERSION, WorkStore, utc_day, work_csv
+from hashfarm.proxy.store import SCHEMA_VERSION, WorkStore, exact_decimal, utc_day, work_csv
 
 VERDICTS = st.lists(
     st.tuples(
@@ -26,6 +27,17 @@ VERDICTS = st.lists(
     ),
     max_size=40,
 )
+
+
+def test_exact_decimal() -> None:
+    assert exact_decimal(Fraction(0)) == "0"
+    assert exact_decimal(Fraction(5, 2)) == "2.5"
+    assert exact_decimal(Fraction(-3, 8)) == "-0.375"
+    assert Fraction(exact_decimal(Fraction(0.1) + Fraction(3e-05))) == Fraction(0.1) + Fraction(
+        3e-05
+    )
+    with pytest.raises(ValueError, match="finite"):
+        exact_decimal(Fraction(1, 3))
 
 
 def test_utc_day() -> None:
@@ -40,7 +52,7 @@ def test_migration_once_and_reopen_keeps_rows(tmp_path: Path) -> None:
     store.write(store.take())
     store.close()
     again = WorkStore(path)  # no second CREATE TABLE
-    assert again.rows() == [("2026-12-01", "alice", "alice.m1", 2.0, 1, 0)]
+    assert again.rows() == [("2026-12-01", "alice", "alice.m1", Fraction(2), 1, 0)]
     again.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -55,12 +67,12 @@ def test_batches_add_up_to_the_verdicts_and_export_reads_back(
 
     with tempfile.TemporaryDirectory() as d:
         store = WorkStore(Path(d) / "w.sqlite3")
-        work: dict[tuple[str, str], float] = {}
+        work: dict[tuple[str, str], Fraction] = {}
         counts: dict[tuple[str, str], list[int]] = {}
         for day, machine, diff, ok, flush in verdicts:
             store.add(day, machine.split(".")[0], machine, diff if ok else 0.0, accepted=ok)
             key = (machine, day)
-            work[key] = work.get(key, 0.0) + (diff if ok else 0.0)
+            work[key] = work.get(key, Fraction(0)) + Fraction(diff if ok else 0.0)
             c = counts.setdefault(key, [0, 0])
             c[0 if ok else 1] += 1
             if flush:
@@ -70,10 +82,10 @@ def test_batches_add_up_to_the_verdicts_and_export_reads_back(
         store.close()
     assert {(r[2], r[0]): [r[4], r[5]] for r in rows} == counts
     for day, _customer, machine, w, _a, _r in rows:
-        assert w == work[(machine, day)]  # same float sums, same order
+        assert w == work[(machine, day)]  # exact, however the batches fell
     parsed = parse_work_csv(work_csv(rows))
     assert {(mid, utc_day(d)): v for (mid, d), v in parsed.items()} == {
-        key: Fraction(repr(w)) for key, w in work.items()
+        key: w for key, w in work.items()
     }
 
 
@@ -88,7 +100,7 @@ def test_flush_runs_in_a_thread_and_a_failed_write_keeps_the_batch(tmp_path: Pat
         store._db.execute("DROP TABLE proxy_work")  # the next write fails
         store.add("2026-12-01", "bob", "bob.m1", 1.0, accepted=True)
         await store.flush()
-        assert store.pending == {("2026-12-01", "bob", "bob.m1"): [1.0, 1, 0]}
+        assert store.pending == {("2026-12-01", "bob", "bob.m1"): (Fraction(1), 1, 0)}
 
     asyncio.run(go())
     store.close()
@@ -111,9 +123,8 @@ def test_export_work_command(tmp_path: Path) -> None:
     assert text.splitlines()[0] == "machine_id,day,work"
     assert "e-" not in text  # plain decimals
     parsed = parse_work_csv(text)
-    assert sum(v for (mid, _d), v in parsed.items() if mid == "alice.m1") == Fraction(
-        repr(0.25 + 3e-05)
-    )
+    alice = sum(v for (mid, _d), v in parsed.items() if mid == "alice.m1")
+    assert alice == Fraction(0.25) + Fraction(3e-05)  # exact, not the float sum
     assert [v for (mid, _d), v in parsed.items() if mid == "bob.m1"] == [Fraction(0)]
 
 
