@@ -294,6 +294,11 @@ class Downstream(asyncio.Protocol):
         self.transport = None
 
 
+def session_job_id(session: int, upstream_job_id: str) -> str:
+    """The job id machines see: the channel's upstream session number, then the upstream's."""
+    return f"{session:x}.{upstream_job_id}"
+
+
 class Channel:
     """One upstream user's session, its failover and its job table; shared by the machines
     of one customer (per-customer mode) or by all (shared mode, `customer` None)."""
@@ -305,7 +310,10 @@ class Channel:
         self.split: Split | None = None
         self.session: UpstreamSession | None = None
         self.machines: set[Downstream] = set()
-        self.jobs: dict[str, tuple[Job, float, Split]] = {}  # job id -> job, difficulty, split
+        # downstream job id -> the upstream's job, its difficulty, its split. Downstream ids
+        # name the upstream session (`session_job_id`): pools number their jobs from 1, so
+        # a late share for the left upstream's job "5" must not be read as the new one's "5".
+        self.jobs: dict[str, tuple[Job, float, Split]] = {}
         self.difficulty: float | None = None
         self._last_notify: bytes | None = None  # the current job, clean, as machines get it
         self._force_clean = False
@@ -432,10 +440,11 @@ class Channel:
         self._force_clean = False
         if clean:
             self.jobs.clear()
-        self.jobs[job.job_id] = (job, self.difficulty, split)
+        job_id = session_job_id(self.switches, job.job_id)
+        self.jobs[job_id] = (job, self.difficulty, split)
         while len(self.jobs) > MAX_JOBS:
             del self.jobs[next(iter(self.jobs))]
-        down = replace(job, coinb1=downstream_coinb1(job.coinb1, split))
+        down = replace(job, job_id=job_id, coinb1=downstream_coinb1(job.coinb1, split))
         self._last_notify = encode(m.notify(replace(down, clean_jobs=True)))
         self._broadcast(encode(m.notify(replace(down, clean_jobs=clean))))
 
@@ -679,7 +688,7 @@ class Proxy:
             return
         params: list[Any] = [
             channel.user,
-            share.job_id,
+            job.job_id,  # the upstream's own id
             full.hex(),
             u32_hex(share.ntime),
             u32_hex(share.nonce),
