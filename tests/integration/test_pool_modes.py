@@ -247,3 +247,24 @@ async def test_unauthorized_connections_are_closed_after_auth_timeout(
         assert pool.sessions()[0].account == miner.username.split(".")[0]
         await lurker.close()
         await miner.close()
+
+
+async def test_coinbase_proof_on_a_tip_that_moved_is_retryable(
+    regtest_node: RegtestNode, rpc: RPCClient
+) -> None:
+    """A block arriving before the start-up proof makes it inconclusive, not a refusal: the
+    pool fetches the new tip and proves again. bcoin answers this case with
+    'inconclusive-not-best-prevblk'; a block landing while bcoin verifies the proposal gives
+    'bad-prevblk' instead (a restarted pool beside a mining one died of it, about once in
+    20 runs of test_proxy_mining.py), which is now retried the same way (bounded: 3 tries)."""
+    template = parse_template(await rpc.getblocktemplate())
+
+    def plain(value: int, script: bytes) -> list[TxOut]:
+        return [TxOut(value, script)]
+
+    job = build_job(
+        1, 1, template, PAYOUT_SCRIPT, plain, tag=b"/t/", extranonce2_size=8, clean=True
+    )
+    await regtest_node.mine(1)  # the job's parent is no longer the tip
+    with pytest.raises(NodeError, match="inconclusive"):
+        await prove_coinbase(rpc, job, 8)

@@ -110,8 +110,10 @@ async def prove_coinbase(rpc: NodeRPC, job: PoolJob, extranonce2_size: int) -> N
     if verdict is None:
         log.info("coinbase proven: the node accepts a block proposal built on job %s", job.job_id)
         return
-    if verdict == "inconclusive-not-best-prevblk":
-        raise NodeError("coinbase proof inconclusive: the tip moved; retry")
+    if verdict in ("inconclusive-not-best-prevblk", "bad-prevblk"):
+        # Core answers the former when the proposal's parent is no longer the tip; bcoin
+        # answers the latter (seen when a block arrived during the check): retry on a new tip
+        raise NodeError(f"coinbase proof inconclusive ({verdict}): the tip moved; retry")
     raise NodeError(f"the node rejects the pool's block layout: {verdict}")
 
 
