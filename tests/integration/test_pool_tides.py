@@ -219,7 +219,7 @@ async def test_a_tides_block_pays_every_miner_of_the_window_in_its_coinbase(
             legs = {p.account: p.amount for p in txn.postings}
             assert legs[PAYOUTS_COINBASE] == to_miners  # the outputs the node holds, exactly
             assert legs[f"block:{hash_hex}"] == -reward
-            assert legs[POOL_FEES] == FEE.of(reward)
+            assert legs.get(POOL_FEES, 0) == FEE.of(reward)  # zero legs are not posted
     finally:
         await node.close()
         await store.close()
