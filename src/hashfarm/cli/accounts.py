@@ -78,6 +78,24 @@ _storage = click.option(
 _json = click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 
 
+def _node_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The node's RPC flags, as `credit` and `payout` take them (rules as `hashfarm pool`)."""
+    for flag in reversed(
+        (
+            click.option(
+                "--rpc-url", metavar="URL", help="The node's JSON-RPC URL [Core's for --network]."
+            ),
+            click.option("--rpc-user", metavar="U", help="RPC user name."),
+            click.option(
+                "--rpc-password-file", metavar="FILE", help="File holding the RPC password."
+            ),
+            click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file."),
+        )
+    ):
+        command = flag(command)
+    return command
+
+
 @click.group("accounts")
 def accounts() -> None:
     """The pool's accounting ledger: balances, statements, crediting found blocks, payouts."""
@@ -244,10 +262,7 @@ def statement(
 @accounts.command("credit")
 @_storage
 @click.option("--network", default="regtest", show_default=True, help="For the node's defaults.")
-@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL [Core's for --network].")
-@click.option("--rpc-user", metavar="U", help="RPC user name.")
-@click.option("--rpc-password-file", metavar="FILE", help="File holding the RPC password.")
-@click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
+@_node_flags
 @click.option(
     "--scheme",
     type=click.Choice(["pplns", "prop", "solo", "tides", "pps", "fpps"]),
@@ -444,10 +459,7 @@ def _pause_hook(point_wanted: str | None) -> Callable[[str], Awaitable[None]]:
     show_default=True,
     help="Addresses and the node's defaults (regtest-bcoin: bcoin's address flavour).",
 )
-@click.option("--rpc-url", metavar="URL", help="The node's JSON-RPC URL [Core's for --network].")
-@click.option("--rpc-user", metavar="U", help="RPC user name.")
-@click.option("--rpc-password-file", metavar="FILE", help="File holding the RPC password.")
-@click.option("--rpc-cookie", metavar="FILE", help="Bitcoin Core's .cookie file.")
+@_node_flags
 @click.option(
     "--wallet",
     "wallet_kind",
