@@ -1,14 +1,14 @@
 """The farm proxy's notify fan-out beside the pool's own, on a mainnet-sized template.
 
 Issue 12's target: the proxy holds 10,000 downstream connections with its notify fan-out at
-or below the pool's own figure on the same machine. In one process and event loop this runs
-the project's pool (pooled mode, mainnet, in-memory ledger; bench_pool_hotpaths.make_pool)
-on fixture block 481829 as its template (2,020 transactions, an 11-level merkle branch) and
-moves the tip `--rounds` times in each of two set-ups:
+or below the pool's own figure on the same machine. Two set-ups, each in a fresh process:
 
-* proxy: the farm proxy (`hashfarm.proxy.server.Proxy`) holds one upstream session to the
-  pool and N downstream connections (subscribed and authorized);
-* pool (reference, same run): the same pool with the same N connections made to it directly.
+* proxy: the project's pool (pooled mode, mainnet, in-memory ledger;
+  bench_pool_hotpaths.make_pool) on fixture block 481829 as its template (2,020
+  transactions, an 11-level merkle branch), and the farm proxy
+  (`hashfarm.proxy.server.Proxy`, shared mode) holding one upstream session to it and N
+  downstream connections (subscribed and authorized);
+* pool (reference): the same pool with the same N connections made to it directly.
 
 The N connections live in a child process (raw sockets, as bench_pool_hotpaths.clients)
 that notes when the last of them has read the round's `mining.notify` (CLOCK_MONOTONIC,
@@ -16,12 +16,18 @@ which time.perf_counter reads in both processes on Linux). Per round, from the p
 new-template call (t0):
   pool direct: t0 -> last notify written (Pool.last_fanout_ms) and -> last one read;
   proxy: t0 -> the upstream notify decoded by the proxy -> last downstream notify written
-  (the proxy's `_new_job` is wrapped on the instance to take the two times) -> last read.
-The headline is proxy / pool on "t0 -> last written" (p50 and p99 over the rounds). RSS is
-the process's VmRSS before and after the N idle connections (proxy set-up first, in a fresh
-process, so the delta is the proxy's own per-connection cost plus one upstream session).
+  (the proxy's `_new_job` is wrapped to take the two times) -> last read;
+  floor (each round, both set-ups): a bare `transport.write(line)` loop over the same
+  sockets with the same bytes, just after the round: what the machine and this process's
+  state allow at that moment.
 
-Run: .venv/bin/python bench/bench_proxy.py [--connections 1000,10000] [--rounds 7] [--pool-first]
+Fairness against order: an earlier version ran both set-ups in one process one after the
+other, and whichever ran first at 10,000 got a slower floor (104 vs 58 ms) that moved the
+ratio between 0.93x and 1.47x. Here each set-up runs in its own process, `--pairs` times in
+ABBA order (proxy, pool, pool, proxy, ...), and the headline is the ratio of the medians of
+per-round (fan-out / own floor) of the two set-ups; raw per-pair ratios are printed beside it.
+
+Run: .venv/bin/python bench/bench_proxy.py [--connections 1000,10000] [--rounds 7] [--pairs 2]
      [--quick]
 """
 
@@ -29,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import selectors
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -141,95 +149,77 @@ class Clients:
         self.proc.join()
 
 
-# -- the two set-ups ------------------------------------------------------------------------
+# -- one set-up, in its own process ----------------------------------------------------------
 
 
-async def via_proxy(n: int, rounds: int, base: int) -> dict[str, Any]:
+async def one_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]:
+    """Run one set-up (`proxy` or `pool`) and return its per-round figures (ms) and RSS."""
+    raise_nofile()
     pool = make_pool()
     tpl = template()
     await pool.server.start()
     await pool._on_template(tpl, "bench")
-    settings = ProxySettings(
-        upstream=Upstream("127.0.0.1", pool.stratum_port),
-        user=f"{PAYOUT}.proxy",
-        port=0,
-        max_connections_per_ip=n + 16,
-    )
-    proxy = Proxy(settings)
     marks: list[float] = []
-    owner: Any = getattr(server, "Channel", Proxy)  # the class whose `_new_job` relays a notify
-    inner = owner._new_job
+    proxy: Proxy | None = None
+    if kind == "proxy":
+        owner: Any = getattr(server, "Channel", Proxy)  # the class whose `_new_job` relays
+        inner = owner._new_job
 
-    def timed_new_job(self: Any, job: Job) -> None:  # the proxy's notify path, timed
-        marks.append(time.perf_counter())
-        inner(self, job)
-        marks.append(time.perf_counter())
+        def timed_new_job(self: Any, job: Job) -> None:  # the proxy's notify path, timed
+            marks.append(time.perf_counter())
+            inner(self, job)
+            marks.append(time.perf_counter())
 
-    owner._new_job = timed_new_job
-    await proxy.start()
+        owner._new_job = timed_new_job
+        settings = ProxySettings(
+            upstream=Upstream("127.0.0.1", pool.stratum_port),
+            user=f"{PAYOUT}.proxy",
+            port=0,
+            max_connections_per_ip=n + 16,
+        )
+        proxy = Proxy(settings)
+        await proxy.start()
+        port = proxy.port
+    else:
+        port = pool.stratum_port
     before = rss_mb()
-    clients = Clients(proxy.port, n)
+    clients = Clients(port, n)
     assert await clients.recv() == "ready"
     await asyncio.sleep(0.5)
-    held = sum(1 for d in proxy.machines if d.ready)
     after = rss_mb()
-    reach, fan, written, read = [], [], [], []
+    if proxy is not None:
+        held = sum(1 for d in proxy.machines if d.ready)
+        transports = [d.transport for d in proxy.machines if d.transport is not None]
+    else:
+        held = sum(len(g) for g in pool.server.groups.values())
+        transports = [t for g in pool.server.groups.values() for t in g.values()]
+    out: dict[str, Any] = {"kind": kind, "held": held, "rss": [before, after]}
+    for key in ("reach", "fan", "written", "read", "floor"):
+        out[key] = []
     for r in range(rounds):
         await clients.arm()
         marks.clear()
         t0 = time.perf_counter()
         await pool._on_template(next_tip(tpl, base + r), "bench")
+        written = pool.last_fanout_ms
         last = await clients.recv()
-        assert len(marks) >= 2, "the proxy relayed no notify"
-        reach.append((marks[0] - t0) * 1000.0)
-        fan.append((marks[1] - marks[0]) * 1000.0)
-        written.append((marks[1] - t0) * 1000.0)
-        read.append((last - t0) * 1000.0)
-        await asyncio.sleep(0.3)
-    owner._new_job = inner
-    floor = bare_writes(
-        [d.transport for d in proxy.machines if d.transport], notify_line(pool), rounds
-    )
+        if proxy is not None:
+            assert len(marks) >= 2, "the proxy relayed no notify"
+            out["reach"].append((marks[0] - t0) * 1000.0)
+            out["fan"].append((marks[1] - marks[0]) * 1000.0)
+            written = (marks[1] - t0) * 1000.0
+        else:
+            out["fan"].append(written)  # the pool's own fan-out: template -> last written
+        out["written"].append(written)
+        out["read"].append((last - t0) * 1000.0)
+        await asyncio.sleep(0.2)
+        out["floor"].extend(bare_writes(transports, notify_line(pool), 1))
+        await asyncio.sleep(0.3)  # the clients drain the floor's bytes
     clients.stop()
-    await proxy.stop()
+    if proxy is not None:
+        await proxy.stop()
     await pool.server.stop()
-    return {
-        "floor": floor,
-        "held": held,
-        "rss": (before, after),
-        "reach": reach,
-        "fan": fan,
-        "written": written,
-        "read": read,
-    }
-
-
-async def direct(n: int, rounds: int, base: int) -> dict[str, Any]:
-    pool = make_pool()
-    tpl = template()
-    await pool.server.start()
-    await pool._on_template(tpl, "bench")
-    before = rss_mb()
-    clients = Clients(pool.stratum_port, n)
-    assert await clients.recv() == "ready"
-    await asyncio.sleep(0.5)
-    held = sum(len(g) for g in pool.server.groups.values())
-    after = rss_mb()
-    written, read = [], []
-    for r in range(rounds):
-        await clients.arm()
-        t0 = time.perf_counter()
-        await pool._on_template(next_tip(tpl, base + r), "bench")
-        written.append(pool.last_fanout_ms)
-        last = await clients.recv()
-        read.append((last - t0) * 1000.0)
-        await asyncio.sleep(0.3)
-    floor = bare_writes(
-        [t for g in pool.server.groups.values() for t in g.values()], notify_line(pool), rounds
-    )
-    clients.stop()
-    await pool.server.stop()
-    return {"floor": floor, "held": held, "rss": (before, after), "written": written, "read": read}
+    return out
 
 
 def bare_writes(transports: list[Any], line: bytes, rounds: int) -> list[float]:
@@ -249,56 +239,109 @@ def notify_line(pool: Any) -> bytes:
     return bytes(job.notify_line)
 
 
+# -- the parent: fresh processes in ABBA order, and the summary ------------------------------
+
+
+def run_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", kind, "--n", str(n), "--rounds", str(rounds),
+         "--base", str(base)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} set-up failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def p(values: list[float]) -> str:
-    return f"p50 {statistics.median(values):7.1f} ms  p99 {percentile(values, 0.99):7.1f} ms"
+    return f"p50 {med(values):7.1f} ms  p99 {percentile(values, 0.99):7.1f} ms"
 
 
-async def main(args: argparse.Namespace) -> None:
-    raise_nofile()
+def summarize(n: int, runs: list[dict[str, Any]], rounds: int) -> None:
+    px = [r for r in runs if r["kind"] == "proxy"]
+    po = [r for r in runs if r["kind"] == "pool"]
+
+    def cat(group: list[dict[str, Any]], key: str) -> list[float]:
+        return [v for r in group for v in r[key]]
+
+    def norm(group: list[dict[str, Any]]) -> list[float]:
+        return [f / fl for r in group for f, fl in zip(r["fan"], r["floor"], strict=True)]
+
+    print(
+        f"N = {n:,} (proxy held {min(r['held'] for r in px):,}, pool held "
+        f"{min(r['held'] for r in po):,}), new tip, {len(px)} + {len(po)} set-ups in ABBA "
+        f"order, {rounds} rounds each, template of 2,020 txs:"
+    )
+    print(f"  pool direct: new template -> last notify written    {p(cat(po, 'written'))}")
+    print(f"  pool direct: new template -> last notify read       {p(cat(po, 'read'))}")
+    print(f"  proxy: new template -> upstream notify at the proxy {p(cat(px, 'reach'))}")
+    print(f"  proxy: its own fan-out (notify in -> last written)  {p(cat(px, 'fan'))}")
+    print(f"  proxy: new template -> last notify written          {p(cat(px, 'written'))}")
+    print(f"  proxy: new template -> last notify read             {p(cat(px, 'read'))}")
+    print(f"  floor: bare transport.write loop, proxy's sockets   {p(cat(px, 'floor'))}")
+    print(f"  floor: bare transport.write loop, pool's sockets    {p(cat(po, 'floor'))}")
+    for i, r in enumerate(runs):
+        print(
+            f"    set-up {i + 1} {r['kind']:5}: fan-out p50 {med(r['fan']):6.1f} ms, "
+            f"floor p50 {med(r['floor']):6.1f} ms, fan-out / floor {med(norm([r])):.2f}"
+        )
+    npx, npo = med(norm(px)), med(norm(po))
+    print(
+        f"  fan-out / own floor, median of rounds: proxy {npx:.2f}, pool {npo:.2f}; "
+        f"proxy / pool {npx / npo:.2f}x  (headline)"
+    )
+    pairs = [
+        med(a["fan"]) / med(b["fan"]) if a["kind"] == "proxy" else med(b["fan"]) / med(a["fan"])
+        for a, b in zip(runs[0::2], runs[1::2], strict=True)
+    ]
+    raw = ", ".join(f"{x:.2f}x" for x in pairs)
+    print(f"  raw p50 fan-out proxy / pool, per pair: {raw}; median {med(pairs):.2f}x")
+    print(
+        f"  raw p50 proxy tip -> last written / pool's: "
+        f"{med(cat(px, 'written')) / med(cat(po, 'written')):.2f}x"
+    )
+
+    def kb(group: list[dict[str, Any]]) -> str:
+        per = [(r["rss"][1] - r["rss"][0]) * 1024 / n for r in group]
+        return f"{med(per):.1f} kB/conn (median of {len(per)})"
+
+    print(f"  RSS growth with {n:,} idle connections: proxy set-up {kb(px)}; pool direct {kb(po)}")
+
+
+def main(args: argparse.Namespace) -> None:
     sizes = [50] if args.quick else [int(x) for x in args.connections.split(",")]
     rounds = 2 if args.quick else args.rounds
-    print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
+    pairs = 1 if args.quick else args.pairs
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load} at start; {os.cpu_count()} cores")
     for i, n in enumerate(sizes):
-        cpu0 = time.process_time()
-        if args.pool_first:  # the other order, to see what the order itself shifts
-            po = await direct(n, rounds, 1000 * i + 500)
-            px = await via_proxy(n, rounds, 1000 * i + 1)
-        else:
-            px = await via_proxy(n, rounds, 1000 * i + 1)
-            po = await direct(n, rounds, 1000 * i + 500)
-        b, a = px["rss"]
-        pb, pa = po["rss"]
-        print(
-            f"N = {n:,} (proxy held {px['held']:,}, pool held {po['held']:,}), "
-            f"new tip, {rounds} rounds, template of 2,020 txs:"
-        )
-        print(f"  pool direct: new template -> last notify written    {p(po['written'])}")
-        print(f"  pool direct: new template -> last notify read       {p(po['read'])}")
-        print(f"  proxy: new template -> upstream notify at the proxy {p(px['reach'])}")
-        print(f"  proxy: its own fan-out (notify in -> last written)  {p(px['fan'])}")
-        print(f"  proxy: new template -> last notify written          {p(px['written'])}")
-        print(f"  floor: bare transport.write loop, proxy's sockets   {p(px['floor'])}")
-        print(f"  floor: bare transport.write loop, pool's sockets    {p(po['floor'])}")
-        print(f"  proxy: new template -> last notify read             {p(px['read'])}")
-        pw, ow = statistics.median(px["written"]), statistics.median(po["written"])
-        pr, orr = statistics.median(px["read"]), statistics.median(po["read"])
-        pf = statistics.median(px["fan"])
-        print(
-            f"  ratio proxy / pool (p50): written {pw / ow:.2f}x, read {pr / orr:.2f}x, "
-            f"proxy's own fan-out / pool's {pf / ow:.2f}x"
-        )
-        print(
-            f"  RSS with {n:,} idle connections: proxy process {a:.0f} MB "
-            f"(+{a - b:.1f} MB, {(a - b) * 1024 / n:.1f} kB/conn); "
-            f"pool direct +{pa - pb:.1f} MB ({(pa - pb) * 1024 / n:.1f} kB/conn)"
-        )
-        print(f"  bench process CPU {time.process_time() - cpu0:.1f} s")
+        runs = []
+        t0 = time.monotonic()
+        for k in range(pairs):
+            order = ("proxy", "pool") if k % 2 == 0 else ("pool", "proxy")
+            for j, kind in enumerate(order):
+                runs.append(run_setup(kind, n, rounds, 10_000 * i + 1_000 * (2 * k + j) + 1))
+        summarize(n, runs, rounds)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"  {time.monotonic() - t0:.0f} s wall; load average {load} after")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", default="1000,10000")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--pool-first", action="store_true", help="pool set-up first")
-    parser.add_argument("--quick", action="store_true", help="50 connections, 2 rounds")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--pairs", type=int, default=2, help="ABBA pairs of set-ups")
+    parser.add_argument("--quick", action="store_true", help="50 connections, 2 rounds, 1 pair")
+    parser.add_argument("--one", choices=("proxy", "pool"), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=int, default=1, help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.one:
+        print(json.dumps(asyncio.run(one_setup(a.one, a.n, a.rounds, a.base))))
+    else:
+        main(a)

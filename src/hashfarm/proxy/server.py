@@ -141,7 +141,10 @@ class Downstream(asyncio.Protocol):
             self.drop("not authorized in time")
 
     def pause_writing(self) -> None:
-        """More than max_output bytes unsent: the machine stopped reading."""
+        """More than max_output bytes unsent: the machine stopped reading. This is the bound
+        of the relay (`Channel._broadcast` writes to the transport with no check): asyncio
+        calls it from the `write` that crossed the limit, so at most `max_output` plus that
+        one line is ever held for a machine."""
         self.drop(f"more than {self.proxy.settings.max_output} bytes unsent")
 
     def write(self, data: bytes) -> None:
@@ -154,6 +157,9 @@ class Downstream(asyncio.Protocol):
         t.write(data)
 
     def drop(self, why: str) -> None:
+        """Close at once (abort: nothing more is sent). It may run inside a broadcast (from
+        `pause_writing`), so it leaves the channel's `live` map alone: writes to an aborted
+        transport are no-ops and `connection_lost`, called soon after, takes the machine out."""
         log.warning("%s %s: closing", self.ip, why)
         self.closed = True
         self._backlog = []
@@ -168,6 +174,8 @@ class Downstream(asyncio.Protocol):
         except StratumError as exc:
             self.write(encode(m.error(None, ErrorCode.OTHER, str(exc))))
             self.closed = True
+            if self.channel is not None:  # close() flushes: relay nothing more to it
+                self.channel.live.pop(self, None)
             if self.transport is not None:
                 self.transport.close()
             return
@@ -285,6 +293,8 @@ class Downstream(asyncio.Protocol):
             self._started = True
             for line in self.channel.current_lines():
                 self.write(line)
+            if not self.closed and self.transport is not None:
+                self.channel.live[self] = self.transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -310,6 +320,9 @@ class Channel:
         self.split: Split | None = None
         self.session: UpstreamSession | None = None
         self.machines: set[Downstream] = set()
+        # The ready machines (subscribed, authorized, sent the current job) and their
+        # transports: the relay's hot loop writes to these and nothing else.
+        self.live: dict[Downstream, asyncio.Transport] = {}
         # downstream job id -> the upstream's job, its difficulty, its split. Downstream ids
         # name the upstream session (`session_job_id`): pools number their jobs from 1, so
         # a late share for the left upstream's job "5" must not be read as the new one's "5".
@@ -458,9 +471,15 @@ class Channel:
         return lines
 
     def _broadcast(self, line: bytes) -> None:
-        for d in self.machines:
-            if d.ready:
-                d.write(line)
+        """The relay's hot loop (10,000 machines on a new tip): one `transport.write` per
+        ready machine, as the pool's `Server.broadcast`. The output bound is the transport's
+        high-water mark (`max_output`): the write that crosses it calls the machine's
+        `pause_writing`, which drops it (tests/unit/proxy/test_output_bound.py)."""
+        for transport in self.live.values():
+            try:
+                transport.write(line)
+            except RuntimeError:  # uvloop: closed; connection_lost is on its way
+                continue
 
 
 class Proxy:
@@ -626,6 +645,7 @@ class Proxy:
                 del self.by_ip[d.ip]
         if d.channel is not None:
             d.channel.machines.discard(d)
+            d.channel.live.pop(d, None)
         if d.prefix is not None:
             self.prefixes.release(d.prefix)
 
