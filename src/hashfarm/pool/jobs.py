@@ -159,13 +159,15 @@ def build_job(
     branch: tuple[bytes, ...] | None = None,
     layout: NotifyLayout | None = None,
     coinbase_layout: CoinbaseLayout | None = None,
+    job_prefix: str = "",
 ) -> PoolJob:
     """Build the coinbase for `payout_script`, the notify fields and the notify line.
 
     `branch` is the template's coinbase merkle branch and `layout` its notify line with
     holes, and `coinbase_layout` its coinbase with a hole for the payout output, when
     already known: they do not depend on the payout script, so one computation serves every
-    payout script of a template.
+    payout script of a template. `job_prefix` starts the job id (a front end's id, so job
+    ids never collide across the front ends of one pool).
     """
     outputs = outputs_for(template.coinbase_value, payout_script)
     coinbase = coinbase_layout.parts_for(outputs) if coinbase_layout else None
@@ -181,7 +183,7 @@ def build_job(
     if branch is None:
         branch = tuple(coinbase_branch(template.txids))
     work = Job(
-        f"{seq:x}",
+        f"{job_prefix}{seq:x}",
         template.prev_hash,
         coinbase.coinb1,
         coinbase.coinb2,
@@ -206,8 +208,10 @@ class JobBook:
         extranonce2_size: int,
         generations_kept: int,
         seen_per_tip: int = SEEN_PER_TIP,
+        job_prefix: str = "",
     ) -> None:
         self._outputs_for = outputs_for
+        self._job_prefix = job_prefix  # a front end's: fixed width, so ids never collide
         self._seen_limit = seen_per_tip
         self._tag = tag
         self._en2_size = extranonce2_size
@@ -263,6 +267,7 @@ class JobBook:
             branch=self._branch,
             layout=self._layout,
             coinbase_layout=self._coinbase,
+            job_prefix=self._job_prefix,
         )
         if self._layout is None:  # the template's first job: what the others share with it
             self._layout = NotifyLayout.of(job.work)

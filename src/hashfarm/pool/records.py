@@ -53,6 +53,9 @@ class ShareRecord:
     time: float  # UNIX seconds when the pool judged the share
     extranonce1_hex: str  # the session's extranonce1
     block_hash_hex: str | None  # display-order hash when the share met the network target
+    # The share's header hash, internal order (None when it could not be hashed): the share
+    # id a scaled-out pool credits exactly once (pool/shareflow.py); not stored by SQLite.
+    header_hash: bytes | None = None
 
 
 _new = object.__new__
@@ -71,13 +74,15 @@ def new_share_record(
     time: float,
     extranonce1_hex: str,
     block_hash_hex: str | None,
+    header_hash: bytes | None = None,
 ) -> ShareRecord:
     """`ShareRecord(...)` (same fields, same order), built at half the cost for the share
     path: a frozen dataclass's `__init__` sets each field through `object.__setattr__`, the
     slots' own setters are direct."""
     rec = _new(ShareRecord)
     (s_worker, s_account, s_job_id, s_height, s_difficulty, s_share_difficulty, s_accepted,
-     s_reject_reason, s_time, s_extranonce1_hex, s_block_hash_hex) = _SET_SHARE  # fmt: skip
+     s_reject_reason, s_time, s_extranonce1_hex, s_block_hash_hex,
+     s_header_hash) = _SET_SHARE  # fmt: skip
     s_worker(rec, worker)
     s_account(rec, account)
     s_job_id(rec, job_id)
@@ -89,6 +94,7 @@ def new_share_record(
     s_time(rec, time)
     s_extranonce1_hex(rec, extranonce1_hex)
     s_block_hash_hex(rec, block_hash_hex)
+    s_header_hash(rec, header_hash)
     return rec
 
 

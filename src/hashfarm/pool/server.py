@@ -35,15 +35,29 @@ class ExtranonceAllocator:
     `resume_window` seconds ago, is skipped.
     """
 
-    def __init__(self, resume_window: float, values: Iterator[int] | None = None) -> None:
+    def __init__(
+        self, resume_window: float, values: Iterator[int] | None = None, *, top: int | None = None
+    ) -> None:
         self._window = resume_window
-        start = random.getrandbits(32)
-        self._values = values or (n & 0xFFFFFFFF for n in itertools.count(start))
+        # A front end of a scaled-out pool (`cluster.frontend_id`) owns the values whose top
+        # byte is its id: no two front ends ever hand out the same extranonce1, so no two
+        # miners on them can make the same header (and the same share id).
+        self.top = top
+        if top is None:
+            start = random.getrandbits(32)
+            self._values = values or (n & 0xFFFFFFFF for n in itertools.count(start))
+        else:
+            start, base = random.getrandbits(24), top << 24
+            self._values = values or (base | (n & 0xFFFFFF) for n in itertools.count(start))
         self.in_use: dict[bytes, Session] = {}
         self._reserved: dict[bytes, float] = {}  # released extranonce1 -> reserved until
 
     def claim(self, session: Session, wanted: bytes | None, now: float) -> bytes:
-        """`wanted` when no live session holds it (resume), else a fresh value."""
+        """`wanted` when no live session holds it (resume), else a fresh value. A front end
+        resumes only its own values: a miner that comes back from another front end gets a
+        fresh one from this one's range (and a clean job with it)."""
+        if wanted is not None and self.top is not None and wanted[:1] != bytes((self.top,)):
+            wanted = None
         if wanted is not None and wanted not in self.in_use:
             self._reserved.pop(wanted, None)
             return self._take(wanted, session)
@@ -75,7 +89,9 @@ class StratumServer:
     def __init__(self, host: SessionHost, settings: StratumSettings) -> None:
         self.host = host
         self.settings = settings
-        self.extranonces = ExtranonceAllocator(settings.resume_window)
+        self.extranonces = ExtranonceAllocator(
+            settings.resume_window, top=host.settings.cluster.frontend_id
+        )
         self.bans = BanList(host.settings.bans)
         self.bans.on_ban = self._banned
         self.sessions: dict[Session, StratumProtocol] = {}

@@ -37,6 +37,7 @@ from hashfarm.pool.records import (
 from hashfarm.pool.server import StratumServer, raise_nofile_limit
 from hashfarm.pool.session import Session
 from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.shareflow import BrokerLedger
 from hashfarm.pool.shares import Verdict
 from hashfarm.pool.storage.base import GroupCommitLedger, LedgerBacklogFull
 from hashfarm.pool.tipwatch import NodeRPC, TipWatcher
@@ -72,6 +73,11 @@ class Pool:
         self.job_terms = job_terms  # records each published job's terms (pool/jobterms.py)
         self.rpc = rpc
         self.ledger = ledger
+        # the share path's queue without a task per share: the group-commit ledger's, or a
+        # front end's broker ledger's (pool/shareflow.py); None: await record_share
+        self._enqueue_share: Callable[[ShareRecord, Any], None] | None = (
+            ledger.enqueue_share if isinstance(ledger, GroupCommitLedger | BrokerLedger) else None
+        )
         self.observers = tuple(observers)
         self.network = get_network(settings.network)
         self.pool_script = self._pool_script()
@@ -84,6 +90,7 @@ class Pool:
             tag=settings.pool_tag.encode("ascii"),
             extranonce2_size=settings.stratum.extranonce2_size,
             generations_kept=settings.stratum.jobs_kept,
+            job_prefix=frontend_job_prefix(settings.cluster.frontend_id),
         )
         self.server = StratumServer(self, settings.stratum)
         self.bans = self.server.bans  # Stratum bans by IP (pool/bans.py): the API lists and lifts
@@ -466,6 +473,7 @@ class Pool:
             self.now(),
             s.extranonce1.hex(),
             v.hash[::-1].hex() if v.is_block and v.hash else None,  # block_hash_hex
+            v.hash,  # header_hash: the share id of a scaled-out pool (pool/shareflow.py)
         )
 
     def _record_and_ack(self, session: Session, msg_id: Any, rec: ShareRecord) -> None:
@@ -474,11 +482,12 @@ class Pool:
         A group-commit ledger runs the callbacks of a whole batch in one pass after its commit
         (no task, coroutine and future per share: bench/bench_pool_tail.py); a full backlog
         (database outage) refuses the share at once: answered with an error, never acked."""
-        if not isinstance(self.ledger, GroupCommitLedger):  # e.g. the benchmarks' in-memory one
+        enqueue = self._enqueue_share
+        if enqueue is None:  # e.g. the benchmarks' in-memory ledger
             self._spawn(self._await_record(session, msg_id, rec))
             return
         try:
-            self.ledger.enqueue_share(rec, partial(self._recorded, session, msg_id, rec))
+            enqueue(rec, partial(self._recorded, session, msg_id, rec))
         except HashfarmError as exc:
             self._recorded(session, msg_id, rec, exc)
 
@@ -491,7 +500,7 @@ class Pool:
         self._recorded(session, msg_id, rec, None)
 
     def _recorded(
-        self, session: Session, msg_id: Any, rec: ShareRecord, error: HashfarmError | None
+        self, session: Session, msg_id: Any, rec: ShareRecord, error: BaseException | None
     ) -> None:
         """The ledger's verdict on one accepted share: acknowledge it, or say why not."""
         if error is None:
@@ -519,6 +528,12 @@ class Pool:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def frontend_job_prefix(frontend_id: int | None) -> str:
+    """A front end's job-id prefix (two hex digits: fixed width, so `01`+`23` can never be
+    another front end's `0`+`123`); "" for the single process, whose ids stay as before."""
+    return "" if frontend_id is None else f"{frontend_id:02x}"
 
 
 def tune_gc() -> None:

@@ -162,6 +162,9 @@ class HttpSettings:
     host: str = "127.0.0.1"  # address the API listens on
     port: int = 8080  # TCP port of the API (0: disabled)
     admin_token_file: str | None = None  # file holding the admin token (None: no admin routes)
+    admin_host: str = "127.0.0.1"  # address of the admin listener (login, admin pages)
+    admin_port: int = 0  # TCP port of the admin listener (0: none)
+    admin_password_file: str | None = None  # `hashfarm web passwd` users (None: no logins)
 
 
 SchemeName = Literal["solo", "prop", "pplns", "tides", "pps", "fpps"]
@@ -218,6 +221,31 @@ class AccountingSettings:
         return Pps(fee, full=self.scheme == "fpps")
 
 
+Role = Literal["all", "stratum", "ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Several Stratum front ends and one ledger on a broker (docs/scale-out.md).
+
+    `all` (the default) is the single process: embedded ledger, no broker, and nothing here
+    is read. `stratum` serves miners and publishes accepted shares and blocks to the broker
+    (a share is answered once the broker or the local spool holds it); `ledger` consumes
+    them into PostgreSQL (`storage.url`) and runs the accounting service.
+    """
+
+    role: Role = "all"  # all: one process as before; stratum: a front end; ledger: the writer
+    frontend_id: int | None = None  # 0..255, unique per front end: extranonce1's top byte
+    broker_url: str = "nats://127.0.0.1:4222"  # the NATS JetStream server(s), comma-separated
+    stream: str = "hashfarm"  # JetStream stream holding the shares and blocks
+    subject_prefix: str = "hashfarm"  # subjects: PREFIX.shares, PREFIX.blocks
+    spool_dir: str = "hashfarm-spool"  # front end: where shares wait (fsynced) for the broker
+    spool_max_bytes: int = 1 << 30  # front end: spool size at most; beyond, shares refused
+    max_in_flight: int = 10_000  # front end: publishes awaiting the broker's ack at most
+    durable: str = "hashfarm-ledger"  # ledger: the durable consumer's name
+    fetch_batch: int = 512  # ledger: deliveries fetched (and committed) per transaction
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     """Everything `hashfarm pool` can be told, with defaults for a local regtest node."""
@@ -236,6 +264,7 @@ class PoolSettings:
     bans: BanSettings = field(default_factory=BanSettings)  # automatic Stratum bans by IP
     blocks: BlockSettings = field(default_factory=BlockSettings)  # block-candidate submission
     accounting: AccountingSettings = field(default_factory=AccountingSettings)  # payouts
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # roles, broker
 
     def validate(self) -> PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
@@ -246,7 +275,7 @@ class PoolSettings:
 
 
 def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
-    st, vd, nd, ac = s.stratum, s.vardiff, s.node, s.accounting
+    st, vd, nd, ac, cl = s.stratum, s.vardiff, s.node, s.accounting, s.cluster
     return [
         ("mode", s.mode in ("solo", "pooled")),
         ("payout_address", s.mode != "pooled" or bool(s.payout_address)),
@@ -292,6 +321,8 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("node.rpc_password_file", nd.rpc_password_file is None or nd.rpc_password is None),
         ("http.port", 0 <= s.http.port <= 65535),
         ("http.admin_token_file", s.http.admin_token_file != ""),
+        ("http.admin_port", 0 <= s.http.admin_port <= 65535),
+        ("http.admin_password_file", s.http.admin_password_file != ""),
         ("storage.batch_max", s.storage.batch_max >= 1),
         ("storage.queue_max", s.storage.queue_max >= 1),
         ("blocks.queue_per_height", s.blocks.queue_per_height >= 1),
@@ -310,7 +341,28 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("accounting.reserve_warning_sats", ac.reserve_warning_sats >= 0),
         # TIDES pays miners' addresses in the pool's coinbase: pooled mode only
         ("accounting.enabled", not ac.enabled or s.mode == "pooled"),
+        ("cluster.role", cl.role in ("all", "stratum", "ledger")),
+        # a front end's extranonce1 values and job ids carry its id: two must never share one
+        ("cluster.frontend_id", _frontend_id_ok(cl)),
+        # a TIDES coinbase is planned from the ledger's database, which a front end lacks
+        ("cluster.role", cl.role != "stratum" or not (ac.enabled and ac.scheme == "tides")),
+        # the ledger role stores in PostgreSQL: several hosts and the accounting share it
+        ("storage.url", cl.role != "ledger" or s.storage.url.startswith("postgres")),
+        ("cluster.broker_url", bool(cl.broker_url)),
+        ("cluster.stream", cl.stream.replace("_", "").replace("-", "").isalnum()),
+        ("cluster.subject_prefix", cl.subject_prefix.replace("_", "").replace("-", "").isalnum()),
+        ("cluster.spool_max_bytes", cl.spool_max_bytes >= 1 << 20),
+        ("cluster.max_in_flight", cl.max_in_flight >= 1),
+        ("cluster.durable", cl.durable.replace("_", "").replace("-", "").isalnum()),
+        ("cluster.fetch_batch", 1 <= cl.fetch_batch <= 10_000),
     ]
+
+
+def _frontend_id_ok(cl: ClusterSettings) -> bool:
+    """A front end needs an id in 0..255; other roles may carry one (ignored)."""
+    if cl.frontend_id is None:
+        return cl.role != "stratum"
+    return 0 <= cl.frontend_id <= 255
 
 
 def _value_of(s: PoolSettings, dotted: str) -> object:

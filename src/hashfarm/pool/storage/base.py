@@ -272,6 +272,23 @@ BLOCK_UPSERT_TAIL = (
 )
 
 
+# The ledger role's insert (pool/ledgerrole.py): the share id too, and a share whose id is
+# already there (a broker redelivery, a front end's replay, one header sent to two front
+# ends) is skipped, not an error, so a batch of redelivered shares commits and is acked.
+SHARE_COLUMNS_WITH_ID = SHARE_COLUMNS + ", share_id"
+SHARE_ID_CONFLICT_TAIL = " ON CONFLICT (share_id) DO NOTHING"
+
+
+def share_id_of(r: ShareRecord) -> str | None:
+    """The share's id: its header hash, display-order hex (None when it has none)."""
+    return None if r.header_hash is None else r.header_hash[::-1].hex()
+
+
+def share_row_with_id(r: ShareRecord) -> tuple[object, ...]:
+    """The values of one shares row in SHARE_COLUMNS_WITH_ID order."""
+    return (*share_row(r), share_id_of(r))
+
+
 def share_row(r: ShareRecord) -> tuple[object, ...]:
     """The values of one shares row, in SHARE_COLUMNS order."""
     return (

@@ -82,6 +82,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX blocks_height ON blocks (height)",
         ),
     ),
+    Migration(
+        3,
+        "share id: each share credited once across front ends and broker redeliveries",
+        (
+            # The share's header hash (display-order hex, pool/shareflow.py): equal for the
+            # same header on any front end. NULL for rows of the single process (and for
+            # rejected shares), which UNIQUE lets repeat; the ledger role inserts with
+            # ON CONFLICT (share_id) DO NOTHING, so a replay is written once.
+            "ALTER TABLE shares ADD COLUMN share_id TEXT",
+            "CREATE UNIQUE INDEX shares_share_id ON shares (share_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

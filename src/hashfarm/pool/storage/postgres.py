@@ -27,11 +27,14 @@ from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
     BLOCK_UPSERT_TAIL,
     SHARE_COLUMNS,
+    SHARE_COLUMNS_WITH_ID,
+    SHARE_ID_CONFLICT_TAIL,
     Batch,
     GroupCommitLedger,
     block_from_row,
     block_row,
     share_row,
+    share_row_with_id,
 )
 from hashfarm.pool.storage.migrations import (
     SCHEMA_VERSION_TABLE,
@@ -41,6 +44,10 @@ from hashfarm.pool.storage.migrations import (
 )
 
 _INSERT_SHARE = f"INSERT INTO shares ({SHARE_COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"
+_INSERT_SHARE_ONCE = (
+    f"INSERT INTO shares ({SHARE_COLUMNS_WITH_ID}) VALUES ({', '.join(['%s'] * 12)})"
+    + SHARE_ID_CONFLICT_TAIL
+)
 _INSERT_BLOCK = (
     f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES ({', '.join(['%s'] * 8)}){BLOCK_UPSERT_TAIL}"
 )
@@ -53,10 +60,20 @@ class PostgresLedger(GroupCommitLedger):
     """Shares and blocks in PostgreSQL (group commit over one connection)."""
 
     def __init__(
-        self, url: str, *, batch_max: int = 512, batch_wait: float = 0.0, queue_max: int = 50_000
+        self,
+        url: str,
+        *,
+        batch_max: int = 512,
+        batch_wait: float = 0.0,
+        queue_max: int = 50_000,
+        idempotent: bool = False,
     ) -> None:
         super().__init__(batch_max=batch_max, batch_wait=batch_wait, queue_max=queue_max)
         self.url = url
+        # The ledger role's: shares carry their id and one already stored is skipped
+        # (docs/scale-out.md); the single process writes as before (share_id NULL).
+        self.idempotent = idempotent
+        self.duplicates_skipped = 0  # shares whose id was already stored (idempotent only)
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # the writer's
         self._reader: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # API reads
 
@@ -93,9 +110,14 @@ class PostgresLedger(GroupCommitLedger):
 
     async def _write(self, batch: Batch) -> None:
         conn = await self._connect()
+        skipped = 0
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                if batch.shares:
+                if batch.shares and self.idempotent:
+                    rows = [share_row_with_id(r) for r in batch.shares]
+                    await cur.executemany(_INSERT_SHARE_ONCE, rows)
+                    skipped = len(rows) - max(cur.rowcount, 0)
+                elif batch.shares:
                     await cur.executemany(_INSERT_SHARE, [share_row(r) for r in batch.shares])
                 if batch.blocks:
                     await cur.executemany(_INSERT_BLOCK, [block_row(r) for r in batch.blocks])
@@ -103,6 +125,7 @@ class PostgresLedger(GroupCommitLedger):
             raise TransientLedgerError(f"postgresql: {exc}") from exc
         except psycopg.Error as exc:
             raise LedgerError(f"postgresql: {exc}") from exc
+        self.duplicates_skipped += skipped
 
     async def _close(self) -> None:
         for conn in (self._conn, self._reader):
