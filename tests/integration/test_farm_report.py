@@ -26,6 +26,8 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -262,3 +264,38 @@ def test_purchase_refusals_and_later_purchases(hf: Run, tmp_path: Path) -> None:
     data = json.loads(_report(hf, files, "--json").output)
     assert [m["machine_id"] for m in data["machines"]] == ["m1"]
     assert data["machines"][0]["position_cents"] == -9_350
+
+
+def test_purchase_difficulty_from_the_epoch_data(hf: Run, tmp_path: Path) -> None:
+    files = _set_up(hf, tmp_path)
+    args = ["--day", "2026-11-01", "--price", "100", "--hashrate-ths", "100", "--power-w",
+            "3500", "--btc-price", "90000", "--power-rate", "0.05"]  # fmt: skip
+    # Height 930,000 is in epoch 461 (929,376-931,391, bits 1701e605): the CSV's row, read
+    # here as text, is what is stored, exactly, and the output says where it came from.
+    csv_path = Path(__file__).resolve().parents[2] / "src/hashfarm/data/difficulty_epochs.csv"
+    row = next(r for r in csv_path.read_text().splitlines() if r.startswith("461,"))
+    assert row.split(",")[3] == "1701e605"
+    expected = row.split(",")[4]
+    done = hf("farm", "purchase", "m1", *args, "--height", "930000")
+    assert f"network difficulty {expected} from the shipped mainnet epoch data" in done.output
+    assert "epoch 461 (heights 929,376-931,391, bits 1701e605)" in done.output
+    data = json.loads(_report(hf, files, "--json").output)
+    stored = {m["machine_id"]: m["purchase"]["difficulty"] for m in data["machines"]}
+    num, den = (int(x) for x in stored["m1"].split("/"))
+    assert Fraction(num, den) == Fraction(Decimal(expected))
+    # A given --difficulty wins and is said to be given.
+    given = hf("farm", "purchase", "m1", *args, "--height", "930000", "--difficulty", "1e3",
+               ok=False)  # fmt: skip
+    assert "not a decimal number" in given.output
+    given = hf("farm", "purchase", "m1", *args, "--height", "930000", "--difficulty", "1000")
+    assert "network difficulty 1000 as given (--difficulty)" in given.output
+    # Past the shipped data (the last epoch ends at 955,583): refused, naming --difficulty,
+    # and the stored purchase is unchanged.
+    past = hf("farm", "purchase", "m1", *args, "--height", "955584", ok=False)
+    assert past.exit_code != 0
+    assert "outside the shipped difficulty data" in past.output
+    assert "--difficulty" in past.output
+    data = json.loads(_report(hf, files, "--json").output)
+    assert [m["purchase"]["difficulty"] for m in data["machines"] if m["machine_id"] == "m1"] == [
+        "1000/1"
+    ]

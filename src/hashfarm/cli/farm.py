@@ -12,6 +12,7 @@ layer 4), so this module wires it to `hosting.promise.Promise`. The rules are in
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from rich.table import Table
 from hashfarm.chain.networks import get_network
 from hashfarm.cli.farm_serve import farm_serve
 from hashfarm.cli.hosting import checked, db_option, emit, json_option, open_store
+from hashfarm.economics.catalog import difficulty_epochs
 from hashfarm.economics.machine import Costs, Machine
 from hashfarm.economics.payback import simulate
 from hashfarm.economics.scenario import Scenario, Start
@@ -93,8 +95,12 @@ farm.add_command(farm_serve)
 @click.option("--currency", default="USD", show_default=True)
 @click.option("--hashrate-ths", required=True, help="The machine's hashrate the seller used.")
 @click.option("--power-w", required=True, type=int, help="Its power at the wall, W.")
-@click.option("--difficulty", required=True, help="The network difficulty on the purchase day.")
-@click.option("--btc-price", required=True, help="BTC price on the purchase day (currency/BTC).")
+@click.option("--difficulty", default=None,
+              help="The network difficulty on the purchase day [default: the shipped mainnet "
+                   "epoch data's difficulty at --height].")  # fmt: skip
+@click.option("--btc-price", required=True,
+              help="BTC price on the purchase day (currency/BTC); no price history is shipped, "
+                   "so it is always given.")  # fmt: skip
 @click.option("--fees-btc", default="0", show_default=True, help="Average fees per block.")
 @click.option("--power-rate", required=True, help="Power price per kWh the seller assumed.")
 @click.option("--hosting-fee", default="0", show_default=True, help="Hosting per month assumed.")
@@ -103,7 +109,15 @@ farm.add_command(farm_serve)
 def farm_purchase(machine_id: str, day: str, price: str, currency: str, hashrate_ths: str,
                   power_w: int, difficulty: str, btc_price: str, fees_btc: str, power_rate: str,
                   hosting_fee: str, height: int, db: str) -> None:  # fmt: skip
-    """Record a machine's purchase and the seller's purchase-day inputs (replaces any)."""
+    """Record a machine's purchase and the seller's purchase-day inputs (replaces any).
+
+    Without --difficulty the difficulty is the one in force at --height (the next block on
+    the purchase day) in the shipped mainnet epoch data; a height past the data needs
+    --difficulty."""
+    if difficulty is None:
+        difficulty, where = epoch_difficulty(height)
+    else:
+        where = "as given (--difficulty)"
     p = checked(
         lambda: Purchase(
             machine_id, _day(day, "--day"), parse_cents(price, "price"), currency.upper(),
@@ -116,6 +130,31 @@ def farm_purchase(machine_id: str, day: str, price: str, currency: str, hashrate
     with open_store(db) as store, store.tx():
         store.put_purchase(p)
     click.echo(f"{machine_id}: bought {fmt_day(p.day)} for {fmt_cents(p.price_cents)} {currency}")
+    click.echo(f"{machine_id}: network difficulty {difficulty} {where}")
+
+
+def epoch_difficulty(height: int) -> tuple[str, str]:
+    """The difficulty in force at mainnet `height` from the shipped epoch data
+    (`hashfarm/data/difficulty_epochs.csv`), as decimal text, and a line saying where it
+    came from. The data has heights, not dates: --height ties it to the purchase day.
+    A height before 0 or past the last shipped epoch: a usage error asking for --difficulty."""
+    epochs = difficulty_epochs()
+    last = epochs[-1]
+    if not 0 <= height <= last.end_height:
+        raise click.UsageError(
+            f"--height {height:,} is outside the shipped difficulty data (mainnet heights "
+            f"0 to {last.end_height:,}, epoch {last.epoch}): give the purchase day's "
+            "network difficulty with --difficulty"
+        )
+    e = epochs[height // 2016]
+    assert e.start_height <= height <= e.end_height, "epoch data out of order"
+    text = format(Decimal(repr(e.difficulty)), "f")
+    where = (
+        f"from the shipped mainnet epoch data: epoch {e.epoch} (heights "
+        f"{e.start_height:,}-{e.end_height:,}, bits {e.bits:08x}), the epoch of --height "
+        f"{height:,}; the data has no dates, so --height must be the purchase day's"
+    )
+    return text, where
 
 
 def _customer(store: HostingStore, machine_id: str, as_of: int) -> str:
@@ -271,4 +310,4 @@ def farm_report(as_of: str, mined: Path | None, work: Path | None, network: Path
         console.print("no purchased machines (record one with `hashfarm farm purchase`)")
 
 
-__all__ = ["HEADERS", "PaybackPromise", "farm", "reports"]
+__all__ = ["HEADERS", "PaybackPromise", "epoch_difficulty", "farm", "reports"]
