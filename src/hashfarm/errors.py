@@ -11,7 +11,8 @@
     │   └── RPCError          the node answered with a JSON-RPC error (code, message)
     ├── LedgerError           the share ledger could not store a record (permanent)
     │   └── TransientLedgerError  locked database or dropped connection (retried)
-    └── StratumError          a Stratum message that breaks the protocol
+    ├── StratumError          a Stratum message that breaks the protocol
+    └── BrokerError           the message broker and its local spool cannot take a message
 
 Lower layers translate third-party exceptions at their boundary (`raise ... from exc`), so
 aiohttp, zmq or database exceptions never leave their adapters.
@@ -72,3 +73,8 @@ class TransientLedgerError(LedgerError):
 
 class StratumError(HashfarmError):
     """A Stratum message that breaks the protocol (bad JSON, wrong shape, too long)."""
+
+
+class BrokerError(HashfarmError):
+    """Neither the message broker nor the local spool could take a message (spool full,
+    publisher closed, broker refused it); the message was not acknowledged."""
