@@ -4,6 +4,11 @@
   warmed up past segwit activation; `.rpc_url`, `.api_key`, `.rpc()`, `.mine()`,
   `.mempool_txs(n)`. Tests that stop or restart a node start their own instead:
   `node = await start_regtest_node(tmp_path)` (from `nodes`), then `await node.stop()`.
+* `module_node`, `module_rpc`, `module_judge`: a module's own node (warmed up, about 2 s),
+  its client and a judge following it. Regtest halves the subsidy every 150 blocks and every
+  test that mines makes the session node taller, so a module whose figures depend on the
+  reward (payouts, TIDES, accounting) or that mines hundreds of blocks takes its own node by
+  overriding `regtest_node`/`rpc`/`judge` with these (see test_payouts_regtest.py).
 * `rpc`: a client of the session node, shared by the session.
 * `judge`: Bitcoin Core's consensus engine following the session node;
   `await judge.check_chain(rpc)` fails unless Core accepts every block bcoin holds.
@@ -31,6 +36,7 @@ from nodes import (
     drop_database,
     postgres_problem,
     service_missing,
+    start_regtest_node,
 )
 
 
@@ -53,6 +59,29 @@ async def rpc(regtest_node: RegtestNode) -> AsyncIterator[RPCClient]:
     """An RPC client of the session node."""
     async with regtest_node.rpc() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def module_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RegtestNode]:
+    """A node of this module's own, warmed up past height 432 (in memory, with a wallet)."""
+    node = await start_regtest_node(tmp_path_factory.mktemp("bcoin-module"), memory=True)
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture(scope="module")
+async def module_rpc(module_node: RegtestNode) -> AsyncIterator[RPCClient]:
+    """An RPC client of the module's own node."""
+    async with module_node.rpc() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def module_judge(tmp_path_factory: pytest.TempPathFactory) -> Judge:
+    """Core's consensus engine for a module's own node's chain."""
+    return Judge(tmp_path_factory.mktemp("kernel-module"))
 
 
 @pytest.fixture(scope="session")

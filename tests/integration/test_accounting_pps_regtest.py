@@ -46,6 +46,19 @@ REGTEST_BITS = 0x207FFFFF
 HALVING = 150  # regtest's subsidy halving interval
 
 
+# This module's own node (conftest's module_node): its figures depend on the block reward,
+# which halves every 150 blocks on regtest, and the session node is as tall as the tests
+# before this one made it.
+@pytest.fixture(scope="module")
+def regtest_node(module_node: RegtestNode) -> RegtestNode:
+    return module_node
+
+
+@pytest.fixture(scope="module")
+def rpc(module_rpc: RPCClient) -> RPCClient:
+    return module_rpc
+
+
 def subsidy(height: int) -> int:
     """Regtest's block subsidy (Core's GetBlockSubsidy with 150-block halvings)."""
     halvings = height // HALVING

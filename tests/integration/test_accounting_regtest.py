@@ -37,6 +37,19 @@ FEE = Fee.bps(100)  # 1%
 SCHEME = Pplns(FEE, Fraction(2))
 
 
+# This module's own node (conftest's module_node): its figures depend on the block reward,
+# which halves every 150 blocks on regtest, and the session node is as tall as the tests
+# before this one made it.
+@pytest.fixture(scope="module")
+def regtest_node(module_node: RegtestNode) -> RegtestNode:
+    return module_node
+
+
+@pytest.fixture(scope="module")
+def rpc(module_rpc: RPCClient) -> RPCClient:
+    return module_rpc
+
+
 def hashfarm(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (a fresh process)."""
     code = "from hashfarm.cli.main import main; main()"

@@ -47,6 +47,14 @@ SCRIPT = """
 """
 
 
+# This module's own node (conftest's module_node): 200 machines mine many blocks, which would
+# make the session node taller for every test after this one (regtest halves the subsidy
+# every 150 blocks).
+@pytest.fixture(scope="module")
+def regtest_node(module_node: RegtestNode) -> RegtestNode:
+    return module_node
+
+
 async def test_farm_of_200_mines_through_the_pool(
     regtest_node: RegtestNode, tmp_path: Path
 ) -> None:

@@ -54,6 +54,24 @@ OTHERS = 60  # miners with work in the window before ours starts
 FEE = Fee.bps(100)
 
 
+# This module's own node (conftest's module_node): its figures depend on the block reward,
+# which halves every 150 blocks on regtest, and the session node is as tall as the tests
+# before this one made it.
+@pytest.fixture(scope="module")
+def regtest_node(module_node: RegtestNode) -> RegtestNode:
+    return module_node
+
+
+@pytest.fixture(scope="module")
+def rpc(module_rpc: RPCClient) -> RPCClient:
+    return module_rpc
+
+
+@pytest.fixture(scope="module")
+def judge(module_judge: Judge) -> Judge:
+    return module_judge
+
+
 async def paid_in_chain(rpc: RPCClient, blocks: list[BlockRecord], address: str) -> bool:
     """Whether a block of the active chain among `blocks` pays `address` in its coinbase."""
     script = address_to_script(address, "regtest")
