@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 
-.PHONY: all setup test lint unit demo bench clean
+.PHONY: all setup web-assets test lint unit demo bench clean
 
 all: test
 
@@ -20,7 +20,35 @@ $(STAMPS)/npm: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(STAMPS)/venv $(STAMPS)/npm
+# The dashboard's browser files come from the npm packages above (pinned in package-lock.json)
+# and are copied into a gitignored folder the HTTP server serves as /static/vendor/.
+WEB_VENDOR := src/hashfarm/api/web/static/vendor
+WEB_ASSETS := $(WEB_VENDOR)/htmx.min.js $(WEB_VENDOR)/uPlot.iife.min.js $(WEB_VENDOR)/uPlot.min.css
+
+$(WEB_VENDOR)/htmx.min.js: $(STAMPS)/npm
+	@mkdir -p $(WEB_VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js $@
+$(WEB_VENDOR)/uPlot.iife.min.js: $(STAMPS)/npm
+	@mkdir -p $(WEB_VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js $@
+$(WEB_VENDOR)/uPlot.min.css: $(STAMPS)/npm
+	@mkdir -p $(WEB_VENDOR)
+	cp node_modules/uplot/dist/uPlot.min.css $@
+
+# The browser tests drive Debian's chromium (never a downloaded build): installed when absent.
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -q && sudo apt-get install -y -q chromium; \
+	else echo "chromium is missing and this user cannot apt-get install it:" \
+	  "the browser tests will skip (run 'apt-get install -y chromium' as root)"; fi
+	@touch $@
+
+web-assets: $(WEB_ASSETS)
+
+setup: $(STAMPS)/venv $(STAMPS)/npm web-assets $(STAMPS)/chromium
 
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check src tests bench
@@ -41,4 +69,4 @@ bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(STAMPS) $(VENV) node_modules $(WEB_VENDOR) .pytest_cache .mypy_cache .ruff_cache

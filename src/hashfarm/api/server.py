@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hashfarm.api import accounts, admin, fleet, hosting, metrics
+from hashfarm.api import web as dashboard
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
@@ -57,6 +58,7 @@ def make_app(
         fleet.add_routes(app, fleet_store)
     if hosting_store is not None:
         hosting.add_routes(app, hosting_store, admin_token)
+    dashboard.add_routes(app, MODEL_KEY)  # the web pages (api/web/), on this same listener
     return app
 
 

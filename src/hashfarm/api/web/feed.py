@@ -1,0 +1,205 @@
+"""What the dashboard keeps beside the pool's own statistics, and what it announces live.
+
+`LiveFeed` looks at the `ReadModel` once per `interval` (1 s) from a task of its own, never
+from the share path: the pool pays nothing per share for the dashboard, and the cost of a
+look is one `PoolStats.pool()` snapshot plus a pass over the connected sessions, whatever the
+number of browsers watching. Each look:
+
+* samples the pool's hashrate into `HashrateHistory` (the 1 h / 24 h / 7 d chart): three
+  fixed rings, so memory is bounded (816 points) however long the pool runs; the history is
+  in memory only and starts empty when the pool starts;
+* publishes `block` for each block submitted since the last look (and `alert` when the node
+  refused one), `worker` when worker names connect that were not connected before, `tip` when
+  the template's height changes;
+* on a new tip, asks the node (in the background) for the epoch's first and last headers
+  and projects the next retarget with `hashfarm.economics.retarget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from hashfarm.api.live import LiveHub
+from hashfarm.api.readmodel import ReadModel
+from hashfarm.chain.networks import get_network
+from hashfarm.economics.retarget import project_retarget
+from hashfarm.errors import HashfarmError
+from hashfarm.pool.records import BlockRecord
+
+log = logging.getLogger("hashfarm.api.web.feed")
+
+INTERVAL = 1.0  # seconds between looks at the pool
+NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
+WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
+
+# chart range -> (seconds between points, points kept, PoolStats window sampled)
+RANGES: dict[str, tuple[float, int, str]] = {
+    "1h": (10.0, 360, "1m"),
+    "24h": (300.0, 288, "5m"),
+    "7d": (3600.0, 168, "1h"),
+}
+
+
+class NodeHeaders(Protocol):
+    """The node reads the feed makes (`hashfarm.node.rpc.RPCClient` has them)."""
+
+    async def getblockhash(self, height: int) -> str: ...
+    async def getblockheader(self, block_hash: str, verbose: bool = True) -> Any: ...
+
+
+class HashrateHistory:
+    """The pool's hashrate sampled into one bounded ring per chart range."""
+
+    def __init__(self) -> None:
+        self._rings = {name: deque[tuple[float, float]](maxlen=n)
+                       for name, (_, n, _) in RANGES.items()}  # fmt: skip
+        self._slots = dict.fromkeys(RANGES, -1)
+
+    def sample(self, now: float, hashrate: Mapping[str, float]) -> None:
+        """Record `hashrate` (by PoolStats window) at `now` into each ring whose step began."""
+        for name, (step, _, window) in RANGES.items():
+            slot = int(now // step)
+            if slot != self._slots[name]:
+                self._slots[name] = slot
+                self._rings[name].append((round(now, 3), hashrate[window]))
+
+    def series(self, name: str) -> list[tuple[float, float]]:
+        """(UNIX seconds, H/s) points of range `name`, oldest first; KeyError if unknown."""
+        return list(self._rings[name])
+
+
+class LiveFeed:
+    """Looks at the pool every `interval` seconds; publishes changes to `hub`."""
+
+    def __init__(self, model: Callable[[], ReadModel], hub: LiveHub,
+                 interval: float = INTERVAL) -> None:  # fmt: skip
+        self._model = model
+        self.hub = hub
+        self.interval = interval
+        self.history = HashrateHistory()
+        self.retarget: dict[str, Any] | None = None  # the latest projection (see `_retarget`)
+        self.tip_height: int | None = None  # the node's tip (the template's height - 1)
+        self.luck: dict[str, float] = {}  # block hash -> expected work / work done (bounded)
+        self.looks = 0
+        self._submitted: int | None = None  # blocks submitted at the last look
+        self._workers: set[str] | None = None  # worker names connected at the last look
+        self._task: asyncio.Task[None] | None = None
+        self._projecting: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start looking (on the running loop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="web-feed")
+
+    async def stop(self) -> None:
+        """Stop looking."""
+        for task in (self._task, self._projecting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._projecting = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.look(time.time())
+            except Exception:  # the dashboard must never take the pool down
+                log.exception("web feed: a look at the pool failed")
+            await asyncio.sleep(self.interval)
+
+    def look(self, now: float) -> None:
+        """One look: sample, then publish what changed since the previous look."""
+        model = self._model()
+        snap = model.stats.pool()
+        self.history.sample(now, snap.hashrate)
+        self._blocks(model, snap.blocks_found + snap.blocks_rejected)
+        self._new_workers(model)
+        self._tip(model)
+        self.looks += 1
+
+    def _blocks(self, model: ReadModel, submitted: int) -> None:
+        before, self._submitted = self._submitted, submitted
+        if before is None or submitted <= before:
+            return
+        for rec in reversed(model.stats.blocks()[: submitted - before]):
+            self.hub.publish("block", block_event(rec))
+            if not rec.accepted_by_node:
+                self.hub.publish("alert", {
+                    "level": "warning",
+                    "message": f"the node refused block {rec.height} found by "
+                               f"{rec.finder_worker}: {rec.node_verdict}",
+                })  # fmt: skip
+
+    def _new_workers(self, model: ReadModel) -> None:
+        names: set[str] = set()
+        for session in model.pool.sessions():
+            names.update(getattr(session, "workers", ()))
+        before, self._workers = self._workers, names
+        if before is None:
+            return
+        new = names - before
+        if new:
+            shown = sorted(new)[:WORKER_NAMES_SHOWN]
+            self.hub.publish("worker", {"new": shown, "new_count": len(new),
+                                        "connected": len(names)})  # fmt: skip
+
+    def _tip(self, model: ReadModel) -> None:
+        job = model.pool.current_job()
+        if job is None:
+            return
+        height = job.template.height - 1
+        if height == self.tip_height:
+            return
+        first = self.tip_height is None
+        self.tip_height = height
+        if not first:
+            self.hub.publish("tip", {"height": height,
+                                     "network_difficulty": job.template.difficulty})  # fmt: skip
+        if self._projecting is None or self._projecting.done():
+            prev = job.template.prev_hash[::-1].hex()
+            self._projecting = asyncio.ensure_future(self._retarget(model, height, prev))
+
+    async def _retarget(self, model: ReadModel, height: int, tip_hash: str) -> None:
+        """Project the next retarget from the node's headers into `self.retarget`."""
+        network = get_network(model.info.network)
+        doc: dict[str, Any] = {"height": height, "retarget_interval": network.retarget_interval}
+        node: NodeHeaders | None = getattr(model.pool, "rpc", None)
+        if network.no_retargeting:
+            self.retarget = doc | {"note": f"difficulty never changes on {network.name}"}
+            return
+        if node is None:
+            self.retarget = doc | {"note": "no node to read the epoch's headers from"}
+            return
+        try:
+            async with asyncio.timeout(NODE_TIMEOUT):
+                tip = await node.getblockheader(tip_hash)
+                start = height - height % network.retarget_interval
+                first = await node.getblockheader(await node.getblockhash(start))
+            bits, start_time, tip_time = int(tip["bits"], 16), int(first["time"]), int(tip["time"])
+            projection = project_retarget(int(tip["height"]), bits, start_time, tip_time, network)
+        except (HashfarmError, TimeoutError, KeyError, ValueError, TypeError) as exc:
+            self.retarget = doc | {"note": f"no projection yet: {exc}"}
+            return
+        self.retarget = doc | asdict(projection)
+
+    def block_view(self, block: dict[str, Any]) -> dict[str, Any]:
+        """A `/api/blocks` entry plus `confirmations` counted from the tip the pool works on
+        (None for a block the node refused) and `luck` (None until known)."""
+        confirmations = None
+        tip = self.tip_height
+        if block["accepted_by_node"] and tip is not None and tip >= block["height"]:
+            confirmations = tip - block["height"] + 1
+        return block | {"confirmations": confirmations, "luck": self.luck.get(block["hash_hex"])}
+
+
+def block_event(rec: BlockRecord) -> dict[str, Any]:
+    """A submitted block as the `block` event carries it (the `/api/blocks` fields)."""
+    return asdict(rec)
