@@ -6,6 +6,9 @@ three routes need the admin token (`Authorization: Bearer TOKEN`), read once at 
 403 and say how to turn them on; a missing or wrong token gets 401. The public side shows
 only how many bans are in force (`/api/pool`, `/metrics`).
 
+On the admin listener (`http.admin_port`, `api/auth.py`) a logged-in session may use them too,
+with its CSRF token for a change; the public port accepts the token only.
+
 Routes: `GET /api/bans`, `POST /api/bans` `{"ip", "seconds"?, "reason"?}`,
 `DELETE /api/bans/{ip}`.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from hashfarm.api.auth import AUTH_KEY
 from hashfarm.api.params import BadRequest, ip_arg, json_object, query_args, seconds_arg
 from hashfarm.api.readmodel import ReadModel, ban_json
 from hashfarm.errors import ConfigError
@@ -74,23 +78,30 @@ def add_routes(app: web.Application, model_key: web.AppKey[ReadModel], token: by
 
 
 class _Guard:
-    """Wraps a handler so that it runs only for a request bearing the admin token."""
+    """Wraps a handler so that it runs only for a request bearing the admin token or, on the
+    admin listener (an app holding `auth.AUTH_KEY`), a logged-in session with its CSRF token."""
 
     def __init__(self, token: bytes | None) -> None:
         self._token = token
 
     def __call__(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.Response:
-            refusal = self._refusal(request)
+            refusal = await self._refusal(request)
             return refusal if refusal is not None else await handler(request)
 
         return guarded
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    async def _refusal(self, request: web.Request) -> web.Response | None:
+        login = request.app.get(AUTH_KEY)
+        header = request.headers.get("Authorization")
+        if login is not None and header is None:
+            return await login.check(request)  # the admin listener: a session will do
         if self._token is None:
+            if login is not None:
+                return error(401, "no admin token is configured here: log in at /admin/login")
             return error(403, "admin routes are disabled: set http.admin_token_file "
                               "(a file holding the token) and restart the pool")  # fmt: skip
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, given = (header or "").partition(" ")
         # Compared as bytes: compare_digest refuses non-ASCII str, and a header may hold any.
         given_bytes = given.strip().encode("utf-8", "surrogateescape")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):

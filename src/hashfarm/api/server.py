@@ -9,22 +9,28 @@ Every answer that is not a success is JSON `{"error": "..."}` with the fitting s
 that breaks a route's contract is a 400 naming the parameter (`api/params.py`), an unknown
 route 404, a wrong method 405, and anything unexpected a logged 500 that shows no internals.
 aiohttp never leaks out of this module (start/stop raise nothing but OSError for a port in
-use, and ConfigError for an unusable admin token file).
+use, and ConfigError for an unusable admin token or password file).
+
+The admin listener (`http.admin_port`, on `http.admin_host` = 127.0.0.1; none by default)
+serves the same routes plus the login (`api/auth.py`) and the admin pages; there a logged-in
+session may change what the token may. The public port never accepts a session.
+`/api/openapi.json` describes every JSON route (`api/openapi.py`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hashfarm.api import accounts, admin, fleet, hosting, metrics
+from hashfarm.api import accounts, admin, auth, fleet, hosting, metrics, openapi
 from hashfarm.api import web as dashboard
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
-from hashfarm.errors import LedgerError
+from hashfarm.errors import ConfigError, LedgerError
 from hashfarm.fleet.store import FleetStore
 
 log = logging.getLogger("hashfarm.api")
@@ -40,13 +46,20 @@ def make_app(
     ledger: accounts.AccountsSource | None = None,
     fleet_store: FleetStore | None = None,
     hosting_store: hosting.HostingSource | None = None,
+    login: auth.AdminAuth | None = None,
 ) -> web.Application:
     """The aiohttp application serving `model`; ban routes open to `admin_token` only;
     the accounting routes read `ledger` (without it they say that accounting is off);
     the fleet routes (`api/fleet.py`) are served when a `fleet_store` is given, and the
-    hosting routes (`api/hosting.py`, admin token too) when a `hosting_store` is."""
+    hosting routes (`api/hosting.py`, admin token too) when a `hosting_store` is.
+    With `login` it is the admin listener's app: login routes, admin pages, and sessions
+    accepted wherever the admin token is."""
     app = web.Application(middlewares=[_json_errors], client_max_size=BODY_MAX)
     app[MODEL_KEY] = model
+    if login is not None:
+        auth.add_routes(app, login)
+        app.on_response_prepare.append(_admin_headers)
+    openapi.add_routes(app)
     app.router.add_get("/api/pool", _pool)
     app.router.add_get("/api/workers", _workers)
     app.router.add_get("/api/workers/{name}", _worker)
@@ -68,6 +81,8 @@ class ApiServer:
     `admin_token_file` is read here, so a missing or too short token stops the pool at start.
     `ledger_url` (the pool's `storage.url`) is what the accounting routes read, read-only;
     `reserve_warning_sats` (`accounting.reserve_warning_sats`) is where they warn of the reserve.
+    `admin_port` (0: none) opens the admin listener on `admin_host` for the users of
+    `admin_password_file` (and the token); `admin_port` is the bound one after `start`.
     """
 
     def __init__(
@@ -79,16 +94,33 @@ class ApiServer:
         admin_token_file: str | None = None,
         ledger_url: str | None = None,
         reserve_warning_sats: int = 0,
+        admin_host: str = "127.0.0.1",
+        admin_port: int = 0,
+        admin_password_file: str | None = None,
     ) -> None:
         self._ledger = (
             None
             if ledger_url is None
             else accounts.AccountsSource(ledger_url, reserve_warning_sats=reserve_warning_sats)
         )
-        app = make_app(model, admin.load_admin_token(admin_token_file), self._ledger)
+        token = admin.load_admin_token(admin_token_file)
+        users = auth.load_password_file(admin_password_file)
+        if users and not admin_port:
+            raise ConfigError("http.admin_password_file: logins are served on the admin "
+                              "listener only: set http.admin_port too (e.g. 8081)")  # fmt: skip
+        app = make_app(model, token, self._ledger)
         self._runner = web.AppRunner(app, access_log=None)
         self._host, self.port = host, port
         self._admin = admin_token_file is not None
+        self._admin_runner: web.AppRunner | None = None
+        self.admin_host, self.admin_port = admin_host, admin_port
+        if admin_port:
+            if not users and token is None:
+                raise ConfigError("http.admin_port: the admin listener needs users "
+                                  "(http.admin_password_file, written by `hashfarm web passwd`) "
+                                  "or http.admin_token_file")  # fmt: skip
+            admin_app = make_app(model, token, self._ledger, login=auth.AdminAuth(users))
+            self._admin_runner = web.AppRunner(admin_app, access_log=None)
 
     async def start(self) -> int:
         """Listen; return the bound port."""
@@ -97,13 +129,38 @@ class ApiServer:
         self.port = self._runner.addresses[0][1]  # the bound port when 0 was asked for
         log.info("HTTP API on http://%s:%d/api/pool and /metrics (admin routes %s)",
                  self._host, self.port, "on" if self._admin else "off")  # fmt: skip
+        if self._admin_runner is not None:
+            await self._admin_runner.setup()
+            await web.TCPSite(self._admin_runner, self.admin_host, self.admin_port).start()
+            self.admin_port = self._admin_runner.addresses[0][1]
+            log.info("admin listener on http://%s:%d/admin", self.admin_host, self.admin_port)
+            if not _loopback(self.admin_host):
+                log.warning("the admin listener is on %s, not loopback: put TLS in front of "
+                            "it (docs/security.md)", self.admin_host)  # fmt: skip
         return self.port
 
     async def stop(self) -> None:
-        """Close the listener and every open request, then the accounting reader."""
+        """Close the listeners and every open request, then the accounting reader."""
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
         await self._runner.cleanup()
         if self._ledger is not None:
             await self._ledger.close()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _admin_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The admin listener's pages are never framed (clickjacking), cached or sniffed."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 @web.middleware

@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "hashfarm.cli.bench:bench",
     "pool": "hashfarm.cli.pool:pool",
     "pool-bans": "hashfarm.cli.bans:pool_bans",
+    "web": "hashfarm.cli.web:web",
     "accounts": "hashfarm.cli.accounts:accounts",
     "customer": "hashfarm.cli.hosting:customer",
     "contract": "hashfarm.cli.hosting:contract",

@@ -60,6 +60,7 @@ FLAG_KEYS = {
     "db": "storage.url",
     "http_host": "http.host",
     "http_port": "http.port",
+    "admin_port": "http.admin_port",
 }
 
 
@@ -84,6 +85,7 @@ FLAG_KEYS = {
 @click.option("--db", metavar="URL", help="sqlite:///PATH or postgresql://...")
 @click.option("--http-host", metavar="H", help="HTTP API listen address [127.0.0.1: keep it].")
 @click.option("--http-port", type=int, metavar="N", help="HTTP API port (0: off).")
+@click.option("--admin-port", type=int, metavar="N", help="Admin listener port (login) [0: off].")
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -323,6 +325,9 @@ async def running_pool(
             api = ApiServer(ReadModel(info, pool_, stats, ledger), settings.http.host,
                             settings.http.port,
                             admin_token_file=settings.http.admin_token_file,
+                            admin_host=settings.http.admin_host,
+                            admin_port=settings.http.admin_port,
+                            admin_password_file=settings.http.admin_password_file,
                             ledger_url=settings.storage.url,
                             reserve_warning_sats=settings.accounting.reserve_warning_sats,
                             )  # fmt: skip
