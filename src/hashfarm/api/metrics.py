@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hashfarm.api import health
 from hashfarm.api.readmodel import ReadModel
 from hashfarm.pool.bans import REASONS as BAN_REASONS
 from hashfarm.pool.records import REJECT_REASONS
@@ -25,7 +26,8 @@ Family = tuple[str, str, str, Sequence[Sample]]  # (name, type, help, samples)
 def render(model: ReadModel) -> str:
     """The whole /metrics page."""
     families = _pool_families(model) + _worker_families(model)
-    return "\n".join(line for family in families for line in _family(*family)) + "\n"
+    text = "\n".join(line for family in families for line in _family(*family)) + "\n"
+    return text + health.pool_metrics(model.pool)  # a front end's broker and spool
 
 
 def _pool_families(model: ReadModel) -> list[Family]:

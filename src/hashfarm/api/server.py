@@ -25,7 +25,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hashfarm.api import accounts, admin, auth, fleet, hosting, metrics, openapi
+from hashfarm.api import accounts, admin, auth, fleet, health, hosting, metrics, openapi
 from hashfarm.api import web as dashboard
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
@@ -60,6 +60,7 @@ def make_app(
         auth.add_routes(app, login)
         app.on_response_prepare.append(_admin_headers)
     openapi.add_routes(app)
+    health.add_routes(app, MODEL_KEY)  # /health per role (scale-out: api/health.py)
     app.router.add_get("/api/pool", _pool)
     app.router.add_get("/api/workers", _workers)
     app.router.add_get("/api/workers/{name}", _worker)

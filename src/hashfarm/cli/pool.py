@@ -36,6 +36,7 @@ from hashfarm.node.template import gbt_rules
 from hashfarm.pool.config import load_settings, redact_message, redact_url
 from hashfarm.pool.service import Pool
 from hashfarm.pool.settings import PoolSettings
+from hashfarm.pool.shareflow import BrokerLedger
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage import GroupCommitLedger, open_ledger
 
@@ -60,6 +61,10 @@ FLAG_KEYS = {
     "db": "storage.url",
     "http_host": "http.host",
     "http_port": "http.port",
+    "role": "cluster.role",
+    "frontend_id": "cluster.frontend_id",
+    "broker": "cluster.broker_url",
+    "spool_dir": "cluster.spool_dir",
     "admin_port": "http.admin_port",
 }
 
@@ -85,6 +90,14 @@ FLAG_KEYS = {
 @click.option("--db", metavar="URL", help="sqlite:///PATH or postgresql://...")
 @click.option("--http-host", metavar="H", help="HTTP API listen address [127.0.0.1: keep it].")
 @click.option("--http-port", type=int, metavar="N", help="HTTP API port (0: off).")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "stratum", "ledger"]),
+    help="all: one process [default]; stratum: a front end; ledger: the broker's writer.",
+)
+@click.option("--frontend-id", type=int, metavar="N", help="Front end: unique id 0..255.")
+@click.option("--broker", metavar="URL", help="NATS JetStream [nats://127.0.0.1:4222].")
+@click.option("--spool-dir", metavar="DIR", help="Front end: spool while the broker is away.")
 @click.option("--admin-port", type=int, metavar="N", help="Admin listener port (login) [0: off].")
 @click.option(
     "--log-level",
@@ -110,7 +123,14 @@ def pool(config_file: str | None, log_level: str, log_json: bool, **flags: Any) 
     for hint in exposure_hints(settings):
         log.warning("%s", hint)
     log.info("node: %s, auth: %s", redact_url(access.url), access.auth)
-    log.info("storage: %s", redact_url(settings.storage.url))
+    role = settings.cluster.role
+    if role == "stratum":
+        log.info("role: stratum front end %d, broker %s", settings.cluster.frontend_id,
+                 redact_url(settings.cluster.broker_url))  # fmt: skip
+    else:
+        log.info("storage: %s%s", redact_url(settings.storage.url),
+                 "" if role == "all" else f" (role: ledger, broker "
+                 f"{redact_url(settings.cluster.broker_url)})")  # fmt: skip
     try:
         run(serve(settings, access=access))
     except NodeAuthError as exc:
@@ -258,6 +278,11 @@ async def serve(
 
     A stop asked while the pool still starts (waiting for the node) cancels the start."""
     stop = stop or _stop_on_signals()
+    if settings.cluster.role == "ledger":
+        from hashfarm.cli.pool_roles import serve_ledger  # the broker (nats-py): only here
+
+        await serve_ledger(settings, stop, access=access or node_access(settings))
+        return
     async with contextlib.AsyncExitStack() as stack:
         starting = asyncio.ensure_future(
             stack.enter_async_context(running_pool(settings, access=access))
@@ -286,7 +311,7 @@ class RunningPool:
 
     pool: Pool
     stats: PoolStats
-    ledger: GroupCommitLedger
+    ledger: GroupCommitLedger | BrokerLedger  # a front end's (role stratum): the broker
     api: ApiServer | None
 
 
@@ -301,13 +326,23 @@ async def running_pool(
                         cookie_file=access.cookie, timeout=settings.node.rpc_timeout,
                         gbt_rules=gbt_rules(settings.network))  # fmt: skip
         stack.push_async_callback(rpc.close)
-        ledger = await open_ledger(settings.storage)
+        ledger: GroupCommitLedger | BrokerLedger
+        if settings.cluster.role == "stratum":
+            from hashfarm.cli.pool_roles import open_broker_ledger  # nats-py: only here
+
+            ledger = await open_broker_ledger(settings)
+        else:
+            ledger = await open_ledger(settings.storage)
         stack.push_async_callback(ledger.close)
         stats = PoolStats()
         forgetting = asyncio.ensure_future(_forget_idle_workers(stats))
         stack.callback(forgetting.cancel)
         accountant = None
-        if settings.mode == "pooled" and settings.accounting.enabled:
+        if (
+            settings.mode == "pooled"
+            and settings.accounting.enabled
+            and isinstance(ledger, GroupCommitLedger)
+        ):  # a front end's accounting runs in the ledger role
             from hashfarm.pool.accountant import Accountant, NodeLogin  # numpy: only then
 
             login = NodeLogin(access.url, access.user, access.password, access.cookie,
@@ -328,7 +363,8 @@ async def running_pool(
                             admin_host=settings.http.admin_host,
                             admin_port=settings.http.admin_port,
                             admin_password_file=settings.http.admin_password_file,
-                            ledger_url=settings.storage.url,
+                            ledger_url=settings.storage.url if isinstance(
+                                ledger, GroupCommitLedger) else None,  # a front end: no db
                             reserve_warning_sats=settings.accounting.reserve_warning_sats,
                             )  # fmt: skip
             await api.start()
