@@ -224,3 +224,48 @@ def test_the_admin_listener_needs_users_and_logins_need_it(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="line 1: not a scrypt"):
         ApiServer(model, "127.0.0.1", 0, admin_port=free_port(),
                   admin_password_file=str(password_file))  # fmt: skip
+
+
+async def test_the_admin_pages_need_a_login_and_their_forms_the_csrf_field(admin: Admin) -> None:
+    admin.bans.ban("198.51.100.20", "junk-lines", time.time())
+    async with _browser() as http:
+        async with http.get(f"{admin.admin}/admin", allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == "/admin/login?next=%2Fadmin"
+        async with http.post(f"{admin.admin}/admin/bans", data={"ip": "198.51.100.21"},
+                             allow_redirects=False) as resp:  # fmt: skip
+            assert resp.status == 401
+        async with http.get(f"{admin.public}/admin") as resp:
+            assert resp.status == 404  # the public port has no admin pages
+        resp = await _login(http, admin.admin, "alice", PASSWORD)
+        assert resp.status == 303
+        async with http.get(f"{admin.admin}/admin") as resp:
+            assert resp.status == 200
+            page = await resp.text()
+            assert resp.headers["X-Frame-Options"] == "DENY"
+            assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert 'data-ip="198.51.100.20"' in page
+        assert "logged in as alice" in page
+        csrf = _CSRF_FIELD.search(page)
+        assert csrf is not None
+        form = {"ip": "198.51.100.21", "seconds": "600"}
+        async with http.post(f"{admin.admin}/admin/bans", data=form,
+                             allow_redirects=False) as resp:  # fmt: skip
+            assert resp.status == 403  # no csrf field
+        assert [b.ip for b in admin.bans.active(time.time())] == ["198.51.100.20"]
+        async with http.post(f"{admin.admin}/admin/bans", data=form | {"csrf": csrf.group(1)},
+                             allow_redirects=False) as resp:  # fmt: skip
+            assert (resp.status, resp.headers["Location"]) == (303, "/admin")
+        made = {b.ip: b for b in admin.bans.active(time.time())}
+        assert made["198.51.100.21"].reason == "manual"
+        assert made["198.51.100.21"].until - made["198.51.100.21"].since == pytest.approx(600)
+        async with http.post(
+            f"{admin.admin}/admin/bans", data={"ip": "10.0.0.0/8", "csrf": csrf.group(1)}
+        ) as resp:
+            assert resp.status == 400
+            assert "one IPv4 or IPv6 address" in await resp.text()
+        async with http.post(f"{admin.admin}/admin/bans/lift",
+                             data={"ip": "198.51.100.20", "csrf": csrf.group(1)},
+                             allow_redirects=False) as resp:  # fmt: skip
+            assert resp.status == 303
+        assert [b.ip for b in admin.bans.active(time.time())] == ["198.51.100.21"]

@@ -327,6 +327,9 @@ class _Busy(Exception):
 
 
 AUTH_KEY = web.AppKey("admin_auth", AdminAuth)
+# (request, status, message, csrf value, next path) -> the login page; the built-in one without
+LoginPage = Callable[[web.Request, int, str, str, str], web.Response]
+LOGIN_PAGE_KEY: web.AppKey[LoginPage] = web.AppKey("admin_login_page")
 
 
 def _refused(status: int, message: str) -> web.Response:
@@ -415,10 +418,14 @@ font-size:1rem}}.error{{color:#a00000}}</style></head>
 
 def _form_page(request: web.Request, status: int, message: str, next_path: str) -> web.Response:
     token = secrets.token_urlsafe(32)
-    shown = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
-    body = _FORM.format(message=shown, csrf=token, next=html.escape(next_path, quote=True))
-    resp = web.Response(status=status, text=body, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})  # fmt: skip
+    render = request.app.get(LOGIN_PAGE_KEY)
+    if render is not None:  # the dashboard's own page (api/web/admin.py)
+        resp = render(request, status, message, token, next_path)
+    else:
+        shown = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+        body = _FORM.format(message=shown, csrf=token, next=html.escape(next_path, quote=True))
+        resp = web.Response(status=status, text=body, content_type="text/html")
+    resp.headers["Cache-Control"] = "no-store"
     resp.set_cookie(LOGIN_COOKIE, token, path="/admin/login", max_age=600,
                     **cookie_attrs(request))  # type: ignore[arg-type]  # fmt: skip
     return resp

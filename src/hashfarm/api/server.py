@@ -30,6 +30,7 @@ from hashfarm.api import web as dashboard
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.api.readmodel import ReadModel
+from hashfarm.api.web import admin as admin_pages
 from hashfarm.errors import ConfigError, LedgerError
 from hashfarm.fleet.store import FleetStore
 
@@ -73,6 +74,8 @@ def make_app(
     if hosting_store is not None:
         hosting.add_routes(app, hosting_store, admin_token)
     dashboard.add_routes(app, MODEL_KEY)  # the web pages (api/web/), on this same listener
+    if login is not None:
+        admin_pages.add_routes(app, app[dashboard.SITE_KEY])  # login form, bans (api/web/admin.py)
     return app
 
 
