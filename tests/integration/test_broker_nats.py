@@ -1,0 +1,367 @@
+"""hashfarm.broker on the real NATS JetStream server at 127.0.0.1:4222.
+
+Each test uses its own stream (deleted afterwards). Broker outages are made with a TCP
+forwarder the test controls (cutting it drops every connection and refuses new ones), so
+the shared nats-server keeps running for everyone else. What is checked: every message
+whose done(None) came (acknowledged) reaches the consumer after outages and kill -9, each
+msg_id once; unacked deliveries come back; the same msg_id from two publishers is stored once.
+
+Run as a script, this file is the child publisher the kill -9 test kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+NATS_HOST, NATS_PORT = "127.0.0.1", 4222
+NATS_URL = f"nats://{NATS_HOST}:{NATS_PORT}"
+
+
+def nats_problem() -> str | None:
+    """Why the NATS JetStream server cannot be used (None when it can)."""
+    try:
+        with socket.create_connection((NATS_HOST, NATS_PORT), timeout=2) as s:
+            s.settimeout(2)
+            info = s.recv(4096)
+    except OSError as exc:
+        return f"NATS at {NATS_URL} is not reachable: {exc}"
+    if not info.startswith(b"INFO ") or b'"jetstream":true' not in info.replace(b" ", b""):
+        return f"NATS at {NATS_URL} has no JetStream (start nats-server with -js)"
+    return None
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[str]:
+    """A fresh stream name for one test; the stream is deleted afterwards."""
+    from nodes import service_missing
+
+    if problem := nats_problem():
+        service_missing(problem)
+    name = f"TEST_{secrets.token_hex(5).upper()}"
+    yield name
+    await delete_stream(name)
+
+
+async def delete_stream(name: str) -> None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(NATS_URL)
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await nc.jetstream().delete_stream(name)
+    await nc.close()
+
+
+class Forwarder:
+    """A loopback TCP forwarder to NATS that the test can cut and restore (same port)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset every open one (a broker outage)."""
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _pipe(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        try:
+            s_reader, s_writer = await asyncio.open_connection(NATS_HOST, NATS_PORT)
+        except OSError:
+            c_writer.transport.abort()
+            return
+        self._writers |= {c_writer, s_writer}
+
+        async def copy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            w.transport.abort()
+
+        await asyncio.gather(copy(c_reader, s_writer), copy(s_reader, c_writer))
+        self._writers -= {c_writer, s_writer}
+
+
+@pytest.fixture
+async def forwarder() -> AsyncIterator[Forwarder]:
+    fwd = Forwarder()
+    await fwd.start()
+    yield fwd
+    with contextlib.suppress(Exception):
+        await fwd.cut()
+
+
+class Acks:
+    """done() callbacks that record which msg_ids were acknowledged (exactly once each)."""
+
+    def __init__(self) -> None:
+        self.ok: list[str] = []
+        self.refused: list[str] = []
+        self._seen: set[str] = set()
+
+    def done_for(self, msg_id: str):  # type: ignore[no-untyped-def]
+        def done(exc: BaseException | None) -> None:
+            assert msg_id not in self._seen, f"done() twice for {msg_id}"
+            self._seen.add(msg_id)
+            (self.refused if exc else self.ok).append(msg_id)
+
+        return done
+
+    async def settled(self, n: int, within: float = 20.0) -> None:
+        async with asyncio.timeout(within):
+            while len(self._seen) < n:  # noqa: ASYNC110 - done() runs plain callbacks
+                await asyncio.sleep(0.01)
+
+
+async def drain(consumer, expect: int | None = None, idle: float = 1.0) -> list[str]:  # type: ignore[no-untyped-def]
+    """Fetch and ack until nothing comes for `idle` seconds; the msg_ids in order."""
+    got: list[str] = []
+    while True:
+        batch = await consumer.fetch(500, idle)
+        if not batch:
+            if expect is None or len(got) >= expect:
+                return got
+            continue
+        got += [d.msg_id for d in batch]
+        await consumer.ack(batch)
+
+
+async def wait_for(predicate, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - polling the publisher's stats
+            await asyncio.sleep(0.05)
+
+
+async def lag_reaches_zero(con) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(10):
+        while await con.lag():  # noqa: ASYNC110 - polling the server
+            await asyncio.sleep(0.05)
+
+
+def publisher(url: str, stream: str, spool: Path, **kw):  # type: ignore[no-untyped-def]
+    from hashfarm.broker import Publisher
+
+    return Publisher(url, stream, [f"{stream}.shares"], spool, name="test", **kw)
+
+
+def consumer(stream: str, **kw):  # type: ignore[no-untyped-def]
+    from hashfarm.broker import Consumer
+
+    return Consumer(NATS_URL, stream, "ledger", [f"{stream}.shares"], **kw)
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+async def test_every_acknowledged_message_is_consumed_once(stream: str, tmp_path: Path) -> None:
+    pub = publisher(NATS_URL, stream, tmp_path)
+    await pub.start()
+    acks = Acks()
+    ids = [f"share-{n}" for n in range(3000)]
+    for msg_id in ids:
+        pub.publish(f"{stream}.shares", msg_id, msg_id.encode(), acks.done_for(msg_id))
+    await acks.settled(len(ids))
+    assert sorted(acks.ok) == sorted(ids)
+    stats = pub.stats()
+    assert stats.acked + stats.spooled == len(ids)
+    assert stats.publish_p50_ms > 0
+    await wait_for(lambda: pub.stats().spool_messages == 0)
+    await pub.close()
+
+    con = consumer(stream)
+    await con.start()
+    assert await con.lag() == len(ids)
+    got = await drain(con, expect=len(ids))
+    assert sorted(got) == sorted(ids)
+    await lag_reaches_zero(con)
+    await con.close()
+
+
+async def test_the_same_msg_id_from_two_publishers_is_stored_once(
+    stream: str, tmp_path: Path
+) -> None:
+    a = publisher(NATS_URL, stream, tmp_path / "a")
+    b = publisher(NATS_URL, stream, tmp_path / "b")
+    await a.start()
+    await b.start()
+    acks = Acks()
+    for n in range(100):  # the same header submitted to two front ends
+        a.publish(f"{stream}.shares", f"h{n}", b"from a", acks.done_for(f"a{n}"))
+        b.publish(f"{stream}.shares", f"h{n}", b"from b", acks.done_for(f"b{n}"))
+    await acks.settled(200)
+    assert len(acks.ok) == 200  # both acknowledged: the duplicate is known to the broker
+    await a.close()
+    await b.close()
+    con = consumer(stream)
+    await con.start()
+    got = await drain(con, expect=100)
+    assert sorted(got) == sorted(f"h{n}" for n in range(100))
+    await con.close()
+
+
+async def test_unacked_deliveries_are_redelivered(stream: str, tmp_path: Path) -> None:
+    pub = publisher(NATS_URL, stream, tmp_path)
+    await pub.start()
+    acks = Acks()
+    for n in range(50):
+        pub.publish(f"{stream}.shares", f"m{n}", b"x", acks.done_for(f"m{n}"))
+    await acks.settled(50)
+    await pub.close()
+
+    first = consumer(stream, ack_wait=1.0)
+    await first.start()
+    taken = await first.fetch(20, 2.0)
+    assert len(taken) == 20
+    assert all(d.delivered == 1 for d in taken)
+    await first.ack(taken[:5])  # the ledger committed 5, then died
+    await first.close()
+    assert {d.subject for d in taken} == {f"{stream}.shares"}
+
+    second = consumer(stream, ack_wait=1.0)
+    await second.start()
+    got: dict[str, int] = {}
+    async with asyncio.timeout(20):
+        while len(got) < 45:
+            batch = await second.fetch(100, 1.5)
+            got.update((d.msg_id, d.delivered) for d in batch)
+            await second.ack(batch)
+    committed = {d.msg_id for d in taken[:5]}
+    assert set(got) == {f"m{n}" for n in range(50)} - committed
+    assert all(got[d.msg_id] >= 2 for d in taken[5:])  # came back after ack_wait
+    await lag_reaches_zero(second)  # acks are applied by the server within milliseconds
+    await second.close()
+
+
+async def test_an_outage_loses_no_acknowledged_message(
+    stream: str, tmp_path: Path, forwarder: Forwarder
+) -> None:
+    pub = publisher(forwarder.url, stream, tmp_path, ack_timeout=2.0)
+    await pub.start()
+    assert pub.stats().connected
+    acks = Acks()
+    sent = 0
+
+    async def produce(n: int) -> None:
+        nonlocal sent
+        for _ in range(n):
+            msg_id = f"o{sent}"
+            pub.publish(f"{stream}.shares", msg_id, msg_id.encode(), acks.done_for(msg_id))
+            sent += 1
+            if sent % 50 == 0:
+                await asyncio.sleep(0.005)
+
+    await produce(2000)
+    await forwarder.cut()  # mid-stream: some messages are in flight
+    await produce(2000)
+    await acks.settled(sent)
+    await wait_for(lambda: not pub.stats().connected)
+    await produce(1000)
+    await acks.settled(sent)
+    assert pub.stats().spooled > 0
+    await forwarder.start()  # the broker is back
+    await produce(1000)
+    await acks.settled(sent)
+    await wait_for(lambda: pub.stats().connected and pub.stats().spool_messages == 0, 30)
+    stats = pub.stats()
+    assert stats.replayed == stats.spooled
+    assert acks.refused == []
+    await pub.close()
+
+    con = consumer(stream)
+    await con.start()
+    got = await drain(con, expect=len(acks.ok))
+    assert sorted(set(got)) == sorted(acks.ok)  # none lost
+    assert len(got) == len(set(got))  # none twice (within the duplicate window)
+    await con.close()
+
+
+async def test_the_spool_survives_kill_9(stream: str, tmp_path: Path, forwarder: Forwarder) -> None:
+    spool = tmp_path / "spool"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, forwarder.url, stream, str(spool),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert child.stdout is not None
+    acked: list[str] = []
+
+    async def read_until(n: int) -> None:
+        assert child.stdout is not None
+        while len(acked) < n:
+            line = await child.stdout.readline()
+            assert line, "the child publisher exited early"
+            acked.append(line.decode().strip())
+
+    async with asyncio.timeout(60):
+        await read_until(2000)  # acked through the broker
+        await forwarder.cut()
+        await read_until(len(acked) + 3000)  # acked by the spool's fsync
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    assert child.stdout is not None
+    acked += (await child.stdout.read()).decode().split()  # acks printed before the kill
+
+    await forwarder.start()
+    pub = publisher(forwarder.url, stream, spool)
+    await pub.start()
+    assert pub.stats().spool_messages > 0  # what the killed process left
+    await wait_for(lambda: pub.stats().spool_messages == 0, 30)
+    await pub.close()
+
+    con = consumer(stream)
+    await con.start()
+    got = await drain(con, expect=len(acked))
+    assert set(acked) <= set(got)  # every acknowledged message is there
+    assert len(got) == len(set(got))
+    await con.close()
+
+
+# -- the child publisher of the kill -9 test -------------------------------------------------
+
+
+async def child_main(url: str, stream: str, spool: str) -> None:
+    pub = publisher(url, stream, Path(spool), ack_timeout=2.0)
+    await pub.start()
+
+    def done_for(msg_id: str):  # type: ignore[no-untyped-def]
+        def done(exc: BaseException | None) -> None:
+            if exc is None:
+                sys.stdout.write(msg_id + "\n")
+                sys.stdout.flush()
+
+        return done
+
+    n = 0
+    while True:  # until killed
+        for _ in range(20):
+            pub.publish(f"{stream}.shares", f"k{n}", b"%d" % n, done_for(f"k{n}"))
+            n += 1
+        await asyncio.sleep(0.002)
+
+
+if __name__ == "__main__":
+    asyncio.run(child_main(*sys.argv[1:4]))
