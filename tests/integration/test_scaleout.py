@@ -1,0 +1,433 @@
+"""The scaled-out pool on real parts: three `hashfarm pool --role stratum` processes, one
+`--role ledger`, the NATS JetStream server on 127.0.0.1:4222, PostgreSQL and the session's
+regtest node.
+
+Each test gets a stream, subjects and a durable consumer of its own (deleted afterwards), so
+it shares the development broker with nothing. A share is identified end to end by its
+header hash: the client computes it from the header it built, the ledger stores it as
+`shares.share_id`. "Acknowledged" means the front end answered `true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from hashfarm.chain.hashes import sha256d
+from hashfarm.chain.pow import bits_to_difficulty, difficulty_to_target, hash_difficulty
+from hashfarm.node.bcoin import free_port
+from hashfarm.node.rpc import RPCClient
+from hashfarm.stratum import messages
+from hashfarm.stratum.codec import encode
+from hashfarm.stratum.work import serialize_header
+from nodes import RegtestNode, service_missing
+from unit.pool.stratum_client import StratumTestMiner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
+from loadgen import Miner, Share, connect_many
+
+pytestmark = [pytest.mark.node, pytest.mark.services]
+
+HASHFARM = Path(sys.executable).parent / "hashfarm"
+NATS = ("127.0.0.1", 4222)
+FRONT_ENDS = 3
+
+
+def nats_problem() -> str | None:
+    """Why the test broker cannot be used (None: it answers)."""
+    try:
+        with socket.create_connection(NATS, timeout=2) as s:
+            hello = s.recv(512)
+    except OSError as exc:
+        return f"no NATS server on {NATS[0]}:{NATS[1]}: {exc}"
+    if not hello.startswith(b"INFO ") or b'"jetstream":true' not in hello.replace(b" ", b""):
+        return f"the server on {NATS[0]}:{NATS[1]} is not NATS with JetStream"
+    return None
+
+
+@pytest.fixture
+def nats_url() -> str:
+    if problem := nats_problem():
+        service_missing(problem)
+    return f"nats://{NATS[0]}:{NATS[1]}"
+
+
+@dataclass
+class Proc:
+    """One `hashfarm pool` process of the cluster and where its output goes."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    stratum_port: int = 0
+    http_port: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
+
+    def kill9(self) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait()
+        assert self.popen.returncode == -signal.SIGKILL
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
+
+    async def health(self) -> tuple[int, dict[str, object]]:
+        url = f"http://127.0.0.1:{self.http_port}/health"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            return resp.status, await resp.json()
+
+
+@dataclass
+class Cluster:
+    """Three front ends and a ledger on one stream of the test broker."""
+
+    node: RegtestNode
+    nats_url: str
+    pg_url: str
+    tmp: Path
+    tag: str = field(default_factory=lambda: "hft" + uuid.uuid4().hex[:10])
+    front_ends: list[Proc] = field(default_factory=list)
+    ledger: Proc | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HASHFARM_CLUSTER_BROKER_URL": self.nats_url,
+            "HASHFARM_CLUSTER_STREAM": self.tag,
+            "HASHFARM_CLUSTER_SUBJECT_PREFIX": self.tag,
+            "HASHFARM_CLUSTER_DURABLE": self.tag + "-ledger",
+            "HASHFARM_CLUSTER_SPOOL_DIR": str(self.tmp / "spool"),
+            "HASHFARM_VARDIFF_INITIAL": "1e-11",  # regtest's network difficulty is ~4.7e-10
+            "HASHFARM_VARDIFF_ENABLED": "false",  # stays there: load shares are never blocks
+        }
+
+    def node_args(self) -> list[str]:
+        return ["--rpc-url", self.node.rpc_url, "--rpc-password", self.node.api_key]
+
+    def add_front_end(self, fid: int) -> Proc:
+        port, http = free_port(), free_port()
+        args = [str(HASHFARM), "pool", "--role", "stratum", "--frontend-id", str(fid),
+                *self.node_args(), "--stratum-port", str(port),
+                "--http-port", str(http)]  # fmt: skip
+        proc = Proc(f"frontend-{fid}", args, self.env(), self.tmp / f"fe{fid}.log", port, http)
+        self.front_ends.append(proc)
+        return proc
+
+    def add_ledger(self) -> Proc:
+        http = free_port()
+        args = [str(HASHFARM), "pool", "--role", "ledger", "--db", self.pg_url,
+                *self.node_args(), "--http-port", str(http)]  # fmt: skip
+        self.ledger = Proc("ledger", args, self.env(), self.tmp / "ledger.log", 0, http)
+        return self.ledger
+
+    async def wait_ready(self, proc: Proc) -> None:
+        """Until the process answers /health (and, a front end, accepts Stratum)."""
+        for _ in range(400):
+            assert proc.popen is not None
+            assert proc.popen.poll() is None, f"{proc.name} exited:\n{proc.tail()}"
+            try:
+                status, _ = await proc.health()
+                if proc.stratum_port:
+                    _, w = await asyncio.open_connection("127.0.0.1", proc.stratum_port)
+                    w.close()
+                if status == 200:
+                    return
+            except (OSError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{proc.name} never became ready:\n{proc.tail()}")
+
+    async def stored(self) -> list[tuple[str, str | None, str]]:
+        """(share_id, block_hash, extranonce1) of every share row."""
+        async with await psycopg.AsyncConnection.connect(self.pg_url) as conn:
+            cur = await conn.execute("SELECT share_id, block_hash, extranonce1 FROM shares")
+            return [
+                (str(a), b if b is None else str(b), str(c)) for a, b, c in await cur.fetchall()
+            ]
+
+    async def drained(self, wait_s: float = 90.0) -> None:  # ack_wait (30 s) included
+        """Until every front end's spool is empty and the ledger's lag is 0."""
+        assert self.ledger is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while loop.time() < deadline:
+            docs = [(await p.health())[1] for p in self.front_ends if _alive(p)]
+            _, ledger = await self.ledger.health()
+            if all(d["spool_messages"] == 0 and d["in_flight"] == 0 for d in docs) and (
+                ledger["lag"] == 0
+            ):
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"not drained: front ends {docs}, ledger {ledger}")
+
+    def close(self) -> None:
+        for p in [*self.front_ends, *([self.ledger] if self.ledger else [])]:
+            p.stop()
+
+
+def _alive(p: Proc) -> bool:
+    return p.popen is not None and p.popen.poll() is None
+
+
+async def delete_stream(nats_url: str, stream: str) -> None:
+    """Leave nothing on the shared development broker."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def cluster(
+    regtest_node: RegtestNode, nats_url: str, fresh_pg_url: str, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    c = Cluster(regtest_node, nats_url, fresh_pg_url, tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+        await delete_stream(nats_url, c.tag)
+
+
+async def start_all(c: Cluster) -> None:
+    ledger = c.add_ledger()
+    ledger.start()
+    await c.wait_ready(ledger)  # creates the stream and the durable consumer
+    for fid in range(FRONT_ENDS):
+        c.add_front_end(fid).start()
+    for fe in c.front_ends:
+        await c.wait_ready(fe)
+
+
+# -- shares the client can identify by their header hash --------------------------------
+
+
+def prepare(
+    miner: Miner, count: int, keep: Callable[[float], bool]
+) -> tuple[list[Share], dict[int, str]]:
+    """`count` distinct shares on the miner's job and each one's id (header hash, display)."""
+    job = miner.job
+    assert job is not None
+    shares: list[Share] = []
+    ids: dict[int, str] = {}
+    nonce_base = 0
+    while len(shares) < count:
+        en2 = next(miner._en2).to_bytes(miner.extranonce2_size, "big")
+        root = job.merkle_root(miner.extranonce1, en2)
+        for nonce in range(nonce_base, nonce_base + 4 * count):
+            digest = sha256d(serialize_header(job.version, job.prev_hash, root, job.time,
+                                              job.bits, nonce))  # fmt: skip
+            if not keep(hash_difficulty(digest)):
+                continue
+            msg_id = next(miner._ids)
+            submit = messages.Submit(miner.user, job.job_id, en2, job.time, nonce)
+            shares.append(Share(msg_id, encode(messages.submit(msg_id, submit)), job.job_id,
+                                hash_difficulty(digest)))  # fmt: skip
+            ids[msg_id] = digest[::-1].hex()
+            if len(shares) == count:
+                break
+    return shares, ids
+
+
+@dataclass
+class Load:
+    """Miners on the front ends, their prepared shares and the submitting tasks."""
+
+    miners: list[Miner]
+    ids: dict[tuple[int, int], str]  # (miner index, msg id) -> share id
+    batches: list[list[Share]]
+    tasks: list[asyncio.Future[None]]
+
+    def acked(self) -> set[str]:
+        out = set()
+        for i, m in enumerate(self.miners):
+            for msg_id, answer in m.answers.items():
+                if answer.ok and (i, msg_id) in self.ids:
+                    out.add(self.ids[(i, msg_id)])
+        return out
+
+    def share_answers(self, i: int) -> int:
+        return sum((i, msg_id) in self.ids for msg_id in self.miners[i].answers)
+
+    def answered(self) -> int:
+        return sum(self.share_answers(i) for i in range(len(self.miners)))
+
+
+async def start_load(ports: list[int], user: str, per_port: int, shares_each: int) -> Load:
+    miners: list[Miner] = []
+    for port in ports:
+        miners += await connect_many(
+            "127.0.0.1", port, [f"{user}.p{port}w{i}" for i in range(per_port)]
+        )
+    ids: dict[tuple[int, int], str] = {}
+    batches = []
+    for i, m in enumerate(miners):
+        assert m.job is not None
+        low, high = m.difficulty or 0.0, bits_to_difficulty(m.job.bits)
+        batch, mine = prepare(m, shares_each, lambda d: low <= d < high)  # noqa: B023
+        ids |= {(i, k): v for k, v in mine.items()}
+        batches.append(batch)
+    tasks = [
+        asyncio.ensure_future(m.submit(b, burst=32)) for m, b in zip(miners, batches, strict=True)
+    ]
+    return Load(miners, ids, batches, tasks)
+
+
+async def finish(load: Load) -> None:
+    await asyncio.gather(*load.tasks)
+    for m in load.miners:
+        await m.close()
+
+
+async def until(predicate: Callable[[], bool], wait_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def check_exactly_once(acked: set[str], stored: list[tuple[str, str | None, str]]) -> None:
+    ids = [s for s, _, _ in stored]
+    assert len(ids) == len(set(ids)), "a share was credited twice"
+    missing = acked - set(ids)
+    assert not missing, f"{len(missing)} acknowledged shares lost, e.g. {sorted(missing)[:3]}"
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+async def test_blocks_through_every_front_end_and_every_share_once(
+    cluster: Cluster, rpc: RPCClient
+) -> None:
+    await start_all(cluster)
+    user = await cluster.node.payout_address()
+    load = await start_load([fe.stratum_port for fe in cluster.front_ends], user, 2, 400)
+    await finish(load)
+    acked = load.acked()
+    assert len(acked) == FRONT_ENDS * 2 * 400  # every share answered true
+    # extranonce1 ranges: each front end's miners carry its id in the top byte
+    for i, m in enumerate(load.miners):
+        assert m.extranonce1[0] == i // 2
+    assert all(m.job is not None and m.job.job_id.startswith(f"{i // 2:02x}")
+               for i, m in enumerate(load.miners))  # fmt: skip
+
+    found: list[str] = []
+    for fid, fe in enumerate(cluster.front_ends):  # one block through each front end
+        miner = StratumTestMiner(fe.stratum_port, f"{user}.block{fid}")
+        await miner.start()
+        before = await rpc.getbestblockhash()
+        job = miner.job
+        assert job is not None
+        while job.prev_hash[::-1].hex() != before:  # this front end has seen the last block
+            job = await miner.wait_job()
+        header, en2 = miner.grind(job, difficulty_to_target(bits_to_difficulty(job.bits)))
+        resp = await miner.submit(job, header, en2)
+        assert resp.ok, resp.error
+        block_hash = sha256d(header)[::-1].hex()
+        for _ in range(200):
+            if await rpc.getbestblockhash() != before:
+                break
+            await asyncio.sleep(0.05)
+        assert await rpc.getbestblockhash() == block_hash, f"front end {fid}'s block not on tip"
+        assert miner.extranonce1[0] == fid
+        found.append(block_hash)
+        acked.add(block_hash)  # the block's share was answered true
+        await miner.close()
+
+    await cluster.drained()
+    stored = await cluster.stored()
+    check_exactly_once(acked, stored)
+    assert {s for s, b, _ in stored if b is not None} == set(found)
+    async with await psycopg.AsyncConnection.connect(cluster.pg_url) as conn:
+        cur = await conn.execute("SELECT hash FROM blocks WHERE accepted_by_node")
+        assert {h for (h,) in await cur.fetchall()} == set(found)
+    _, doc = await cluster.front_ends[0].health()
+    assert doc["role"] == "stratum"
+    assert doc["broker_connected"] is True
+    assert doc["node_reachable"] is True
+    assert cluster.ledger is not None
+    _, ldoc = await cluster.ledger.health()
+    assert ldoc["role"] == "ledger"
+    assert ldoc["lag"] == 0
+
+
+async def test_kill9_front_end_and_ledger_under_load(cluster: Cluster) -> None:
+    await start_all(cluster)
+    user = await cluster.node.payout_address()
+    ports = [fe.stratum_port for fe in cluster.front_ends]
+    load = await start_load(ports, user, 2, 1500)
+    victim = cluster.front_ends[1]
+    assert cluster.ledger is not None
+
+    await until(lambda: load.answered() >= 1500, 60, "1,500 answers")
+    cluster.ledger.kill9()  # the ledger dies under load: front ends keep acking into the broker
+    await until(lambda: load.answered() >= 3000, 60, "answers without a ledger")
+    victim.kill9()  # a front end dies with shares in flight
+    victim_miners = load.miners[2:4]
+    cluster.ledger.start()  # restarted in the other order
+    victim.start()
+    await cluster.wait_ready(cluster.ledger)
+    await cluster.wait_ready(victim)
+    await asyncio.gather(*load.tasks)  # the survivors' load completes
+    counts = [load.share_answers(i) for i in range(len(load.miners))]
+    assert counts[:2] + counts[4:] == [1500] * 4, counts  # the survivors' miners: all answered
+    assert all(n < 1500 for n in counts[2:4]), "the front end died too late"
+
+    # the victim's miners come back through another front end with their old session id
+    resumed = []
+    for old in victim_miners:
+        miner = StratumTestMiner(ports[0], old.user)
+        await miner.connect()
+        resp = await miner.subscribe(old.extranonce1.hex())
+        assert resp.ok, resp.error
+        assert miner.extranonce1 != old.extranonce1
+        assert miner.extranonce1[0] == 0  # front end 0's range
+        assert (await miner.authorize()).ok
+        job = await miner.wait_job()
+        assert job.job_id.startswith("00")
+        share = await miner.mine_share()
+        assert share.response.ok, share.response.error
+        resumed.append(share.hash[::-1].hex())
+        await miner.close()
+
+    await finish(load)
+    await cluster.drained()
+    stored = await cluster.stored()
+    acked = load.acked() | set(resumed)
+    check_exactly_once(acked, stored)
+    assert len(acked) >= 3000
