@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -337,6 +338,97 @@ async def test_the_spool_survives_kill_9(stream: str, tmp_path: Path, forwarder:
     got = await drain(con, expect=len(acked))
     assert set(acked) <= set(got)  # every acknowledged message is there
     assert len(got) == len(set(got))
+    await con.close()
+
+
+class PrivateNats:
+    """A nats-server of this test's own (own port and store), so it may be killed -9."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", self.port)
+                    w.close()
+                    return
+                except OSError:
+                    await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+@pytest.fixture
+async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
+    from nodes import service_missing
+
+    if not os.access(NATS_SERVER, os.X_OK):
+        service_missing("nats-server is not installed (needed to kill -9 a broker of our own)")
+    server = PrivateNats(tmp_path / "jetstream")
+    await server.start()
+    yield server
+    if server.proc is not None and server.proc.returncode is None:
+        await server.kill()
+
+
+async def test_kill_9_of_the_broker_loses_no_acknowledged_message(
+    tmp_path: Path, private_nats: PrivateNats
+) -> None:
+    from hashfarm.broker import Consumer, Publisher
+
+    subject = "SHARES.in"
+    pub = Publisher(private_nats.url, "SHARES", [subject], tmp_path / "spool", name="t",
+                    ack_timeout=2.0)  # fmt: skip
+    await pub.start()
+    acks = Acks()
+    sent = 0
+
+    async def produce(n: int) -> None:
+        nonlocal sent
+        for _ in range(n):
+            msg_id = f"b{sent}"
+            pub.publish(subject, msg_id, msg_id.encode(), acks.done_for(msg_id))
+            sent += 1
+            if sent % 50 == 0:
+                await asyncio.sleep(0.005)
+
+    await produce(3000)
+    await private_nats.kill()  # under load: PubAcks outstanding
+    await produce(2000)
+    await acks.settled(sent)
+    await private_nats.start()  # same store, same port
+    await produce(1000)
+    await acks.settled(sent)
+    await wait_for(lambda: pub.stats().connected and pub.stats().spool_messages == 0, 40)
+    assert pub.stats().spooled > 0
+    assert acks.refused == []
+    await pub.close()
+
+    con = Consumer(private_nats.url, "SHARES", "ledger", [subject])
+    await con.start()
+    got = await drain(con, expect=len(acks.ok))
+    assert sorted(set(got)) == sorted(acks.ok)  # none lost
+    assert len(got) == len(set(got))  # none stored twice
     await con.close()
 
 
