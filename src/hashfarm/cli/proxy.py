@@ -4,9 +4,11 @@
                    [--password X] [--backup stratum+tcp://OTHER:3333] [--stats-every 60]
                    [--per-customer --upstream-user-template 'ADDRESS.{customer}']
                    [--stats-db proxy.sqlite3] [--stats-listen 127.0.0.1:3335]
+                   [--hosting-db sqlite:///hosting.sqlite3 [--hosting-every 300]]
     hashfarm proxy export-work --stats-db proxy.sqlite3 --out work.csv
 
-Machines connect with `CUSTOMER.MACHINE` user names; the proxy counts each one's accepted
+Machines connect with `CUSTOMER.MACHINE` user names (with --hosting-db: their hosting
+machine ids, the customer from hosting's assignments); the proxy counts each one's accepted
 work and logs the stats call's JSON every `--stats-every` seconds (and once at exit).
 """
 
@@ -23,6 +25,7 @@ import click
 import orjson
 
 from hashfarm.errors import HashfarmError, StratumError
+from hashfarm.proxy.hosted import keep_reading, read_customers
 from hashfarm.proxy.http import start_stats
 from hashfarm.proxy.server import Proxy
 from hashfarm.proxy.settings import ProxySettings, Upstream
@@ -68,6 +71,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite file: accepted work per day, customer and machine.",
 )
+@click.option(
+    "--hosting-db",
+    default=None,
+    help="Hosting store URL (sqlite:///FILE or postgresql://...): each worker name is a "
+    "hosting machine id and mines for the customer its assignment names; others are refused.",
+)
+@click.option(
+    "--hosting-every",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="With --hosting-db: seconds between reads of the assignments.",
+)
 @click.option("--stats-listen", default=None, help="HOST:PORT for GET /stats (JSON); default: off.")
 @click.option("--password", default="x", show_default=True, help="Upstream password.")
 @click.option("--backup", default=None, help="Failover pool: stratum+tcp://HOST:PORT.")
@@ -99,6 +115,8 @@ def proxy(
     upstream_user_template: str | None,
     max_upstreams: int,
     stats_db: Path | None,
+    hosting_db: str | None,
+    hosting_every: float,
     stats_listen: str | None,
     password: str,
     backup: str | None,
@@ -124,6 +142,16 @@ def proxy(
     elif user is None:
         raise click.UsageError("--user is required (or --per-customer)")
     host, port = parse_listen(listen)
+    customers = None
+    if hosting_db is not None:
+        try:
+            customers = read_customers(hosting_db)
+        except HashfarmError as exc:
+            raise click.ClickException(f"--hosting-db: {exc}") from None
+        click.echo(
+            f"hosting: {len(customers)} machines assigned to "
+            f"{len(set(customers.values()))} customers now"
+        )
     stats_at = parse_listen(stats_listen) if stats_listen else None
     try:
         settings = ProxySettings(
@@ -133,7 +161,7 @@ def proxy(
             allowed_workers=frozenset(allow) if allow else None,
             per_customer=per_customer,
             user_template=upstream_user_template or "{customer}",
-            max_upstreams=max_upstreams,
+            max_upstreams=max_upstreams, customers=customers,
         )  # fmt: skip
     except StratumError as exc:
         raise click.UsageError(str(exc)) from None
@@ -143,7 +171,12 @@ def proxy(
         datefmt="%H:%M:%S",
     )
     try:
-        asyncio.run(serve(settings, stats_every, stats_db=stats_db, stats_at=stats_at))
+        asyncio.run(
+            serve(
+                settings, stats_every, stats_db=stats_db, stats_at=stats_at,
+                hosting=(hosting_db, hosting_every) if hosting_db is not None else None,
+            )
+        )  # fmt: skip
     except (HashfarmError, TimeoutError, OSError, sqlite3.Error) as exc:
         raise click.ClickException(f"proxy: {exc}") from None
 
@@ -155,6 +188,7 @@ async def serve(
     *,
     stats_db: Path | None = None,
     stats_at: tuple[str, int] | None = None,
+    hosting: tuple[str, float] | None = None,
 ) -> None:
     """Start the proxy, log its stats periodically, stop on `stop` or a signal."""
     if stop is None:
@@ -167,6 +201,9 @@ async def serve(
     proxy = Proxy(settings, store)
     await proxy.start()
     click.echo(f"proxy listening on {settings.host}:{proxy.port}, upstream {settings.upstream}")
+    reload = None
+    if hosting is not None:
+        reload = asyncio.create_task(keep_reading(*hosting, proxy.set_customers))
     runner = None
     if stats_at is not None:
         runner, bound = await start_stats(proxy, *stats_at)
@@ -178,6 +215,10 @@ async def serve(
                     await stop.wait()
             log.info("stats %s", orjson.dumps(proxy.stats_dict()).decode())
     finally:
+        if reload is not None:
+            reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reload
         if runner is not None:
             await runner.cleanup()
         await proxy.stop()

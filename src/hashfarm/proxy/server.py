@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -106,6 +107,7 @@ class Downstream(asyncio.Protocol):
         self.ip = ""
         self.prefix: bytes | None = None  # extranonce1, given at subscribe
         self.workers: set[str] = set()
+        self.customer_of: dict[str, str] = {}  # worker -> its customer, fixed at authorize
         self.version_mask: int | None = None
         self.channel: Channel | None = None  # the upstream session its customer mines for
         self.closed = False
@@ -259,7 +261,11 @@ class Downstream(asyncio.Protocol):
 
     def _authorize(self, msg_id: Any, username: str) -> None:
         st = self.proxy.settings
-        customer = username.split(".", 1)[0]
+        customer = self.proxy.customer_for(username)
+        if customer is None:
+            why = f"machine {username[:64]!r} is not hosted for any customer"
+            self.write(encode(m.error(msg_id, ErrorCode.UNAUTHORIZED, why)))
+            return
         if st.allowed_workers is not None and customer not in st.allowed_workers:
             self.write(encode(m.error(msg_id, ErrorCode.UNAUTHORIZED, f"{customer} not allowed")))
             return
@@ -279,6 +285,7 @@ class Downstream(asyncio.Protocol):
             return
         first = not self.workers
         self.workers.add(username)
+        self.customer_of.setdefault(username, customer)
         if first:
             self.buffer.max_line = st.max_line
             if self._deadline is not None:
@@ -502,6 +509,9 @@ class Proxy:
         self.machines: set[Downstream] = set()
         self.by_ip: Counter[str] = Counter()
         self.channels: dict[str | None, Channel] = {}  # customer (None: shared) -> channel
+        # Hosting's assignment (worker name -> customer id), swapped whole by `set_customers`;
+        # None: the customer is the worker name's part before its first ".".
+        self.customers: Mapping[str, str] | None = settings.customers
         self._server: asyncio.Server | None = None
         self._store_task: asyncio.Task[None] | None = None
         self._draining: set[asyncio.Task[None]] = set()
@@ -587,6 +597,18 @@ class Proxy:
             log.info("customer %s: upstream session as %s", customer, user)
         return channel
 
+    def customer_for(self, username: str) -> str | None:
+        """The customer a worker mines for: hosting's assignment when the proxy has one
+        (None: not hosted, refused), else the name's part before its first "."."""
+        if self.customers is not None:
+            return self.customers.get(username)
+        return username.split(".", 1)[0]
+
+    def set_customers(self, customers: Mapping[str, str]) -> None:
+        """A new assignment (a reload): applies from each worker's next authorize; a worker
+        already authorized keeps the customer it was authorized for until it reconnects."""
+        self.customers = dict(customers)
+
     def downstream_size(self) -> int | None:
         """Extranonce2 bytes a machine rolls; None before any upstream (shared mode)."""
         return self.template.downstream_size if self.template is not None else None
@@ -651,12 +673,12 @@ class Proxy:
 
     def _refuse(self, d: Downstream, req: Request, worker: str, reason: str, err: Any) -> None:
         """A share refused here (never forwarded): counted per customer and machine."""
-        self._count(worker, 0.0, accepted=False)
+        self._count(d.customer_of[worker], worker, 0.0, accepted=False)
         self.stats.rejected[reason] += 1
         d.write(encode(err))
 
-    def _count(self, worker: str, work: float, *, accepted: bool) -> None:
-        st, customer = self.stats, worker.split(".", 1)[0]
+    def _count(self, customer: str, worker: str, work: float, *, accepted: bool) -> None:
+        st = self.stats
         if accepted:
             st.accepted += 1
             st.work_by_customer[customer] += work
@@ -703,7 +725,7 @@ class Proxy:
         header = job.header(split.upstream_extranonce1, full, share.ntime, share.nonce, version)
         if hash_to_int(sha256d(header)) > difficulty_to_target(difficulty):
             self.stats.low_difficulty += 1
-            self._count(share.worker, 0.0, accepted=False)
+            self._count(d.customer_of[share.worker], share.worker, 0.0, accepted=False)
             d.write(encode(m.error(req.id, ErrorCode.LOW_DIFFICULTY)))
             return
         params: list[Any] = [
@@ -715,7 +737,7 @@ class Proxy:
         ]
         if share.version_bits is not None:
             params.append(u32_hex(share.version_bits))
-        info = ShareInfo(share.worker.split(".", 1)[0], share.worker, difficulty)
+        info = ShareInfo(d.customer_of[share.worker], share.worker, difficulty)
         if not session.submit(params, d, req.id, info):
             why = "upstream not connected"
             self._refuse(d, req, share.worker, why, m.error(req.id, ErrorCode.OTHER, why))
@@ -724,13 +746,13 @@ class Proxy:
         """The upstream answered a forwarded share (or was lost first): tell the machine."""
         d, share = cast(Downstream, conn), cast(ShareInfo, info)
         if res.ok and res.result is True:
-            self._count(share.worker, share.difficulty, accepted=True)
+            self._count(share.customer, share.worker, share.difficulty, accepted=True)
             d.write(encode(m.result(downstream_id, True)))
             return
         error = res.error or RpcError.of(ErrorCode.OTHER, f"upstream answered {res.result!r}")
         if res.id is None:
             self.stats.upstream_lost += 1
-        self._count(share.worker, 0.0, accepted=False)
+        self._count(share.customer, share.worker, 0.0, accepted=False)
         self.stats.rejected[error.message] += 1
         reply = Response(cast(MessageId, downstream_id), None, RpcError(error.code, error.message))
         d.write(encode(reply))

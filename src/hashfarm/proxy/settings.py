@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -61,3 +62,6 @@ class ProxySettings:
     max_upstreams: int = 64  # per-customer mode: sessions (customers) at most; beyond: refused
     upstream_extranonce2_size: int = 8  # per-customer mode: what upstreams must give at least
     store_every: float = 2.0  # seconds between writes of the work store's batch
+    # Hosting's assignment at start (worker name -> customer id, `hosted.py`); None: the
+    # customer is the worker name's part before its first ".".
+    customers: Mapping[str, str] | None = None

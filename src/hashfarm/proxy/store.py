@@ -14,10 +14,10 @@ total does not depend on how verdicts fell into batches and the export is to the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import sqlite3
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -86,6 +86,9 @@ class WorkStore:
         self._migrate()
         self.pending: dict[Key, Pending] = {}
         self.flushes = 0
+        # One writer at a time on the connection: a cancelled flush's thread still writes,
+        # and the last write at stop must wait for it (not BEGIN inside its transaction).
+        self._writing = threading.Lock()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -114,6 +117,10 @@ class WorkStore:
         """Add a batch to the stored rows, one transaction (blocking: call off the loop)."""
         if not batch:
             return
+        with self._writing:
+            self._write(batch)
+
+    def _write(self, batch: dict[Key, Pending]) -> None:
         self._db.execute("BEGIN")
         try:
             rows = []
@@ -157,8 +164,11 @@ class WorkStore:
                 await asyncio.sleep(every)
                 await self.flush()
         finally:
-            with contextlib.suppress(Exception):
+            # After a flush's thread, if one is still writing (the lock); blocking, at stop.
+            try:
                 self.write(self.take())
+            except sqlite3.Error:
+                log.exception("proxy work store %s: the last write failed", self.path)
 
     def rows(self) -> list[Row]:
         """Stored rows: (day, customer, machine, work, accepted, rejected), sorted."""

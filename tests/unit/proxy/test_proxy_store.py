@@ -141,3 +141,27 @@ def test_per_customer_options_are_checked() -> None:
     no_user = runner.invoke(cli, ["proxy", "--upstream", "h:1"])
     assert no_user.exit_code == 2
     assert "--user" in no_user.output
+
+
+async def test_stop_during_a_write_loses_no_verdict(tmp_path: Path) -> None:
+    """The proxy stops (its store task cancelled) while a batch is being written in a worker
+    thread: the last batch waits for that write, both land. Before 2026-12-03 the last write
+    ran beside it on the same connection, its BEGIN failed inside the other's transaction and
+    its ROLLBACK undid it (silently): test_proxy_customers once stored 116 of 957 shares."""
+    store = WorkStore(tmp_path / "w.sqlite3")
+    for i in range(20_000):  # a big first batch: its write takes a while
+        store.add("2026-12-01", "alice", f"alice.m{i}", 1.0, True)
+    task = asyncio.create_task(store.run(0.001))
+    for _ in range(1000):
+        await asyncio.sleep(0.001)
+        if not store.pending:  # taken: the write is under way in its thread
+            break
+    assert not store.pending
+    store.add("2026-12-01", "bob", "bob.m1", 2.0, True)  # the last batch
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rows = store.rows()
+    store.close()
+    assert sum(r[4] for r in rows) == 20_001
+    assert sum(r[3] for r in rows) == 20_002
