@@ -208,6 +208,12 @@ class Publisher:
     # -- connection ----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        try:
+            await self._open_connection()
+        except Exception:  # a bad URL or credentials: say so, keep spooling
+            log.exception("cannot connect to the broker %s; spooling only", self.servers)
+
+    async def _open_connection(self) -> None:
         nc = Client()
         self._nc = nc
         await nc.connect(
