@@ -341,6 +341,41 @@ async def test_the_spool_survives_kill_9(stream: str, tmp_path: Path, forwarder:
     await con.close()
 
 
+async def test_the_consumer_rides_out_an_outage(
+    stream: str, tmp_path: Path, forwarder: Forwarder
+) -> None:
+    from hashfarm.broker import Consumer
+    from hashfarm.errors import BrokerError
+
+    pub = publisher(NATS_URL, stream, tmp_path)
+    await pub.start()
+    acks = Acks()
+    for n in range(200):
+        pub.publish(f"{stream}.shares", f"c{n}", b"x", acks.done_for(f"c{n}"))
+    await acks.settled(200)
+
+    con = Consumer(forwarder.url, stream, "ledger", [f"{stream}.shares"], ack_wait=2.0)
+    await con.start()
+    got = [d.msg_id for d in await con.fetch(50, 2.0)]
+    await forwarder.cut()  # the ledger loses the broker with 50 deliveries unacked
+    for _ in range(3):
+        with contextlib.suppress(BrokerError):  # [] or BrokerError, nothing else
+            assert await con.fetch(50, 0.5) == []
+    for n in range(200, 300):  # front ends go on meanwhile
+        pub.publish(f"{stream}.shares", f"c{n}", b"x", acks.done_for(f"c{n}"))
+    await acks.settled(300)
+    await pub.close()
+    await forwarder.start()
+    async with asyncio.timeout(30):
+        while len(set(got)) < 300:
+            with contextlib.suppress(BrokerError):
+                batch = await con.fetch(100, 1.0)
+                got += [d.msg_id for d in batch]
+                await con.ack(batch)
+    assert set(got) == {f"c{n}" for n in range(300)}  # the unacked 50 came back too
+    await con.close()
+
+
 class PrivateNats:
     """A nats-server of this test's own (own port and store), so it may be killed -9."""
 
