@@ -19,7 +19,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from hashfarm.broker.publisher import MSG_ID_HEADER
-from hashfarm.broker.stream import StreamLimits, ensure_stream
+from hashfarm.broker.stream import StreamLimits, ensure_stream, server_list
 from hashfarm.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Consumer:
         self._nc = nc
         try:
             await nc.connect(
-                self.servers,
+                server_list(self.servers),
                 name=f"{self.stream}.{self.durable}",
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,

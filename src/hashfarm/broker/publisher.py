@@ -27,7 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from hashfarm.broker.spool import Spool, SpoolRecord, encode_record
-from hashfarm.broker.stream import StreamLimits, ensure_stream
+from hashfarm.broker.stream import StreamLimits, ensure_stream, server_list
 from hashfarm.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class Publisher:
         nc = Client()
         self._nc = nc
         await nc.connect(
-            self.servers,
+            server_list(self.servers),
             name=self.name,
             max_reconnect_attempts=-1,  # keep trying; the spool holds the messages meanwhile
             reconnect_time_wait=1,

@@ -19,6 +19,16 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 
+from hashfarm.errors import BrokerError
+
+
+def server_list(servers: str) -> list[str]:
+    """The broker URLs of a comma-separated `servers` setting (the client tries each)."""
+    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    if not urls:
+        raise BrokerError("no broker URL given")
+    return urls
+
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:

@@ -112,3 +112,11 @@ def test_a_second_process_cannot_share_the_spool(tmp_path: Path) -> None:
 def test_an_oversized_message_is_refused() -> None:
     with pytest.raises(BrokerError, match="larger"):
         encode_record("s", "id", b"x" * (9 << 20))
+
+
+def test_server_list_splits_a_comma_separated_setting() -> None:
+    from hashfarm.broker.stream import server_list
+
+    assert server_list("nats://a:4222, nats://b:4222,") == ["nats://a:4222", "nats://b:4222"]
+    with pytest.raises(BrokerError):
+        server_list(" , ")
