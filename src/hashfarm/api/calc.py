@@ -58,10 +58,16 @@ CHART_POINTS = 366  # points per series at most (one per day up to a year, then 
 QUEUE_MAX = 8  # computations queued or running before more are refused (503)
 CACHE_MAX = 64  # answers kept, by their inputs
 DEFAULT_MODEL = "Antminer S21"
-DEFAULT_BTC_PRICE = 100_000.0  # USD; the form shows it and any URL may change it
+# Absent (or empty) inputs are docs/calculator.md's worked example: an S21 bought for $2,800
+# at $90,000, 5 cents per kWh, 0.03 BTC of fees per block, a 2 % pool fee. Every other
+# default is the command line's (`hashfarm calc payback`).
+EXAMPLE = {"machine_price": "2800", "btc_price": "90000", "power_price": "0.05",
+           "fees_btc": "0.03", "pool_fee": "2"}  # fmt: skip
 NETWORK = "mainnet"
 
-_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?([eE][-+]?[0-9]{1,3})?")
+# Any float as Python's repr or JavaScript's String() writes it (17 significant digits, up to
+# 20+ after the point: 0.00012345678901234567, 1.1125369292536007e-308), still bounded.
+_NUMBER = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,3})?")
 _MODEL = re.compile(r"[A-Za-z0-9 ()+.\-]{1,40}")
 
 # name -> (low, high, what it is) for every number the route takes; ints are marked by type
@@ -87,7 +93,7 @@ INTS: dict[str, tuple[int, int]] = {
     "height": (0, 100_000_000),
     "horizon_days": (1, HORIZON_MAX),
     "paths": (0, PATHS_MAX),
-    "seed": (0, 2**32 - 1),
+    "seed": (0, 999_999_999),  # int_arg reads at most nine digits (api/params.py)
     "fair_price_days": (0, HORIZON_MAX),
 }
 TEXT = ("model", "compare", "difficulty_path")
@@ -188,8 +194,10 @@ def _growth(args: Mapping[str, str]) -> tuple[float, ...]:
 
 
 def parse_inputs(pairs: Any) -> CalcInputs:
-    """The inputs in a query string (`request.query.items()`); BadRequest names a bad one."""
-    args = query_args(pairs, (*PARAMS, *INTS, *TEXT))
+    """The inputs in a query string (`request.query.items()`); BadRequest names a bad one.
+    An empty value is an absent one (a form's blank field)."""
+    given = {k: v.strip() for k, v in query_args(pairs, (*PARAMS, *INTS, *TEXT)).items()}
+    args = {**EXAMPLE, **{k: v for k, v in given.items() if v}}
     count = _int(args, "count", 1)
     price = _number(args, "machine_price", 0.0)
     machines = (_first_machine(args, price, count), *_compared(args.get("compare"), count))
@@ -202,7 +210,7 @@ def parse_inputs(pairs: Any) -> CalcInputs:
     return CalcInputs(
         machines=machines,
         costs=costs,
-        btc_price=_number(args, "btc_price", DEFAULT_BTC_PRICE),
+        btc_price=_number(args, "btc_price", 0.0),
         difficulty=_number(args, "difficulty", latest.difficulty),
         height=_int(args, "height", latest.start_height),
         fees_btc=_number(args, "fees_btc", 0.0),

@@ -27,16 +27,18 @@ FIELDS = (*calc.PARAMS, *calc.INTS, *calc.TEXT)
 
 
 def defaults() -> dict[str, str]:
-    """Every input's default as the form shows it (what `parse_inputs` uses when absent)."""
+    """Every input's default as the form shows it: what `parse_inputs` uses when a parameter
+    is absent (`calc.EXAMPLE`, else the command line's defaults)."""
     latest = catalog.difficulty_epochs()[-1]
     return {
         "model": calc.DEFAULT_MODEL, "hashrate_ths": "", "power_w": "", "machine_price": "0",
         "count": "1", "power_price": "0", "hosting": "0", "pool_fee": "0", "dev_fee": "0",
-        "uptime": "100", "btc_price": f"{calc.DEFAULT_BTC_PRICE:g}", "price_growth": "0",
+        "uptime": "100", "btc_price": "", "price_growth": "0",
         "difficulty": repr(latest.difficulty), "height": str(latest.start_height),
         "fees_btc": "0", "difficulty_growth": f"{catalog.recent_growth_per_epoch() * 100:.4f}",
         "difficulty_path": "", "horizon_days": str(3 * 365), "paths": "1000", "seed": "0",
         "price_vol": "60", "growth_sd": "3", "compare": "", "fair_price_days": "0",
+        **calc.EXAMPLE,
     }  # fmt: skip
 
 

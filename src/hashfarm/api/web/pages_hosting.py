@@ -159,8 +159,10 @@ async def _invoice(request: web.Request, site: Site) -> web.Response:
 
 def add_routes(app: web.Application, site: Site, token: bytes | None = None) -> None:
     """The hosting pages, behind the admin guard (`token`: the admin token, as the hosting
-    JSON routes take it)."""
-    for path, page in ((PREFIX, _customers), (f"{PREFIX}/customers/{{id}}", _customer),
-                       (f"{PREFIX}/invoices/{{number}}", _invoice)):  # fmt: skip
-        site.page(path, _guarded(page, site, token), nav="Customers" if page is _customers
-                  else None, order=70)  # fmt: skip
+    JSON routes take it). Listed in the navigation on the admin listener only; elsewhere
+    they answer with where to find them."""
+    admin = AUTH_KEY in app  # make_app adds the login routes before the pages
+    site.page(PREFIX, _guarded(_customers, site, token), nav="Customers" if admin else None,
+              order=70)  # fmt: skip
+    site.page(f"{PREFIX}/customers/{{id}}", _guarded(_customer, site, token))
+    site.page(f"{PREFIX}/invoices/{{number}}", _guarded(_invoice, site, token))
