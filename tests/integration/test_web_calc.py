@@ -14,16 +14,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from aiohttp import web
 
 from browser import PHONE, WebPage, get_json
 from hashfarm.api import calc
-from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import make_app
-from hashfarm.pool.bans import BanList
-from hashfarm.pool.records import BlockRecord
-from hashfarm.pool.settings import BanSettings
-from hashfarm.pool.stats import PoolStats
+from idle_pool import idle_model, serve
 
 pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
 
@@ -31,39 +26,6 @@ QUERY = {"model": "Antminer S21", "machine_price": "2800", "btc_price": "90000",
          "power_price": "0.05", "fees_btc": "0.03", "pool_fee": "2", "horizon_days": "1095",
          "paths": "600", "seed": "3", "compare": "Antminer S19 Pro=600,Avalon A1466=1800",
          "fair_price_days": "365"}  # fmt: skip
-
-
-class IdlePool:
-    """A pool with nobody connected: what the read model asks of the running pool."""
-
-    bans = BanList(BanSettings())
-
-    def sessions(self) -> list[object]:
-        return []
-
-    def current_job(self) -> None:
-        return None
-
-
-class NoBlocks:
-    """A ledger that has recorded no block."""
-
-    async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
-        return []
-
-
-def idle_model() -> ReadModel:
-    return ReadModel(PoolInfo("regtest", "solo", 0, 0.0), IdlePool(), PoolStats(), NoBlocks())
-
-
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
