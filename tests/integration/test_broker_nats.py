@@ -224,6 +224,30 @@ async def test_the_same_msg_id_from_two_publishers_is_stored_once(
     await con.close()
 
 
+async def test_a_full_stream_spools_until_the_ledger_drains_it(stream: str, tmp_path: Path) -> None:
+    from hashfarm.broker import StreamLimits
+
+    limits = StreamLimits(max_bytes=64 * 1024)  # the ledger is down and the stream fills
+    pub = publisher(NATS_URL, stream, tmp_path, limits=limits)
+    await pub.start()
+    acks = Acks()
+    ids = [f"f{n}" for n in range(1500)]
+    for msg_id in ids:
+        pub.publish(f"{stream}.shares", msg_id, b"s" * 100, acks.done_for(msg_id))
+    await acks.settled(len(ids))
+    assert sorted(acks.ok) == sorted(ids)  # every one acknowledged: by the broker or the spool
+    assert pub.stats().spooled > 0
+
+    con = consumer(stream, limits=limits)  # the ledger comes back
+    await con.start()
+    got = await drain(con, expect=len(ids), idle=2.0)
+    assert sorted(got) == sorted(ids)
+    await wait_for(lambda: pub.stats().spool_messages == 0)
+    assert pub.stats().replayed == pub.stats().spooled
+    await pub.close()
+    await con.close()
+
+
 async def test_unacked_deliveries_are_redelivered(stream: str, tmp_path: Path) -> None:
     pub = publisher(NATS_URL, stream, tmp_path)
     await pub.start()

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Done = Callable[[BaseException | None], None]
 MSG_ID_HEADER = "Nats-Msg-Id"
 _LATENCY_SAMPLES = 8192  # publish-to-done latencies kept for the p50/p99 in stats()
+REFUSAL_LOG_S = 10.0  # at most one log line this often while the stream refuses messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class Publisher:
         self.servers = servers
         self.stream = stream
         self.subjects = list(subjects)
+        wildcards = any("*" in x or ">" in x for x in self.subjects)
+        self._literal_subjects = frozenset() if wildcards else frozenset(self.subjects)
         self.name = name
         self.max_in_flight = max_in_flight  # past this, messages go to the spool
         self.ack_timeout = ack_timeout  # seconds to wait for a PubAck before spooling
@@ -135,6 +138,8 @@ class Publisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self._counts = {"acked": 0, "spooled": 0, "replayed": 0, "refused": 0}
+        self._refusals = 0  # stream refusals since the last log line
+        self._refusal_logged = 0.0
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -184,6 +189,8 @@ class Publisher:
         p = _Pending(subject, msg_id, payload, done, None)
         if self._closing:
             self._refuse(p, "publisher is closed")
+        elif self._literal_subjects and subject not in self._literal_subjects:
+            self._refuse(p, f"subject {subject} is not one of the stream's {self.subjects}")
         elif self._connected and len(self._inflight) + len(self._outbox) < self.max_in_flight:
             self._outbox.append(p)
             self._send_wake.set()
@@ -303,7 +310,13 @@ class Publisher:
             return  # timed out or diverted already: the spool has it
         headers = msg.headers or {}
         if headers.get("Status") or b'"error"' in msg.data[:16]:
-            log.warning("stream %s refused %s: %s %r", self.stream, p.msg_id, headers, msg.data)
+            self._refusals += 1
+            if time.monotonic() >= self._refusal_logged + REFUSAL_LOG_S:
+                self._refusal_logged = time.monotonic()
+                why = (headers, msg.data[:200])
+                log.warning("stream %s refused %d messages (spooled), the last %s: %r",
+                            self.stream, self._refusals, p.msg_id, why)  # fmt: skip
+                self._refusals = 0
             self._not_acked(p)
         elif p.batch is not None:
             p.batch.settle(True)
@@ -396,6 +409,15 @@ class Publisher:
             while self._connected and self._spool.messages and not self._closing:
                 if not await self._replay_pass():
                     await asyncio.sleep(self.retry_s)
+                    await self._recheck_stream()
+
+    async def _recheck_stream(self) -> None:
+        """After a failed replay: recreate the stream if an operator deleted it."""
+        if self._nc is not None and self._connected:
+            try:
+                await ensure_stream(self._nc.jetstream(), self.stream, self.subjects, self.limits)
+            except Exception as exc:
+                log.debug("stream %s check failed: %s", self.stream, exc)
 
     async def _replay_pass(self) -> bool:
         """Replay every sealed segment in order; False at the first one not fully acked."""

@@ -22,6 +22,12 @@ def closed_port() -> int:
 
 
 async def publish_all(pub: Publisher, ids: list[str]) -> dict[str, BaseException | None]:
+    return await publish_all_on(pub, "t.shares", ids)
+
+
+async def publish_all_on(
+    pub: Publisher, subject: str, ids: list[str]
+) -> dict[str, BaseException | None]:
     results: dict[str, BaseException | None] = {}
     finished = asyncio.Event()
 
@@ -35,7 +41,7 @@ async def publish_all(pub: Publisher, ids: list[str]) -> dict[str, BaseException
         return done
 
     for msg_id in ids:
-        pub.publish("t.shares", msg_id, msg_id.encode() * 10, done_for(msg_id))
+        pub.publish(subject, msg_id, msg_id.encode() * 10, done_for(msg_id))
     await asyncio.wait_for(finished.wait(), 10)
     return results
 
@@ -98,4 +104,14 @@ async def test_records_left_by_earlier_runs_are_counted(tmp_path: Path, n: int) 
                     name="offline")  # fmt: skip
     await pub.start(connect_wait=0.1)
     assert pub.stats().spool_messages == 10 * n
+    await pub.close()
+
+
+async def test_a_subject_outside_the_stream_is_refused(tmp_path: Path) -> None:
+    pub = Publisher(f"nats://127.0.0.1:{closed_port()}", "T", ["t.shares"], tmp_path,
+                    name="offline")  # fmt: skip
+    await pub.start(connect_wait=0.1)
+    results = await publish_all_on(pub, "t.other", ["x"])
+    assert isinstance(results["x"], BrokerError)
+    assert pub.stats().spool_messages == 0  # never spooled: it could never be replayed
     await pub.close()
