@@ -12,12 +12,16 @@ route accepts. Error answers are `{"error": text}`.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from hashfarm.api import calc
 from hashfarm.api.params import query_args
+from hashfarm.api.web.feed import RANGES
+from hashfarm.economics import catalog
 
 Schema = dict[str, Any]
 
@@ -25,6 +29,9 @@ _ERROR: Schema = {"$ref": "#/components/schemas/Error"}
 _NUM: Schema = {"type": "number"}
 _INT: Schema = {"type": "integer"}
 _STR: Schema = {"type": "string"}
+_IP: Schema = {
+    "oneOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]
+}
 _BOOL: Schema = {"type": "boolean"}
 
 
@@ -115,9 +122,10 @@ SCHEMAS: dict[str, Schema] = {
     "Ban": _obj({"ip": _STR, "reason": _STR, "since": _NUM, "until": _NUM, "remaining": _NUM}),
     "BanRequest": _obj(
         {
-            "ip": _STR,
+            "ip": _IP,
             "seconds": {
                 "type": "number",
+                "nullable": True,  # null: the pool's default (bans.seconds)
                 "exclusiveMinimum": True,
                 "minimum": 0,
                 "maximum": 31_536_000,
@@ -264,12 +272,12 @@ def _digits(low: int, high: int) -> Schema:
 
 _LIMIT = _param("limit", "query", _digits(1, 1000), "items per page (1..1000)")
 _OFFSET = _param("offset", "query", _digits(0, 999_999_999), "items to skip")
-_ACCOUNT = _param("account", "path", {"type": "string", "minLength": 1, "maxLength": 256},
-                  "account name (printable)")  # fmt: skip
+_ACCOUNT = _param("account", "path", {"type": "string", "pattern": "^[!-~]{1,256}$"},
+                  "account name (printable; 1 to 256 characters)")  # fmt: skip
 _NUMBER = _param("number", "path", {"type": "string", "minLength": 1, "maxLength": 100},
                  "invoice number")  # fmt: skip
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
-_PERIOD = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"}
+_PERIOD = {"type": "string", "pattern": "^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"}
 
 
 def _json(schema: Schema, doc: str = "OK") -> Schema:
@@ -302,6 +310,40 @@ def _op(summary: str, ok: Schema, params: list[Schema] | None = None, *, tag: st
 _503 = {"503": _err("the database cannot be read right now")}
 _TEXT = {"description": "Prometheus text format 0.0.4",
          "content": {"text/plain": {"schema": {"type": "string"}}}}  # fmt: skip
+
+
+def _calc_params() -> list[Schema]:
+    """The calculator's query (`api/calc.py`): each number in its documented range."""
+    names = [m.model for m in catalog.machine_models() if m.complete]
+    one = "(" + "|".join(re.escape(n) for n in names) + ")(=[0-9]{1,6})?"
+    pct = "(-[0-6]?[0-9]|[0-9]{1,2})(\\.[0-9]{1,2})?"  # -69.99 to 99.99
+    params = [
+        _param(
+            "model",
+            "query",
+            {"type": "string", "enum": names},
+            "a catalog model (GET /api/calc/models)",
+        ),
+        _param(
+            "compare",
+            "query",
+            {"type": "string", "pattern": f"^({one}(,{one}){{0,4}})?$"},
+            "machines beside the first: MODEL[=PRICE], comma separated (at most 5)",
+        ),
+        _param(
+            "difficulty_path",
+            "query",
+            {"type": "string", "pattern": f"^({pct}(,{pct}){{0,99}})?$"},
+            "difficulty growth per epoch in percent (-75 to 300), comma separated",
+        ),
+    ]
+    for name, (low, high, what) in calc.PARAMS.items():
+        params.append(
+            _param(name, "query", {"type": "number", "minimum": low, "maximum": high}, what)
+        )
+    for name, (ilow, ihigh) in calc.INTS.items():
+        params.append(_param(name, "query", _digits(ilow, ihigh), name.replace("_", " ")))
+    return params
 
 
 def _paths() -> dict[str, Schema]:
@@ -339,6 +381,125 @@ def _paths() -> dict[str, Schema]:
                 errors=_503,
             )
         },
+        "/api/pool/hashrate": {
+            "get": _op(
+                "The pool's hashrate history for a chart (the overview page's)",
+                _json(
+                    _obj(
+                        {
+                            "range": _STR,
+                            "step_s": _NUM,
+                            "points_max": _INT,
+                            "window": _STR,
+                            "points": _arr(_arr(_NUM)),
+                        }
+                    )
+                ),
+                [
+                    _param(
+                        "range",
+                        "query",
+                        {"type": "string", "enum": list(RANGES)},
+                        "how far back (default 1h)",
+                    )
+                ],
+                tag="pool",
+            )
+        },
+        "/api/miners/{address}": {
+            "get": _op(
+                "A miner's page by address: its workers, sums, rejects, blocks and solo odds",
+                _json(
+                    _obj(
+                        {
+                            "account": _STR,
+                            "seen": _BOOL,
+                            "workers": _arr(_ref("Worker")),
+                            "hashrate": _RATES,
+                            "shares_accepted": _INT,
+                            "best_share": _NUM,
+                            "blocks": _nullable(_arr({"type": "object"})),
+                            "odds": _nullable({"type": "object"}),
+                        },
+                        ["account", "seen", "workers", "hashrate"],
+                    )
+                ),
+                [
+                    _param(
+                        "address",
+                        "path",
+                        {"type": "string", "pattern": "^\\s*[A-Za-z0-9_-]{1,100}(\\.[^/]*)?\\s*$"},
+                        "a payout address or user name (the part before the first '.')",
+                    )
+                ],
+                tag="pool",
+            )
+        },
+        "/api/blocks/{hash}": {
+            "get": _op(
+                "One block the pool submitted: the node's view and its coinbase outputs",
+                _json(_obj({"height": _INT}, [])),
+                [
+                    _param(
+                        "hash",
+                        "path",
+                        {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                        "block hash (64 hex digits)",
+                    )
+                ],
+                tag="pool",
+                errors={"404": _err("the pool has not submitted that block"), **_503},
+            )
+        },
+        "/health": {
+            "get": _op(
+                "Whether this process does its job (503 when it cannot: node or broker away)",
+                _json(
+                    _obj(
+                        {
+                            "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                            "role": _STR,
+                        }
+                    ),
+                    "healthy or degraded",
+                ),
+                tag="meta",
+                errors={"503": _json(_obj({"status": _STR, "role": _STR}), "down")},
+            )
+        },
+        "/api/calc": {
+            "get": _op(
+                "Payback with P10/P50/P90 bands, machines compared, halvings, the difficulty "
+                "scenario (the /calc page's data)",
+                _json(
+                    _obj(
+                        {
+                            "network": {"type": "object"},
+                            "currency": _STR,
+                            "btc_price": _NUM,
+                            "horizon_days": _INT,
+                            "halving_days": _arr(_NUM),
+                            "machines": _arr({"type": "object"}),
+                            "monte_carlo": _nullable({"type": "object"}),
+                            "chart": {"type": "object"},
+                        },
+                        ["machines", "chart"],
+                    )
+                ),
+                _calc_params(),
+                tag="calculator",
+                errors={"503": _err("the calculator is busy; try again")},
+            )
+        },
+        "/api/calc/models": {
+            "get": _op(
+                "The machine catalog",
+                _json(
+                    _obj({"models": _arr(_obj({"model": _STR, "vendor": _STR, "complete": _BOOL}))})
+                ),
+                tag="calculator",
+            )
+        },
         "/metrics": {"get": _op("Prometheus metrics of the pool", _TEXT, tag="metrics")},
         "/api/bans": {
             "get": _op("Bans in force (admin)", _json(_arr(_ref("Ban"))), tag="admin", admin=True),
@@ -355,7 +516,7 @@ def _paths() -> dict[str, Schema]:
             "delete": _op(
                 "Lift a ban (admin)",
                 _json(_obj({"lifted": _STR})),
-                [_param("ip", "path", _STR, "IPv4 or IPv6 address")],
+                [_param("ip", "path", _IP, "IPv4 or IPv6 address")],
                 tag="admin",
                 admin=True,
                 errors={"404": _err("not banned")},
@@ -554,7 +715,7 @@ def _paths() -> dict[str, Schema]:
                             "written": _arr(_STR),
                             "unchanged": _arr(_STR),
                             "closed": _arr(_STR),
-                            "errors": _arr(_STR),
+                            "errors": {"type": "object", "additionalProperties": _STR},
                         }
                     )
                 ),
@@ -600,6 +761,50 @@ def _paths() -> dict[str, Schema]:
     }
 
 
+# (from operation, its response's JSON pointer) -> (to operation, its parameter): what a client
+# (and schemathesis' stateful phase) may follow from a list to one of its items.
+LINKS = [
+    ("GET /api/workers", "0/name", "GET /api/workers/{name}", "name"),
+    ("GET /api/accounts", "accounts/0/account", "GET /api/accounts/{account}", "account"),
+    ("GET /api/accounts", "accounts/0/account", "GET /api/accounts/{account}/statement",
+     "account"),
+    ("GET /api/blocks", "0/hash_hex", "GET /api/blocks/{hash}/credits", "hash"),
+    ("GET /api/blocks", "0/hash_hex", "GET /api/blocks/{hash}", "hash"),
+    ("GET /api/workers", "0/account", "GET /api/miners/{address}", "address"),
+    ("GET /api/fleet/machines", "machines/0/id", "GET /api/fleet/machines/{id}", "id"),
+    ("GET /api/admin/hosting/customers", "customers/0/id", "GET /api/admin/hosting/customers/{id}",
+     "id"),
+    ("GET /api/admin/hosting/invoices", "invoices/0/number",
+     "GET /api/admin/hosting/invoices/{number}", "number"),
+    ("GET /api/admin/hosting/invoices", "invoices/0/number",
+     "GET /api/admin/hosting/invoices/{number}.csv", "number"),
+    ("GET /api/admin/hosting/invoices", "invoices/0/number",
+     "POST /api/admin/hosting/invoices/{number}/issue", "number"),
+    ("GET /api/admin/hosting/invoices", "invoices/0/number",
+     "POST /api/admin/hosting/invoices/{number}/pay", "number"),
+]  # fmt: skip
+
+
+def _operation_id(label: str) -> str:
+    method, path = label.split(" ", 1)
+    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_")
+
+
+def _with_links(paths: dict[str, Schema]) -> dict[str, Schema]:
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op["operationId"] = _operation_id(f"{method.upper()} {path}")
+    for source, pointer, target, param in LINKS:
+        method, path = source.split(" ", 1)
+        ok = paths[path][method.lower()]["responses"]["200"]
+        name = _operation_id(target)
+        ok.setdefault("links", {})[name] = {
+            "operationId": name,
+            "parameters": {param: f"$response.body#/{pointer}"},
+        }
+    return paths
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     return {
@@ -612,7 +817,7 @@ def document() -> dict[str, Any]:
             "listener only, a login session and its CSRF token (X-CSRF-Token). Errors are "
             '`{"error": text}`. See docs/web.md and docs/security.md.',
         },
-        "paths": _paths(),
+        "paths": _with_links(_paths()),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

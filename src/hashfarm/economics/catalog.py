@@ -103,8 +103,12 @@ def find_model(name: str) -> MachineModel:
     An exact (normalised) match wins; otherwise the single model whose name ends with the
     query ("A1466" -> "Avalon A1466"). Raises ConfigError naming the candidates otherwise.
     """
-    query = _normalise(name)
     models = machine_models()
+    literal = name.strip().lower()  # "Whatsminer M30S++": not M30S+, which normalises the same
+    same = [m for m in models if literal in (m.model.lower(), f"{m.vendor} {m.model}".lower())]
+    if len(same) == 1:
+        return same[0]
+    query = _normalise(name)
     exact = [m for m in models if query in (_normalise(m.model), _normalise(m.vendor + m.model))]
     if len(exact) == 1:
         return exact[0]
