@@ -88,7 +88,26 @@ class Forwarder:
         self._writers.clear()
         await self._server.wait_closed()
 
+    def blackhole(self) -> None:
+        """A silent partition: connections stay open, nothing gets through either way."""
+        self.blackholed = True
+
+    def heal(self) -> None:
+        """End the partition: the silenced connections are reset, new ones go through."""
+        self.blackholed = False
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    blackholed = False
+
     async def _pipe(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        self._writers.add(c_writer)
+        if self.blackholed:  # accept, then say nothing
+            with contextlib.suppress(OSError, ConnectionError):
+                while await c_reader.read(65536):
+                    pass
+            return
         try:
             s_reader, s_writer = await asyncio.open_connection(NATS_HOST, NATS_PORT)
         except OSError:
@@ -99,8 +118,9 @@ class Forwarder:
         async def copy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
+                    if not self.blackholed:
+                        w.write(data)
+                        await w.drain()
             w.transport.abort()
 
         await asyncio.gather(copy(c_reader, s_writer), copy(s_reader, c_writer))
@@ -321,6 +341,52 @@ async def test_an_outage_loses_no_acknowledged_message(
     got = await drain(con, expect=len(acks.ok))
     assert sorted(set(got)) == sorted(acks.ok)  # none lost
     assert len(got) == len(set(got))  # none twice (within the duplicate window)
+    await con.close()
+
+
+async def test_a_silent_partition_delays_acks_by_at_most_the_ack_timeout(
+    stream: str, tmp_path: Path, forwarder: Forwarder
+) -> None:
+    pub = publisher(forwarder.url, stream, tmp_path, ack_timeout=1.0)
+    await pub.start()
+    loop = asyncio.get_running_loop()
+    acks = Acks()
+    waits: list[float] = []
+    n = 0
+
+    async def steady(seconds: float) -> None:  # 500 shares/s
+        nonlocal n
+        end = loop.time() + seconds
+        while loop.time() < end:
+            for _ in range(10):
+                t0, msg_id = loop.time(), f"p{n}"
+                done = acks.done_for(msg_id)
+
+                def timed(exc: BaseException | None, t0: float = t0, done=done) -> None:  # type: ignore[no-untyped-def]
+                    waits.append(loop.time() - t0)
+                    done(exc)
+
+                pub.publish(f"{stream}.shares", msg_id, b"x", timed)
+                n += 1
+            await asyncio.sleep(0.02)
+
+    await steady(1.0)
+    forwarder.blackhole()  # no reset, no FIN: only the missing PubAcks and pings tell
+    await steady(8.0)
+    assert not pub.stats().connected  # the client noticed the silence
+    forwarder.heal()
+    await steady(2.0)
+    await acks.settled(n)
+    await wait_for(lambda: pub.stats().connected and pub.stats().spool_messages == 0, 30)
+    assert acks.refused == []
+    assert max(waits) < 1.0 + 1.0  # ack_timeout, then one spool fsync
+    await pub.close()
+
+    con = consumer(stream)
+    await con.start()
+    got = await drain(con, expect=n)
+    assert sorted(set(got)) == sorted(acks.ok)
+    assert len(got) == len(set(got))
     await con.close()
 
 

@@ -107,7 +107,7 @@ class Publisher:
         name: str,
         spool_max_bytes: int = 1 << 30,
         max_in_flight: int = 10_000,
-        ack_timeout: float = 5.0,
+        ack_timeout: float = 2.0,
         limits: StreamLimits | None = None,
     ) -> None:
         self.servers = servers
@@ -229,7 +229,7 @@ class Publisher:
             max_reconnect_attempts=-1,  # keep trying; the spool holds the messages meanwhile
             reconnect_time_wait=1,
             connect_timeout=2,
-            ping_interval=5,  # a silent broker is noticed within ~10 s
+            ping_interval=2,  # a silent broker (a partition) is noticed within ~4-6 s
             max_outstanding_pings=2,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
