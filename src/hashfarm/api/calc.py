@@ -327,7 +327,10 @@ class Calculator:
         self._cache: OrderedDict[CalcInputs, dict[str, Any]] = OrderedDict()
 
     async def answer(self, inputs: CalcInputs) -> dict[str, Any] | None:
-        """The answer for `inputs`, or None when QUEUE_MAX computations already wait."""
+        """The answer for `inputs`, or None when QUEUE_MAX computations already wait.
+
+        Inputs each in range can still ask for a future the economics refuse (difficulty
+        growing +300 % per epoch for ten years overflows a float): a BadRequest saying so."""
         with self._lock:
             if inputs in self._cache:
                 self._cache.move_to_end(inputs)
@@ -337,7 +340,11 @@ class Calculator:
             self._waiting += 1
         job = self._thread.submit(self._compute, inputs)
         job.add_done_callback(self._finished)
-        return await asyncio.wrap_future(job)
+        try:
+            return await asyncio.wrap_future(job)
+        except ConfigError as exc:
+            raise BadRequest(f"these inputs cannot be simulated (difficulty_growth, "
+                             f"difficulty_path, horizon_days): {exc}") from None  # fmt: skip
 
     def _finished(self, _job: object) -> None:
         with self._lock:

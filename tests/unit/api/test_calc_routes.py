@@ -160,6 +160,10 @@ async def test_routes_over_http(base: str) -> None:
         async with http.get(f"{base}/api/calc?paths=99999") as resp:
             assert resp.status == 400
             assert "paths must be" in (await resp.json())["error"]
+        # each in range, together past what a float holds: a 400 that says why, never a 500
+        async with http.get(f"{base}/api/calc?difficulty_growth=300&horizon_days=3650") as resp:
+            assert resp.status == 400
+            assert "cannot be simulated" in (await resp.json())["error"]
         async with http.get(f"{base}/api/calc/models") as resp:
             models = (await resp.json())["models"]
         assert len(models) == len(catalog.machine_models())

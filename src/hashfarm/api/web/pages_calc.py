@@ -35,7 +35,7 @@ def defaults() -> dict[str, str]:
         "count": "1", "power_price": "0", "hosting": "0", "pool_fee": "0", "dev_fee": "0",
         "uptime": "100", "btc_price": "", "price_growth": "0",
         "difficulty": repr(latest.difficulty), "height": str(latest.start_height),
-        "fees_btc": "0", "difficulty_growth": f"{catalog.recent_growth_per_epoch() * 100:.4f}",
+        "fees_btc": "0", "difficulty_growth": repr(catalog.recent_growth_per_epoch() * 100),
         "difficulty_path": "", "horizon_days": str(3 * 365), "paths": "1000", "seed": "0",
         "price_vol": "60", "growth_sd": "3", "compare": "", "fair_price_days": "0",
         **calc.EXAMPLE,
@@ -76,12 +76,12 @@ def add_routes(app: web.Application, site: Site) -> None:
                                    "query": urlencode(query)}  # fmt: skip
         try:
             inputs = calc.parse_inputs(query)
+            doc = await calc.calculator(request.app).answer(inputs)
         except BadRequest as exc:
             # htmx swaps only 2xx answers: the message must reach the page it is editing
             status = 200 if request.headers.get("HX-Request") else 400
             context["error"] = str(exc)
             return site.render(request, "calc.html", status=status, **context)
-        doc = await calc.calculator(request.app).answer(inputs)
         if doc is None:
             context["error"] = "The calculator is busy; try again in a moment."
             return site.render(request, "calc.html", status=503, **context)
