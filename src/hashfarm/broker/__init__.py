@@ -8,10 +8,15 @@ them with explicit acks and redelivery. Only this package imports `nats`. Needs 
 
 from __future__ import annotations
 
+from hashfarm.errors import ConfigError
+
 try:
     import nats  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError("hashfarm.broker needs nats-py: pip install 'hashfarm[cluster]'") from exc
+except ImportError as exc:  # a light install: `pip install hashfarm` leaves the client out
+    raise ConfigError(
+        "cluster.role: the stratum and ledger roles need nats-py, which is not installed: "
+        "pip install 'hashfarm[cluster]'"
+    ) from exc
 
 from hashfarm.broker.consumer import Consumer, Delivery
 from hashfarm.broker.publisher import Publisher, PublisherStats
