@@ -60,10 +60,11 @@ class Consumer:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._warned = False
 
     async def start(self) -> None:
-        """Connect (retrying until the broker answers), create the stream and the durable
-        consumer if they do not exist, and bind to it."""
+        """Connect (retrying until the broker answers: wrap it in a timeout to bound the
+        wait), create the stream and the durable consumer if they do not exist, bind to it."""
         nc = Client()
         self._nc = nc
         try:
@@ -102,7 +103,12 @@ class Consumer:
             await js.add_consumer(self.stream, config)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("broker %s: %s", self.servers, exc)
+        if self._sub is None and not self._warned:  # still starting: say what it waits for
+            self._warned = True
+            log.warning("consumer %s: waiting for the broker %s (%s)", self.durable,
+                        self.servers, exc)  # fmt: skip
+        else:
+            log.debug("broker %s: %s", self.servers, exc)
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:  # noqa: ASYNC109
         """Up to `batch` deliveries, waiting at most `timeout` seconds; [] when none came."""
