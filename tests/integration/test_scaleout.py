@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,12 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait()
 
+    async def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+            return await resp.text()
+
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
 
@@ -134,12 +141,13 @@ class Cluster:
     def node_args(self) -> list[str]:
         return ["--rpc-url", self.node.rpc_url, "--rpc-password", self.node.api_key]
 
-    def add_front_end(self, fid: int) -> Proc:
+    def add_front_end(self, fid: int, broker_url: str | None = None) -> Proc:
         port, http = free_port(), free_port()
         args = [str(HASHFARM), "pool", "--role", "stratum", "--frontend-id", str(fid),
                 *self.node_args(), "--stratum-port", str(port),
                 "--http-port", str(http)]  # fmt: skip
-        proc = Proc(f"frontend-{fid}", args, self.env(), self.tmp / f"fe{fid}.log", port, http)
+        env = self.env() | ({"HASHFARM_CLUSTER_BROKER_URL": broker_url} if broker_url else {})
+        proc = Proc(f"frontend-{fid}", args, env, self.tmp / f"fe{fid}.log", port, http)
         self.front_ends.append(proc)
         return proc
 
@@ -180,12 +188,23 @@ class Cluster:
         assert self.ledger is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
+        published_at: float | None = None  # when every front end was seen with nothing left
         while loop.time() < deadline:
             docs = [(await p.health())[1] for p in self.front_ends if _alive(p)]
-            _, ledger = await self.ledger.health()
-            if all(d["spool_messages"] == 0 and d["in_flight"] == 0 for d in docs) and (
-                ledger["lag"] == 0
+            if published_at is None and all(
+                d["spool_messages"] == 0 and d["in_flight"] == 0 for d in docs
             ):
+                published_at = time.time()
+            _, ledger = await self.ledger.health()
+            read_at = ledger["lag_read_at"]
+            fresh = (
+                isinstance(read_at, float)
+                and published_at is not None
+                and (
+                    read_at > published_at  # a lag read after the last publish, not before
+                )
+            )
+            if fresh and ledger["lag"] == 0:
                 return
             await asyncio.sleep(0.25)
         raise AssertionError(f"not drained: front ends {docs}, ledger {ledger}")
@@ -223,14 +242,52 @@ async def cluster(
         await delete_stream(nats_url, c.tag)
 
 
-async def start_all(c: Cluster) -> None:
+async def start_all(c: Cluster, broker_urls: dict[int, str] | None = None) -> None:
     ledger = c.add_ledger()
     ledger.start()
     await c.wait_ready(ledger)  # creates the stream and the durable consumer
     for fid in range(FRONT_ENDS):
-        c.add_front_end(fid).start()
+        c.add_front_end(fid, (broker_urls or {}).get(fid)).start()
     for fe in c.front_ends:
         await c.wait_ready(fe)
+
+
+class Cuttable:
+    """A TCP forwarder to the broker that the test can cut (a network partition) and mend."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def mend(self) -> None:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._links):
+            w.transport.abort()
+        self._links.clear()
+        await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*NATS)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links |= {writer, up_w}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self._links -= {writer, up_w}
 
 
 # -- shares the client can identify by their header hash --------------------------------
@@ -384,6 +441,8 @@ async def test_blocks_through_every_front_end_and_every_share_once(
     _, ldoc = await cluster.ledger.health()
     assert ldoc["role"] == "ledger"
     assert ldoc["lag"] == 0
+    assert "hashfarm_broker_spool_messages 0" in await cluster.front_ends[2].metrics()
+    assert "hashfarm_ledger_broker_lag_messages 0" in await cluster.ledger.metrics()
 
 
 async def test_kill9_front_end_and_ledger_under_load(cluster: Cluster) -> None:
@@ -431,3 +490,59 @@ async def test_kill9_front_end_and_ledger_under_load(cluster: Cluster) -> None:
     acked = load.acked() | set(resumed)
     check_exactly_once(acked, stored)
     assert len(acked) >= 3000
+
+
+async def test_front_end_cut_off_from_the_broker_keeps_acking_from_its_spool(
+    cluster: Cluster,
+) -> None:
+    link = Cuttable()
+    await link.mend()
+    await start_all(cluster, {1: f"nats://127.0.0.1:{link.port}"})
+    cut_off = cluster.front_ends[1]
+    user = await cluster.node.payout_address()
+    load = await start_load([fe.stratum_port for fe in cluster.front_ends], user, 1, 3000)
+    await until(lambda: load.share_answers(1) >= 500, 60, "front end 1's first answers")
+    await link.cut()  # partitioned: front end 1 reaches the node and its miners, not the broker
+    at_cut = load.share_answers(1)
+    await until(lambda: load.share_answers(1) >= at_cut + 1000, 60, "answers while cut off")
+    status, doc = await cut_off.health()
+    assert status == 200  # still serving: its spool makes the shares durable
+    assert doc["broker_connected"] is False
+    assert doc["status"] == "degraded"
+    assert isinstance(doc["spool_messages"], int)
+    assert doc["spool_messages"] > 0
+    await asyncio.sleep(3.0)  # the survivors keep mining meanwhile
+    await link.mend()
+    await finish(load)
+    assert [load.share_answers(i) for i in range(3)] == [3000] * 3
+    await cluster.drained()
+    check_exactly_once(load.acked(), await cluster.stored())
+    assert len(load.acked()) == 9000
+    _, doc = await cut_off.health()
+    assert doc["broker_connected"] is True
+
+
+async def test_single_process_health_and_metrics(regtest_node: RegtestNode, tmp_path: Path) -> None:
+    http, port = free_port(), free_port()
+    proc = Proc("pool", [str(HASHFARM), "pool", "--rpc-url", regtest_node.rpc_url,
+                         "--rpc-password", regtest_node.api_key, "--stratum-port", str(port),
+                         "--http-port", str(http), "--db", f"sqlite:///{tmp_path / 'p.sqlite3'}"],
+                os.environ.copy(), tmp_path / "pool.log", port, http)  # fmt: skip
+    proc.start()
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError, aiohttp.ClientError):
+                status, doc = await proc.health()
+                break
+            assert _alive(proc), proc.tail()
+            await asyncio.sleep(0.1)
+        assert status == 200
+        assert doc["role"] == "all"
+        assert doc["status"] == "ok"
+        assert doc["broker_connected"] is None  # no broker in the single process
+        assert doc["node_reachable"] is True
+        text = await proc.metrics()
+        assert "hashfarm_pool_connections" in text
+        assert "hashfarm_broker_" not in text  # only a front end has a broker
+    finally:
+        proc.stop()

@@ -78,6 +78,7 @@ def ledger_health(role: LedgerRole) -> tuple[int, Doc]:
         "role": "ledger",
         "broker_connected": s.broker_connected,
         "lag": s.lag,
+        "lag_read_at": s.lag_read_at or None,  # UNIX time of the lag reading (every 2 s)
         "spool_messages": None,
         "spool_bytes": None,
         "node_reachable": None,

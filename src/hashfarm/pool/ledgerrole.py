@@ -71,6 +71,7 @@ class LedgerRoleStats:
     unreadable: int = 0  # deliveries dropped (acked) because they could not be decoded
     failed_batches: int = 0  # batches left unacked after a database error
     lag: int | None = None  # messages the durable consumer has not acked (None: unknown)
+    lag_read_at: float = 0.0  # UNIX time of that reading (it is refreshed every LAG_INTERVAL)
     broker_connected: bool = False  # the last fetch or lag read reached the broker
     last_commit: float = 0.0  # UNIX time of the last committed batch
 
@@ -191,6 +192,7 @@ class LedgerRole:
         while not stop.is_set():
             try:
                 self.stats.lag = await self.consumer.lag()
+                self.stats.lag_read_at = time.time()
             except HashfarmError as exc:
                 self.stats.lag = None
                 self.stats.broker_connected = False
