@@ -8,6 +8,8 @@ Measured on the local servers (NATS JetStream 127.0.0.1:4222, Redis 127.0.0.1:63
   front end waits before answering a share): acked messages/s and p50/p99 latency. JetStream
   through hashfarm.broker.Publisher (pipelined PubAcks on one connection); Redis through
   redis-py's asyncio client (one pooled connection per concurrent command);
+* offered rate: `--rate` publishes a second through the Publisher, open loop (a pool
+  process answers 10,000 to 15,000 shares a second): the latency each share waits;
 * spool only: the same Publisher with the broker unreachable, acking after its own
   group-committed fsync (what a front end does during an outage).
 
@@ -119,6 +121,10 @@ async def nats_figures(args: argparse.Namespace, payload: bytes) -> dict[str, Fi
             out["nats loaded"] = await publisher_load(
                 NATS_URL, stream, subject, Path(spool), args, payload
             )
+        with tempfile.TemporaryDirectory() as spool:
+            out[f"nats at {args.rate}/s offered"] = await publisher_rate(
+                stream, subject, Path(spool), args, payload
+            )
         with tempfile.TemporaryDirectory() as spool:  # nothing listens on port 1
             out["spool only"] = await publisher_load(
                 "nats://127.0.0.1:1", stream, subject, Path(spool), args, payload
@@ -150,6 +156,40 @@ async def publisher_load(
     finally:
         pub.close_flush_s = 0.5
         await pub.close()
+
+
+async def publisher_rate(
+    stream: str, subject: str, spool: Path, args: argparse.Namespace, payload: bytes
+) -> Figures:
+    """Open loop: `args.rate` publishes a second (a pool process's share rate), issued every
+    millisecond for `args.seconds`; the publish-to-done latency of each."""
+    pub = Publisher(NATS_URL, stream, [subject], spool, name="bench")
+    await pub.start()
+    lat: list[float] = []
+    run, n, total = secrets.token_hex(4), 0, int(args.rate * args.seconds)
+    finished = asyncio.Event()
+
+    def done_at(t0: float) -> Callable[[BaseException | None], None]:
+        def done(exc: BaseException | None) -> None:
+            lat.append(time.perf_counter() - t0)
+            if len(lat) == total:
+                finished.set()
+
+        return done
+
+    start = time.perf_counter()
+    while n < total:  # catch up to the schedule, then sleep a tick
+        due = min(total, int((time.perf_counter() - start) * args.rate) + 1)
+        while n < due:
+            pub.publish(subject, f"{run}-{n}", payload, done_at(time.perf_counter()))
+            n += 1
+        await asyncio.sleep(0.001)
+    await finished.wait()
+    wall = time.perf_counter() - start
+    pub.close_flush_s = 0.5
+    await pub.close()
+    return {"rate": total / wall, "p50": percentile(lat, 0.5) * 1e3,
+            "p99": percentile(lat, 0.99) * 1e3}  # fmt: skip
 
 
 async def publish_call_cost(pub: Publisher, subject: str, run: str) -> Figures:
@@ -225,10 +265,10 @@ async def main(args: argparse.Namespace) -> None:
     ref = result["tcp round trip (reference)"]["p50"]
     print(f"payload {args.payload} B, {args.samples} sequential samples, {args.sessions} "
           f"sessions x {args.seconds} s loaded, median of {args.runs} runs")  # fmt: skip
-    print(f"{'':28} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p50/ref':>8}")
+    print(f"{'':30} {'acked/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p50/ref':>8}")
     for name, f in result.items():
         rate = f"{f['rate']:9.0f}" if "rate" in f else f"{'-':>9}"
-        print(f"{name:28} {rate} {f['p50']:8.3f} {f['p99']:8.3f} {f['p50'] / ref:8.1f}")
+        print(f"{name:30} {rate} {f['p50']:8.3f} {f['p99']:8.3f} {f['p50'] / ref:8.1f}")
     for name, f in result.items():
         if "call_us" in f:
             print(f"{name}: publish() itself costs {f['call_us']:.2f} µs a call")
@@ -239,6 +279,7 @@ if __name__ == "__main__":
     p.add_argument("--samples", type=int, default=2000, help="sequential publishes per run")
     p.add_argument("--sessions", type=int, default=64, help="closed-loop producers when loaded")
     p.add_argument("--seconds", type=float, default=2.0, help="length of each loaded run")
+    p.add_argument("--rate", type=int, default=15000, help="open-loop publishes a second")
     p.add_argument("--payload", type=int, default=200, help="message size in bytes (a share)")
     p.add_argument("--runs", type=int, default=3)
     asyncio.run(main(p.parse_args()))
