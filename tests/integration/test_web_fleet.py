@@ -15,6 +15,7 @@ import pytest
 from browser import PHONE, WebPage, get_json
 from fleet_replay import ReplayFarm, capture, s19pro
 from hashfarm.api.server import make_app
+from hashfarm.api.web import SITE_KEY
 from hashfarm.api.web.pages_fleet import NO_STORE
 from hashfarm.fleet.alerts import AlertEngine, AlertPolicy, AlertService
 from hashfarm.fleet.faults import FaultThresholds
@@ -52,7 +53,8 @@ async def farm(tmp_path) -> AsyncIterator[tuple[FleetStore, dict[str, str]]]:
 
 async def test_fleet_pages_equal_the_api(web_page: WebPage, farm) -> None:
     store, ids = farm
-    async for base in serve(make_app(idle_model(), fleet_store=store)):
+    app = make_app(idle_model(), fleet_store=store)
+    async for base in serve(app):
         api = (await get_json(f"{base}/api/fleet/machines"))["machines"]
         page = await web_page.open(f"{base}/fleet")
         rows = page.locator("#fleet-table tbody tr")
@@ -88,6 +90,16 @@ async def test_fleet_pages_equal_the_api(web_page: WebPage, farm) -> None:
         assert "hot" in [await c.get_attribute("data-level") for c in await cells.all()]
         await web_page.screenshot("fleet")
         assert await web_page.axe() == []
+
+        # live: an alert on the pages' event stream refreshes the table without a reload
+        async with page.expect_response(lambda r: "/fleet/fragments/table" in r.url) as got:
+            app[SITE_KEY].hub.publish("alert", {"level": "critical", "message": "board 3 hot"})
+        assert (await got.value).status == 200
+        assert "Alert: board 3 hot" in await web_page.text("#live-log")
+        await page.wait_for_selector("#fleet-table")
+        assert [await r.get_attribute("data-machine") for r in await rows.all()] == [
+            m["id"] for m in api
+        ]
         await page.set_viewport_size(PHONE)
         assert not await web_page.overflows_horizontally()
         await web_page.screenshot("fleet-phone")

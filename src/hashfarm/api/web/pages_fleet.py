@@ -4,8 +4,11 @@
 `FLEET_STORE_KEY`, the same `machine_rank` order as `/api/fleet/machines`) and shows, per
 machine, what is wrong in words; the heat map colours each hash board by its hottest chip
 against the fault thresholds (`fleet.faults.FaultThresholds`). `/fleet/machines/{id}` is one
-machine with its boards, open alerts and the last hour's hashrate (a chart fed by
-`/api/fleet/machines/{id}`). Without a fleet store the page says so and how to get one.
+machine with its boards and open alerts (its series: `/api/fleet/machines/{id}?history=S`).
+Without a fleet store the page says so and how to get one.
+The table, totals and heat map are also served alone (`/fleet/fragments/table`), which the
+page fetches again every 30 s and on a live `alert` event, so a failing machine shows up
+without a reload.
 
 `fleet_view` and `heat_level` are pure (rows in, rows out) so the unit tests check them
 without a server.
@@ -21,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from hashfarm.api.fleet import FLEET_STORE_KEY, machine_rank
+from hashfarm.api.params import query_args
 from hashfarm.api.web.site import Site
 from hashfarm.errors import LedgerError
 from hashfarm.fleet.alerts import Alert
@@ -172,10 +176,12 @@ async def _read(request: web.Request, fn: Any) -> Any:
     return await request.app[FLEET_STORE_KEY].call(fn)
 
 
-async def _fleet(request: web.Request, site: Site) -> web.Response:
+async def _context(request: web.Request) -> tuple[dict[str, Any], int]:
+    """What the fleet page and its live fragment show, and the status to answer with."""
+    base: dict[str, Any] = {"title": "Fleet", "rows": [], "totals": None,
+                            "hashrate": format_hashrate}  # fmt: skip
     if FLEET_STORE_KEY not in request.app:
-        return site.render(request, "fleet.html", title="Fleet", available=False,
-                           message=NO_STORE, rows=[], totals=None)  # fmt: skip
+        return base | {"available": False, "message": NO_STORE}, 200
 
     def read(sql: FleetSql) -> tuple[Any, Any, Any]:
         return sql.machines(), sql.boards(), sql.alerts(active_only=True, limit=ALERTS_SHOWN)
@@ -183,13 +189,27 @@ async def _fleet(request: web.Request, site: Site) -> web.Response:
     try:
         machines, boards, alerts = await _read(request, read)
     except LedgerError:
-        return site.render(request, "fleet.html", status=503, title="Fleet", available=False,
-                           message="The fleet store cannot be read right now; try again.",
-                           rows=[], totals=None)  # fmt: skip
+        message = "The fleet store cannot be read right now; try again."
+        return base | {"available": False, "message": message}, 503
     rows = fleet_view(machines, boards, alerts)
     message = "" if rows else "The fleet store holds no machine yet: none has been polled."
-    return site.render(request, "fleet.html", title="Fleet", available=True, message=message,
-                       rows=rows, totals=totals(rows), hashrate=format_hashrate)  # fmt: skip
+    return base | {"available": True, "message": message, "rows": rows,
+                   "totals": totals(rows)}, 200  # fmt: skip
+
+
+async def _fleet(request: web.Request, site: Site) -> web.Response:
+    query_args(request.query.items(), ())
+    context, status = await _context(request)
+    return site.render(request, "fleet.html", status=status, **context)
+
+
+async def _fragment(request: web.Request, site: Site) -> web.Response:
+    """The table, totals and heat map alone: what the page swaps in on an alert or a timer."""
+    query_args(request.query.items(), ())
+    context, status = await _context(request)
+    if not context["available"]:
+        return site.render(request, "fleet_empty.html", status=status, **context)
+    return site.render(request, "fleet_table.html", status=status, **context)
 
 
 async def _machine(request: web.Request, site: Site) -> web.Response:
@@ -217,3 +237,4 @@ def add_routes(app: web.Application, site: Site) -> None:
     """The fleet pages (always listed: without a store the page says how to get one)."""
     site.page("/fleet", functools.partial(_fleet, site=site), nav="Fleet", order=60)
     site.page("/fleet/machines/{id}", functools.partial(_machine, site=site))
+    app.router.add_get("/fleet/fragments/table", functools.partial(_fragment, site=site))
