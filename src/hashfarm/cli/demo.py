@@ -1,7 +1,8 @@
 """`hashfarm demo` (`make demo`): a regtest node, the pool in solo mode and two miners, live.
 
 Everything is real and local: a bcoin regtest node (from node_modules, in memory), the pool
-with its ledger and HTTP API, and `hashfarm miner` processes speaking Stratum over
+with its ledger, HTTP API and web dashboard (its URL is printed first: the miners, their
+shares and the blocks appear on it live), and `hashfarm miner` processes speaking Stratum over
 127.0.0.1, each paying its own regtest address (`ADDRESS.rigN`, solo mode). On regtest
 every other hash is a block, so the miners run under `--max-hashrate` (a fraction of a hash
 per second) to make the run watchable. It ends when `--blocks` blocks are in the chain (or
@@ -98,8 +99,10 @@ async def run_demo(blocks: int, miners: int, hashrate: float, seconds: float,
             )
             async with running_pool(settings) as running:
                 port = running.pool.stratum_port
-                console.print(f"pool: stratum 127.0.0.1:{port}, API "
-                              f"http://127.0.0.1:{settings.http.port}/api/pool")  # fmt: skip
+                web = f"http://127.0.0.1:{settings.http.port}"
+                console.print(f"pool: stratum 127.0.0.1:{port}, API {web}/api/pool")
+                console.print(f"dashboard: {web}/  (open it: the miners appear on it live)",
+                              style="bold")  # fmt: skip
                 procs = [MinerProcess(f"rig{i}", demo_address(f"miner-{i}"))
                          for i in range(1, miners + 1)]  # fmt: skip
                 async with running_miners(procs, port, hashrate, console):

@@ -17,6 +17,7 @@ from types import ModuleType
 
 from aiohttp import web
 
+from hashfarm.api import accounts
 from hashfarm.api.live import LiveHub
 from hashfarm.api.readmodel import ReadModel
 from hashfarm.api.web.feed import LiveFeed
@@ -32,7 +33,8 @@ def add_routes(
 ) -> Site:
     """Mount the dashboard on `app` (whose `model_key` holds the ReadModel); its Site."""
     hub = hub or LiveHub()
-    site = Site(app, model_key, hub, LiveFeed(lambda: app[model_key], hub))
+    feed = LiveFeed(lambda: app[model_key], hub, ledger_url=lambda: _ledger_url(app))
+    site = Site(app, model_key, hub, feed)
     app[SITE_KEY] = site
     if site.vendor_missing:
         log.warning("web: %s missing under %s/vendor: run `make setup` (charts and live "
@@ -45,6 +47,12 @@ def add_routes(
     app.on_shutdown.append(_close_streams)
     app.on_cleanup.append(_stop_feed)
     return site
+
+
+def _ledger_url(app: web.Application) -> str | None:
+    """The pool's ledger URL, when the API was given one (`ApiServer(ledger_url=...)`)."""
+    source = app.get(accounts.SOURCE_KEY)
+    return None if source is None or not source.url else source.url
 
 
 def _page_modules() -> list[ModuleType]:

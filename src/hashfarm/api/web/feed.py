@@ -12,7 +12,11 @@ number of browsers watching. Each look:
   refused one), `worker` when worker names connect that were not connected before, `tip` when
   the template's height changes;
 * on a new tip, asks the node (in the background) for the epoch's first and last headers
-  and projects the next retarget with `hashfarm.economics.retarget`.
+  and projects the next retarget with `hashfarm.economics.retarget`;
+* for each block the node accepted, works out its luck in the background (`LuckBook`): the
+  block's network difficulty over the accepted share difficulty the pool recorded since the
+  previous accepted block (100 %: as expected; 200 %: found in half the expected work),
+  summed by the ledger itself (read-only connection, on the `shares (time)` index).
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from hashfarm.api.live import LiveHub
 from hashfarm.api.readmodel import ReadModel
 from hashfarm.chain.networks import get_network
+from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.economics.retarget import project_retarget
 from hashfarm.errors import HashfarmError
+from hashfarm.node.template import Template
 from hashfarm.pool.records import BlockRecord
 
 log = logging.getLogger("hashfarm.api.web.feed")
@@ -38,6 +45,9 @@ log = logging.getLogger("hashfarm.api.web.feed")
 INTERVAL = 1.0  # seconds between looks at the pool
 NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
 WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
+LUCK_KEPT = 1000  # blocks whose luck is remembered (the ledger's newest)
+LUCK_SCAN = 100  # ledger blocks read to find each block's predecessor
+LUCK_AT_START = 10  # newest accepted blocks whose luck is worked out when the pool starts
 
 # chart range -> (seconds between points, points kept, PoolStats window sampled)
 RANGES: dict[str, tuple[float, int, str]] = {
@@ -52,6 +62,58 @@ class NodeHeaders(Protocol):
 
     async def getblockhash(self, height: int) -> str: ...
     async def getblockheader(self, block_hash: str, verbose: bool = True) -> Any: ...
+
+
+class LuckBook:
+    """Luck per block hash (bounded), summed from the ledger at `url` on a thread of its own."""
+
+    def __init__(self, url: Callable[[], str | None]) -> None:
+        self._url = url
+        self.values: OrderedDict[str, float] = OrderedDict()
+        self._thread: ThreadPoolExecutor | None = None
+        self._sql: Any = None  # hashfarm.accounting.store.SqlStore, opened on first use
+
+    def get(self, block_hash: str) -> float | None:
+        """The block's luck, or None when it is not known (yet)."""
+        return self.values.get(block_hash)
+
+    async def work_between(self, after: float, until: float) -> float | None:
+        """Accepted share difficulty recorded in (after, until]; None without a ledger."""
+        url = self._url()
+        if url is None:
+            return None
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="web-luck")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._sum, url, after, until)
+
+    def _sum(self, url: str, after: float, until: float) -> float:
+        if self._sql is None:
+            from hashfarm.accounting.statements import connect_readonly
+
+            self._sql = connect_readonly(url)
+        rows = self._sql.q(
+            "SELECT COALESCE(SUM(difficulty), 0) FROM shares "
+            "WHERE accepted AND time > ? AND time <= ?",
+            (after, until),
+        )
+        if self._sql.dialect == "postgresql":
+            self._sql.conn.rollback()  # end the read-only snapshot: the next sum sees new rows
+        return float(rows[0][0])
+
+    def remember(self, block_hash: str, luck: float) -> None:
+        self.values[block_hash] = luck
+        while len(self.values) > LUCK_KEPT:
+            self.values.popitem(last=False)
+
+    def close(self) -> None:
+        """Close the connection and the thread."""
+        if self._thread is not None:
+            sql, self._sql = self._sql, None
+            if sql is not None:
+                self._thread.submit(sql.conn.close).result()
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
 
 class HashrateHistory:
@@ -78,7 +140,8 @@ class HashrateHistory:
 class LiveFeed:
     """Looks at the pool every `interval` seconds; publishes changes to `hub`."""
 
-    def __init__(self, model: Callable[[], ReadModel], hub: LiveHub,
+    def __init__(self, model: Callable[[], ReadModel], hub: LiveHub, *,
+                 ledger_url: Callable[[], str | None] = lambda: None,
                  interval: float = INTERVAL) -> None:  # fmt: skip
         self._model = model
         self.hub = hub
@@ -86,7 +149,10 @@ class LiveFeed:
         self.history = HashrateHistory()
         self.retarget: dict[str, Any] | None = None  # the latest projection (see `_retarget`)
         self.tip_height: int | None = None  # the node's tip (the template's height - 1)
-        self.luck: dict[str, float] = {}  # block hash -> expected work / work done (bounded)
+        self.network_difficulty: float | None = None  # what the next block must meet
+        self.luck = LuckBook(ledger_url)  # block hash -> expected work / work done
+        self._luck_wanted: set[str] = set()  # accepted blocks whose luck is still to work out
+        self._luck_task: asyncio.Task[None] | None = None
         self.looks = 0
         self._submitted: int | None = None  # blocks submitted at the last look
         self._workers: set[str] | None = None  # worker names connected at the last look
@@ -100,12 +166,13 @@ class LiveFeed:
 
     async def stop(self) -> None:
         """Stop looking."""
-        for task in (self._task, self._projecting):
+        for task in (self._task, self._projecting, self._luck_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._projecting = None
+        self._task = self._projecting = self._luck_task = None
+        await asyncio.get_running_loop().run_in_executor(None, self.luck.close)
 
     async def _run(self) -> None:
         while True:
@@ -123,6 +190,8 @@ class LiveFeed:
         self._blocks(model, snap.blocks_found + snap.blocks_rejected)
         self._new_workers(model)
         self._tip(model)
+        if self.looks == 0 or self._luck_wanted:
+            self._work_out_luck(model, at_start=self.looks == 0)
         self.looks += 1
 
     def _blocks(self, model: ReadModel, submitted: int) -> None:
@@ -131,6 +200,8 @@ class LiveFeed:
             return
         for rec in reversed(model.stats.blocks()[: submitted - before]):
             self.hub.publish("block", block_event(rec))
+            if rec.accepted_by_node:
+                self._luck_wanted.add(rec.hash_hex)
             if not rec.accepted_by_node:
                 self.hub.publish("alert", {
                     "level": "warning",
@@ -152,19 +223,20 @@ class LiveFeed:
                                         "connected": len(names)})  # fmt: skip
 
     def _tip(self, model: ReadModel) -> None:
-        job = model.pool.current_job()
-        if job is None:
+        template = current_template(model)
+        if template is None:
             return
-        height = job.template.height - 1
+        height = template.height - 1
         if height == self.tip_height:
             return
         first = self.tip_height is None
         self.tip_height = height
+        self.network_difficulty = template.difficulty
         if not first:
             self.hub.publish("tip", {"height": height,
-                                     "network_difficulty": job.template.difficulty})  # fmt: skip
+                                     "network_difficulty": template.difficulty})  # fmt: skip
         if self._projecting is None or self._projecting.done():
-            prev = job.template.prev_hash[::-1].hex()
+            prev = template.prev_hash[::-1].hex()
             self._projecting = asyncio.ensure_future(self._retarget(model, height, prev))
 
     async def _retarget(self, model: ReadModel, height: int, tip_hash: str) -> None:
@@ -183,12 +255,41 @@ class LiveFeed:
                 tip = await node.getblockheader(tip_hash)
                 start = height - height % network.retarget_interval
                 first = await node.getblockheader(await node.getblockhash(start))
-            bits, start_time, tip_time = int(tip["bits"], 16), int(first["time"]), int(tip["time"])
-            projection = project_retarget(int(tip["height"]), bits, start_time, tip_time, network)
+            projection = project_retarget(
+                int(tip["height"]),
+                header_bits(tip["bits"]),
+                int(first["time"]),
+                int(tip["time"]),
+                network,
+            )
         except (HashfarmError, TimeoutError, KeyError, ValueError, TypeError) as exc:
             self.retarget = doc | {"note": f"no projection yet: {exc}"}
             return
         self.retarget = doc | asdict(projection)
+
+    def _work_out_luck(self, model: ReadModel, *, at_start: bool) -> None:
+        if self._luck_task is not None and not self._luck_task.done():
+            return  # the next look tries again
+        wanted, self._luck_wanted = self._luck_wanted, set()
+        self._luck_task = asyncio.ensure_future(self._luck(model, wanted, at_start))
+
+    async def _luck(self, model: ReadModel, wanted: set[str], at_start: bool) -> None:
+        """Work out the luck of the `wanted` blocks (and at start the newest few)."""
+        try:
+            blocks = [b for b in await model.history.recent_blocks(LUCK_SCAN) if b.accepted_by_node]
+            if at_start:
+                wanted |= {b.hash_hex for b in blocks[:LUCK_AT_START]}
+            node: NodeHeaders | None = getattr(model.pool, "rpc", None)
+            for i, block in enumerate(blocks):
+                if block.hash_hex not in wanted or self.luck.get(block.hash_hex) is not None:
+                    continue
+                after = blocks[i + 1].time if i + 1 < len(blocks) else 0.0
+                work = await self.luck.work_between(after, block.time)
+                difficulty = await _block_difficulty(node, block.hash_hex, model)
+                if work and difficulty:
+                    self.luck.remember(block.hash_hex, difficulty / work)
+        except Exception:  # luck is a nicety: a failure is logged, never raised
+            log.exception("web feed: working out block luck failed")
 
     def block_view(self, block: dict[str, Any]) -> dict[str, Any]:
         """A `/api/blocks` entry plus `confirmations` counted from the tip the pool works on
@@ -198,6 +299,35 @@ class LiveFeed:
         if block["accepted_by_node"] and tip is not None and tip >= block["height"]:
             confirmations = tip - block["height"] + 1
         return block | {"confirmations": confirmations, "luck": self.luck.get(block["hash_hex"])}
+
+
+async def _block_difficulty(node: NodeHeaders | None, block_hash: str,
+                            model: ReadModel) -> float | None:  # fmt: skip
+    """The network difficulty the block met (its header's bits), else the current job's."""
+    if node is not None:
+        with contextlib.suppress(HashfarmError, TimeoutError, KeyError, ValueError, TypeError):
+            async with asyncio.timeout(NODE_TIMEOUT):
+                header = await node.getblockheader(block_hash)
+            return bits_to_difficulty(header_bits(header["bits"]))
+    job = model.pool.current_job()
+    return job.template.difficulty if job is not None else None
+
+
+def header_bits(value: str | int) -> int:
+    """A header's `bits` as the node gives it: hex text (Core) or a number (bcoin)."""
+    return value if isinstance(value, int) else int(value, 16)
+
+
+def current_template(model: ReadModel) -> Template | None:
+    """The node's newest template as the pool holds it: from the pool's job book (which has
+    one even when no miner is connected: solo jobs exist per connected payout address only),
+    else from the current job."""
+    jobs = getattr(model.pool, "jobs", None)  # hashfarm.pool.service.Pool.jobs (JobBook)
+    template = getattr(jobs, "template", None)
+    if isinstance(template, Template):
+        return template
+    job = model.pool.current_job()
+    return None if job is None else job.template
 
 
 def block_event(rec: BlockRecord) -> dict[str, Any]:

@@ -67,7 +67,13 @@ async def _context(site: Site, request: web.Request) -> dict[str, Any]:
 
 
 def _summary(site: Site, request: web.Request) -> dict[str, Any]:
-    return {"pool": site.model(request).pool_json(), "retarget": site.feed.retarget}
+    feed = site.feed
+    return {
+        "pool": site.model(request).pool_json(),
+        "retarget": feed.retarget,
+        "tip_height": feed.tip_height,
+        "network_difficulty": feed.network_difficulty,
+    }
 
 
 def _workers(site: Site, request: web.Request) -> dict[str, Any]:

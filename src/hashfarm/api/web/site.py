@@ -72,7 +72,7 @@ class Site:
             lstrip_blocks=True,
         )
         self.env.filters.update(
-            hashrate=format_hashrate,
+            hashrate=hashrate,
             btc=lambda sats: f"{sats_to_btc(sats):.8f}",
             number=number,
             difficulty=difficulty,
@@ -122,6 +122,14 @@ class Site:
 
 
 # -- filters (also importable by page modules for their JSON) -------------------------------
+
+
+def hashrate(hps: float | None) -> str:
+    """`format_hashrate` (1.23 TH/s), with two decimals under 10 H/s: a regtest miner or a
+    demo's capped one runs at fractions of a hash per second."""
+    if hps is None:
+        return "—"
+    return f"{hps:.2f} H/s" if abs(hps) < 10 else format_hashrate(hps)
 
 
 def number(value: float | int | None, digits: int = 0) -> str:
