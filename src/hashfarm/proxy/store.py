@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,6 +90,9 @@ class WorkStore:
         # One writer at a time on the connection: a cancelled flush's thread still writes,
         # and the last write at stop must wait for it (not BEGIN inside its transaction).
         self._writing = threading.Lock()
+        # The store's own thread: a write never queues behind the loop's other to_thread work
+        # (a flush cancelled while queued in the shared executor was never run: lost).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="proxy-work-store")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -147,8 +151,11 @@ class WorkStore:
         """Write what is pending, in a worker thread."""
         batch = self.take()
         if batch:
+            job = asyncio.wrap_future(self._thread.submit(self.write, batch))
             try:
-                await asyncio.to_thread(self.write, batch)
+                # Shielded: a stop during the write lets it finish (the last write follows it
+                # on the same thread); cancelling it while queued would drop the batch.
+                await asyncio.shield(job)
             except sqlite3.Error:
                 log.exception("proxy work store %s: write failed; kept for the next try", self.path)
                 for key, p in batch.items():
@@ -164,9 +171,9 @@ class WorkStore:
                 await asyncio.sleep(every)
                 await self.flush()
         finally:
-            # After a flush's thread, if one is still writing (the lock); blocking, at stop.
+            # On the store's thread after any write still under way; waited for (at stop).
             try:
-                self.write(self.take())
+                self._thread.submit(self.write, self.take()).result()
             except sqlite3.Error:
                 log.exception("proxy work store %s: the last write failed", self.path)
 
@@ -179,6 +186,7 @@ class WorkStore:
         return [(d, c, mch, Fraction(w), int(a), int(r)) for d, c, mch, w, a, r in cur]
 
     def close(self) -> None:
+        self._thread.shutdown(wait=True)
         self._db.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -165,3 +166,27 @@ async def test_stop_during_a_write_loses_no_verdict(tmp_path: Path) -> None:
     store.close()
     assert sum(r[4] for r in rows) == 20_001
     assert sum(r[3] for r in rows) == 20_002
+
+
+async def test_a_busy_default_executor_delays_no_write_and_loses_none(tmp_path: Path) -> None:
+    """The loop's shared thread pool is full (the pool beside the proxy, under load, uses it
+    too): the store writes on its own thread, so a stop right after a batch was taken still
+    stores it. Before 2026-12-03 the write queued there, the stop cancelled it before it ran,
+    and the batch was gone (test_proxy_customers under load: 0 of 589 shares stored)."""
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, time.sleep, 0.05) for _ in range(40)]
+    store = WorkStore(tmp_path / "w.sqlite3")
+    store.add("2026-12-01", "alice", "alice.m1", 1.0, True)
+    task = asyncio.create_task(store.run(0.001))
+    for _ in range(1000):
+        await asyncio.sleep(0.001)
+        if not store.pending:  # taken
+            break
+    assert not store.pending
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rows = store.rows()
+    store.close()
+    assert [(r[2], r[4]) for r in rows] == [("alice.m1", 1)]
+    await asyncio.gather(*busy)
