@@ -390,7 +390,10 @@ async def test_a_silent_partition_delays_acks_by_at_most_the_ack_timeout(
     await con.close()
 
 
-async def test_the_spool_survives_kill_9(stream: str, tmp_path: Path, forwarder: Forwarder) -> None:
+@pytest.mark.parametrize("outage", [True, False], ids=["spooling", "connected"])
+async def test_kill_9_of_the_publisher_loses_nothing_it_acknowledged(
+    stream: str, tmp_path: Path, forwarder: Forwarder, outage: bool
+) -> None:
     spool = tmp_path / "spool"
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, forwarder.url, stream, str(spool),
@@ -409,17 +412,20 @@ async def test_the_spool_survives_kill_9(stream: str, tmp_path: Path, forwarder:
 
     async with asyncio.timeout(60):
         await read_until(2000)  # acked through the broker
-        await forwarder.cut()
-        await read_until(len(acked) + 3000)  # acked by the spool's fsync
-    child.send_signal(signal.SIGKILL)
+        if outage:
+            await forwarder.cut()
+        await read_until(len(acked) + 3000)  # by the spool's fsync, or the broker again
+    child.send_signal(signal.SIGKILL)  # with PubAcks outstanding and spool writes under way
     await child.wait()
     assert child.stdout is not None
     acked += (await child.stdout.read()).decode().split()  # acks printed before the kill
 
-    await forwarder.start()
+    if outage:
+        await forwarder.start()
     pub = publisher(forwarder.url, stream, spool)
     await pub.start()
-    assert pub.stats().spool_messages > 0  # what the killed process left
+    if outage:
+        assert pub.stats().spool_messages > 0  # what the killed process left
     await wait_for(lambda: pub.stats().spool_messages == 0, 30)
     await pub.close()
 

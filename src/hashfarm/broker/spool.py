@@ -111,6 +111,8 @@ class Spool:
             self._lock_fd = -1
             raise BrokerError(f"spool {self.directory} is in use by another process") from exc
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
+            if not path.stem.isdigit():
+                continue  # not one of ours
             records, valid = decode_records(path.read_bytes())
             size = path.stat().st_size
             if valid < size:
