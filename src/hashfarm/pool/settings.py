@@ -344,8 +344,10 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("cluster.role", cl.role in ("all", "stratum", "ledger")),
         # a front end's extranonce1 values and job ids carry its id: two must never share one
         ("cluster.frontend_id", _frontend_id_ok(cl)),
-        # a TIDES coinbase is planned from the ledger's database, which a front end lacks
-        ("cluster.role", cl.role != "stratum" or not (ac.enabled and ac.scheme == "tides")),
+        # TIDES plans the coinbase from the database (a front end has none), and PPS/FPPS
+        # price shares by the job terms the publishing process records: neither crosses the
+        # broker yet, so a scaled-out pool credits PPLNS, PROP or SOLO (docs/scale-out.md)
+        ("cluster.role", cl.role == "all" or not (ac.enabled and ac.scheme in _JOB_TERMS)),
         # the ledger role stores in PostgreSQL: several hosts and the accounting share it
         ("storage.url", cl.role != "ledger" or s.storage.url.startswith("postgres")),
         ("cluster.broker_url", bool(cl.broker_url)),
@@ -356,6 +358,9 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("cluster.durable", cl.durable.replace("_", "").replace("-", "").isalnum()),
         ("cluster.fetch_batch", 1 <= cl.fetch_batch <= 10_000),
     ]
+
+
+_JOB_TERMS = ("tides", "pps", "fpps")  # schemes that need the job terms of every job
 
 
 def _frontend_id_ok(cl: ClusterSettings) -> bool:

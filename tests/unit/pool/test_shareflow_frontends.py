@@ -107,6 +107,18 @@ def test_cluster_settings_refused(
         s.validate()
 
 
+@pytest.mark.parametrize("scheme", ["tides", "pps", "fpps"])
+@pytest.mark.parametrize("role", ["stratum", "ledger"])
+def test_schemes_that_need_job_terms_stay_single_process(scheme: str, role: str) -> None:
+    flags = {"mode": "pooled", "payout_address": "bcrt1qxyz", "accounting.enabled": True,
+             "accounting.scheme": scheme, "cluster.role": role, "cluster.frontend_id": 1,
+             "storage.url": "postgresql://127.0.0.1/hashfarm"}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"invalid setting cluster\.role"):
+        load_settings(flags=flags, environ={})
+    pplns = load_settings(flags=flags | {"accounting.scheme": "pplns"}, environ={})
+    assert pplns.cluster.role == role
+
+
 def test_cluster_keys_load_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HASHFARM_CLUSTER_BROKER_URL", "nats://10.0.0.5:4222")
     s = load_settings(flags={"cluster.role": "stratum", "cluster.frontend_id": 3})
