@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hashfarm.broker.spool import Spool, SpoolRecord, decode_records, encode_record
 from hashfarm.errors import BrokerError
@@ -120,3 +122,23 @@ def test_server_list_splits_a_comma_separated_setting() -> None:
     assert server_list("nats://a:4222, nats://b:4222,") == ["nats://a:4222", "nats://b:4222"]
     with pytest.raises(BrokerError):
         server_list(" , ")
+
+
+@given(
+    st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40), st.binary(max_size=300)),
+             max_size=8),
+    st.integers(min_value=0),
+    st.binary(max_size=64),
+)  # fmt: skip
+def test_any_damage_yields_a_prefix_of_the_records(
+    items: list[tuple[str, str, bytes]], cut: int, garbage: bytes
+) -> None:
+    """Whatever a crash or a bad disk leaves, decoding never raises and never invents a
+    record: the result is a prefix of what was written."""
+    blobs = [encode_record(*item) for item in items]
+    data = b"".join(blobs)
+    damaged = data[: cut % (len(data) + 1)] + garbage
+    records, valid = decode_records(damaged)
+    written = [SpoolRecord(*item) for item in items]
+    assert records == written[: len(records)]
+    assert valid == sum(len(b) for b in blobs[: len(records)])
