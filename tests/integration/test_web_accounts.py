@@ -16,6 +16,7 @@ import pytest
 
 from browser import PHONE, WebPage, get_json
 from hashfarm.api.server import ApiServer
+from hashfarm.api.web import SITE_KEY
 from hashfarm.api.web.pages_accounts import OFF
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 from idle_pool import idle_model
@@ -36,11 +37,11 @@ async def books(tmp_path: Path) -> str:
     return url
 
 
-async def running(ledger_url: str | None) -> AsyncIterator[str]:
+async def running(ledger_url: str | None) -> AsyncIterator[tuple[str, ApiServer]]:
     server = ApiServer(idle_model(), "127.0.0.1", 0, ledger_url=ledger_url)
     await server.start()
     try:
-        yield f"http://127.0.0.1:{server.port}"
+        yield f"http://127.0.0.1:{server.port}", server
     finally:
         await server.stop()
 
@@ -51,7 +52,7 @@ async def _rows(page: Any, selector: str, *attrs: str) -> list[tuple[str | None,
 
 
 async def test_accounts_pages_equal_the_api(web_page: WebPage, books: str) -> None:
-    async for base in running(books):
+    async for base, server in running(books):
         accounting = await get_json(f"{base}/api/accounting")
         listed = await get_json(f"{base}/api/accounts?limit=50")
         payouts = await get_json(f"{base}/api/payouts?limit=50")
@@ -74,6 +75,14 @@ async def test_accounts_pages_equal_the_api(web_page: WebPage, books: str) -> No
         assert await web_page.text("#acct-count dd") == str(listed["total"])
         await web_page.screenshot("accounts")
         assert await web_page.axe() == []
+
+        # live: a new block on the pages' event stream refreshes the figures without a reload
+        hub = server._runner.app[SITE_KEY].hub
+        async with page.expect_response(lambda r: "/accounts/fragments/tables" in r.url) as got:
+            hub.publish("block", {"accepted_by_node": True, "height": 101, "finder_worker": "bob"})
+        assert (await got.value).status == 200
+        await page.wait_for_selector("#accounts-table")
+        assert await web_page.text("#acct-count dd") == str(listed["total"])
         await page.set_viewport_size(PHONE)
         assert not await web_page.overflows_horizontally()
 
@@ -93,7 +102,7 @@ async def test_accounts_pages_equal_the_api(web_page: WebPage, books: str) -> No
 
 
 async def test_without_the_ledger_the_page_says_accounting_is_off(web_page: WebPage) -> None:
-    async for base in running(None):
+    async for base, _ in running(None):
         assert (await get_json(f"{base}/api/accounting"))["available"] is False
         await web_page.open(f"{base}/accounts")
         assert await web_page.text("main .notice") == OFF
@@ -105,7 +114,7 @@ async def test_a_ledger_without_accounting_says_why(web_page: WebPage, tmp_path:
     ledger = SQLiteLedger(path)  # the pool's ledger, before any crediting ran
     await ledger.start()
     await ledger.close()
-    async for base in running(f"sqlite:///{path}"):
+    async for base, _ in running(f"sqlite:///{path}"):
         reason = (await get_json(f"{base}/api/accounting"))["reason"]
         await web_page.open(f"{base}/accounts")
         assert await web_page.text("main .notice") == f"No accounting yet: {reason}."

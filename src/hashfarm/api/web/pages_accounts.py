@@ -6,6 +6,9 @@ per read, a bounded queue) with the same statement functions, so every figure eq
 `/api/accounting`, `/api/accounts`, `/api/payouts` and `/api/accounts/{account}`. Amounts are
 integer satoshis shown as BTC with eight decimals. Pages of `PAGE_SIZE` rows take `offset`.
 
+The figures, balances and payouts are also served alone (`/accounts/fragments/tables`), which
+the page fetches again on every new block (the live `block` event) and every 60 s.
+
 Where accounting is not there the page says which way: the pool was started without its
 ledger (accounting off), or the ledger has no accounting tables yet (the reason from
 `statements.unavailable`), or the ledger cannot be read right now (503).
@@ -85,13 +88,10 @@ def _offset(request: web.Request, name: str) -> int:
     return int_arg(request.query, name, 0, 0, OFFSET_MAX)
 
 
-async def _accounts(request: web.Request, site: Site) -> web.Response:
-    try:
-        query_args(request.query.items(), ("offset", "payouts_offset"))
-        offset, payouts_offset = _offset(request, "offset"), _offset(request, "payouts_offset")
-    except BadRequest as exc:
-        return site.render(request, "error.html", status=400, title="Bad request",
-                           message=str(exc))  # fmt: skip
+async def _overview(request: web.Request) -> tuple[dict[str, Any], int]:
+    """What `/accounts` and its live fragment show, and the status to answer with."""
+    query_args(request.query.items(), ("offset", "payouts_offset"))
+    offset, payouts_offset = _offset(request, "offset"), _offset(request, "payouts_offset")
     warn = request.app[SOURCE_KEY].reserve_warning_sats if SOURCE_KEY in request.app else 0
 
     def read(sql: SqlStore) -> AccountsOverview:
@@ -103,9 +103,26 @@ async def _accounts(request: web.Request, site: Site) -> web.Response:
 
     view, message, status = await _read(request, read)
     scheme = None if view is None else scheme_parts(view.scheme.spec)
-    return site.render(request, "accounts.html", status=status, title="Accounts and payouts",
-                       view=view, message=message, scheme=scheme, offset=offset,
-                       payouts_offset=payouts_offset, page=PAGE_SIZE)  # fmt: skip
+    context = {"title": "Accounts and payouts", "view": view, "message": message,
+               "scheme": scheme, "offset": offset, "payouts_offset": payouts_offset,
+               "page": PAGE_SIZE}  # fmt: skip
+    return context, status
+
+
+async def _accounts(request: web.Request, site: Site) -> web.Response:
+    try:
+        context, status = await _overview(request)
+    except BadRequest as exc:
+        return site.render(request, "error.html", status=400, title="Bad request",
+                           message=str(exc))  # fmt: skip
+    return site.render(request, "accounts.html", status=status, **context)
+
+
+async def _tables(request: web.Request, site: Site) -> web.Response:
+    """The figures, balances and payouts alone: what the page swaps in on a new block."""
+    context, status = await _overview(request)  # a BadRequest is the API's JSON 400
+    template = "accounts_empty.html" if context["view"] is None else "accounts_tables.html"
+    return site.render(request, template, status=status, **context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +163,4 @@ def add_routes(app: web.Application, site: Site) -> None:
     """The accounting pages (always listed: when accounting is off the page says so)."""
     site.page("/accounts", functools.partial(_accounts, site=site), nav="Accounts", order=50)
     site.page("/accounts/{account}", functools.partial(_account, site=site))
+    app.router.add_get("/accounts/fragments/tables", functools.partial(_tables, site=site))
