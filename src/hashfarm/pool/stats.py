@@ -10,6 +10,7 @@ snapshots (`PoolSnapshot`, `WorkerSnapshot`).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -195,6 +196,27 @@ class PoolStats:
     def worker(self, name: str) -> WorkerSnapshot | None:
         """One worker by its full name, or None when it never sent a share."""
         return self._snapshot(name, self._clock()) if name in self._workers else None
+
+    def busiest(self, n: int, window: str = "5m") -> list[WorkerSnapshot]:
+        """The first `n` of `workers()` (same order), at the cost of one window per worker
+        plus `n` snapshots: what a page showing the top of 10,000 workers can afford."""
+        now = self._clock()
+        index = [name for name, _ in WINDOWS].index(window)
+        span = WINDOWS[index][1]
+        ranked = []
+        for name, t in self._workers.items():
+            w = t.windows[index]
+            seen = now - t.first_share if t.first_share is not None else 0.0
+            rate = hashrate_from_shares(w.total(now), max(min(span, seen), w.width))
+            ranked.append((-rate, name))
+        return [self._snapshot(name, now) for _, name in heapq.nsmallest(n, ranked)]
+
+    def of_account(self, account: str) -> list[WorkerSnapshot]:
+        """The workers of `account` (the part of their names before the first "."), busiest
+        (5-minute hashrate) first."""
+        now = self._clock()
+        snaps = [self._snapshot(n, now) for n, a in self._accounts.items() if a == account]
+        return sorted(snaps, key=lambda w: (-w.hashrate["5m"], w.name))
 
     def blocks(self) -> list[BlockRecord]:
         """Blocks submitted since start, newest first (at most BLOCKS_KEPT)."""

@@ -32,7 +32,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from hashfarm.api.live import LiveHub
-from hashfarm.api.readmodel import ReadModel
+from hashfarm.api.readmodel import ReadModel, worker_json
 from hashfarm.chain.networks import get_network
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.economics.retarget import project_retarget
@@ -45,6 +45,7 @@ log = logging.getLogger("hashfarm.api.web.feed")
 INTERVAL = 1.0  # seconds between looks at the pool
 NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
 WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
+BUSIEST_TTL = 2.0  # seconds the busiest-workers list is shared between page views
 LUCK_KEPT = 1000  # blocks whose luck is remembered (the ledger's newest)
 LUCK_SCAN = 100  # ledger blocks read to find each block's predecessor
 LUCK_AT_START = 10  # newest accepted blocks whose luck is worked out when the pool starts
@@ -156,6 +157,7 @@ class LiveFeed:
         self.looks = 0
         self._submitted: int | None = None  # blocks submitted at the last look
         self._workers: set[str] | None = None  # worker names connected at the last look
+        self._busiest: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
         self._task: asyncio.Task[None] | None = None
         self._projecting: asyncio.Task[None] | None = None
 
@@ -266,6 +268,16 @@ class LiveFeed:
             self.retarget = doc | {"note": f"no projection yet: {exc}"}
             return
         self.retarget = doc | asdict(projection)
+
+    def busiest(self, model: ReadModel, n: int) -> list[dict[str, Any]]:
+        """The first `n` entries of `/api/workers` (`PoolStats.busiest`: one window per worker,
+        n snapshots), kept BUSIEST_TTL seconds so many viewers cost one computation."""
+        at, count, workers = self._busiest
+        now = time.monotonic()
+        if now - at > BUSIEST_TTL or count != n:
+            workers = [worker_json(w) for w in model.stats.busiest(n)]
+            self._busiest = (now, n, workers)
+        return workers
 
     def _work_out_luck(self, model: ReadModel, *, at_start: bool) -> None:
         if self._luck_task is not None and not self._luck_task.done():

@@ -2,10 +2,11 @@
 
 Everything the pool's statistics hold about one account (the part of the Stratum user name
 before the first "."; in solo mode the payout address): its workers as `/api/workers` has
-them, hashrates summed per window, shares, rejects by reason, the best share, blocks found
-(from the ledger), and the solo odds of a block per day, month and year at the account's
-hourly hashrate against the network difficulty of the current job
-(`hashfarm.economics.odds.solo_odds`). `/api/miners/{address}` is the same document as JSON.
+them (`PoolStats.of_account`: snapshots of its workers only), hashrates summed per window,
+shares, rejects by reason, the best share, blocks found (from the ledger), and the solo odds
+of a block per day, month and year at the account's hourly hashrate against the network
+difficulty the pool's template carries (`hashfarm.economics.odds.solo_odds`).
+`/api/miners/{address}` is the same document as JSON.
 
 Best share and rejects are the pool's in-memory statistics: since the pool started, and a
 worker silent for 24 hours is forgotten (`PoolStats.forget_idle`), so its best share goes
@@ -23,8 +24,8 @@ from aiohttp import web
 
 from hashfarm.api.admin import error, respond
 from hashfarm.api.params import query_args, shown
-from hashfarm.api.readmodel import ReadModel
-from hashfarm.api.web.feed import LiveFeed
+from hashfarm.api.readmodel import ReadModel, worker_json
+from hashfarm.api.web.feed import LiveFeed, current_template
 from hashfarm.api.web.site import Site
 from hashfarm.economics.odds import solo_odds
 from hashfarm.errors import LedgerError
@@ -90,13 +91,13 @@ def account_of(raw: str) -> str | None:
 async def miner_json(model: ReadModel, feed: LiveFeed, account: str) -> dict[str, Any]:
     """The `/api/miners/{address}` document: the account's workers (as `/api/workers`), their
     sums, its blocks (from the ledger) and its solo odds."""
-    workers = [w for w in model.workers_json() if w["account"] == account]
+    workers = [worker_json(w) for w in model.stats.of_account(account)]
     hashrate = {name: sum(w["hashrate"][name] for w in workers) for name, _ in WINDOWS}
     rejects: Counter[str] = Counter()
     for w in workers:
         rejects.update(w["shares_rejected"])
-    job = model.pool.current_job()
-    difficulty = job.template.difficulty if job is not None else None
+    template = current_template(model)
+    difficulty = template.difficulty if template is not None else None
     blocks, blocks_error = [], None
     try:
         blocks = [feed.block_view(b) for b in await model.blocks_json(BLOCKS_SCANNED)
