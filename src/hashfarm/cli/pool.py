@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +350,10 @@ async def running_pool(
             accountant = Accountant(settings, login)  # job terms recorded, blocks credited
             await accountant.start()
             stack.push_async_callback(accountant.close)
-        pool_ = Pool(settings, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings),
+        core = settings
+        if isinstance(ledger, BrokerLedger):  # a front end: no coinbase planning, no database
+            core = replace(settings, accounting=replace(settings.accounting, enabled=False))
+        pool_ = Pool(core, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings),
                      job_terms=accountant.recorder if accountant else None)  # fmt: skip
         await pool_.start()
         stack.push_async_callback(pool_.stop)
