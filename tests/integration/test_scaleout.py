@@ -125,9 +125,10 @@ class Cluster:
     tag: str = field(default_factory=lambda: "hft" + uuid.uuid4().hex[:10])
     front_ends: list[Proc] = field(default_factory=list)
     ledger: Proc | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # settings for every process
 
     def env(self) -> dict[str, str]:
-        return {
+        return self.extra_env | {
             **os.environ,
             "HASHFARM_CLUSTER_BROKER_URL": self.nats_url,
             "HASHFARM_CLUSTER_STREAM": self.tag,
@@ -391,8 +392,14 @@ def check_exactly_once(acked: set[str], stored: list[tuple[str, str | None, str]
 async def test_blocks_through_every_front_end_and_every_share_once(
     cluster: Cluster, rpc: RPCClient
 ) -> None:
-    await start_all(cluster)
     user = await cluster.node.payout_address()
+    cluster.extra_env = {  # pooled, PPLNS credited by the ledger role's accounting service
+        "HASHFARM_MODE": "pooled",
+        "HASHFARM_PAYOUT_ADDRESS": user,
+        "HASHFARM_ACCOUNTING_ENABLED": "true",
+        "HASHFARM_ACCOUNTING_SCHEME": "pplns",
+    }
+    await start_all(cluster)
     load = await start_load([fe.stratum_port for fe in cluster.front_ends], user, 2, 400)
     await finish(load)
     acked = load.acked()
@@ -443,6 +450,17 @@ async def test_blocks_through_every_front_end_and_every_share_once(
     assert ldoc["lag"] == 0
     assert "hashfarm_broker_spool_messages 0" in await cluster.front_ends[2].metrics()
     assert "hashfarm_ledger_broker_lag_messages 0" in await cluster.ledger.metrics()
+    # the ledger role's crediting service tracks the blocks the front ends found
+    tracked: set[str] = set()
+    for _ in range(300):
+        async with await psycopg.AsyncConnection.connect(cluster.pg_url) as conn:
+            with contextlib.suppress(psycopg.errors.UndefinedTable):
+                cur = await conn.execute("SELECT hash FROM acct_blocks")
+                tracked = {str(h) for (h,) in await cur.fetchall()}
+        if tracked >= set(found):
+            break
+        await asyncio.sleep(0.1)
+    assert tracked == set(found), cluster.ledger.tail()
 
 
 async def test_kill9_front_end_and_ledger_under_load(cluster: Cluster) -> None:
