@@ -21,19 +21,23 @@ $(STAMPS)/npm: package.json package-lock.json
 	@touch $@
 
 # The dashboard's browser files come from the npm packages above (pinned in package-lock.json)
-# and are copied into a gitignored folder the HTTP server serves as /static/vendor/.
+# and are copied into a gitignored folder the HTTP server serves as /static/vendor/ (with a
+# .gz beside each, which aiohttp sends to browsers that accept gzip).
 WEB_VENDOR := src/hashfarm/api/web/static/vendor
 WEB_ASSETS := $(WEB_VENDOR)/htmx.min.js $(WEB_VENDOR)/uPlot.iife.min.js $(WEB_VENDOR)/uPlot.min.css
 
 $(WEB_VENDOR)/htmx.min.js: $(STAMPS)/npm
 	@mkdir -p $(WEB_VENDOR)
 	cp node_modules/htmx.org/dist/htmx.min.js $@
+	gzip -9kf $@
 $(WEB_VENDOR)/uPlot.iife.min.js: $(STAMPS)/npm
 	@mkdir -p $(WEB_VENDOR)
 	cp node_modules/uplot/dist/uPlot.iife.min.js $@
+	gzip -9kf $@
 $(WEB_VENDOR)/uPlot.min.css: $(STAMPS)/npm
 	@mkdir -p $(WEB_VENDOR)
 	cp node_modules/uplot/dist/uPlot.min.css $@
+	gzip -9kf $@
 
 # The browser tests drive Debian's chromium (never a downloaded build): installed when absent.
 $(STAMPS)/chromium:
