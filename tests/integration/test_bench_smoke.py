@@ -74,6 +74,7 @@ SMALL_ARGS: dict[str, list[str]] = {
     "bench_stratum_codec.py": ["--runs", "1", "--n", "2000"],
     "bench_submitblock.py": ["--procs", "1", "--calls", "2"],
     "bench_tides_notify.py": ["--runs", "1", "--accounts", "600", "--shares", "6000"],
+    "bench_web.py": ["--quick"],
 }
 
 
