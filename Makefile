@@ -67,7 +67,7 @@ unit: $(STAMPS)/venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 demo: setup
-	$(VENV)/bin/hashfarm demo
+	$(VENV)/bin/hashfarm demo $(DEMO_ARGS)
 
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

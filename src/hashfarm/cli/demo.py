@@ -71,21 +71,27 @@ def demo_address(label: str) -> str:
               help="Hashrate cap of each miner in H/s (--max-hashrate).")  # fmt: skip
 @click.option("--seconds", default=180.0, show_default=True, type=click.FloatRange(1),
               help="Stop mining after this long even if fewer blocks were found.")  # fmt: skip
-def demo(blocks: int, miners: int, hashrate: float, seconds: float) -> None:
+@click.option("--stay", is_flag=True,
+              help="After the summary, keep node, pool and dashboard up until Ctrl-C.")  # fmt: skip
+def demo(blocks: int, miners: int, hashrate: float, seconds: float, stay: bool) -> None:
     """Run a regtest node, the pool (solo) and miners until BLOCKS blocks are found."""
     console = Console()
     # Warnings (a block that lost a race, a miner that hung up) print above the live view.
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])  # fmt: skip
+    summarized: list[bool] = []
     try:
-        run(run_demo(blocks, miners, hashrate, seconds, console))
+        run(run_demo(blocks, miners, hashrate, seconds, console, stay=summarized if stay else None))
     except KeyboardInterrupt:
+        if summarized:  # --stay: Ctrl-C is how the demo ends
+            console.print("node and pool stopped")
+            return
         console.print("interrupted: node, pool and miners stopped")
         sys.exit(130)
 
 
 async def run_demo(blocks: int, miners: int, hashrate: float, seconds: float,
-                   console: Console) -> None:  # fmt: skip
+                   console: Console, *, stay: list[bool] | None = None) -> None:  # fmt: skip
     """The whole demo: start, mine with a live view, summarize from the node."""
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hashfarm-demo-") as tmp:
@@ -107,6 +113,13 @@ async def run_demo(blocks: int, miners: int, hashrate: float, seconds: float,
                          for i in range(1, miners + 1)]  # fmt: skip
                 async with running_miners(procs, port, hashrate, console):
                     await mine(running, procs, blocks, seconds, console)
+                if stay is not None:  # summarize with the pool still up, then wait
+                    async with node.rpc() as rpc:
+                        await summarize(rpc, running, procs, console)
+                    stay.append(True)
+                    console.print(f"dashboard still at {web}/ (node and pool up, miners "
+                                  "stopped): Ctrl-C ends the demo", style="bold")  # fmt: skip
+                    await asyncio.Event().wait()
             async with node.rpc() as rpc:
                 await summarize(rpc, running, procs, console)
     console.print(f"demo took {time.monotonic() - began:.0f} s")

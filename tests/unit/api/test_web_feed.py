@@ -148,7 +148,7 @@ async def test_block_luck_is_the_block_difficulty_over_the_work_since_the_last(
         stats = PoolStats(clock=lambda: T0 + 30)
         model = ReadModel(PoolInfo("mainnet", "solo", 3333, T0), Sessions(job), stats, ledger)
         feed = LiveFeed(lambda: model, RecordingHub(), ledger_url=lambda: f"sqlite:///{path}")
-        await feed._luck(model, set(), at_start=True)
+        await feed._luck(model, {}, at_start=True)
         # 10 shares of D/40 = D/4 of work for a block worth D: four times as lucky as average
         assert feed.luck.get(second.hash_hex) == pytest.approx(4.0)
         assert feed.luck.get(first.hash_hex) == pytest.approx(4.0)  # shares up to its time

@@ -49,6 +49,7 @@ BUSIEST_TTL = 2.0  # seconds the busiest-workers list is shared between page vie
 LUCK_KEPT = 1000  # blocks whose luck is remembered (the ledger's newest)
 LUCK_SCAN = 100  # ledger blocks read to find each block's predecessor
 LUCK_AT_START = 10  # newest accepted blocks whose luck is worked out when the pool starts
+LUCK_TRIES = 30  # looks a found block may wait to appear in the ledger before its luck is dropped
 
 # chart range -> (seconds between points, points kept, PoolStats window sampled)
 RANGES: dict[str, tuple[float, int, str]] = {
@@ -152,7 +153,7 @@ class LiveFeed:
         self.tip_height: int | None = None  # the node's tip (the template's height - 1)
         self.network_difficulty: float | None = None  # what the next block must meet
         self.luck = LuckBook(ledger_url)  # block hash -> expected work / work done
-        self._luck_wanted: set[str] = set()  # accepted blocks whose luck is still to work out
+        self._luck_wanted: dict[str, int] = {}  # block hash -> looks it has waited for its luck
         self._luck_task: asyncio.Task[None] | None = None
         self.looks = 0
         self._submitted: int | None = None  # blocks submitted at the last look
@@ -203,7 +204,7 @@ class LiveFeed:
         for rec in reversed(model.stats.blocks()[: submitted - before]):
             self.hub.publish("block", block_event(rec))
             if rec.accepted_by_node:
-                self._luck_wanted.add(rec.hash_hex)
+                self._luck_wanted[rec.hash_hex] = 0
             if not rec.accepted_by_node:
                 self.hub.publish("alert", {
                     "level": "warning",
@@ -282,20 +283,31 @@ class LiveFeed:
     def _work_out_luck(self, model: ReadModel, *, at_start: bool) -> None:
         if self._luck_task is not None and not self._luck_task.done():
             return  # the next look tries again
-        wanted, self._luck_wanted = self._luck_wanted, set()
+        wanted, self._luck_wanted = self._luck_wanted, {}
         self._luck_task = asyncio.ensure_future(self._luck(model, wanted, at_start))
 
-    async def _luck(self, model: ReadModel, wanted: set[str], at_start: bool) -> None:
-        """Work out the luck of the `wanted` blocks (and at start the newest few)."""
+    async def _luck(self, model: ReadModel, wanted: dict[str, int], at_start: bool) -> None:
+        """Work out the luck of the `wanted` blocks (and at start the newest few); a block
+        the ledger does not list yet is tried again at the next looks (LUCK_TRIES)."""
         try:
-            blocks = [b for b in await model.history.recent_blocks(LUCK_SCAN) if b.accepted_by_node]
+            recent = await model.history.recent_blocks(LUCK_SCAN)
+            blocks = [b for b in recent if b.accepted_by_node]
             if at_start:
-                wanted |= {b.hash_hex for b in blocks[:LUCK_AT_START]}
+                wanted |= {b.hash_hex: 0 for b in blocks[:LUCK_AT_START]}
+            listed = {b.hash_hex for b in blocks}
+            for block_hash, tries in wanted.items():
+                if block_hash not in listed and tries < LUCK_TRIES:
+                    self._luck_wanted[block_hash] = tries + 1
             node: NodeHeaders | None = getattr(model.pool, "rpc", None)
             for i, block in enumerate(blocks):
                 if block.hash_hex not in wanted or self.luck.get(block.hash_hex) is not None:
                     continue
-                after = blocks[i + 1].time if i + 1 < len(blocks) else 0.0
+                if i + 1 < len(blocks):
+                    after = blocks[i + 1].time
+                elif len(recent) < LUCK_SCAN:
+                    after = 0.0  # the first block the pool found: its work since the start
+                else:
+                    continue  # its predecessor is older than the blocks read: unknown
                 work = await self.luck.work_between(after, block.time)
                 difficulty = await _block_difficulty(node, block.hash_hex, model)
                 if work and difficulty:
