@@ -41,7 +41,8 @@ from hashfarm.pool.shareflow import BrokerLedger
 from hashfarm.pool.shares import Verdict
 from hashfarm.pool.storage.base import GroupCommitLedger, LedgerBacklogFull
 from hashfarm.pool.tipwatch import NodeRPC, TipWatcher
-from hashfarm.stratum.codec import ErrorCode
+from hashfarm.stratum import messages
+from hashfarm.stratum.codec import ErrorCode, encode
 
 if TYPE_CHECKING:  # accounting (numpy) is loaded only when the pool records job terms
     from hashfarm.pool.jobterms import JobTermsRecorder
@@ -105,6 +106,7 @@ class Pool:
             on_accepted=self._block_accepted,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._clean_jobs: dict[str, PoolJob] = {}  # a front end's clean first jobs (joined)
         self._sweeper: asyncio.Task[None] | None = None
         self.last_fanout_ms = 0.0  # new template -> last notify written, milliseconds
         self.last_tip_to_notify_ms = 0.0  # new tip detected -> last notify written, ms
@@ -435,8 +437,24 @@ class Pool:
         self.server.join(session)
         if self.jobs.template is not None:
             assert session.payout_script is not None
-            session.send_job(self.jobs.job_for(session.payout_script))
+            job = self.jobs.job_for(session.payout_script)
+            if not job.work.clean_jobs and self.settings.cluster.frontend_id is not None:
+                job = self._clean_first(job)
+            session.send_job(job)
             log.info("%s ready: %s", session.prefix, session.account)
+
+    def _clean_first(self, job: PoolJob) -> PoolJob:
+        """`job` with clean_jobs true, for a front end's newly joined session (a miner that
+        came over from another front end drops the work it had there at once). One encode
+        per job of the current template, kept until the template changes."""
+        clean = self._clean_jobs.get(job.job_id)
+        if clean is None or clean.generation != job.generation:
+            if any(c.generation != job.generation for c in self._clean_jobs.values()):
+                self._clean_jobs.clear()
+            work = replace(job.work, clean_jobs=True)
+            clean = replace(job, work=work, notify_line=encode(messages.notify(work)))
+            self._clean_jobs[job.job_id] = clean
+        return clean
 
     def handle_verdict(self, session: Session, msg_id: Any, verdict: Verdict) -> None:
         """Block first, then the ledger (accepted shares), then the answer."""
