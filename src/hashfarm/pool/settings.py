@@ -270,7 +270,8 @@ class PoolSettings:
         """Raise ConfigError naming the first key whose value cannot work; return self."""
         for key, ok in _checks(self):
             if not ok:
-                raise ConfigError(f"invalid setting {key}: {_value_of(self, key)!r}")
+                hint = _HINTS.get(key, "")
+                raise ConfigError(f"invalid setting {key}: {_value_of(self, key)!r}{hint}")
         return self
 
 
@@ -361,6 +362,15 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
 
 
 _JOB_TERMS = ("tides", "pps", "fpps")  # schemes that need the job terms of every job
+
+# What to do about a refused cluster key (the scale-out roles are new to most operators).
+_HINTS = {
+    "cluster.frontend_id": " (a front end, --role stratum, needs --frontend-id 0..255, "
+    "unique among the pool's front ends)",
+    "storage.url": " (the ledger role writes PostgreSQL: --db postgresql://...)",
+    "cluster.role": " (a scaled-out pool credits pplns, prop or solo: TIDES, PPS and FPPS "
+    "need the single process, docs/scale-out.md)",
+}
 
 
 def _frontend_id_ok(cl: ClusterSettings) -> bool:
