@@ -22,10 +22,14 @@ from dataclasses import dataclass
 import pytest
 
 from browser import PHONE, WebPage, get_json, running_web_pool
-from hashfarm.api.web.feed import header_bits
+from hashfarm.api.live import LiveHub
+from hashfarm.api.readmodel import PoolInfo, ReadModel
+from hashfarm.api.web.feed import LiveFeed, header_bits
 from hashfarm.api.web.site import difficulty, number, percent
+from hashfarm.chain.networks import get_network
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.cli.pool import RunningPool
+from hashfarm.economics.retarget import project_retarget
 from hashfarm.miner.client import StratumMiner
 from hashfarm.miner.display import Reporter
 from hashfarm.miner.settings import MinerSettings, PoolURL
@@ -267,3 +271,27 @@ async def test_new_worker_blocks_and_node_tip_appear_live(site: Site, web_page: 
         raise AssertionError(f"page {shown}, API {pool['job']}, node tip {tip}") from None
     assert await page.locator('#live-log li[data-event="tip"]').count() >= 1
     await web_page.screenshot("pool-live")
+
+
+async def test_retarget_projection_reads_the_epoch_from_the_node(site: Site) -> None:
+    """The feed's projection on a retargeting network, from the node's own headers: the
+    session's regtest chain read as if it were mainnet's (2016-block epochs from genesis)."""
+    running = site.running
+    model = ReadModel(PoolInfo("mainnet", "solo", 0, time.time()), running.pool, running.stats,
+                      running.ledger)  # fmt: skip
+    feed = LiveFeed(lambda: model, LiveHub())
+    async with site.node.rpc() as rpc:
+        if (await rpc.getblockcount()) % 2016 == 0:  # an epoch's first block: mine past it
+            await site.node.mine(1)
+        tip = await rpc.getblockcount()
+        tip_hash = await rpc.getblockhash(tip)
+        header = await rpc.getblockheader(tip_hash)
+        start = tip - tip % 2016
+        first = await rpc.getblockheader(await rpc.getblockhash(start))
+    await feed._retarget(model, tip, tip_hash)
+    want = project_retarget(tip, header_bits(header["bits"]), int(first["time"]),
+                            int(header["time"]), get_network("mainnet"))  # fmt: skip
+    assert feed.retarget is not None
+    assert feed.retarget["projected_difficulty"] == want.projected_difficulty
+    assert feed.retarget["retarget_height"] == start + 2016
+    assert feed.retarget["blocks_left"] == start + 2016 - tip

@@ -4,6 +4,7 @@ workers and an account's workers as `/api/workers` orders them, solo odds, and t
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,37 @@ def test_filters_write_figures_as_miners_read_them() -> None:
     assert percent(1.0) == "100.00 %"
     assert short_hash("ab" * 32) == "abababababab…ababab"
     assert short_hash("short") == "short"
+
+
+class CountingLedger(SQLiteLedger):
+    """The real SQLite ledger, counting its block reads."""
+
+    reads = 0
+
+    async def recent_blocks(self, limit: int = 50) -> list[BlockRecord]:
+        self.reads += 1
+        return await super().recent_blocks(limit)
+
+
+async def test_a_herd_of_page_views_reads_the_ledger_once(tmp_path: Path) -> None:
+    ledger = CountingLedger(tmp_path / "pool.sqlite3")
+    await ledger.start()
+    try:
+        for height in range(1, 81):
+            await ledger.record_block(BlockRecord(height, f"{height:064x}", 1, "a.r", "a",
+                                                  T0 + height, True, None))  # fmt: skip
+        stats = PoolStats(clock=lambda: T0 + 100)
+        model = ReadModel(PoolInfo("mainnet", "solo", 3333, T0), Sessions(mainnet_job()),
+                          stats, ledger)  # fmt: skip
+        feed = LiveFeed(lambda: model, RecordingHub())
+        views = await asyncio.gather(*(feed.recent_blocks(model, 10) for _ in range(500)))
+        assert ledger.reads == 1
+        assert all(v == views[0] for v in views)
+        assert [b["height"] for b in views[0]] == list(range(80, 70, -1))
+        assert (await feed.recent_blocks(model, 50))[-1]["height"] == 31  # within the read
+        assert ledger.reads == 1
+        assert len(await feed.recent_blocks(model, 80)) == 80  # more than was read: read again
+        assert ledger.reads == 2
+        assert await feed.recent_blocks(model, 1000) == await model.blocks_json(1000)
+    finally:
+        await ledger.close()

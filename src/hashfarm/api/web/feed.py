@@ -45,6 +45,8 @@ log = logging.getLogger("hashfarm.api.web.feed")
 INTERVAL = 1.0  # seconds between looks at the pool
 NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
 WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
+BLOCKS_TTL = 1.0  # seconds the ledger's newest blocks are shared between page views
+BLOCKS_READ_MIN = 50  # the fewest blocks one ledger read takes (the block list's default)
 BUSIEST_TTL = 2.0  # seconds the busiest-workers list is shared between page views
 LUCK_KEPT = 1000  # blocks whose luck is remembered (the ledger's newest)
 LUCK_SCAN = 100  # ledger blocks read to find each block's predecessor
@@ -159,6 +161,8 @@ class LiveFeed:
         self._submitted: int | None = None  # blocks submitted at the last look
         self._workers: set[str] | None = None  # worker names connected at the last look
         self._busiest: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
+        self._recent: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
+        self._reading: tuple[int, asyncio.Future[list[dict[str, Any]]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._projecting: asyncio.Task[None] | None = None
 
@@ -201,6 +205,7 @@ class LiveFeed:
         before, self._submitted = self._submitted, submitted
         if before is None or submitted <= before:
             return
+        self._recent = (-1e300, 0, [])  # the next page view reads the ledger again
         for rec in reversed(model.stats.blocks()[: submitted - before]):
             self.hub.publish("block", block_event(rec))
             if rec.accepted_by_node:
@@ -269,6 +274,26 @@ class LiveFeed:
             self.retarget = doc | {"note": f"no projection yet: {exc}"}
             return
         self.retarget = doc | asdict(projection)
+
+    async def recent_blocks(self, model: ReadModel, limit: int) -> list[dict[str, Any]]:
+        """`model.blocks_json(limit)`, read at most once a second for every viewer: when a
+        block makes every open page refresh at once, the ledger is read once, not per page."""
+        at, size, docs = self._recent
+        if time.monotonic() - at <= BLOCKS_TTL and limit <= size:
+            return docs[:limit]
+        reading = self._reading
+        if reading is None or reading[0] < limit:
+            size = max(limit, BLOCKS_READ_MIN)
+            reading = (size, asyncio.ensure_future(model.blocks_json(size)))
+            self._reading = reading
+        size, future = reading
+        try:
+            docs = await asyncio.shield(future)  # one viewer leaving never cancels the read
+        finally:
+            if self._reading is reading and future.done():
+                self._reading = None
+        self._recent = (time.monotonic(), size, docs)
+        return docs[:limit]
 
     def busiest(self, model: ReadModel, n: int) -> list[dict[str, Any]]:
         """The first `n` entries of `/api/workers` (`PoolStats.busiest`: one window per worker,

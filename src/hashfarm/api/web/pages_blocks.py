@@ -92,7 +92,7 @@ def add_routes(app: web.Application, site: Site) -> None:
 
 async def _list(model: ReadModel, feed: LiveFeed, limit: int) -> dict[str, Any]:
     try:
-        blocks = await model.blocks_json(limit)
+        blocks = await feed.recent_blocks(model, limit)
     except LedgerError as exc:
         log.warning("web: blocks: %s", exc)
         return {"blocks": [], "blocks_error": "The ledger cannot be read right now."}
@@ -102,7 +102,8 @@ async def _list(model: ReadModel, feed: LiveFeed, limit: int) -> dict[str, Any]:
 async def block_json(model: ReadModel, feed: LiveFeed, block_hash: str) -> dict[str, Any] | None:
     """One block the pool submitted, checked against the node; None when the ledger's newest
     `LIST_MAX` blocks do not hold it."""
-    found = [b for b in await model.blocks_json(LIST_MAX) if b["hash_hex"] == block_hash]
+    newest = await feed.recent_blocks(model, LIST_MAX)
+    found = [b for b in newest if b["hash_hex"] == block_hash]
     if not found:
         return None
     doc = feed.block_view(found[0]) | {"in_chain": None, "coinbase": None, "node_error": None}

@@ -100,7 +100,7 @@ async def miner_json(model: ReadModel, feed: LiveFeed, account: str) -> dict[str
     difficulty = template.difficulty if template is not None else None
     blocks, blocks_error = [], None
     try:
-        blocks = [feed.block_view(b) for b in await model.blocks_json(BLOCKS_SCANNED)
+        blocks = [feed.block_view(b) for b in await feed.recent_blocks(model, BLOCKS_SCANNED)
                   if b["finder_account"] == account]  # fmt: skip
     except LedgerError as exc:
         log.warning("web: miner %s: %s", account, exc)

@@ -87,7 +87,7 @@ def _workers(site: Site, request: web.Request) -> dict[str, Any]:
 async def _blocks(site: Site, request: web.Request, limit: int = BLOCKS_SHOWN) -> dict[str, Any]:
     """The newest blocks as `/api/blocks` has them, with confirmations from the tip."""
     try:
-        blocks = await site.model(request).blocks_json(limit)
+        blocks = await site.feed.recent_blocks(site.model(request), limit)
     except LedgerError as exc:
         log.warning("web: blocks: %s", exc)
         return {"blocks": [], "blocks_error": "The ledger cannot be read right now."}

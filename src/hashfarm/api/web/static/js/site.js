@@ -4,6 +4,7 @@
 (function () {
   const HF = (window.HF = window.HF || {});
   const LOG_MAX = 8;
+  HF.refreshSpreadMs = 1500;
 
   // -- live events ------------------------------------------------------------------------
   // Each SSE event NAME becomes a DOM event "hf:NAME" on <body> (detail: the JSON data);
@@ -48,7 +49,10 @@
       let data = {};
       try { data = JSON.parse(ev.data); } catch (e) { return; }
       logEvent(name, data);
-      document.body.dispatchEvent(new CustomEvent("hf:" + name, { detail: data }));
+      // Fragments refresh after a random 0-1.5 s: when a block reaches 500 open pages at
+      // once, their requests spread out instead of arriving together.
+      setTimeout(() => document.body.dispatchEvent(new CustomEvent("hf:" + name, { detail: data })),
+        Math.random() * HF.refreshSpreadMs);
     }));
     HF.source = source;
   };
