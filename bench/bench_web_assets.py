@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
     sizes()
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} is missing (make setup installs it): chart drawing not measured")
+        return
     medians = asyncio.run(draw_times(args.points, args.runs))
     print(f"line chart of {args.points:,} points in chromium, median of {args.runs} pages:")
     print(f"  uPlot    {medians['uplot']:7.1f} ms")

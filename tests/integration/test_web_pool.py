@@ -295,3 +295,14 @@ async def test_retarget_projection_reads_the_epoch_from_the_node(site: Site) -> 
     assert feed.retarget["projected_difficulty"] == want.projected_difficulty
     assert feed.retarget["retarget_height"] == start + 2016
     assert feed.retarget["blocks_left"] == start + 2016 - tip
+
+
+async def test_an_unseen_address_and_a_bad_name_say_so(site: Site, web_page: WebPage) -> None:
+    page = await web_page.open(f"{site.base}/miner/nobody-here")
+    assert "has no share from nobody-here" in await web_page.text("main")
+    assert (await get_json(f"{site.base}/api/miners/nobody-here"))["seen"] is False
+    web_page.allow(r"HTTP 400|status of 400")
+    response = await page.goto(f"{site.base}/miner?address=not%2Fan%2Faddress")
+    assert response is not None
+    assert response.status == 400
+    assert "is not an address or user name" in await web_page.text("[role=alert]")
