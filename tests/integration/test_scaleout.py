@@ -564,3 +564,29 @@ async def test_single_process_health_and_metrics(regtest_node: RegtestNode, tmp_
         assert "hashfarm_broker_" not in text  # only a front end has a broker
     finally:
         proc.stop()
+
+
+async def test_a_ledger_waiting_for_its_broker_reports_it_and_stops_on_sigterm(
+    fresh_pg_url: str, tmp_path: Path
+) -> None:
+    http, dead = free_port(), free_port()  # nothing listens on `dead`: the broker is away
+    args = [str(HASHFARM), "pool", "--role", "ledger", "--db", fresh_pg_url,
+            "--broker", f"nats://127.0.0.1:{dead}", "--http-port", str(http)]  # fmt: skip
+    proc = Proc("ledger", args, os.environ.copy(), tmp_path / "ledger.log", 0, http)
+    proc.start()
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError, aiohttp.ClientError):
+                status, doc = await proc.health()
+                break
+            assert _alive(proc), proc.tail()
+            await asyncio.sleep(0.1)
+        assert status == 503
+        assert doc["role"] == "ledger"
+        assert doc["broker_connected"] is False
+        assert proc.popen is not None
+        proc.popen.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.popen.wait, 20) == 0, proc.tail()
+        assert "waiting for the broker" in proc.log.read_text()
+    finally:
+        proc.stop()

@@ -10,8 +10,10 @@ accounting service when `[accounting] enabled` (pooled), and `/health` and `/met
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +25,6 @@ from hashfarm.pool.shareflow import BrokerLedger, subjects
 from hashfarm.pool.storage.postgres import PostgresLedger
 
 if TYPE_CHECKING:
-    import asyncio
-
     from hashfarm.cli.pool import NodeAccess
 
 log = logging.getLogger("hashfarm.cli.pool")
@@ -66,7 +66,6 @@ async def serve_ledger(settings: PoolSettings, stop: asyncio.Event, *, access: N
         await db.start()
         stack.push_async_callback(db.close)
         consumer = Consumer(cl.broker_url, cl.stream, cl.durable, list(subjects(cl.subject_prefix)))
-        await consumer.start()
         stack.push_async_callback(consumer.close)
         role = LedgerRole(consumer, db, subject_prefix=cl.subject_prefix, batch=cl.fetch_batch)
         if settings.mode == "pooled" and settings.accounting.enabled:
@@ -84,9 +83,29 @@ async def serve_ledger(settings: PoolSettings, stop: asyncio.Event, *, access: N
                 lambda: ledger_health(role),
                 lambda: ledger_metrics(role),
             )
-            await health.start()
+            await health.start()  # /health says 503 while the broker is still awaited
             stack.push_async_callback(health.stop)
+        if not await until_stopped(consumer.start(), stop):  # waits for an absent broker
+            log.warning("stopped before the ledger was ready (waiting for the broker)")
+            return
         log.info("ledger ready: consuming %s.* from %s (durable %s) into %s", cl.subject_prefix,
                  cl.stream, cl.durable, st.url.split("@")[-1])  # fmt: skip
         await role.run(stop)
         log.info("stopping")
+
+
+async def until_stopped(start: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await `start` unless `stop` is set first (then cancel it): True once it is done."""
+    starting = asyncio.ensure_future(start)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+    starting.result()  # a failed start raises here
+    return True
