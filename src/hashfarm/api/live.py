@@ -9,7 +9,8 @@ each client's `stream` task writes its queue to its socket. Bounds, all hostile-
 * each client's queue holds at most `queue_max` events: a client that falls that far behind
   (a slow or stalled reader) is dropped, never buffered without end;
 * a write that does not finish within `write_timeout` seconds drops the client too;
-* a comment line every `heartbeat` seconds finds dead connections and keeps proxies open.
+* a client that closed its connection frees its slot within `check_every` seconds (2 s);
+  a comment line every `heartbeat` seconds keeps proxies from closing a quiet stream.
 
 Events are `event: NAME` + one JSON `data:` line + an `id:` (a counter, so a client can tell
 it missed some). The browser side (`web/static/js/site.js`) turns each into a DOM event
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ PER_IP_MAX = 16  # streams from one remote address
 QUEUE_MAX = 64  # events waiting for one client before it is dropped as too slow
 WRITE_TIMEOUT = 10.0  # seconds one write may take before the client is dropped
 HEARTBEAT = 15.0  # seconds between keep-alive comments
+CHECK_EVERY = 2.0  # seconds between looks at whether an idle client is still connected
 EVENT_BYTES_MAX = 65_536  # an event larger than this is a bug: refused at publish
 _CLOSE = b""  # queued to end a stream (shutdown, or the client fell behind)
 
@@ -68,12 +71,14 @@ class LiveHub:
         queue_max: int = QUEUE_MAX,
         write_timeout: float = WRITE_TIMEOUT,
         heartbeat: float = HEARTBEAT,
+        check_every: float = CHECK_EVERY,
     ) -> None:
         self.max_clients = max_clients
         self.per_ip_max = per_ip_max
         self.queue_max = queue_max
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
+        self.check_every = check_every
         self.counters = HubCounters()
         self._clients: set[_Client] = set()
         self._per_ip: dict[str, int] = {}
@@ -136,14 +141,21 @@ class LiveHub:
             )
             await resp.prepare(request)
             await self._write(resp, b"retry: 5000\n: hashfarm live\n\n")
+            quiet_since = time.monotonic()
             while True:
                 try:
-                    frame = await asyncio.wait_for(client.queue.get(), self.heartbeat)
+                    frame = await asyncio.wait_for(client.queue.get(), self.check_every)
                 except TimeoutError:
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        break  # the client went: free its slot now, not at the next write
+                    if time.monotonic() - quiet_since < self.heartbeat:
+                        continue
                     frame = b": keep-alive\n\n"
                 if frame == _CLOSE:
                     break
                 await self._write(resp, frame)
+                quiet_since = time.monotonic()
             return resp
         except (TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
             if isinstance(exc, TimeoutError) and not client.dropped:

@@ -178,3 +178,27 @@ def test_event_names_and_sizes_are_checked() -> None:
         hub.publish("bad\nname", {})
     with pytest.raises(ValueError, match="bytes"):
         hub.publish("big", {"pad": "x" * 70_000})
+
+
+async def test_a_client_that_goes_frees_its_slot_without_any_event(serve: Started) -> None:
+    hub = LiveHub(check_every=0.2, per_ip_max=1)
+    url = await start(serve, hub)
+    async with aiohttp.ClientSession() as http:
+        gone = await http.get(url)
+        await wait_until(lambda: hub.clients == 1)
+        gone.close()  # the browser tab closed: nothing is published meanwhile
+        await wait_until(lambda: hub.clients == 0, 3)
+        again = await http.get(url)  # the address's single slot is free again
+        assert again.status == 200
+        again.close()
+    assert hub.counters.published == 0
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(serve: Started) -> None:
+    hub = LiveHub(check_every=0.05, heartbeat=0.2)
+    url = await start(serve, hub)
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(url)
+        lines = [(await asyncio.wait_for(resp.content.readline(), 5)) for _ in range(6)]
+        assert b": keep-alive\n" in lines
+        resp.close()
