@@ -4,8 +4,9 @@
 client's queue (O(clients), no I/O, never blocks, callable from any code on the loop);
 each client's `stream` task writes its queue to its socket. Bounds, all hostile-input proof:
 
-* at most `max_clients` streams at once, and `per_ip_max` per remote address: the next one
-  is answered 503 with a JSON reason and a Retry-After (EventSource stops retrying on it);
+* at most `max_clients` streams at once, and `per_ip_max` per remote address (except
+  loopback, where a reverse proxy in front of the pool brings every browser from): the next
+  one is answered 503 with a JSON reason and a Retry-After (EventSource stops retrying);
 * each client's queue holds at most `queue_max` events: a client that falls that far behind
   (a slow or stalled reader) is dropped, never buffered without end;
 * a write that does not finish within `write_timeout` seconds drops the client too;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import time
@@ -72,6 +74,7 @@ class LiveHub:
         write_timeout: float = WRITE_TIMEOUT,
         heartbeat: float = HEARTBEAT,
         check_every: float = CHECK_EVERY,
+        loopback_is_proxy: bool = True,
     ) -> None:
         self.max_clients = max_clients
         self.per_ip_max = per_ip_max
@@ -79,6 +82,7 @@ class LiveHub:
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
         self.check_every = check_every
+        self.loopback_is_proxy = loopback_is_proxy
         self.counters = HubCounters()
         self._clients: set[_Client] = set()
         self._per_ip: dict[str, int] = {}
@@ -120,7 +124,8 @@ class LiveHub:
         peer = request.remote or "?"
         if self._closed:
             return error(503, "the server is stopping", headers={"Retry-After": "5"})
-        if len(self._clients) >= self.max_clients or self._per_ip.get(peer, 0) >= self.per_ip_max:
+        per_ip_full = self._per_ip.get(peer, 0) >= self.per_ip_max and not self._exempt(peer)
+        if len(self._clients) >= self.max_clients or per_ip_full:
             self.counters.refused += 1
             return error(
                 503,
@@ -170,6 +175,16 @@ class LiveHub:
                 self._per_ip[peer] = left
             else:
                 self._per_ip.pop(peer, None)
+
+    def _exempt(self, peer: str) -> bool:
+        """Loopback peers are a reverse proxy in front of the pool (docs/security.md): every
+        browser arrives from its address, so only the total bound applies to them."""
+        if not self.loopback_is_proxy:
+            return False
+        try:
+            return ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            return False
 
     async def _write(self, resp: web.StreamResponse, frame: bytes) -> None:
         await asyncio.wait_for(resp.write(frame), self.write_timeout)

@@ -109,13 +109,24 @@ async def test_beyond_the_client_bound_is_a_503_with_a_reason(serve: Started) ->
 
 
 async def test_one_address_cannot_take_every_slot(serve: Started) -> None:
-    hub = LiveHub(max_clients=100, per_ip_max=3)
+    hub = LiveHub(max_clients=100, per_ip_max=3, loopback_is_proxy=False)
     url = await start(serve, hub)
     async with aiohttp.ClientSession() as http:
         held = [await http.get(url) for _ in range(3)]
         assert all(r.status == 200 for r in held)
         refused = await http.get(url)
         assert refused.status == 503
+        for r in held:
+            r.close()
+
+
+async def test_loopback_is_a_proxy_bound_only_by_the_total(serve: Started) -> None:
+    hub = LiveHub(max_clients=5, per_ip_max=1)  # 127.0.0.1: a reverse proxy in front
+    url = await start(serve, hub)
+    async with aiohttp.ClientSession() as http:
+        held = [await http.get(url) for _ in range(5)]
+        assert [r.status for r in held] == [200] * 5
+        assert (await http.get(url)).status == 503
         for r in held:
             r.close()
 
@@ -181,7 +192,7 @@ def test_event_names_and_sizes_are_checked() -> None:
 
 
 async def test_a_client_that_goes_frees_its_slot_without_any_event(serve: Started) -> None:
-    hub = LiveHub(check_every=0.2, per_ip_max=1)
+    hub = LiveHub(check_every=0.2, per_ip_max=1, loopback_is_proxy=False)
     url = await start(serve, hub)
     async with aiohttp.ClientSession() as http:
         gone = await http.get(url)
