@@ -96,7 +96,7 @@
     const doc = await resp.json();
     const points = doc.points || [];
     el.dataset.points = String(points.length);
-    if (!points.length) {
+    if (points.length < 2) {  // a line needs two points
       el.textContent = "No samples yet: the chart fills as the pool runs (history starts when the pool starts).";
       el.dataset.loaded = "empty";
       return;
