@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -590,3 +591,90 @@ async def test_a_ledger_waiting_for_its_broker_reports_it_and_stops_on_sigterm(
         assert "waiting for the broker" in proc.log.read_text()
     finally:
         proc.stop()
+
+
+class PrivateBroker:
+    """A NATS JetStream server of this test's own (its store in tmp), so it can be killed."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.store = tmp / "jetstream"
+        self.log = tmp / "nats.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            service_missing("nats-server is not installed (the broker-kill test runs its own)")
+            return
+        args = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        self.popen = _spawn(args, self.log)
+        for _ in range(100):
+            if nats_problem_at(self.port) is None:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the private broker did not start: {self.log.read_text()[-2000:]}")
+
+    def kill9(self) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            self.popen.wait(20)
+
+
+def nats_server_binary() -> str | None:
+    """The NATS server's executable (Debian puts it in /usr/sbin, often not on PATH)."""
+    found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+    return found
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+
+def nats_problem_at(port: int) -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            hello = s.recv(512)
+    except OSError as exc:
+        return str(exc)
+    return None if hello.startswith(b"INFO ") else "not NATS"
+
+
+async def test_kill9_of_the_broker_under_load_then_restart(
+    regtest_node: RegtestNode, fresh_pg_url: str, tmp_path: Path
+) -> None:
+    broker = PrivateBroker(tmp_path)
+    await broker.start()
+    cluster = Cluster(regtest_node, broker.url, fresh_pg_url, tmp_path)
+    try:
+        await start_all(cluster)
+        user = await regtest_node.payout_address()
+        ports = [fe.stratum_port for fe in cluster.front_ends]
+        load = await start_load(ports, user, 1, 3000)
+        await until(lambda: load.answered() >= 1500, 60, "answers before the kill")
+        broker.kill9()  # the broker dies under load: every front end spools
+        at_kill = load.answered()
+        await until(lambda: load.answered() >= at_kill + 1500, 60, "answers without a broker")
+        docs = [(await fe.health())[1] for fe in cluster.front_ends]
+        assert all(d["broker_connected"] is False for d in docs), docs
+        assert sum(int(str(d["spool_messages"])) for d in docs) > 0  # acked from the spools
+        await broker.start()  # the same store: what it acknowledged before is still there
+        await finish(load)
+        assert [load.share_answers(i) for i in range(3)] == [3000] * 3
+        await cluster.drained()
+        stored = await cluster.stored()
+        check_exactly_once(load.acked(), stored)
+        assert len(load.acked()) == 9000
+    finally:
+        cluster.close()
+        broker.stop()
