@@ -91,3 +91,19 @@ async def test_a_browser_turned_away_by_the_live_bound_says_so(
     assert "server busy" in await web_page.text("#live-status")
     assert app[dashboard.SITE_KEY].hub.counters.refused >= 1
     assert await web_page.text("#stat-accepted [data-value]") == "0"  # the page still works
+
+
+async def test_an_alert_appears_on_an_open_page_without_a_reload(
+    idle: tuple[str, web.Application], web_page: WebPage
+) -> None:
+    base, app = idle
+    page = await web_page.open(base + "/blocks")
+    await page.evaluate("window.sameDocument = true")  # gone if the page reloaded
+    app[dashboard.SITE_KEY].hub.publish(
+        "alert", {"level": "warning", "message": "machine 10.0.0.7 stopped hashing"}
+    )
+    item = page.locator('#live-log li[data-event="alert"]')
+    await item.wait_for(timeout=10_000)
+    assert "Alert: machine 10.0.0.7 stopped hashing" in await item.inner_text()
+    assert await page.evaluate("window.sameDocument === true")  # no reload
+    await web_page.screenshot("alert")
