@@ -149,7 +149,9 @@ class Cluster:
                 *self.node_args(), "--stratum-port", str(port),
                 "--http-port", str(http)]  # fmt: skip
         env = self.env() | ({"HASHFARM_CLUSTER_BROKER_URL": broker_url} if broker_url else {})
-        proc = Proc(f"frontend-{fid}", args, env, self.tmp / f"fe{fid}.log", port, http)
+        n = len(self.front_ends)  # its own spool and log even if an id is given twice
+        env["HASHFARM_CLUSTER_SPOOL_DIR"] = str(self.tmp / f"spool{n}")
+        proc = Proc(f"frontend-{fid}", args, env, self.tmp / f"fe{n}-{fid}.log", port, http)
         self.front_ends.append(proc)
         return proc
 
@@ -678,3 +680,48 @@ async def test_kill9_of_the_broker_under_load_then_restart(
     finally:
         cluster.close()
         broker.stop()
+
+
+async def test_one_header_sent_to_two_front_ends_is_credited_once(cluster: Cluster) -> None:
+    # Two front ends given the same id (a misconfiguration, the only way two miners can get
+    # one extranonce1): the same header reaches both and both answer true; the ledger
+    # stores it once, by its id.
+    ledger = cluster.add_ledger()
+    ledger.start()
+    await cluster.wait_ready(ledger)
+    a_fe, b_fe = cluster.add_front_end(9), cluster.add_front_end(9)
+    for fe in (a_fe, b_fe):
+        fe.start()
+        await cluster.wait_ready(fe)
+    user = await cluster.node.payout_address()
+    a = StratumTestMiner(a_fe.stratum_port, f"{user}.twin")
+    await a.start()
+    b = StratumTestMiner(b_fe.stratum_port, f"{user}.twin")
+    await b.connect()
+    assert (await b.subscribe(a.extranonce1.hex())).ok  # front end b resumes a's value
+    assert b.extranonce1 == a.extranonce1
+    assert (await b.authorize()).ok
+    job_b = await b.wait_job()
+    job_a = a.job
+    assert job_a is not None
+    assert (job_a.prev_hash, job_a.coinb1, job_a.coinb2, job_a.merkle_branch) == (
+        job_b.prev_hash, job_b.coinb1, job_b.coinb2, job_b.merkle_branch
+    )  # fmt: skip
+    assert a.difficulty is not None
+    network = bits_to_difficulty(job_a.bits)
+    shares: list[str] = []
+    while len(shares) < 20:
+        header, en2 = a.grind(job_a, difficulty_to_target(a.difficulty))
+        if hash_difficulty(sha256d(header)) >= network:
+            continue  # a block would move the tip under the second submission
+        first = await a.submit(job_a, header, en2)
+        assert first.ok, first.error
+        again = await b.submit(job_b, header, en2)
+        assert again.ok, again.error  # b has never seen it: accepted and acknowledged
+        shares.append(sha256d(header)[::-1].hex())
+    await a.close()
+    await b.close()
+    await cluster.drained()
+    stored = await cluster.stored()
+    check_exactly_once(set(shares), stored)
+    assert sorted(s for s, _, _ in stored) == sorted(shares)  # 40 acknowledgements, 20 rows
