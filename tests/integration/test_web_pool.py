@@ -93,6 +93,10 @@ async def site(
         async with mining(running, "rig1", 4.0):
             await wait_for(lambda: running.stats.pool().blocks_found >= 2, 90, "2 blocks")
         await asyncio.sleep(1.5)  # the feed's next look: tip, luck
+        deadline = time.monotonic() + 15
+        while len((await get_json(base + "/api/pool/hashrate?range=1h"))["points"]) < 2:
+            assert time.monotonic() < deadline, "the chart's history has no second sample"
+            await asyncio.sleep(0.5)  # one sample per 10 s: a line needs two
         yield Site(base, running, regtest_node)
 
 

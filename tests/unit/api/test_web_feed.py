@@ -15,7 +15,7 @@ from hashfarm.api.live import LiveHub
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.web.feed import RANGES, HashrateHistory, LiveFeed
 from hashfarm.api.web.pages_miner import account_of, odds_json
-from hashfarm.api.web.site import difficulty, hashrate, number, percent, short_hash
+from hashfarm.api.web.site import difficulty, hashrate, number, percent, short_hash, wait
 from hashfarm.chain.block import Block
 from hashfarm.economics.odds import solo_odds
 from hashfarm.node.template import Template
@@ -197,6 +197,12 @@ def test_filters_write_figures_as_miners_read_them() -> None:
     assert percent(1.0) == "100.00 %"
     assert short_hash("ab" * 32) == "abababababab…ababab"
     assert short_hash("short") == "short"
+    assert wait(1e-4) == "9 s"
+    assert wait(0.01) == "14 min"
+    assert wait(0.5) == "12.0 h"
+    assert wait(45.2) == "45 days"
+    assert wait(3.2 * 365) == "3.2 years"
+    assert wait(12_345 * 365) == "12,345 years"
 
 
 class CountingLedger(SQLiteLedger):

@@ -79,6 +79,7 @@ class Site:
             percent=percent,
             utc=utc,
             ago=ago,
+            wait=wait,
             short=short_hash,
         )
         self.env.globals["static"] = self.static
@@ -176,6 +177,24 @@ def ago(ts: float | None, now: float | None = None) -> str:
         if seconds >= span:
             return f"{seconds / span:.0f} {unit} ago"
     return f"{seconds:.0f} s ago"
+
+
+def wait(days: float | None) -> str:
+    """An expected wait in the unit a person reads it in: `8 s`, `12 min`, `5.0 h`,
+    `45 days`, `3.2 years`, `1,234 years`."""
+    if days is None or not math.isfinite(days):
+        return "—"
+    seconds = days * 86400
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if days < 1:
+        return f"{seconds / 3600:.1f} h"
+    if days < 365:
+        return f"{days:.0f} days"
+    years = days / 365
+    return f"{years:.1f} years" if years < 100 else f"{years:,.0f} years"
 
 
 def short_hash(value: str, keep: int = 12) -> str:
