@@ -373,7 +373,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=5, help="rounds with and without, each")
     p.add_argument(
         "--event-rates",
-        default="1,10",
+        default="0,1,10",
         help="events published per second while shares flow, comma separated "
         "(the feed publishes at most a few a second: its look is 1 s)",
     )
