@@ -235,7 +235,7 @@ async def test_an_unknown_block_or_miner_is_a_plain_404(site: Site, web_page: We
     response = await web_page.page.goto(f"{site.base}/blocks/{'ab' * 32}")
     assert response.status == 404
     assert "has not submitted block" in await web_page.text("main")
-    missing = await web_page.page.goto(f"{site.base}/miner/{'x' * 101}")
+    missing = await web_page.page.goto(f"{site.base}/miner/{'x' * 257}")
     assert missing.status == 404
 
 
@@ -306,7 +306,7 @@ async def test_an_unseen_address_and_a_bad_name_say_so(site: Site, web_page: Web
     assert "has no share from nobody-here" in await web_page.text("main")
     assert (await get_json(f"{site.base}/api/miners/nobody-here"))["seen"] is False
     web_page.allow(r"HTTP 400|status of 400")
-    response = await page.goto(f"{site.base}/miner?address=not%2Fan%2Faddress")
+    response = await page.goto(f"{site.base}/miner?address=not%2Fan%0Aaddress")
     assert response is not None
     assert response.status == 400
     assert "is not an address or user name" in await web_page.text("[role=alert]")

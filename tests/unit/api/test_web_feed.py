@@ -174,8 +174,11 @@ def test_busiest_and_an_accounts_workers_match_the_workers_list() -> None:
 def test_account_names_and_odds() -> None:
     assert account_of("bc1qxyz.rig-1") == "bc1qxyz"
     assert account_of("  alice  ") == "alice"
+    assert account_of("alice@example.rig") == "alice@example"  # pooled: any printable name
     assert account_of("bad/name") is None
-    assert account_of("x" * 101) is None
+    assert account_of("bad\nname") is None
+    assert account_of("x" * 256) == "x" * 256
+    assert account_of("x" * 257) is None
     assert account_of("") is None
     odds = odds_json(1e12, 1e14)  # 1 TH/s against difficulty 1e14 (a Bitaxe's ~2025 lot)
     want = solo_odds(1e12, 1e14)

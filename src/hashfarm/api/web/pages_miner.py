@@ -16,9 +16,9 @@ with it; blocks found come from the ledger and survive restarts.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -34,8 +34,7 @@ from hashfarm.units import format_hashrate
 
 log = logging.getLogger("hashfarm.api.web")
 
-ACCOUNT_MAX = 100  # characters of an account name (longer ones are refused)
-ACCOUNT_RE = re.compile(r"[A-Za-z0-9_\-]{1,100}")  # what the pool takes before the first "."
+ACCOUNT_MAX = 256  # characters of a user name the pool accepts (pool/session.py)
 BLOCKS_SCANNED = 200  # newest ledger blocks searched for the account's finds
 ODDS_WINDOW = "1h"  # the hashrate the odds are computed at
 
@@ -53,7 +52,7 @@ def add_routes(app: web.Application, site: Site) -> None:
             return site.render(request, "miner_lookup.html", title="Miner", status=400,
                                problem=f"{shown(raw)} is not an address or user name "
                                        "this pool could have seen")  # fmt: skip
-        raise web.HTTPSeeOther(f"/miner/{account}")
+        raise web.HTTPSeeOther(f"/miner/{quote(account, safe='')}")
 
     async def page(request: web.Request) -> web.Response:
         query_args(request.query.items(), ())
@@ -72,7 +71,7 @@ def add_routes(app: web.Application, site: Site) -> None:
         query_args(request.query.items(), ())
         account = account_of(request.match_info["address"])
         if account is None:
-            return error(400, "address: letters, digits, '-' and '_' only, at most 100")
+            return error(400, f"address: printable, without '/', at most {ACCOUNT_MAX} characters")
         return respond(await miner_json(site.model(request), site.feed, account))
 
     site.page("/miner", lookup, nav="Miner", order=20)
@@ -85,7 +84,8 @@ def account_of(raw: str) -> str | None:
     """The account a user name or address names (the part before the first "."), or None
     when it cannot be one."""
     account = raw.strip().split(".", 1)[0]
-    return account if ACCOUNT_RE.fullmatch(account) else None
+    ok = 0 < len(account) <= ACCOUNT_MAX and account.isprintable() and "/" not in account
+    return account if ok else None
 
 
 async def miner_json(model: ReadModel, feed: LiveFeed, account: str) -> dict[str, Any]:
