@@ -319,6 +319,8 @@ def main(args: argparse.Namespace) -> None:
     pairs = 1 if args.quick else args.pairs
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load} at start; {os.cpu_count()} cores")
+    if pairs % 2:
+        print(f"note: {pairs} pairs is not whole ABBA blocks: the proxy runs first once more")
     for i, n in enumerate(sizes):
         runs = []
         t0 = time.monotonic()
@@ -335,7 +337,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", default="1000,10000")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--pairs", type=int, default=2, help="ABBA pairs of set-ups")
+    parser.add_argument("--pairs", type=int, default=2, help="set-up pairs (even: ABBA)")
     parser.add_argument("--quick", action="store_true", help="50 connections, 2 rounds, 1 pair")
     parser.add_argument("--one", choices=("proxy", "pool"), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
