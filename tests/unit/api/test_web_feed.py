@@ -99,7 +99,7 @@ async def test_a_look_publishes_new_blocks_workers_and_tips(tmp_path: Path) -> N
         pool = Sessions(mainnet_job())
         hub = RecordingHub()
         model = ReadModel(PoolInfo("mainnet", "solo", 3333, T0), pool, stats, ledger)
-        feed = LiveFeed(lambda: model, hub)
+        feed = LiveFeed(lambda: model, hub, worker_every=3600.0)
         pool.connected.append(Session("alice.rig1"))
         feed.look(T0 + 100)  # the first look only takes stock
         assert hub.sent == []
@@ -121,6 +121,18 @@ async def test_a_look_publishes_new_blocks_workers_and_tips(tmp_path: Path) -> N
                                   "connected": 3}  # fmt: skip
         feed.look(T0 + 102)  # nothing new: nothing sent
         assert len(hub.sent) == 4
+        pool.connected.append(Session("carol.rig1"))
+        feed.look(T0 + 103)  # within worker_every of the last `worker` event: held back
+        pool.connected.append(Session("dave.rig1"))
+        pool.connected.append(Session("erin.rig1"))
+        feed.look(T0 + 104)
+        pool.connected.pop()  # erin left before being announced: not new any more
+        feed.look(T0 + 105)
+        assert len(hub.sent) == 4
+        feed.worker_every = 0.0
+        feed.look(T0 + 106)  # merged into one event
+        assert hub.sent[4] == ("worker", {"new": ["carol.rig1", "dave.rig1"], "new_count": 2,
+                                          "connected": 5})  # fmt: skip
         view = feed.block_view({"height": 482683, "hash_hex": "11" * 32,
                                 "accepted_by_node": True})  # fmt: skip
         assert view["confirmations"] is None  # the tip (482682) is below it: not yet counted

@@ -9,8 +9,9 @@ number of browsers watching. Each look:
   fixed rings, so memory is bounded (816 points) however long the pool runs; the history is
   in memory only and starts empty when the pool starts;
 * publishes `block` for each block submitted since the last look (and `alert` when the node
-  refused one), `worker` when worker names connect that were not connected before, `tip` when
-  the template's height changes;
+  refused one), `worker` when worker names connect that were not connected before (at most
+  one every 5 s: a busy pool's comings and goings are merged), `tip` when the template's
+  height changes;
 * on a new tip, asks the node (in the background) for the epoch's first and last headers
   and projects the next retarget with `hashfarm.economics.retarget`;
 * for each block the node accepted, works out its luck in the background (`LuckBook`): the
@@ -45,6 +46,9 @@ log = logging.getLogger("hashfarm.api.web.feed")
 INTERVAL = 1.0  # seconds between looks at the pool
 NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
 WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
+WORKER_NAMES_KEPT = 1000  # new names held for the next `worker` event (beyond: counted only)
+WORKER_EVENT_EVERY = 5.0  # seconds between `worker` events: arrivals in between are merged
+POOL_DOC_TTL = 1.0  # seconds the `/api/pool` document is shared between page fragments
 BLOCKS_TTL = 1.0  # seconds the ledger's newest blocks are shared between page views
 BLOCKS_READ_MIN = 50  # the fewest blocks one ledger read takes (the block list's default)
 BUSIEST_TTL = 2.0  # seconds the busiest-workers list is shared between page views
@@ -146,10 +150,12 @@ class LiveFeed:
 
     def __init__(self, model: Callable[[], ReadModel], hub: LiveHub, *,
                  ledger_url: Callable[[], str | None] = lambda: None,
-                 interval: float = INTERVAL) -> None:  # fmt: skip
+                 interval: float = INTERVAL,
+                 worker_every: float = WORKER_EVENT_EVERY) -> None:  # fmt: skip
         self._model = model
         self.hub = hub
         self.interval = interval
+        self.worker_every = worker_every
         self.history = HashrateHistory()
         self.retarget: dict[str, Any] | None = None  # the latest projection (see `_retarget`)
         self.tip_height: int | None = None  # the node's tip (the template's height - 1)
@@ -160,6 +166,10 @@ class LiveFeed:
         self.looks = 0
         self._submitted: int | None = None  # blocks submitted at the last look
         self._workers: set[str] | None = None  # worker names connected at the last look
+        self._arrived: set[str] = set()  # connected since the last `worker` event
+        self._arrived_extra = 0  # arrivals beyond WORKER_NAMES_KEPT
+        self._worker_sent = -1e300  # when the last `worker` event went out (monotonic)
+        self._pool_doc: tuple[float, dict[str, Any]] = (-1e300, {})
         self._busiest: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
         self._recent: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
         self._reading: tuple[int, asyncio.Future[list[dict[str, Any]]]] | None = None
@@ -224,11 +234,18 @@ class LiveFeed:
         before, self._workers = self._workers, names
         if before is None:
             return
-        new = names - before
-        if new:
-            shown = sorted(new)[:WORKER_NAMES_SHOWN]
-            self.hub.publish("worker", {"new": shown, "new_count": len(new),
+        self._arrived |= names - before
+        self._arrived &= names  # a name that left again before it was announced is not new
+        if len(self._arrived) > WORKER_NAMES_KEPT:  # bounded: only the count grows on
+            self._arrived_extra += len(self._arrived) - WORKER_NAMES_KEPT
+            self._arrived = set(sorted(self._arrived)[:WORKER_NAMES_KEPT])
+        now = time.monotonic()
+        if self._arrived and now - self._worker_sent >= self.worker_every:
+            count = len(self._arrived) + self._arrived_extra
+            shown = sorted(self._arrived)[:WORKER_NAMES_SHOWN]
+            self.hub.publish("worker", {"new": shown, "new_count": count,
                                         "connected": len(names)})  # fmt: skip
+            self._arrived, self._arrived_extra, self._worker_sent = set(), 0, now
 
     def _tip(self, model: ReadModel) -> None:
         template = current_template(model)
@@ -294,6 +311,16 @@ class LiveFeed:
                 self._reading = None
         self._recent = (time.monotonic(), size, docs)
         return docs[:limit]
+
+    def pool_doc(self, model: ReadModel) -> dict[str, Any]:
+        """`model.pool_json()` (the `/api/pool` document), shared for POOL_DOC_TTL seconds
+        between the fragments every open page asks for after an event."""
+        at, doc = self._pool_doc
+        now = time.monotonic()
+        if now - at > POOL_DOC_TTL:
+            doc = model.pool_json()
+            self._pool_doc = (now, doc)
+        return doc
 
     def busiest(self, model: ReadModel, n: int) -> list[dict[str, Any]]:
         """The first `n` entries of `/api/workers` (`PoolStats.busiest`: one window per worker,

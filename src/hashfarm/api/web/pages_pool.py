@@ -69,7 +69,7 @@ async def _context(site: Site, request: web.Request) -> dict[str, Any]:
 def _summary(site: Site, request: web.Request) -> dict[str, Any]:
     feed = site.feed
     return {
-        "pool": site.model(request).pool_json(),
+        "pool": feed.pool_doc(site.model(request)),
         "retarget": feed.retarget,
         "tip_height": feed.tip_height,
         "network_difficulty": feed.network_difficulty,
