@@ -96,9 +96,28 @@ async def full_api(model: ReadModel, ledger_url: str, tmp_path: Path) -> AsyncIt
         await fleet.close()
 
 
+# The miner page takes any printable user name (Unicode, as the pool does), which a JSON
+# Schema pattern cannot state: the description gives the ASCII part, so a schema-violating
+# name the route rightly accepts (an unknown miner: 200, "seen": false) is no failure there.
+CONFIG = """
+[[operations]]
+include-path = "/api/miners/{address}"
+checks.negative_data_rejection.enabled = false
+"""
+
+
+def write_config(report: Path) -> Path:
+    report.mkdir(parents=True, exist_ok=True)
+    config = report / "schemathesis.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return config
+
+
 async def run_schemathesis(base: str, report: Path, *extra: str) -> tuple[int, str]:
     """The schemathesis command line over the served description; (exit status, output)."""
+    config = write_config(report)
     args = [
+        "--config-file", str(config),
         "run", f"{base}/api/openapi.json",
         "--checks", "all",
         "--max-examples", str(EXAMPLES),

@@ -428,8 +428,9 @@ def _paths() -> dict[str, Schema]:
                     _param(
                         "address",
                         "path",
-                        {"type": "string", "pattern": "^\\s*[A-Za-z0-9_-]{1,100}(\\.[^/]*)?\\s*$"},
-                        "a payout address or user name (the part before the first '.')",
+                        {"type": "string", "pattern": "^[!-\\-0-~]{1,256}(\\.[!-~]*)?$"},
+                        "a payout address or user name: the part before the first '.', 1 to 256 "
+                        "printable characters (the pool's rule for user names), no '/'",
                     )
                 ],
                 tag="pool",
