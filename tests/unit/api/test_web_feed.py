@@ -99,7 +99,7 @@ async def test_a_look_publishes_new_blocks_workers_and_tips(tmp_path: Path) -> N
         pool = Sessions(mainnet_job())
         hub = RecordingHub()
         model = ReadModel(PoolInfo("mainnet", "solo", 3333, T0), pool, stats, ledger)
-        feed = LiveFeed(lambda: model, hub, worker_every=3600.0)
+        feed = LiveFeed(lambda: model, hub, worker_every=0.0)
         pool.connected.append(Session("alice.rig1"))
         feed.look(T0 + 100)  # the first look only takes stock
         assert hub.sent == []
@@ -121,16 +121,16 @@ async def test_a_look_publishes_new_blocks_workers_and_tips(tmp_path: Path) -> N
                                   "connected": 3}  # fmt: skip
         feed.look(T0 + 102)  # nothing new: nothing sent
         assert len(hub.sent) == 4
+        feed.worker_every = 3600.0
         pool.connected.append(Session("carol.rig1"))
-        feed.look(T0 + 103)  # within worker_every of the last `worker` event: held back
+        feed.look(T0 + 103)  # within worker_every of the last pass: sessions not looked at
         pool.connected.append(Session("dave.rig1"))
         pool.connected.append(Session("erin.rig1"))
         feed.look(T0 + 104)
-        pool.connected.pop()  # erin left before being announced: not new any more
-        feed.look(T0 + 105)
+        pool.connected.pop()  # erin left before the next pass: never announced
         assert len(hub.sent) == 4
         feed.worker_every = 0.0
-        feed.look(T0 + 106)  # merged into one event
+        feed.look(T0 + 106)  # the next pass: one event for everyone who came meanwhile
         assert hub.sent[4] == ("worker", {"new": ["carol.rig1", "dave.rig1"], "new_count": 2,
                                           "connected": 5})  # fmt: skip
         view = feed.block_view({"height": 482683, "hash_hex": "11" * 32,

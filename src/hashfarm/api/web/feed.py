@@ -9,9 +9,9 @@ number of browsers watching. Each look:
   fixed rings, so memory is bounded (816 points) however long the pool runs; the history is
   in memory only and starts empty when the pool starts;
 * publishes `block` for each block submitted since the last look (and `alert` when the node
-  refused one), `worker` when worker names connect that were not connected before (at most
-  one every 5 s: a busy pool's comings and goings are merged), `tip` when the template's
-  height changes;
+  refused one), `worker` when worker names connect that were not connected before (the
+  sessions are looked through every 5 s, so a busy pool's comings and goings make one
+  event), `tip` when the template's height changes;
 * on a new tip, asks the node (in the background) for the epoch's first and last headers
   and projects the next retarget with `hashfarm.economics.retarget`;
 * for each block the node accepted, works out its luck in the background (`LuckBook`): the
@@ -46,8 +46,7 @@ log = logging.getLogger("hashfarm.api.web.feed")
 INTERVAL = 1.0  # seconds between looks at the pool
 NODE_TIMEOUT = 10.0  # seconds the retarget projection may wait for the node
 WORKER_NAMES_SHOWN = 20  # names one `worker` event lists (the count says how many in all)
-WORKER_NAMES_KEPT = 1000  # new names held for the next `worker` event (beyond: counted only)
-WORKER_EVENT_EVERY = 5.0  # seconds between `worker` events: arrivals in between are merged
+WORKER_EVENT_EVERY = 5.0  # seconds between looks through the sessions (and `worker` events)
 POOL_DOC_TTL = 1.0  # seconds the `/api/pool` document is shared between page fragments
 BLOCKS_TTL = 1.0  # seconds the ledger's newest blocks are shared between page views
 BLOCKS_READ_MIN = 50  # the fewest blocks one ledger read takes (the block list's default)
@@ -166,9 +165,7 @@ class LiveFeed:
         self.looks = 0
         self._submitted: int | None = None  # blocks submitted at the last look
         self._workers: set[str] | None = None  # worker names connected at the last look
-        self._arrived: set[str] = set()  # connected since the last `worker` event
-        self._arrived_extra = 0  # arrivals beyond WORKER_NAMES_KEPT
-        self._worker_sent = -1e300  # when the last `worker` event went out (monotonic)
+        self._workers_scanned = -1e300  # when the sessions were last looked through
         self._pool_doc: tuple[float, dict[str, Any]] = (-1e300, {})
         self._busiest: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
         self._recent: tuple[float, int, list[dict[str, Any]]] = (-1e300, 0, [])
@@ -205,7 +202,8 @@ class LiveFeed:
         snap = model.stats.pool()
         self.history.sample(now, snap.hashrate)
         self._blocks(model, snap.blocks_found + snap.blocks_rejected)
-        self._new_workers(model)
+        if time.monotonic() - self._workers_scanned >= self.worker_every:
+            self._new_workers(model)  # a pass over every session: every worker_every seconds
         self._tip(model)
         if self.looks == 0 or self._luck_wanted:
             self._work_out_luck(model, at_start=self.looks == 0)
@@ -228,24 +226,18 @@ class LiveFeed:
                 })  # fmt: skip
 
     def _new_workers(self, model: ReadModel) -> None:
+        self._workers_scanned = time.monotonic()
         names: set[str] = set()
         for session in model.pool.sessions():
             names.update(getattr(session, "workers", ()))
         before, self._workers = self._workers, names
         if before is None:
             return
-        self._arrived |= names - before
-        self._arrived &= names  # a name that left again before it was announced is not new
-        if len(self._arrived) > WORKER_NAMES_KEPT:  # bounded: only the count grows on
-            self._arrived_extra += len(self._arrived) - WORKER_NAMES_KEPT
-            self._arrived = set(sorted(self._arrived)[:WORKER_NAMES_KEPT])
-        now = time.monotonic()
-        if self._arrived and now - self._worker_sent >= self.worker_every:
-            count = len(self._arrived) + self._arrived_extra
-            shown = sorted(self._arrived)[:WORKER_NAMES_SHOWN]
-            self.hub.publish("worker", {"new": shown, "new_count": count,
+        new = names - before
+        if new:
+            shown = sorted(new)[:WORKER_NAMES_SHOWN]
+            self.hub.publish("worker", {"new": shown, "new_count": len(new),
                                         "connected": len(names)})  # fmt: skip
-            self._arrived, self._arrived_extra, self._worker_sent = set(), 0, now
 
     def _tip(self, model: ReadModel) -> None:
         template = current_template(model)
