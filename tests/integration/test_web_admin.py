@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -20,12 +20,15 @@ from hashfarm.api.auth import LOGIN_FAILURES_PER_IP, SESSION_COOKIE
 from hashfarm.api.readmodel import PoolInfo, ReadModel
 from hashfarm.api.server import MODEL_KEY, ApiServer
 from hashfarm.cli.main import cli
+from hashfarm.cli.pool import running_pool
 from hashfarm.errors import ConfigError
 from hashfarm.node.bcoin import free_port
 from hashfarm.pool.bans import BanList
+from hashfarm.pool.config import load_settings
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 from integration.test_pool_bans_api import TOKEN, BannablePool
+from nodes import RegtestNode
 
 PASSWORD = "correct horse battery staple"
 _CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -269,3 +272,41 @@ async def test_the_admin_pages_need_a_login_and_their_forms_the_csrf_field(admin
                              allow_redirects=False) as resp:  # fmt: skip
             assert resp.status == 303
         assert [b.ip for b in admin.bans.active(time.time())] == ["198.51.100.21"]
+
+
+@pytest.mark.node
+async def test_hashfarm_pool_opens_the_admin_listener_from_its_settings(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """The settings path `hashfarm pool` takes (`--admin-port`, `http.admin_password_file`)
+    up to a login on the real pool's admin listener."""
+    password_file = tmp_path / "admin.passwd"
+    _passwd(password_file, "alice", PASSWORD)
+    admin_port, http_port = free_port(), free_port()
+    settings = load_settings(
+        environ={"HASHFARM_HTTP_ADMIN_PASSWORD_FILE": str(password_file)},
+        flags={
+            "node.rpc_url": regtest_node.rpc_url,
+            "node.rpc_password": regtest_node.api_key,
+            "stratum.port": 0,
+            "storage.url": f"sqlite:///{tmp_path / 'pool.sqlite3'}",
+            "http.port": http_port,
+            "http.admin_port": admin_port,
+        },
+    )
+    settings = replace(settings, stratum=replace(settings.stratum, raise_nofile=False))
+    async with running_pool(settings) as running:
+        assert running.api is not None
+        assert running.api.admin_port == admin_port
+        base = f"http://127.0.0.1:{admin_port}"
+        async with _browser() as http:
+            resp = await _login(http, base, "alice", PASSWORD)
+            assert resp.status == 303
+            async with http.get(f"{base}/admin") as page:
+                assert page.status == 200
+                assert "logged in as alice" in await page.text()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{http_port}/admin") as resp,
+        ):
+            assert resp.status == 404
