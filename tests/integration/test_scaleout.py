@@ -711,7 +711,8 @@ async def test_one_header_sent_to_two_front_ends_is_credited_once(cluster: Clust
     network = bits_to_difficulty(job_a.bits)
     shares: list[str] = []
     while len(shares) < 20:
-        header, en2 = a.grind(job_a, difficulty_to_target(a.difficulty))
+        later = max(job_a, job_b, key=lambda j: j.time)  # ntime valid on both front ends
+        header, en2 = a.grind(later, difficulty_to_target(a.difficulty))
         if hash_difficulty(sha256d(header)) >= network:
             continue  # a block would move the tip under the second submission
         first = await a.submit(job_a, header, en2)
