@@ -39,6 +39,8 @@ from nodes import (
     start_regtest_node,
 )
 
+pytest_plugins = ["browser"]  # the `browser` and `web_page` fixtures (tests/browser.py)
+
 
 @pytest.fixture(scope="session")
 async def regtest_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RegtestNode]:

@@ -29,6 +29,7 @@ SMALL_ARGS: dict[str, list[str]] = {
     "bench_accounting_service.py": ["--shares", "20000", "--accounts", "300", "--runs", "1"],
     "bench_accounting_pps.py": ["--shares", "2000", "--accounts", "50", "--runs", "1"],
     "bench_broker.py": ["--samples", "50", "--sessions", "8", "--seconds", "0.3", "--runs", "1"],
+    "bench_web_assets.py": ["--points", "1000", "--runs", "1"],
     "bench_billing.py": [
         "--customers",
         "20",

@@ -22,8 +22,6 @@ from hashfarm.pool.storage.sqlite import SQLiteLedger
 from idle_pool import idle_model
 from unit.api.test_api_accounts import _books
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 
 def btc(sats: int) -> str:
     return f"{sats / 100_000_000:.8f}"

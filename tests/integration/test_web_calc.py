@@ -20,8 +20,6 @@ from hashfarm.api import calc
 from hashfarm.api.server import make_app
 from idle_pool import idle_model, serve
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 QUERY = {"model": "Antminer S21", "machine_price": "2800", "btc_price": "90000",
          "power_price": "0.05", "fees_btc": "0.03", "pool_fee": "2", "horizon_days": "1095",
          "paths": "600", "seed": "3", "compare": "Antminer S19 Pro=600,Avalon A1466=1800",

@@ -23,8 +23,6 @@ from hashfarm.fleet.poller import Machine, Poller, PollSettings
 from hashfarm.fleet.store import FleetStore, open_fleet_store
 from idle_pool import idle_model, serve
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 T0 = 1_700_002_800.0
 
 

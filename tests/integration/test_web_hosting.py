@@ -23,8 +23,6 @@ from hashfarm.hosting.inputs import parse_meter_csv
 from hashfarm.hosting.store import connect
 from idle_pool import idle_model, serve
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 TOKEN = "hosting-admin-token-0123456789abcdef"
 USER, PASSWORD = "operator", "a long enough password"
 

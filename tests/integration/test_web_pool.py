@@ -38,7 +38,6 @@ from hashfarm.units import sats_to_btc
 from nodes import RegtestNode, bcoin_address
 
 pytestmark = pytest.mark.node
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
 
 ADDRESS = bcoin_address(bytes.fromhex("0014") + bytes(range(100, 120)))
 SHARE_DIFFICULTY = 2.5e-10  # every hash a share; regtest's network difficulty ~4.7e-10

@@ -21,8 +21,6 @@ from hashfarm.pool.settings import BanSettings
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 
 class IdlePool:
     """A pool before its first template: no session, no job (what `Pool` shows then)."""
