@@ -132,7 +132,7 @@ async def run_schemathesis(base: str, report: Path, *extra: str) -> tuple[int, s
     env = os.environ | {"SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"}
     proc = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS), *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=env,
+        stderr=asyncio.subprocess.STDOUT, env=env, cwd=report,  # its .schemathesis/ cache
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 240)
     return proc.returncode or 0, out.decode(errors="replace")
