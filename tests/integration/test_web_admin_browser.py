@@ -21,8 +21,6 @@ from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.sqlite import SQLiteLedger
 from integration.test_pool_bans_api import BannablePool
 
-pytest_plugins = ("browser",)  # the `browser` and `web_page` fixtures
-
 PASSWORD = "a long browser password"
 
 
