@@ -19,7 +19,10 @@ new-template call (t0):
   (the proxy's `_new_job` is wrapped to take the two times) -> last read;
   floor (each round, both set-ups): a bare `transport.write(line)` loop over the same
   sockets with the same bytes, just after the round: what the machine and this process's
-  state allow at that moment.
+  state allow at that moment;
+  CPU time (`time.thread_time`, the loop thread's, `send`'s system time included) of the
+  proxy's `_new_job`, of the pool's `Server.broadcast` and of the floor: on a shared
+  machine the wall time of a 10,000-write loop is mostly waiting for a core.
 
 Fairness against order: an earlier version ran both set-ups in one process one after the
 other, and whichever ran first at 10,000 got a slower floor (104 vs 58 ms) that moved the
@@ -160,15 +163,18 @@ async def one_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]
     await pool.server.start()
     await pool._on_template(tpl, "bench")
     marks: list[float] = []
+    cpu: list[float] = []  # this thread's CPU time (s) per fan-out: immune to preemption
     proxy: Proxy | None = None
     if kind == "proxy":
         owner: Any = getattr(server, "Channel", Proxy)  # the class whose `_new_job` relays
         inner = owner._new_job
 
         def timed_new_job(self: Any, job: Job) -> None:  # the proxy's notify path, timed
+            c0 = time.thread_time()
             marks.append(time.perf_counter())
             inner(self, job)
             marks.append(time.perf_counter())
+            cpu.append(time.thread_time() - c0)
 
         owner._new_job = timed_new_job
         settings = ProxySettings(
@@ -182,6 +188,15 @@ async def one_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]
         port = proxy.port
     else:
         port = pool.stratum_port
+        broadcast = pool.server.broadcast
+
+        def timed_broadcast(job_for: Any) -> int:  # the pool's write loop, CPU-timed
+            c0 = time.thread_time()
+            count: int = broadcast(job_for)
+            cpu.append(time.thread_time() - c0)
+            return count
+
+        pool.server.broadcast = timed_broadcast  # type: ignore[method-assign]
     before = rss_mb()
     clients = Clients(port, n)
     assert await clients.recv() == "ready"
@@ -189,16 +204,21 @@ async def one_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]
     after = rss_mb()
     if proxy is not None:
         held = sum(1 for d in proxy.machines if d.ready)
-        transports = [d.transport for d in proxy.machines if d.transport is not None]
+        channel = proxy.shared
+        assert channel is not None
+        # The relay's own collection, in its order (ready order, as the pool's groups are in
+        # join order): a set's order (`proxy.machines`) scatters the loop over memory.
+        transports = list(channel.live.values())
     else:
         held = sum(len(g) for g in pool.server.groups.values())
         transports = [t for g in pool.server.groups.values() for t in g.values()]
     out: dict[str, Any] = {"kind": kind, "held": held, "rss": [before, after]}
-    for key in ("reach", "fan", "written", "read", "floor"):
+    for key in ("reach", "fan", "written", "read", "floor", "fan_cpu", "floor_cpu"):
         out[key] = []
     for r in range(rounds):
         await clients.arm()
         marks.clear()
+        cpu.clear()
         t0 = time.perf_counter()
         await pool._on_template(next_tip(tpl, base + r), "bench")
         written = pool.last_fanout_ms
@@ -211,9 +231,13 @@ async def one_setup(kind: str, n: int, rounds: int, base: int) -> dict[str, Any]
         else:
             out["fan"].append(written)  # the pool's own fan-out: template -> last written
         out["written"].append(written)
+        assert len(cpu) == 1, "one fan-out per round"
+        out["fan_cpu"].append(cpu[0] * 1000.0)
         out["read"].append((last - t0) * 1000.0)
         await asyncio.sleep(0.2)
+        c0 = time.thread_time()
         out["floor"].extend(bare_writes(transports, notify_line(pool), 1))
+        out["floor_cpu"].append((time.thread_time() - c0) * 1000.0)
         await asyncio.sleep(0.3)  # the clients drain the floor's bytes
     clients.stop()
     if proxy is not None:
@@ -269,8 +293,8 @@ def summarize(n: int, runs: list[dict[str, Any]], rounds: int) -> None:
     def cat(group: list[dict[str, Any]], key: str) -> list[float]:
         return [v for r in group for v in r[key]]
 
-    def norm(group: list[dict[str, Any]]) -> list[float]:
-        return [f / fl for r in group for f, fl in zip(r["fan"], r["floor"], strict=True)]
+    def norm(group: list[dict[str, Any]], fan: str = "fan", floor: str = "floor") -> list[float]:
+        return [f / fl for r in group for f, fl in zip(r[fan], r[floor], strict=True)]
 
     print(
         f"N = {n:,} (proxy held {min(r['held'] for r in px):,}, pool held "
@@ -294,6 +318,14 @@ def summarize(n: int, runs: list[dict[str, Any]], rounds: int) -> None:
     print(
         f"  fan-out / own floor, median of rounds: proxy {npx:.2f}, pool {npo:.2f}; "
         f"proxy / pool {npx / npo:.2f}x  (headline)"
+    )
+    cpx, cpo = med(norm(px, "fan_cpu", "floor_cpu")), med(norm(po, "fan_cpu", "floor_cpu"))
+    fpx, fpo = med(cat(px, "floor_cpu")), med(cat(po, "floor_cpu"))
+    print(
+        f"  CPU time (thread), p50: proxy fan-out {med(cat(px, 'fan_cpu')):.1f} ms, pool's "
+        f"broadcast (job built, then written) {med(cat(po, 'fan_cpu')):.1f} ms; floors "
+        f"{fpx:.1f} / {fpo:.1f} ms; against own floor: proxy {cpx:.2f}, pool {cpo:.2f}; "
+        f"proxy / pool {cpx / cpo:.2f}x"
     )
     pairs = [
         med(a["fan"]) / med(b["fan"]) if a["kind"] == "proxy" else med(b["fan"]) / med(a["fan"])
