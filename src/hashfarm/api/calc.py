@@ -4,9 +4,11 @@
 network it starts from, each machine's summary (the `hashfarm calc payback` and `calc compare`
 figures, from `hashfarm.economics`), the Monte Carlo odds of the first machine, and the
 series a chart draws (cumulative cash per machine, the P10/P50/P90 bands of the first one's
-cash, the difficulty scenario, the halving days). `GET /api/calc/models` lists the catalog.
-The page at `/calc` (`api/web/pages_calc.py`) renders the same document, so its URL is the
-shareable form of the inputs.
+cash, the difficulty scenario, the halving days). The odds and the bands are one
+`montecarlo.run_monte_carlo` run: the bands are its paths' cash on the chart's days, so the
+last day's bands are the odds' `mc_cumulative_end_` figures. `GET /api/calc/models` lists
+the catalog. The page at `/calc` (`api/web/pages_calc.py`) renders the same document, so
+its URL is the shareable form of the inputs.
 
 Hostile input is bounded here (`Limits`): every parameter is parsed strictly (ASCII digits,
 no NaN or infinity, a documented range; 400 naming the parameter), Monte Carlo paths and the
@@ -32,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
 from hashfarm.api.admin import error, respond
@@ -40,18 +41,20 @@ from hashfarm.api.params import BadRequest, int_arg, query_args, shown
 from hashfarm.chain.networks import get_network
 from hashfarm.economics import catalog, report
 from hashfarm.economics.compare import compare_machines, fair_price
-from hashfarm.economics.machine import DAYS_PER_MONTH, Costs, Machine
-from hashfarm.economics.montecarlo import Uncertainty, daily_revenue_btc, run_monte_carlo
+from hashfarm.economics.machine import Costs, Machine
+from hashfarm.economics.montecarlo import Uncertainty, run_monte_carlo
 from hashfarm.economics.network import network_state_from_figures
 from hashfarm.economics.payback import PaybackResult
-from hashfarm.economics.scenario import MAX_GROWTH, MIN_GROWTH, Scenario, Start, daily_prices
+from hashfarm.economics.scenario import MAX_GROWTH, MIN_GROWTH, Scenario, Start
 from hashfarm.errors import ConfigError
 
 __all__ = ["CALC_KEY", "PARAMS", "CalcInputs", "Calculator", "add_routes", "parse_inputs"]
 
 HORIZON_MAX = 3650  # days one simulation may cover (ten years)
 PATHS_MAX = 10_000  # Monte Carlo paths for the odds (about 0.6 s at ten years)
-BAND_PATHS_MAX = 500  # paths behind the chart's daily bands (days x paths floats in memory)
+# paths behind the chart's bands: the odds' own, kept on the chart's days only (at most
+# 367 x 10,000 floats, 29 MB)
+BAND_PATHS_MAX = PATHS_MAX
 COMPARE_MAX = 5  # machines compared beside the first
 PATH_EPOCHS_MAX = 100  # values of a difficulty path
 CHART_POINTS = 366  # points per series at most (one per day up to a year, then sampled)
@@ -234,36 +237,6 @@ def _sampled_days(days: int) -> list[int]:
     return picked if picked[-1] == days - 1 else [*picked, days - 1]
 
 
-def cash_bands(
-    machine: Machine, costs: Costs, start: Start, scenario: Scenario, unc: Uncertainty
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """Cumulative cash of the batch on each day at the 10th, 50th and 90th percentile of
-    `unc.paths` random paths: shape (3, days).
-
-    Each path's daily BTC is `montecarlo.daily_revenue_btc` (difficulty growth drawn per
-    epoch); its price is a log-normal daily walk around the scenario's price path with the
-    same yearly volatility, in antithetic pairs; the batch runs on a day only when the day's
-    revenue covers its power, as in `payback.simulate`. With both spreads at zero every path
-    is `payback.simulate`'s cumulative cash, which the tests check.
-    """
-    rng = np.random.default_rng(unc.seed)
-    n, days = unc.paths, scenario.horizon_days
-    btc = daily_revenue_btc(rng, n, machine, costs, start, scenario, unc)
-    prices = np.asarray(daily_prices(start, scenario))[:, None]
-    if unc.price_vol_per_year > 0:
-        half = (n + 1) // 2
-        shocks = rng.standard_normal((days, half)) * (unc.price_vol_per_year / math.sqrt(365))
-        shocks[0] = 0.0  # today's price is known
-        walk = np.cumsum(shocks, axis=0)
-        prices = prices * np.exp(np.concatenate((walk, -walk[:, : n - half]), axis=1))
-    power = machine.power_w / 1000 * 24 * costs.uptime * machine.count * costs.power_price_kwh
-    hosting = costs.hosting_per_month / DAYS_PER_MONTH * machine.count
-    margin = np.maximum(btc * prices - power, 0.0)  # switched off on days that lose money
-    cash = np.cumsum(margin, axis=0) - hosting * np.arange(1, days + 1)[:, None] - machine.capex
-    out: np.ndarray[Any, np.dtype[np.float64]] = np.quantile(cash, (0.1, 0.5, 0.9), axis=1)
-    return out
-
-
 def _run_json(run: PaybackResult, days: list[int]) -> dict[str, Any]:
     return {"summary": {k: report.plain(v, k) for k, v in report.payback_summary(run).items()},
             "cumulative": [run.rows[d].cumulative for d in days]}  # fmt: skip
@@ -292,13 +265,12 @@ def compute(inputs: CalcInputs) -> dict[str, Any]:
     bands: dict[str, Any] | None = None
     if inputs.paths > 0:
         unc = Uncertainty(inputs.paths, inputs.seed, inputs.price_vol, inputs.growth_sd)
-        result = run_monte_carlo(first, costs, start, scenario, unc)
+        result = run_monte_carlo(first, costs, start, scenario, unc, band_days=days)
         mc = {k: report.plain(v, k) for k, v in report.mc_summary(result).items()}
-        band_unc = replace(unc, paths=min(inputs.paths, BAND_PATHS_MAX))
-        q = cash_bands(first, costs, start, scenario, band_unc)
-        bands = {"paths": band_unc.paths}
-        for name, row in zip(("p10", "p50", "p90"), q, strict=True):
-            bands[name] = [float(row[d]) for d in days]
+        q = result.bands
+        assert q is not None  # band_days was given
+        bands = {"paths": result.paths, "p10": q.p10.tolist(), "p50": q.p50.tolist(),
+                 "p90": q.p90.tolist()}  # fmt: skip
     return {
         "network": report.state_summary(state),
         "currency": "USD",

@@ -14,12 +14,18 @@ prices, the switch-off rule, cash, the payback day): the work is memory-bound, s
 each byte once matters more than the arithmetic. Price shocks are daily, in antithetic
 pairs, drawn per block inside that pass as float32 normals by inverse transform on a 16-bit
 grid (a table lookup: ~4x faster than numpy's ziggurat); same seed and chunk size, same answer.
+
+The same pass can also keep each path's cumulative cash on chosen days (`band_days`), whose
+10th, 50th and 90th percentiles are the bands a chart draws (`cash_bands`; the web
+calculator's): one model, one set of paths for the odds and the bands. Only the chosen days
+are kept (days x paths floats), so a chart's few hundred days cost little.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from statistics import NormalDist
@@ -42,7 +48,14 @@ from hashfarm.economics.scenario import (
 from hashfarm.errors import ConfigError
 from hashfarm.units import SATS_PER_BTC
 
-__all__ = ["MonteCarloResult", "Uncertainty", "daily_revenue_btc", "run_monte_carlo"]
+__all__ = [
+    "CashBands",
+    "MonteCarloResult",
+    "Uncertainty",
+    "cash_bands",
+    "daily_revenue_btc",
+    "run_monte_carlo",
+]
 
 Array = npt.NDArray[np.float64]
 _F = TypeVar("_F", np.float32, np.float64)
@@ -66,6 +79,17 @@ class Uncertainty:
 
 
 @dataclass(frozen=True, slots=True)
+class CashBands:
+    """The batch's cumulative cash (display currency, after the purchase) on chosen days, at
+    the 10th, 50th and 90th percentile over the paths: one value per day in `days`."""
+
+    days: tuple[int, ...]  # day indexes: 0 is the end of the first day, as payback.rows[0]
+    p10: Array = field(repr=False)
+    p50: Array = field(repr=False)
+    p90: Array = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class MonteCarloResult:
     """Distribution of outcomes; days of payback are inf on paths that never pay back."""
 
@@ -81,24 +105,43 @@ class MonteCarloResult:
     cumulative_end_p90: float
     payback_days: Array = field(repr=False)  # one per path
     cumulative_end: Array = field(repr=False)  # one per path
+    bands: CashBands | None = None  # when run_monte_carlo was given band_days
 
 
 def run_monte_carlo(
-    machine: Machine, costs: Costs, start: Start, scenario: Scenario, unc: Uncertainty
+    machine: Machine,
+    costs: Costs,
+    start: Start,
+    scenario: Scenario,
+    unc: Uncertainty,
+    band_days: Sequence[int] | None = None,
 ) -> MonteCarloResult:
-    """Simulate `unc.paths` paths of the batch's cash flow and summarize them."""
+    """Simulate `unc.paths` paths of the batch's cash flow and summarize them.
+
+    `band_days` (increasing day indexes below the horizon): also the cumulative cash
+    percentiles on those days (`result.bands`), from the same paths as the odds.
+    """
     rng = np.random.default_rng(unc.seed)
     days = scenario.horizon_days
     work = _Workspace(days, min(unc.chunk, unc.paths), start, scenario)
     payback, cash = np.empty(unc.paths), np.empty(unc.paths)
+    kept, record = None, np.empty((0, unc.paths))  # the band days, and each path's cash on them
+    if band_days is not None:
+        kept = _band_days(band_days, days)
+        record = np.empty((kept.size, unc.paths))
     for first in range(0, unc.paths, unc.chunk):
         n = min(unc.chunk, unc.paths - first)
         grid = work.grid(n)
         _revenue_jumps(rng, grid, machine, costs, start, scenario, unc)
         part = slice(first, first + n)
-        payback[part], cash[part] = _cash_flow(rng, grid, work, machine, costs, unc)
+        keep = None if kept is None else (kept, record[:, part])
+        payback[part], cash[part] = _cash_flow(rng, grid, work, machine, costs, unc, keep)
     p10, p50, p90 = np.quantile(payback, (0.1, 0.5, 0.9), method="inverted_cdf")
     c10, c50, c90 = np.quantile(cash, (0.1, 0.5, 0.9))
+    bands = None
+    if kept is not None:  # the same quantiles as cumulative_end's, day by day
+        b10, b50, b90 = np.quantile(record, (0.1, 0.5, 0.9), axis=1)
+        bands = CashBands(tuple(int(d) for d in kept), b10, b50, b90)
     return MonteCarloResult(
         paths=unc.paths,
         seed=unc.seed,
@@ -112,7 +155,43 @@ def run_monte_carlo(
         cumulative_end_p90=float(c90),
         payback_days=payback,
         cumulative_end=cash,
+        bands=bands,
     )
+
+
+def cash_bands(
+    machine: Machine,
+    costs: Costs,
+    start: Start,
+    scenario: Scenario,
+    unc: Uncertainty,
+    days: Sequence[int] | None = None,
+) -> CashBands:
+    """Cumulative cash at the 10th, 50th and 90th percentile over `unc.paths` paths on each of
+    `days` (increasing day indexes; every day of the horizon when None).
+
+    The paths are `run_monte_carlo`'s (same seed, same paths, same odds): with both spreads
+    at zero every percentile is `payback.simulate`'s cumulative cash on that day. Memory is
+    len(days) x paths floats: ask for the days a chart shows rather than every day.
+    """
+    chosen = range(scenario.horizon_days) if days is None else days
+    bands = run_monte_carlo(machine, costs, start, scenario, unc, band_days=chosen).bands
+    assert bands is not None  # band_days was given
+    return bands
+
+
+def _band_days(days: Sequence[int], horizon: int) -> npt.NDArray[np.intp]:
+    """`days` as an index array, checked: increasing, each from 0 to horizon - 1."""
+    raw = np.asarray(days).reshape(-1)
+    out = raw.astype(np.intp)
+    if raw.size and (
+        not np.issubdtype(raw.dtype, np.integer)
+        or out[0] < 0
+        or out[-1] >= horizon
+        or np.any(np.diff(out) <= 0)
+    ):
+        raise ConfigError(f"band days: increasing day indexes from 0 to {horizon - 1}")
+    return out
 
 
 _BLOCK_CELLS = 42 * 4096  # path-days per cache block of the fused pass (1.3 MB of float64)
@@ -294,12 +373,14 @@ def _cash_flow(
     machine: Machine,
     costs: Costs,
     unc: Uncertainty,
+    keep: tuple[npt.NDArray[np.intp], Array] | None = None,
 ) -> tuple[Array, Array]:
     """Payback day (inf if never) and final cash per path, from the revenue jumps in `grid`.
 
     One pass over blocks of `work.block` days; each block is summed, priced, switched off where
     it loses money, summed again and searched for the payback day while it sits in cache,
-    then zeroed for the next chunk.
+    then zeroed for the next chunk. `keep` = (day indexes, out): the cumulative cash of every
+    path on those days is written to `out` (one row per day, one column per path).
     """
     n, days = grid.shape[1], work.days
     walk = None
@@ -312,6 +393,7 @@ def _cash_flow(
     fixed = machine.capex + (power + hosting) * day_numbers
     btc_carry, cash_carry = np.zeros(n), np.zeros(n)
     payback = np.full(n, np.inf)
+    kept, out = keep if keep is not None else (np.empty(0, dtype=np.intp), np.empty((0, n)))
     for d0 in range(0, days, work.block):
         d1 = min(d0 + work.block, days)
         rows = grid[d0:d1]
@@ -325,6 +407,10 @@ def _cash_flow(
         _accumulate(rows, np.add, cash_carry)
         cash_carry = rows[-1].copy()
         _first_paid(rows, fixed[d0:d1], day_numbers[d0:d1], payback)
+        lo, hi = np.searchsorted(kept, (d0, d1))
+        if hi > lo:  # cumulative cash on the kept days of this block
+            at = kept[lo:hi]
+            np.subtract(rows[at - d0], fixed[at, None], out=out[lo:hi])
         rows.fill(0.0)
     grid[days:].fill(0.0)  # the spill rows
     return payback, cash_carry - fixed[days - 1]

@@ -1,6 +1,7 @@
-"""The calculator's JSON routes (`api/calc.py`): figures equal to `hashfarm calc`'s, bands that
-collapse onto the deterministic run when nothing is uncertain, strict and bounded input (400
-naming the parameter, never a 500), and the busy refusal; over a real socket on 127.0.0.1."""
+"""The calculator's JSON routes (`api/calc.py`): figures equal to `hashfarm calc`'s, bands from
+the same Monte Carlo paths as the odds that collapse onto the deterministic run when nothing is
+uncertain, strict and bounded input (400 naming the parameter, never a 500), and the busy
+refusal; over a real socket on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from hashfarm.api import calc
-from hashfarm.api.calc import Calculator, cash_bands, compute, parse_inputs
+from hashfarm.api.calc import Calculator, compute, parse_inputs
 from hashfarm.api.params import BadRequest
 from hashfarm.api.server import BODY_MAX, _json_errors
 from hashfarm.chain.networks import get_network
 from hashfarm.cli.main import cli
 from hashfarm.economics import catalog
 from hashfarm.economics.machine import Costs, Machine
-from hashfarm.economics.montecarlo import Uncertainty
+from hashfarm.economics.montecarlo import Uncertainty, cash_bands
 from hashfarm.economics.payback import simulate
 from hashfarm.economics.scenario import Scenario, Start
 
@@ -81,18 +82,44 @@ def test_chart_series_follow_the_run() -> None:
     assert all(lo <= mid <= hi for lo, mid, hi in zip(bands["p10"], bands["p50"], bands["p90"],
                                                       strict=True))  # fmt: skip
     assert bands["p90"][-1] > bands["p10"][-1]  # the future is spread
+    # one Monte Carlo run: the last day's bands are the odds' cash at the horizon
+    mc = doc["monte_carlo"]
+    assert [bands[p][-1] for p in ("p10", "p50", "p90")] == [
+        mc[f"mc_cumulative_end_{p}_fiat"] for p in ("p10", "p50", "p90")
+    ]
+
+
+def test_bands_are_the_economics_bands() -> None:
+    """The route draws `montecarlo.cash_bands` on the chart's days, nothing of its own."""
+    doc = compute(parse_inputs(QUERY.items()))
+    machine = Machine.from_model(catalog.find_model("S21"), 2800)
+    start = Start(get_network("mainnet"), 900_001, 1.2e14, 0.03, 90_000)
+    days = [d - 1 for d in doc["chart"]["day"]]
+    q = cash_bands(machine, Costs(0.05, pool_fee=0.02), start, Scenario(1200, (0.015,)),
+                   Uncertainty(400, 7, 0.6, 0.03), days)  # fmt: skip
+    bands = doc["chart"]["bands"]
+    expected = [q.p10.tolist(), q.p50.tolist(), q.p90.tolist()]
+    assert [bands["p10"], bands["p50"], bands["p90"]] == expected
 
 
 def test_bands_collapse_onto_the_simulation_without_uncertainty() -> None:
+    still = compute(parse_inputs({**QUERY, "price_vol": "0", "growth_sd": "0"}.items()))
+    for p in ("p10", "p50", "p90"):  # the deterministic run, as the chart's own line
+        np.testing.assert_allclose(still["chart"]["bands"][p], still["machines"][0]["cumulative"],
+                                   rtol=1e-9, atol=1e-6)  # fmt: skip
+    # every day of a run with hosting and uptime that is switched off after the halving (day
+    # 344) and back on when the price has grown enough
     machine = Machine("custom", 100.0, 3000.0, price=1500.0, count=3)
-    costs = Costs(0.07, hosting_per_month=20.0, uptime=0.95)
-    start = Start(get_network("mainnet"), 1_049_000, 1.1e14, 0.02, 60_000)
-    scenario = Scenario(900, (0.02, -0.01, 0.04), price_growth_per_year=0.3)
+    costs = Costs(0.05, hosting_per_month=20.0, uptime=0.95)
+    start = Start(get_network("mainnet"), 1_000_000, 1.1e14, 0.02, 90_000)
+    scenario = Scenario(900, (0.02, -0.01, 0.01), price_growth_per_year=0.6)
     run = simulate(machine, costs, start, scenario)
     q = cash_bands(machine, costs, start, scenario, Uncertainty(8, 1, 0.0, 0.0))
     expected = np.asarray([r.cumulative for r in run.rows])
-    assert any(not r.running for r in run.rows)  # the switch-off rule is exercised
-    for row in q:
+    assert 0 < run.days_off < 900  # the switch-off rule is exercised both ways
+    assert run.rows[-1].running
+    assert q.days == tuple(range(900))
+    for row in (q.p10, q.p50, q.p90):
         np.testing.assert_allclose(row, expected, rtol=1e-9, atol=1e-6)
 
 
