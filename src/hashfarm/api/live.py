@@ -1,32 +1,44 @@
 """Live updates for the dashboard: a Server-Sent Events hub with bounded cost per client.
 
-`LiveHub.publish(event, data)` encodes the event once and hands the same bytes to every
-client's queue (O(clients), no I/O, never blocks, callable from any code on the loop);
-each client's `stream` task writes its queue to its socket. Bounds, all hostile-input proof:
+`LiveHub.publish(event, data)` encodes the event once and writes the same bytes straight to
+every client's socket transport (`transport.write`: non-blocking, one `send()` per client,
+no task wakes up, no per-client queue). Each client's request handler only waits on a
+future until its stream ends. One hub timer (every `check_every` seconds, only while
+streams are open) finds the clients that went, drops the stalled ones and sends the
+keep-alive comment. Bounds, all hostile-input proof:
 
 * at most `max_clients` streams at once, and `per_ip_max` per remote address (except
   loopback, where a reverse proxy in front of the pool brings every browser from): the next
   one is answered 503 with a JSON reason and a Retry-After (EventSource stops retrying);
-* each client's queue holds at most `queue_max` events: a client that falls that far behind
-  (a slow or stalled reader) is dropped, never buffered without end;
-* a write that does not finish within `write_timeout` seconds drops the client too;
-* a client that closed its connection frees its slot within `check_every` seconds (2 s);
-  a comment line every `heartbeat` seconds keeps proxies from closing a quiet stream.
+* a client's backlog is the bytes its transport could not hand to the kernel yet
+  (`get_write_buffer_size()`; what a slow or stalled reader leaves behind): a client whose
+  backlog is over `backlog_bytes` when an event is published is dropped (its connection
+  aborted, its backlog freed), so the memory one client holds is at most `backlog_bytes`
+  plus one event (`EVENT_BYTES_MAX`), never buffered without end;
+* a client whose backlog has not drained for `write_timeout` seconds is dropped too (a
+  stalled reader that stays under the byte bound);
+* a client that closed its connection frees its slot at the next event or within
+  `check_every` seconds (2 s); a comment line every `heartbeat` seconds without an event
+  keeps proxies from closing a quiet stream.
 
 Events are `event: NAME` + one JSON `data:` line + an `id:` (a counter, so a client can tell
 it missed some). The browser side (`web/static/js/site.js`) turns each into a DOM event
 `hf:NAME` on `document.body`, which htmx fragments listen to (`hx-trigger="hf:block from:body"`).
+
+The stream's first bytes (status, headers, the `retry:` line) go through aiohttp; after
+that the hub writes to the transport itself, framed as aiohttp would have (HTTP/1.1 chunked
+transfer encoding, or bare bytes for an HTTP/1.0 client), so the end of a stream closed by
+the hub is still aiohttp's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -38,19 +50,22 @@ log = logging.getLogger("hashfarm.api.live")
 
 MAX_CLIENTS = 500  # streams open at once (the benchmark's 500 live clients)
 PER_IP_MAX = 16  # streams from one remote address
-QUEUE_MAX = 64  # events waiting for one client before it is dropped as too slow
-WRITE_TIMEOUT = 10.0  # seconds one write may take before the client is dropped
-HEARTBEAT = 15.0  # seconds between keep-alive comments
-CHECK_EVERY = 2.0  # seconds between looks at whether an idle client is still connected
+BACKLOG_BYTES = 65_536  # unsent bytes one client may hold before it is dropped as too slow
+WRITE_TIMEOUT = 10.0  # seconds a client's backlog may go without draining before it is dropped
+HEARTBEAT = 15.0  # seconds without an event before a keep-alive comment
+CHECK_EVERY = 2.0  # seconds between the hub timer's looks at its clients
 EVENT_BYTES_MAX = 65_536  # an event larger than this is a bug: refused at publish
-_CLOSE = b""  # queued to end a stream (shutdown, or the client fell behind)
+_HELLO = b"retry: 5000\n: hashfarm live\n\n"
+_KEEP_ALIVE = b": keep-alive\n\n"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Client:
     peer: str
-    queue: asyncio.Queue[bytes]  # bounded: queue_max events plus the closing marker
-    dropped: bool = False
+    done: asyncio.Future[None]  # resolved when the stream ends, whoever ends it
+    transport: asyncio.Transport | None = None  # once the headers are out: the hub writes
+    chunked: bool = True  # HTTP/1.1 chunked framing (False: an HTTP/1.0 client)
+    stalled_since: float | None = None  # when its backlog was last seen non-empty first
 
 
 @dataclass
@@ -58,8 +73,22 @@ class HubCounters:
     """What the hub has done since start (for the page footer, tests and the benchmark)."""
 
     published: int = 0  # events published
+    written: int = 0  # event frames handed to client transports (events x clients)
     refused: int = 0  # streams answered 503 (too many clients)
-    dropped_slow: int = 0  # clients dropped because their queue was full or a write stalled
+    dropped_slow: int = 0  # clients dropped: backlog over the bound, or not draining
+    gone: int = 0  # clients found closed by their side
+    heartbeats: int = 0  # keep-alive rounds sent
+
+
+@dataclass(eq=False)
+class _Frame:
+    """One event's bytes, encoded once for every client."""
+
+    raw: bytes
+    chunked: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chunked = b"%x\r\n%s\r\n" % (len(self.raw), self.raw)
 
 
 class LiveHub:
@@ -70,7 +99,7 @@ class LiveHub:
         *,
         max_clients: int = MAX_CLIENTS,
         per_ip_max: int = PER_IP_MAX,
-        queue_max: int = QUEUE_MAX,
+        backlog_bytes: int = BACKLOG_BYTES,
         write_timeout: float = WRITE_TIMEOUT,
         heartbeat: float = HEARTBEAT,
         check_every: float = CHECK_EVERY,
@@ -78,7 +107,7 @@ class LiveHub:
     ) -> None:
         self.max_clients = max_clients
         self.per_ip_max = per_ip_max
-        self.queue_max = queue_max
+        self.backlog_bytes = backlog_bytes
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
         self.check_every = check_every
@@ -88,11 +117,18 @@ class LiveHub:
         self._per_ip: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._last_sent = time.monotonic()  # the last event or keep-alive written
+        self._timer: asyncio.Task[None] | None = None
 
     @property
     def clients(self) -> int:
         """Streams open now."""
         return len(self._clients)
+
+    def backlog(self) -> int:
+        """Bytes written to the open streams that their sockets have not taken yet (in all)."""
+        return sum(c.transport.get_write_buffer_size() for c in self._clients
+                   if c.transport is not None and not c.transport.is_closing())  # fmt: skip
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
         """Send `data` (JSON-encodable) as `event` to every client; drop those too far behind."""
@@ -103,20 +139,52 @@ class LiveHub:
             raise ValueError(f"event {event!r} is {len(body)} bytes (at most {EVENT_BYTES_MAX})")
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (next(self._ids), event.encode(), body)
         self.counters.published += 1
-        for client in self._clients:
-            if client.dropped:
-                continue
-            if client.queue.qsize() >= self.queue_max:
-                self._drop(client, "its queue is full")
-            else:
-                client.queue.put_nowait(frame)
+        if self._clients:
+            self.counters.written += self._send(_Frame(frame))
 
-    def _drop(self, client: _Client, why: str) -> None:
-        client.dropped = True
-        self.counters.dropped_slow += 1
-        log.info("live: dropped the stream of %s (%s)", client.peer, why)
-        with contextlib.suppress(asyncio.QueueFull):  # the slot kept free for this line
-            client.queue.put_nowait(_CLOSE)
+    def _send(self, frame: _Frame) -> int:
+        """Write `frame` to every streaming client (the hot loop: three transport calls per
+        client); end the ones that went and drop the ones over the backlog bound."""
+        self._last_sent = time.monotonic()
+        limit = self.backlog_bytes
+        ended: list[tuple[_Client, str]] = []
+        sent = 0
+        for client in self._clients:
+            transport = client.transport
+            if transport is None:
+                continue  # its headers are still on their way
+            if transport.is_closing():
+                ended.append((client, ""))
+            elif transport.get_write_buffer_size() > limit:
+                ended.append((client, f"more than {limit} bytes waiting"))
+            else:
+                transport.write(frame.chunked if client.chunked else frame.raw)
+                sent += 1
+        for client, why in ended:
+            self._end(client, why)
+        return sent
+
+    def _end(self, client: _Client, why: str = "") -> None:
+        """Take `client` out now (its slot is free at once); `why`: dropped as too slow, its
+        connection aborted and its backlog freed. Idempotent."""
+        if client not in self._clients:
+            return
+        self._clients.discard(client)
+        left = self._per_ip.get(client.peer, 1) - 1
+        if left:
+            self._per_ip[client.peer] = left
+        else:
+            self._per_ip.pop(client.peer, None)
+        transport = client.transport
+        if why:
+            self.counters.dropped_slow += 1
+            log.info("live: dropped the stream of %s (%s)", client.peer, why)
+            if transport is not None:
+                transport.abort()
+        elif transport is not None and transport.is_closing():
+            self.counters.gone += 1
+        if not client.done.done():
+            client.done.set_result(None)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """The `/events` handler: an SSE stream until the client goes, falls behind or the
@@ -133,48 +201,63 @@ class LiveHub:
                 "address): reload the page later for live updates",
                 headers={"Retry-After": "30"},
             )
-        client = _Client(peer, asyncio.Queue(self.queue_max + 1))
+        client = _Client(peer, asyncio.get_running_loop().create_future())
         self._clients.add(client)
         self._per_ip[peer] = self._per_ip.get(peer, 0) + 1
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # proxies: pass each event on at once
+            }
+        )
         try:
-            resp = web.StreamResponse(
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-store",
-                    "X-Accel-Buffering": "no",  # proxies: pass each event on at once
-                }
-            )
             await resp.prepare(request)
-            await self._write(resp, b"retry: 5000\n: hashfarm live\n\n")
-            quiet_since = time.monotonic()
-            while True:
-                try:
-                    frame = await asyncio.wait_for(client.queue.get(), self.check_every)
-                except TimeoutError:
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
-                        break  # the client went: free its slot now, not at the next write
-                    if time.monotonic() - quiet_since < self.heartbeat:
-                        continue
-                    frame = b": keep-alive\n\n"
-                if frame == _CLOSE:
-                    break
-                await self._write(resp, frame)
-                quiet_since = time.monotonic()
-            return resp
-        except (TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
-            if isinstance(exc, TimeoutError) and not client.dropped:
-                self._drop(client, "a write stalled")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return web.Response(status=204)  # never sent: the stream had begun
+            await resp.write(_HELLO)  # the headers and the first chunk, through aiohttp
+            transport = request.transport
+            if client.done.done() or transport is None or transport.is_closing():
+                return resp  # closed meanwhile (or the client went): the stream ends here
+            client.chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
+            client.transport = transport  # from now on the hub writes to it
+            self._start_timer()
+            await client.done
+            if not transport.is_closing() and transport.get_write_buffer_size():
+                transport.abort()  # ended with a backlog (hub closing): no drain to wait on
+            return resp  # aiohttp ends the stream (the last chunk) or finds it closed
+        except ConnectionError:
+            return resp  # the client went before the stream began; aiohttp sees it closed
         finally:
-            self._clients.discard(client)
-            left = self._per_ip.get(peer, 1) - 1
-            if left:
-                self._per_ip[peer] = left
-            else:
-                self._per_ip.pop(peer, None)
+            self._end(client)
+
+    def _start_timer(self) -> None:
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._tick(), name="live-hub")
+
+    async def _tick(self) -> None:
+        """Every `check_every` s while streams are open: end the clients that went, drop the
+        ones whose backlog has not drained for `write_timeout` s, and send the keep-alive
+        when nothing was sent for `heartbeat` s."""
+        while self._clients and not self._closed:
+            await asyncio.sleep(self.check_every)
+            now = time.monotonic()
+            ended: list[tuple[_Client, str]] = []
+            for client in self._clients:
+                transport = client.transport
+                if transport is None:
+                    continue
+                if transport.is_closing():
+                    ended.append((client, ""))
+                elif transport.get_write_buffer_size() == 0:
+                    client.stalled_since = None
+                elif client.stalled_since is None:
+                    client.stalled_since = now
+                elif now - client.stalled_since >= self.write_timeout:
+                    ended.append((client, f"nothing drained for {self.write_timeout:g} s"))
+            for client, why in ended:
+                self._end(client, why)
+            if now - self._last_sent >= self.heartbeat and self._clients:
+                self.counters.heartbeats += 1
+                self._send(_Frame(_KEEP_ALIVE))
 
     def _exempt(self, peer: str) -> bool:
         """Loopback peers are a reverse proxy in front of the pool (docs/security.md): every
@@ -186,12 +269,11 @@ class LiveHub:
         except ValueError:
             return False
 
-    async def _write(self, resp: web.StreamResponse, frame: bytes) -> None:
-        await asyncio.wait_for(resp.write(frame), self.write_timeout)
-
     def close(self) -> None:
         """End every stream (at shutdown, so the server need not wait for them)."""
         self._closed = True
-        for client in self._clients:
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(_CLOSE)
+        for client in list(self._clients):
+            self._end(client)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,6 +1,8 @@
 """The SSE hub on a real socket: events reach every client, the client bound answers 503,
-one address cannot take every slot, a client that falls behind or stops reading is dropped,
-and stopping the server ends open streams at once."""
+one address cannot take every slot, a client that never reads is dropped with the memory it
+held bounded (and one that stalls under that bound after `write_timeout`, but not one that
+catches up in time), an HTTP/1.0 client gets unchunked frames, and stopping the server ends
+open streams at once."""
 
 from __future__ import annotations
 
@@ -84,9 +86,11 @@ async def test_every_client_gets_each_event_in_order(serve: Started) -> None:
                 ("block", {"height": 1}),
                 ("worker", {"new": ["x.rig1"]}),
             ]
-        a.close()
-        b.close()
+        hub.close()  # each stream ends with the last chunk: the client reads a clean end
+        for resp in (a, b):  # the rest of the last event, then the end (no error)
+            assert (await asyncio.wait_for(resp.content.read(), 5)).strip() == b""
     assert hub.counters.published == 2
+    assert hub.counters.written == 4
 
 
 async def test_beyond_the_client_bound_is_a_503_with_a_reason(serve: Started) -> None:
@@ -131,38 +135,145 @@ async def test_loopback_is_a_proxy_bound_only_by_the_total(serve: Started) -> No
             r.close()
 
 
-async def test_a_client_that_falls_behind_is_dropped(serve: Started) -> None:
-    hub = LiveHub(queue_max=8)
-    url = await start(serve, hub)
-    async with aiohttp.ClientSession() as http:
-        slow = await http.get(url)
-        await wait_until(lambda: hub.clients == 1)
-        for i in range(20):  # published faster than its stream task can run: the queue fills
-            hub.publish("tip", {"height": i})
-        assert hub.counters.dropped_slow == 1
-        events = await read_events(slow, 8)  # what was queued is still written, then the end
-        assert [d["height"] for _, d in events] == list(range(8))
-        rest = await asyncio.wait_for(slow.content.read(), 5)  # returns: the server closed it
-        assert rest.strip() == b""
-        await wait_until(lambda: hub.clients == 0)
-
-
-async def test_a_client_that_stops_reading_is_dropped_when_a_write_stalls(serve: Started) -> None:
-    hub = LiveHub(write_timeout=0.5, queue_max=1000)
-    url = await start(serve, hub)
+def raw_stream(url: str, version: str = "1.1", rcvbuf: int | None = None) -> socket.socket:
+    """A plain socket that asked for the stream (and, unless read, never reads it)."""
     port = int(url.split(":")[2].split("/")[0])
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")  # then never reads
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /events HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def read_all(sock: socket.socket, seconds: float = 10.0, until: bytes = b"") -> tuple[bytes, str]:
+    """Everything the server sends until it closes (or resets) the connection, or until
+    the data ends with `until` ("ended": an HTTP/1.1 response's end, the connection kept)."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+            if until and data.endswith(until):
+                return data, "ended"
+    except ConnectionResetError:
+        return data, "reset"
+    return data, "closed"
+
+
+def count_events(sock: socket.socket, wanted: int, seconds: float) -> int:
+    """Read until `wanted` events arrived (or `seconds` passed); how many did."""
+    sock.settimeout(seconds)
+    seen, tail = 0, b""
+    while seen < wanted:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        seen += (tail + chunk).count(b"\nevent: ")  # a marker split between two reads too
+        tail = chunk[-7:]  # shorter than the marker: never counted twice
+    return seen
+
+
+async def test_a_client_that_never_reads_is_dropped_with_bounded_memory(serve: Started) -> None:
+    """A reader that never reads fills its socket, then its transport's buffer: it is
+    dropped once that passes the bound, and what the pool held for it never exceeded the
+    bound plus one event. A client reading beside it (a thread) gets every event."""
+    bound = 256 * 1024
+    hub = LiveHub(backlog_bytes=bound)
+    url = await start(serve, hub)
+    stalled = raw_stream(url, rcvbuf=4096)
+    healthy = raw_stream(url)
+    got: list[tuple[bytes, str]] = []
+    reader = asyncio.create_task(
+        asyncio.to_thread(lambda: got.append(read_all(healthy, 30, b"\r\n0\r\n\r\n")))
+    )
+    try:
+        await wait_until(lambda: hub.clients == 2)
+        payload = {"pad": "x" * 60_000}
+        frame = 60_100  # one event's bytes on the wire, about
+        held, published = [], 0
+        while hub.counters.dropped_slow == 0:
+            assert published < 1000, "60 MB published and the stalled client is still there"
+            hub.publish("alert", payload)
+            published += 1
+            held.append(hub.backlog())
+            await asyncio.sleep(0.005)  # the healthy reader's thread runs
+        assert max(held) > bound // 2  # the stalled client's buffer did grow...
+        assert (
+            max(held) <= bound + 2 * frame
+        )  # ...and never past the bound (plus the healthy one's)
+        assert hub.clients == 1  # its slot is free at once
+        assert hub.backlog() < bound  # and its backlog is gone with its connection
+        hub.publish("tip", {"height": 7})
+        hub.close()
+        await reader
+        data, how = got[0]
+        assert how == "ended"  # the healthy stream ended cleanly (the last chunk)
+        assert data.count(b"event: alert") == published
+        assert b'data: {"height":7}' in data
+        data, how = await asyncio.to_thread(read_all, stalled)
+        assert how in ("closed", "reset")  # the stalled one was cut off: what its socket
+        assert data.count(b"event: alert") < published - bound // frame  # held, not the backlog
+    finally:
+        stalled.close()
+        healthy.close()
+
+
+async def test_a_stalled_client_under_the_byte_bound_is_dropped_after_write_timeout(
+    serve: Started,
+) -> None:
+    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=0.5, check_every=0.1)
+    url = await start(serve, hub)
+    sock = raw_stream(url, rcvbuf=4096)
     try:
         await wait_until(lambda: hub.clients == 1)
-        payload = {"pad": "x" * 60_000}
         deadline = time.monotonic() + 20
-        while hub.counters.dropped_slow == 0:  # fill the socket's buffers until a write stalls
-            assert time.monotonic() < deadline, "a stalled client was never dropped"
-            hub.publish("alert", payload)
-            await asyncio.sleep(0.05)
-        await wait_until(lambda: hub.clients == 0)
+        while hub.backlog() == 0:  # fill its socket until bytes wait in the pool
+            assert time.monotonic() < deadline, "the socket never filled"
+            hub.publish("alert", {"pad": "x" * 60_000})
+            await asyncio.sleep(0.001)
+        began = time.monotonic()
+        await wait_until(lambda: hub.counters.dropped_slow == 1, 5)
+        assert 0.4 <= time.monotonic() - began < 3  # write_timeout (0.5 s), at the timer's look
+        assert hub.clients == 0
+        assert hub.backlog() == 0
+    finally:
+        sock.close()
+
+
+async def test_a_reader_behind_for_less_than_write_timeout_stays(serve: Started) -> None:
+    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=3, check_every=0.1)
+    url = await start(serve, hub)
+    sock = raw_stream(url, rcvbuf=4096)
+    try:
+        await wait_until(lambda: hub.clients == 1)
+        for _ in range(100):
+            hub.publish("alert", {"pad": "x" * 60_000})
+        assert hub.backlog() > 0  # 6 MB: more than its socket takes
+        await asyncio.sleep(0.5)  # the timer looks 5 times meanwhile
+        seen = await asyncio.to_thread(count_events, sock, 100, 5.0)
+        assert seen == 100  # caught up within write_timeout
+        assert hub.counters.dropped_slow == 0
+        assert hub.clients == 1
+        assert hub.backlog() == 0
+    finally:
+        sock.close()
+
+
+async def test_an_http_1_0_client_gets_bare_frames(serve: Started) -> None:
+    hub = LiveHub()
+    url = await start(serve, hub)
+    sock = raw_stream(url, version="1.0")
+    try:
+        await wait_until(lambda: hub.clients == 1)
+        hub.publish("tip", {"height": 9})
+        hub.close()
+        data, how = await asyncio.to_thread(read_all, sock)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200")
+        assert b"chunked" not in head.lower()
+        assert body == b'retry: 5000\n: hashfarm live\n\nid: 1\nevent: tip\ndata: {"height":9}\n\n'
+        assert how == "closed"
     finally:
         sock.close()
 
