@@ -393,7 +393,6 @@ def _cash_flow(
     fixed = machine.capex + (power + hosting) * day_numbers
     btc_carry, cash_carry = np.zeros(n), np.zeros(n)
     payback = np.full(n, np.inf)
-    kept, out = keep if keep is not None else (np.empty(0, dtype=np.intp), np.empty((0, n)))
     for d0 in range(0, days, work.block):
         d1 = min(d0 + work.block, days)
         rows = grid[d0:d1]
@@ -407,13 +406,19 @@ def _cash_flow(
         _accumulate(rows, np.add, cash_carry)
         cash_carry = rows[-1].copy()
         _first_paid(rows, fixed[d0:d1], day_numbers[d0:d1], payback)
-        lo, hi = np.searchsorted(kept, (d0, d1))
-        if hi > lo:  # cumulative cash on the kept days of this block
-            at = kept[lo:hi]
-            np.subtract(rows[at - d0], fixed[at, None], out=out[lo:hi])
+        if keep is not None:
+            _keep_cash(rows, fixed, d0, *keep)
         rows.fill(0.0)
     grid[days:].fill(0.0)  # the spill rows
     return payback, cash_carry - fixed[days - 1]
+
+
+def _keep_cash(rows: Array, fixed: Array, d0: int, kept: npt.NDArray[np.intp], out: Array) -> None:
+    """Cumulative cash on the kept days that fall in this block (rows = days d0..) into out."""
+    lo, hi = np.searchsorted(kept, (d0, d0 + rows.shape[0]))
+    if hi > lo:
+        at = kept[lo:hi]
+        np.subtract(rows[at - d0], fixed[at, None], out=out[lo:hi])
 
 
 def _first_paid(rows: Array, fixed: Array, day_numbers: Array, payback: Array) -> None:
