@@ -58,6 +58,7 @@ FLAG_KEYS = {
     "zmq_hashblock": "node.zmq_hashblock",
     "stratum_host": "stratum.host",
     "stratum_port": "stratum.port",
+    "proxy_protocol_from": "stratum.proxy_protocol_from",
     "db": "storage.url",
     "http_host": "http.host",
     "http_port": "http.port",
@@ -87,6 +88,11 @@ FLAG_KEYS = {
     "--stratum-host", metavar="H", help="Listen address [127.0.0.1: this machine; 0.0.0.0: all]."
 )
 @click.option("--stratum-port", type=int, metavar="N", help="Stratum TCP port.")
+@click.option(
+    "--proxy-protocol-from",
+    metavar="ADDRS",
+    help="Load balancers (IPs, networks; comma-separated) that send a PROXY v1/v2 header.",
+)
 @click.option("--db", metavar="URL", help="sqlite:///PATH or postgresql://...")
 @click.option("--http-host", metavar="H", help="HTTP API listen address [127.0.0.1: keep it].")
 @click.option("--http-port", type=int, metavar="N", help="HTTP API port (0: off).")

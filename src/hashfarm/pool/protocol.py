@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 from hashfarm.errors import StratumError
 from hashfarm.pool.session import Session
 from hashfarm.stratum import messages as m
+from hashfarm.stratum import proxyproto
 from hashfarm.stratum.codec import ErrorCode, LineBuffer, Request, decode, encode
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class StratumProtocol(asyncio.BufferedProtocol):
 
     __slots__ = (  # 10,000 of these per process: no per-instance __dict__
         "_backlog",
+        "_header",
+        "_header_timer",
         "_next",
         "_out",
         "_paused",
@@ -77,14 +80,68 @@ class StratumProtocol(asyncio.BufferedProtocol):
         self._tokens = st.lines_per_second  # lines allowed now (a second's burst)
         self._stamp = 0.0  # loop time of the last refill
         self._seen = (0, 0, 0, 0)  # session's (junk, auth failures, accepted, rejected) reported
+        self._header: bytes | None = None  # a trusted balancer's PROXY header so far (or None)
+        self._header_timer: asyncio.TimerHandle | None = None  # its deadline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self.server.settings.max_output)
-        self._stamp = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._stamp = loop.time()
+        if self.server.from_balancer(self, transport):
+            if not self.dropped:  # no session before the header names the miner
+                self._header = b""
+                deadline = self.server.settings.proxy_protocol_timeout
+                self._header_timer = loop.call_later(deadline, self._header_late)
+            return
         self.session = self.server.open(self, transport)
+
+    def _take_header(self, data: bytes) -> bytes | None:
+        """A trusted balancer's connection: read its PROXY header, then open the session
+        with the miner's address from it. The bytes after the header, or None (more needed,
+        or the connection closed: not a valid header)."""
+        assert self._header is not None
+        assert self.transport is not None
+        buf = self._header + data
+        try:
+            found = proxyproto.parse(buf[: proxyproto.MAX_HEADER])
+        except proxyproto.ProxyHeaderError as exc:
+            self._no_header(str(exc))
+            return None
+        if found is None:
+            self._header = buf  # parse bounds it: v1 <= 107 bytes, v2 <= MAX_HEADER
+            return None
+        header, size = found
+        self._header_done()
+        self.session = self.server.open(self, self.transport, header.source)
+        return None if self.dropped else buf[size:]
+
+    def _header_done(self) -> None:
+        self._header = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self.server.awaiting_header -= 1
+
+    def _header_late(self) -> None:
+        self._header_timer = None
+        if self._header is not None:
+            self._no_header(
+                f"no PROXY header within {self.server.settings.proxy_protocol_timeout:g} s"
+            )
+
+    def _no_header(self, why: str) -> None:
+        """A trusted balancer's connection without a valid PROXY header: closed, no answer."""
+        t = self.transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        log.warning("[%s] from a trusted load balancer: %s: closing", _peer(peer), why)
+        self.server.refused["proxy-header"] += 1
+        self._header_done()
+        self.dropped = True
+        if t is not None:
+            t.abort()
 
     def write(self, data: bytes) -> None:
         """Queue a line; the lines written in one turn of the event loop leave in one send().
@@ -161,6 +218,11 @@ class StratumProtocol(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Frame received bytes into lines and serve what the budget allows now."""
+        if self._header is not None:  # a trusted balancer's connection: its header first
+            rest = self._take_header(data)
+            if not rest:
+                return
+            data = rest
         if self.session is None or self.dropped:
             return
         try:
@@ -266,6 +328,8 @@ class StratumProtocol(asyncio.BufferedProtocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._header is not None:  # closed before its PROXY header
+            self._header_done()
         if self.session is not None:
             self.server.closed(self.session)
         self.transport = None
@@ -278,6 +342,10 @@ def _flush_all(protocols: list[StratumProtocol]) -> None:
     protocols.clear()  # before flushing: a write during a flush schedules the next turn's
     for proto in batch:
         proto.flush()
+
+
+def _peer(peer: object) -> str:
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
 def _id_of(message: object) -> object:

@@ -23,6 +23,7 @@ from hashfarm.pool.jobs import PoolJob
 from hashfarm.pool.protocol import StratumProtocol
 from hashfarm.pool.session import Session, SessionHost
 from hashfarm.pool.settings import StratumSettings
+from hashfarm.stratum.proxyproto import TrustedSources
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class StratumServer:
         self.by_ip: dict[str, set[StratumProtocol]] = {}  # open connections per IP
         self.unauthorized: Counter[str] = Counter()  # not-yet-authorized connections per IP
         self.refused: Counter[str] = Counter()  # connections refused at accept, by reason
+        # Load balancers whose PROXY protocol header names the miner (empty: off). Their
+        # connections wait for that header before `open` (see StratumProtocol); meanwhile
+        # they count in `awaiting_header`, against `max_connections`.
+        self.proxy_from = TrustedSources(settings.proxy_protocol_from)
+        self.awaiting_header = 0
         self.groups: dict[bytes, dict[Session, asyncio.Transport]] = {}  # script -> members
         self._server: asyncio.Server | None = None
         self._count = 0
@@ -129,10 +135,35 @@ class StratumServer:
             await self._server.wait_closed()
             self._server = None
 
-    def open(self, proto: StratumProtocol, transport: asyncio.Transport) -> Session:
-        """A new connection: its session (closed at once when it is over a limit)."""
-        self._count += 1
+    def from_balancer(self, proto: StratumProtocol, transport: asyncio.Transport) -> bool:
+        """True when the connection comes from a trusted load balancer: it must send a PROXY
+        protocol header first, and counts in `awaiting_header` until then. Over
+        `max_connections` it is aborted at once (`proto.dropped`)."""
+        if not self.proxy_from:
+            return False
         peer = transport.get_extra_info("peername")
+        if not (isinstance(peer, tuple) and self.proxy_from.trusts(str(peer[0]))):
+            return False
+        if len(self.sessions) + self.awaiting_header >= self.settings.max_connections:
+            self.refused["max-connections"] += 1
+            proto.dropped = True
+            transport.abort()
+            return True
+        self.awaiting_header += 1
+        return True
+
+    def open(
+        self,
+        proto: StratumProtocol,
+        transport: asyncio.Transport,
+        source: tuple[str, int] | None = None,
+    ) -> Session:
+        """A new connection: its session (closed at once when it is over a limit).
+
+        `source`: the miner's address from a trusted balancer's PROXY header, used for the
+        per-IP limits, bans and logs in place of the socket's peer (the balancer)."""
+        self._count += 1
+        peer = source if source is not None else transport.get_extra_info("peername")
         ip = _plain_ip(str(peer[0])) if isinstance(peer, tuple) else str(peer)
         name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         session = Session(self.host, proto.write, name, self._count)
@@ -154,7 +185,7 @@ class StratumServer:
     def _refusal(self, ip: str) -> str | None:
         """Why a connection from `ip` is refused now, or None."""
         st = self.settings
-        if len(self.sessions) >= st.max_connections:
+        if len(self.sessions) + self.awaiting_header >= st.max_connections:
             return "max-connections"
         if self.bans.banned(ip, self.host.now()) is not None:
             return "banned"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hashfarm.chain.networks import get_network
 from hashfarm.errors import ChainError, ConfigError
+from hashfarm.stratum.proxyproto import parse_sources
 
 if TYPE_CHECKING:  # accounting (numpy) is imported only when a scheme is built
     from hashfarm.accounting.schemes import Scheme as AcctScheme
@@ -79,6 +80,10 @@ class StratumSettings:
     lines_per_second: float = 5000.0  # lines a connection may send per second (then: read later)
     get_transactions: Literal["txids", "off"] = "txids"  # what mining.get_transactions answers
     get_transactions_interval: float = 30.0  # seconds between two answered get_transactions
+    # PROXY protocol v1/v2 (a TCP load balancer's header with the miner's real address): only
+    # from these comma-separated addresses/networks, which must send one first; "" is off.
+    proxy_protocol_from: str = ""  # trusted balancers, e.g. "10.0.0.5, 10.0.1.0/24"; "": off
+    proxy_protocol_timeout: float = 5.0  # seconds a trusted connection has to send its header
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +304,8 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("stratum.lines_per_second", st.lines_per_second >= 1.0),
         ("stratum.get_transactions", st.get_transactions in ("txids", "off")),
         ("stratum.get_transactions_interval", st.get_transactions_interval >= 0.0),
+        ("stratum.proxy_protocol_from", _sources_ok(st.proxy_protocol_from)),
+        ("stratum.proxy_protocol_timeout", 0.0 < st.proxy_protocol_timeout <= 60.0),
         ("bans.seconds", s.bans.seconds > 0.0),
         ("bans.window", s.bans.window > 0.0),
         ("bans.junk_lines", s.bans.junk_lines >= 1),
@@ -365,12 +372,23 @@ _JOB_TERMS = ("tides", "pps", "fpps")  # schemes that need the job terms of ever
 
 # What to do about a refused cluster key (the scale-out roles are new to most operators).
 _HINTS = {
+    "stratum.proxy_protocol_from": " (comma-separated load balancer addresses or networks: "
+    '"10.0.0.5, 10.0.1.0/24")',
     "cluster.frontend_id": " (a front end, --role stratum, needs --frontend-id 0..255, "
     "unique among the pool's front ends)",
     "storage.url": " (the ledger role writes PostgreSQL: --db postgresql://...)",
     "cluster.role": " (a scaled-out pool credits pplns, prop or solo: TIDES, PPS and FPPS "
     "need the single process, docs/scale-out.md)",
 }
+
+
+def _sources_ok(text: str) -> bool:
+    """Every comma-separated item an IP address or a network (10.0.1.0/24)."""
+    try:
+        parse_sources(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _frontend_id_ok(cl: ClusterSettings) -> bool:
