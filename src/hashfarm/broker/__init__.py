@@ -19,7 +19,16 @@ except ImportError as exc:  # a light install: `pip install hashfarm` leaves the
     ) from exc
 
 from hashfarm.broker.consumer import Consumer, Delivery
+from hashfarm.broker.lease import FrontendLease, LeaseHeld
 from hashfarm.broker.publisher import Publisher, PublisherStats
 from hashfarm.broker.stream import StreamLimits
 
-__all__ = ["Consumer", "Delivery", "Publisher", "PublisherStats", "StreamLimits"]
+__all__ = [
+    "Consumer",
+    "Delivery",
+    "FrontendLease",
+    "LeaseHeld",
+    "Publisher",
+    "PublisherStats",
+    "StreamLimits",
+]

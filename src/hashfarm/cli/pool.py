@@ -307,8 +307,23 @@ async def serve(
         running = starting.result()  # a failed start raises here
         log.info("pool ready: stratum %s:%d, api port %d", settings.stratum.host,
                  running.pool.stratum_port, running.api.port if running.api else 0)  # fmt: skip
-        await stop.wait()
+        await _until_stop_or_lease_lost(stop, running)
         log.info("stopping")
+    if running.lease is not None and running.lease.lost.is_set():
+        raise HashfarmError(running.lease.lost_reason)  # exit 1: a supervisor must not loop
+
+
+async def _until_stop_or_lease_lost(stop: asyncio.Event, running: RunningPool) -> None:
+    """Serve until `stop`, or until a front end loses its frontend_id lease to another."""
+    if running.lease is None:
+        await stop.wait()
+        return
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(running.lease.lost.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 @dataclass(frozen=True)
@@ -319,6 +334,7 @@ class RunningPool:
     stats: PoolStats
     ledger: GroupCommitLedger | BrokerLedger  # a front end's (role stratum): the broker
     api: ApiServer | None
+    lease: Any = None  # a front end's FrontendLease (broker/lease.py); None in other roles
 
 
 @contextlib.asynccontextmanager
@@ -333,9 +349,12 @@ async def running_pool(
                         gbt_rules=gbt_rules(settings.network))  # fmt: skip
         stack.push_async_callback(rpc.close)
         ledger: GroupCommitLedger | BrokerLedger
+        lease = None
         if settings.cluster.role == "stratum":
-            from hashfarm.cli.pool_roles import open_broker_ledger  # nats-py: only here
+            from hashfarm.cli.pool_roles import acquire_lease, open_broker_ledger  # nats-py
 
+            lease = await acquire_lease(settings)  # LeaseHeld: another front end has the id
+            stack.push_async_callback(lease.close)
             ledger = await open_broker_ledger(settings)
         else:
             ledger = await open_ledger(settings.storage)
@@ -360,7 +379,8 @@ async def running_pool(
         if isinstance(ledger, BrokerLedger):  # a front end: no coinbase planning, no database
             core = replace(settings, accounting=replace(settings.accounting, enabled=False))
         pool_ = Pool(core, rpc, ledger, observers=(stats,), hashblock=_hashblock(settings),
-                     job_terms=accountant.recorder if accountant else None)  # fmt: skip
+                     job_terms=accountant.recorder if accountant else getattr(
+                         ledger, "job_terms", None))  # fmt: skip
         await pool_.start()
         stack.push_async_callback(pool_.stop)
         api = None
@@ -378,7 +398,7 @@ async def running_pool(
                             )  # fmt: skip
             await api.start()
             stack.push_async_callback(api.stop)
-        yield RunningPool(pool_, stats, ledger, api)
+        yield RunningPool(pool_, stats, ledger, api, lease)
 
 
 async def _forget_idle_workers(stats: PoolStats) -> None:

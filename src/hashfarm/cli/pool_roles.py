@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hashfarm.api.health import HealthServer, ledger_health, ledger_metrics
-from hashfarm.broker import Consumer, Publisher
+from hashfarm.broker import Consumer, FrontendLease, Publisher
 from hashfarm.pool.ledgerrole import LedgerRole
 from hashfarm.pool.settings import PoolSettings
 from hashfarm.pool.shareflow import BrokerLedger, subjects
@@ -35,6 +35,18 @@ def spool_dir(settings: PoolSettings) -> Path:
     return Path(settings.cluster.spool_dir) / f"frontend-{settings.cluster.frontend_id}"
 
 
+async def acquire_lease(settings: PoolSettings) -> FrontendLease:
+    """This front end's lease on its `cluster.frontend_id` (broker/lease.py): LeaseHeld
+    (a HashfarmError: one line, exit 1) when another running front end holds the id. Taken
+    before the Stratum listener opens, so two front ends never serve with one id."""
+    cl, st = settings.cluster, settings.stratum
+    assert cl.frontend_id is not None
+    lease = FrontendLease(cl.broker_url, f"{cl.stream}-frontends", cl.frontend_id,
+                          stratum=f"{st.host}:{st.port}", ttl=cl.lease_ttl)  # fmt: skip
+    await lease.acquire()
+    return lease
+
+
 async def open_broker_ledger(settings: PoolSettings) -> BrokerLedger:
     """A front end's ledger: connected to the broker, or spooling until it answers."""
     cl = settings.cluster
@@ -47,7 +59,8 @@ async def open_broker_ledger(settings: PoolSettings) -> BrokerLedger:
         spool_max_bytes=cl.spool_max_bytes,
         max_in_flight=cl.max_in_flight,
     )
-    ledger = BrokerLedger(publisher, cl.subject_prefix)
+    pooled = settings.network if settings.mode == "pooled" else None  # publishes job terms
+    ledger = BrokerLedger(publisher, cl.subject_prefix, network=pooled, frontend_id=cl.frontend_id)
     await ledger.start()
     return ledger
 
@@ -76,6 +89,7 @@ async def serve_ledger(settings: PoolSettings, stop: asyncio.Event, *, access: N
             accountant = Accountant(settings, login)  # crediting of the found blocks
             await accountant.start()
             stack.push_async_callback(accountant.close)
+            role.use_terms(accountant.recorder, hold=settings.accounting.scheme in ("pps", "fpps"))
         if settings.http.port:
             health = HealthServer(
                 settings.http.host,

@@ -249,6 +249,7 @@ class ClusterSettings:
     max_in_flight: int = 10_000  # front end: publishes awaiting the broker's ack at most
     durable: str = "hashfarm-ledger"  # ledger: the durable consumer's name
     fetch_batch: int = 512  # ledger: deliveries fetched (and committed) per transaction
+    lease_ttl: float = 15.0  # front end: seconds its frontend_id lease outlives its last renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +353,9 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("cluster.role", cl.role in ("all", "stratum", "ledger")),
         # a front end's extranonce1 values and job ids carry its id: two must never share one
         ("cluster.frontend_id", _frontend_id_ok(cl)),
-        # TIDES plans the coinbase from the database (a front end has none), and PPS/FPPS
-        # price shares by the job terms the publishing process records: neither crosses the
-        # broker yet, so a scaled-out pool credits PPLNS, PROP or SOLO (docs/scale-out.md)
-        ("cluster.role", cl.role == "all" or not (ac.enabled and ac.scheme in _JOB_TERMS)),
+        # TIDES plans the coinbase from the database (a front end has none): a scaled-out
+        # pool credits PPLNS, PROP, SOLO, PPS or FPPS (job terms cross the broker)
+        ("cluster.role", cl.role == "all" or not (ac.enabled and ac.scheme == "tides")),
         # the ledger role stores in PostgreSQL: several hosts and the accounting share it
         ("storage.url", cl.role != "ledger" or s.storage.url.startswith("postgres")),
         ("cluster.broker_url", bool(cl.broker_url)),
@@ -365,10 +365,9 @@ def _checks(s: PoolSettings) -> list[tuple[str, bool]]:
         ("cluster.max_in_flight", cl.max_in_flight >= 1),
         ("cluster.durable", cl.durable.replace("_", "").replace("-", "").isalnum()),
         ("cluster.fetch_batch", 1 <= cl.fetch_batch <= 10_000),
+        ("cluster.lease_ttl", 1.0 <= cl.lease_ttl <= 600.0),
     ]
 
-
-_JOB_TERMS = ("tides", "pps", "fpps")  # schemes that need the job terms of every job
 
 # What to do about a refused cluster key (the scale-out roles are new to most operators).
 _HINTS = {
@@ -377,8 +376,8 @@ _HINTS = {
     "cluster.frontend_id": " (a front end, --role stratum, needs --frontend-id 0..255, "
     "unique among the pool's front ends)",
     "storage.url": " (the ledger role writes PostgreSQL: --db postgresql://...)",
-    "cluster.role": " (a scaled-out pool credits pplns, prop or solo: TIDES, PPS and FPPS "
-    "need the single process, docs/scale-out.md)",
+    "cluster.role": " (a scaled-out pool credits pplns, prop, solo, pps or fpps: TIDES "
+    "needs the single process, docs/scale-out.md)",
 }
 
 
