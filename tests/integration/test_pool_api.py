@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hashfarm.api.readmodel import PoolInfo, ReadModel
+from hashfarm.api.readmodel import PoolInfo, ReadModel, WorkerPages, worker_json
 from hashfarm.api.server import ApiServer
 from hashfarm.chain.block import Block
 from hashfarm.chain.pow import bits_to_difficulty
@@ -34,6 +34,7 @@ from hashfarm.pool.settings import (
 )
 from hashfarm.pool.stats import PoolStats
 from hashfarm.pool.storage.sqlite import SQLiteLedger
+from idle_pool import NoBlocks
 from nodes import RegtestNode
 from realdata import load_block_bytes
 
@@ -142,9 +143,10 @@ async def test_workers_list_and_one_worker_by_name(api: Any) -> None:
     base, stats, _ = api
     stats.on_share(share(MINER, T0 + 10, diff=1.0))
     stats.on_share(share("bob.rig", T0 + 10, diff=8.0))
-    status, workers, _ = await get(f"{base}/api/workers")
+    status, page, _ = await get(f"{base}/api/workers")
     assert status == 200
-    assert [w["name"] for w in workers] == ["bob.rig", MINER]
+    assert [w["name"] for w in page["workers"]] == ["bob.rig", MINER]
+    assert (page["total"], page["limit"], page["offset"]) == (2, 100, 0)
     status, one, _ = await get(f"{base}/api/workers/{MINER}")
     assert status == 200
     assert (one["account"], one["shares_accepted"], one["best_share"]) == (
@@ -155,6 +157,69 @@ async def test_workers_list_and_one_worker_by_name(api: Any) -> None:
     status, missing, _ = await get(f"{base}/api/workers/nobody.rig")
     assert status == 404
     assert "nobody.rig" in missing["error"]
+
+
+async def test_10000_workers_come_in_bounded_pages_in_the_order_of_the_whole_list() -> None:
+    """Any client could ask for every worker at once (3.5 MB, half a second of the event
+    loop at 10,000). Now a page holds at most 1000, 100 unless asked, with the total; the
+    pages, walked within the shared ranking's 2 s, are the whole list in its order."""
+    stats = PoolStats(clock=lambda: T0 + 60)
+    for i in range(10_000):  # hashrates from 1 to 100 shares' worth, many equal (name order)
+        stats.on_share(share(f"acct{i // 10}.rig{i % 10}", T0 + 30, diff=1.0 + i % 100))
+    pages = WorkerPages(ttl=600.0)  # the walk within one ranking, however slow this machine
+    model = ReadModel(PoolInfo("regtest", "solo", 3333, T0), RunningPool(0, None), stats,
+                      NoBlocks(), pages)  # fmt: skip
+    server = ApiServer(model, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{await server.start()}"
+    try:
+        status, page, body = await get(f"{base}/api/workers")
+        assert status == 200
+        assert (page["total"], page["limit"], page["offset"]) == (10_000, 100, 0)
+        assert len(page["workers"]) == 100
+        one_worker = len(body) / 100
+        assert len(body) < 100 * 600  # bounded: ~100 workers' worth, not 10,000's
+        whole = [w.name for w in stats.workers()]
+        walked: list[str] = []
+        for offset in range(0, 10_000, 1000):
+            status, page, body = await get(f"{base}/api/workers?limit=1000&offset={offset}")
+            assert status == 200
+            assert len(page["workers"]) == 1000
+            assert len(body) < 1000 * one_worker * 1.2  # the largest page: 1000 workers
+            walked += [w["name"] for w in page["workers"]]
+        assert walked == whole  # busiest first, then by name, as PoolStats.workers()
+        assert page["workers"][-1] == worker_json(stats.worker(whole[-1]))  # type: ignore[arg-type]
+        assert pages.rankings == 1  # one ranking shared by the eleven requests
+        status, page, _ = await get(f"{base}/api/workers?offset=10000")
+        assert (status, page["total"], page["workers"]) == (200, 10_000, [])
+        status, page, _ = await get(f"{base}/api/workers?limit=2000")
+        assert status == 400
+        assert "from 1 to 1000" in page["error"]
+    finally:
+        await server.stop()
+
+
+async def test_a_workers_page_is_shared_for_the_ranking_time() -> None:
+    """Many pollers of the same page cost one ranking and one encoding per 2 s; after
+    that a new share shows."""
+    now = [100.0]
+    stats = PoolStats(clock=lambda: T0 + 60)
+    stats.on_share(share("a.rig", T0 + 30, diff=1.0))
+    pages = WorkerPages(ttl=2.0, clock=lambda: now[0])
+    model = ReadModel(PoolInfo("regtest", "solo", 3333, T0), RunningPool(0, None), stats,
+                      NoBlocks(), pages)  # fmt: skip
+    server = ApiServer(model, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{await server.start()}"
+    try:
+        first = (await get(f"{base}/api/workers"))[2]
+        stats.on_share(share("b.rig", T0 + 30, diff=8.0))
+        now[0] += 1.9
+        assert (await get(f"{base}/api/workers"))[2] == first  # shared: b not there yet
+        now[0] += 0.2
+        _, page, _ = await get(f"{base}/api/workers")
+        assert [w["name"] for w in page["workers"]] == ["b.rig", "a.rig"]
+        assert pages.rankings == 2
+    finally:
+        await server.stop()
 
 
 async def test_blocks_come_from_the_ledger_newest_first(api: Any) -> None:
@@ -199,6 +264,11 @@ async def test_blocks_come_from_the_ledger_newest_first(api: Any) -> None:
         ("/api/blocks?lmit=5", "unknown query parameter 'lmit' (this route takes limit)"),
         ("/api/pool?verbose=1", "unknown query parameter 'verbose'"),
         ("/api/workers?%FF=1", "unknown query parameter"),
+        ("/api/workers?limit=1001", "limit must be an integer from 1 to 1000"),
+        ("/api/workers?limit=0", "limit must be an integer from 1 to 1000"),
+        ("/api/workers?offset=-1", "offset must be an integer"),
+        ("/api/workers?offset=1000000000", "offset must be an integer from 0 to 999999999"),
+        ("/api/workers?all=1", "unknown query parameter 'all'"),
         ("/metrics?name[]=x", "unknown query parameter"),
     ],
 )

@@ -156,7 +156,7 @@ async def test_pool_overview_shows_the_api_figures(site: Site, web_page: WebPage
     workers = await get_json(site.base + "/api/workers")
     names = [await r.get_attribute("data-worker") for r in await page.locator(
         "#pool-workers tr[data-worker]").all()]  # fmt: skip
-    assert names == [w["name"] for w in workers]
+    assert names == [w["name"] for w in workers["workers"]]
     # The chart: uPlot drew the feed's samples (JSON from the chart's own route).
     await page.wait_for_selector('#hashrate-chart[data-loaded="chart"]', timeout=5000)
     points = (await get_json(site.base + "/api/pool/hashrate?range=1h"))["points"]

@@ -107,6 +107,15 @@ SCHEMAS: dict[str, Schema] = {
             "blocks_found": _INT,
         }
     ),
+    "WorkerPage": _obj(
+        {
+            "total": _INT,
+            "limit": _INT,
+            "offset": _INT,
+            "workers": _arr(_ref("Worker")),
+        },
+        ["total", "limit", "offset", "workers"],
+    ),
     "Block": _obj(
         {
             "height": _INT,
@@ -361,7 +370,17 @@ def _paths() -> dict[str, Schema]:
             )
         },
         "/api/workers": {
-            "get": _op("Every worker, busiest first", _json(_arr(_ref("Worker"))), tag="pool")
+            "get": _op(
+                "A page of the workers, busiest (5-minute hashrate) first, and how many there "
+                "are in all (`total`): the ranking is shared for 2 s, so pages asked within "
+                "that time fit together; never the whole list at once",
+                _json(_ref("WorkerPage")),
+                [
+                    _param("limit", "query", _digits(1, 1000), "workers per page (1..1000, 100)"),
+                    _OFFSET,
+                ],
+                tag="pool",
+            )
         },
         "/api/workers/{name}": {
             "get": _op(
@@ -765,13 +784,13 @@ def _paths() -> dict[str, Schema]:
 # (from operation, its response's JSON pointer) -> (to operation, its parameter): what a client
 # (and schemathesis' stateful phase) may follow from a list to one of its items.
 LINKS = [
-    ("GET /api/workers", "0/name", "GET /api/workers/{name}", "name"),
+    ("GET /api/workers", "workers/0/name", "GET /api/workers/{name}", "name"),
     ("GET /api/accounts", "accounts/0/account", "GET /api/accounts/{account}", "account"),
     ("GET /api/accounts", "accounts/0/account", "GET /api/accounts/{account}/statement",
      "account"),
     ("GET /api/blocks", "0/hash_hex", "GET /api/blocks/{hash}/credits", "hash"),
     ("GET /api/blocks", "0/hash_hex", "GET /api/blocks/{hash}", "hash"),
-    ("GET /api/workers", "0/account", "GET /api/miners/{address}", "address"),
+    ("GET /api/workers", "workers/0/account", "GET /api/miners/{address}", "address"),
     ("GET /api/fleet/machines", "machines/0/id", "GET /api/fleet/machines/{id}", "id"),
     ("GET /api/admin/hosting/customers", "customers/0/id", "GET /api/admin/hosting/customers/{id}",
      "id"),

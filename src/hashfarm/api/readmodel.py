@@ -8,14 +8,22 @@ answer is built here from frozen snapshots, so the HTTP layer only encodes.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from hashfarm.pool.jobs import PoolJob
 from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.stats import PoolStats, WorkerSnapshot
 from hashfarm.units import format_hashrate
+
+WORKERS_LIMIT = 100  # workers on one /api/workers page unless `limit` says otherwise
+WORKERS_LIMIT_MAX = 1000  # the most one page may hold (about 60 ms of the loop at 10,000)
+WORKERS_TTL = 2.0  # seconds the ranking of every worker (and each page) is shared
+WORKERS_PAGES_KEPT = 16  # encoded pages kept for WORKERS_TTL (at most ~6 MB at 1000 each)
 
 
 class BanEntry(Protocol):
@@ -90,6 +98,8 @@ class ReadModel:
     pool: PoolView
     stats: PoolStats
     history: BlockHistory
+    worker_pages: WorkerPages = field(default_factory=lambda: WorkerPages(), compare=False,
+                                      repr=False)  # fmt: skip
 
     def pool_json(self) -> dict[str, Any]:
         """The `/api/pool` document."""
@@ -111,9 +121,14 @@ class ReadModel:
             "job": job_json(self.pool.current_job()),
         }
 
-    def workers_json(self) -> list[dict[str, Any]]:
-        """The `/api/workers` list, busiest first."""
-        return [worker_json(w) for w in self.stats.workers()]
+    def workers_json(self, limit: int = WORKERS_LIMIT, offset: int = 0) -> dict[str, Any]:
+        """One `/api/workers` page: `limit` workers from `offset` in the order of
+        `PoolStats.workers()` (busiest first), and how many there are in all."""
+        return self.worker_pages.page(self.stats, limit, offset)
+
+    def workers_page(self, limit: int = WORKERS_LIMIT, offset: int = 0) -> bytes:
+        """`workers_json(limit, offset)` encoded, shared for WORKERS_TTL seconds."""
+        return self.worker_pages.encoded(self.stats, limit, offset)
 
     def worker_json(self, name: str) -> dict[str, Any] | None:
         """One worker, or None when the pool has not seen it."""
@@ -127,6 +142,56 @@ class ReadModel:
     def bans_json(self, now: float) -> list[dict[str, Any]]:
         """The `/api/bans` list: bans in force at `now`, the longest-running first."""
         return [ban_json(b, now) for b in sorted(self.pool.bans.active(now), key=_by_since)]
+
+
+class WorkerPages:
+    """`/api/workers` in pages, cheap enough for an anonymous client on a pool of 10,000
+    workers: the ranking of every worker (`PoolStats.ranked`: one window each, no snapshot)
+    is worked out at most once per `ttl` seconds and shared by every request and both
+    listeners; a page snapshots only its own `limit` workers, and the last
+    `WORKERS_PAGES_KEPT` encoded pages are kept for the same `ttl` (a dashboard polling the
+    first page costs one encoding per `ttl`, whatever the number of pollers)."""
+
+    def __init__(self, ttl: float = WORKERS_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.ttl = ttl
+        self._clock = clock
+        self._at = -1e300
+        self._names: list[str] = []
+        self._encoded: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self.rankings = 0  # rankings worked out (for tests and the benchmark)
+
+    def _ranked(self, stats: PoolStats) -> list[str]:
+        now = self._clock()
+        if now - self._at > self.ttl:
+            self._names = stats.ranked()
+            self._at = now
+            self._encoded.clear()
+            self.rankings += 1
+        return self._names
+
+    def page(self, stats: PoolStats, limit: int, offset: int) -> dict[str, Any]:
+        """`limit` workers from `offset` in the shared ranking (a worker forgotten since
+        the ranking was made is left out), with `total`, `limit`, `offset`."""
+        names = self._ranked(stats)
+        workers = []
+        for name in names[offset : offset + limit]:
+            snap = stats.worker(name)
+            if snap is not None:
+                workers.append(worker_json(snap))
+        return {"total": len(names), "limit": limit, "offset": offset, "workers": workers}
+
+    def encoded(self, stats: PoolStats, limit: int, offset: int) -> bytes:
+        """`page(...)` as JSON bytes, kept while the ranking it was made from is."""
+        self._ranked(stats)
+        key = (limit, offset)
+        body = self._encoded.get(key)
+        if body is None:
+            body = orjson.dumps(self.page(stats, limit, offset))
+            self._encoded[key] = body
+            while len(self._encoded) > WORKERS_PAGES_KEPT:
+                self._encoded.popitem(last=False)
+        return body
 
 
 def ban_json(ban: BanEntry, now: float) -> dict[str, Any]:

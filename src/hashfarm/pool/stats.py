@@ -201,15 +201,25 @@ class PoolStats:
         """The first `n` of `workers()` (same order), at the cost of one window per worker
         plus `n` snapshots: what a page showing the top of 10,000 workers can afford."""
         now = self._clock()
+        ranked = self._rates(window, now)
+        return [self._snapshot(name, now) for _, name in heapq.nsmallest(n, ranked)]
+
+    def ranked(self, window: str = "5m") -> list[str]:
+        """Every worker's name in the order of `workers()` (busiest first, then by name), at
+        the cost of one window per worker and no snapshot: what pages through 10,000
+        workers (`/api/workers?offset=`) rank once and share."""
+        return [name for _, name in sorted(self._rates(window, self._clock()))]
+
+    def _rates(self, window: str, now: float) -> list[tuple[float, str]]:
+        """(-hashrate in `window`, name) per worker: the sort key of `workers()`."""
         index = [name for name, _ in WINDOWS].index(window)
         span = WINDOWS[index][1]
-        ranked = []
+        rates = []
         for name, t in self._workers.items():
             w = t.windows[index]
             seen = now - t.first_share if t.first_share is not None else 0.0
-            rate = hashrate_from_shares(w.total(now), max(min(span, seen), w.width))
-            ranked.append((-rate, name))
-        return [self._snapshot(name, now) for _, name in heapq.nsmallest(n, ranked)]
+            rates.append((-hashrate_from_shares(w.total(now), max(min(span, seen), w.width)), name))
+        return rates
 
     def of_account(self, account: str) -> list[WorkerSnapshot]:
         """The workers of `account` (the part of their names before the first "."), busiest
