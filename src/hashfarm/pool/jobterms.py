@@ -19,6 +19,11 @@ and thread (`accounting.store`). Jobs come every 20-30 s, so this costs nothing 
 share ledger. A database outage is retried with capped backoff, rows kept in order (at most
 `queue_max`; beyond that the oldest are dropped and logged: their shares then wait unpriced,
 reported by the crediting service, never priced at wrong terms).
+
+In cluster roles a front end has no database: its `JobTermsSink` is `shareflow.BrokerJobTerms`,
+which publishes the same row through the broker, and the ledger role writes the rows it
+consumes with `write_rows` (`JobTermsRecorder.write_now`), idempotently on (pool_run, job_id),
+and asks which shares' jobs are recorded (`recorded`) before it stores those shares.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from hashfarm.accounting.crediting import plan_to_json
 from hashfarm.accounting.store import AccountingStore, SqlStore, open_store
@@ -65,6 +71,19 @@ class JobTermsRow:
     plan_spec: str | None = None  # the TIDES scheme spec the plan was built under
     plan: CoinbasePlan | None = None
     plan_extra: Mapping[str, object] | None = None  # the window explaining the plan
+
+
+class JobTermsSink(Protocol):
+    """Where Pool notes each job it publishes: `JobTermsRecorder` (the single process) or a
+    front end's `shareflow.BrokerJobTerms`."""
+
+    def note(
+        self,
+        job: PoolJob,
+        plan: CoinbasePlan | None = None,
+        plan_spec: str | None = None,
+        plan_extra: Mapping[str, object] | None = None,
+    ) -> None: ...
 
 
 def terms_row(
@@ -153,6 +172,18 @@ def write_rows(sql: SqlStore, rows: list[JobTermsRow]) -> None:
             )
 
 
+def recorded_jobs(sql: SqlStore, keys: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which (height, job_id) pairs have a terms row."""
+    found: set[tuple[int, str]] = set()
+    for height, job_id in keys:
+        if sql.q(
+            "SELECT 1 FROM acct_job_terms WHERE height = ? AND job_id = ? LIMIT 1",
+            (height, job_id),
+        ):
+            found.add((height, job_id))
+    return found
+
+
 class JobTermsRecorder:
     """Records the terms of each job the pool publishes (see the module docstring)."""
 
@@ -209,6 +240,24 @@ class JobTermsRecorder:
         self._queue.append(row)
         self._idle.clear()
         self._wakeup.set()
+
+    async def write_now(self, rows: list[JobTermsRow]) -> None:
+        """Commit `rows` now, in order, each once (the ledger role: rows from the broker;
+        raises LedgerError, TransientLedgerError included, when they are not committed)."""
+        if not rows:
+            return
+        if self._store is None:
+            raise LedgerError("job terms recorder not started")
+        await self._store.call(partial(write_rows, rows=rows))
+        self.written += len(rows)
+
+    async def recorded(self, keys: list[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which (height, job_id) pairs have their terms committed."""
+        if not keys:
+            return set()
+        if self._store is None:
+            raise LedgerError("job terms recorder not started")
+        return await self._store.call(partial(recorded_jobs, keys=keys))
 
     async def flush(self) -> None:
         """Wait until every queued row is committed (tests; close)."""

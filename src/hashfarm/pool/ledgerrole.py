@@ -15,6 +15,20 @@ A message this version cannot read is logged and acknowledged (it would otherwis
 for ever and hold up the rest); a permanent database error leaves the batch unacknowledged
 (the broker redelivers it after its ack wait) and is logged. The accounting service runs
 beside it as in the single process with `[accounting] enabled` (pool/accountant.py).
+
+Job terms (PPS/FPPS). With accounting enabled the ledger also writes the front ends' job
+terms (`PREFIX.jobterms`) through the accountant's `JobTermsRecorder`, before the shares of
+the same batch. A share may still arrive before its job's terms (a front end's spool
+replays a terms message after shares it published directly meanwhile): under PPS/FPPS
+(`hold_for_terms`) such a share is **held**: not written, not acknowledged, and written as
+soon as a later batch brought its terms. So the database keeps the single process's order,
+a share's job terms committed before the share, and the crediting service prices it exactly
+as there. A share is held at most `terms_wait` seconds (and at most `hold_max` shares at
+once, the oldest released first); then it is written without its terms, logged as an error:
+the crediting service then stops pricing before it and waits (`unpriced`), never pricing it
+at other terms (its job id names its front end's run, `shareflow.cluster_job_id`). A held
+share the broker redelivers (its ack wait passed) replaces its earlier delivery; a ledger
+killed meanwhile loses nothing (nothing held was acknowledged).
 """
 
 from __future__ import annotations
@@ -23,13 +37,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hashfarm.errors import HashfarmError, LedgerError
+from hashfarm.pool.jobterms import JobTermsRow
 from hashfarm.pool.records import BlockRecord, ShareRecord
-from hashfarm.pool.shareflow import ShareFlowError, decode_block, decode_share, subjects
+from hashfarm.pool.shareflow import (
+    ShareFlowError,
+    decode_block,
+    decode_share_run,
+    decode_terms,
+    subjects,
+)
 from hashfarm.pool.storage.base import GroupCommitLedger
 
 log = logging.getLogger(__name__)
@@ -37,6 +59,8 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL = 2.0  # seconds between two reads of the consumer's lag (health, metrics)
 FETCH_TIMEOUT = 1.0  # seconds one fetch waits for messages
 ERROR_PAUSE = 1.0  # seconds after a failed fetch or commit before the next try
+TERMS_WAIT = 300.0  # seconds a share is held for its job's terms before it is written without
+HOLD_MAX = 50_000  # shares held for their terms at once (the oldest released first beyond)
 
 
 class DeliveryLike(Protocol):
@@ -45,6 +69,14 @@ class DeliveryLike(Protocol):
     subject: str
     msg_id: str
     payload: bytes
+
+
+class TermsStoreLike(Protocol):
+    """What the ledger role needs of `pool.jobterms.JobTermsRecorder`."""
+
+    async def write_now(self, rows: list[JobTermsRow]) -> None: ...
+
+    async def recorded(self, keys: list[tuple[int, str]]) -> set[tuple[int, str]]: ...
 
 
 class ConsumerLike(Protocol):
@@ -74,6 +106,11 @@ class LedgerRoleStats:
     lag_read_at: float = 0.0  # UNIX time of that reading (it is refreshed every LAG_INTERVAL)
     broker_connected: bool = False  # the last fetch or lag read reached the broker
     last_commit: float = 0.0  # UNIX time of the last committed batch
+    terms: int = 0  # job terms deliveries committed (duplicates included)
+    terms_ignored: int = 0  # job terms acknowledged unwritten (accounting not enabled here)
+    shares_held: int = 0  # shares waiting now for their job's terms (unacknowledged)
+    held_total: int = 0  # shares that ever waited for their terms (each counted once)
+    released_without_terms: int = 0  # written without their terms after `terms_wait`
 
 
 class LedgerRole:
@@ -87,13 +124,32 @@ class LedgerRole:
         subject_prefix: str,
         batch: int = 512,
         fetch_timeout: float = FETCH_TIMEOUT,
+        terms: TermsStoreLike | None = None,
+        hold_for_terms: bool = False,
+        terms_wait: float = TERMS_WAIT,
+        hold_max: int = HOLD_MAX,
     ) -> None:
         self.consumer = consumer
         self.ledger = ledger
-        self.shares_subject, self.blocks_subject = subjects(subject_prefix)
+        self.shares_subject, self.blocks_subject, self.terms_subject = subjects(subject_prefix)
         self.batch = batch
         self.fetch_timeout = fetch_timeout
+        self.terms = terms  # None: job terms are acknowledged and dropped (no accounting)
+        self.hold_for_terms = hold_for_terms and terms is not None  # PPS/FPPS
+        self.terms_wait = terms_wait
+        self.hold_max = hold_max
         self.stats = LedgerRoleStats()
+        # msg_id -> (delivery, share, (height, job id), monotonic time first held)
+        self._held: OrderedDict[str, tuple[Any, ShareRecord, tuple[int, str], float]] = (
+            OrderedDict()
+        )
+        self._known: OrderedDict[tuple[int, str], None] = OrderedDict()  # terms committed
+
+    def use_terms(self, terms: TermsStoreLike, *, hold: bool) -> None:
+        """Write the front ends' job terms through `terms`; `hold`: hold a share until its
+        job's terms are committed (PPS/FPPS)."""
+        self.terms = terms
+        self.hold_for_terms = hold
 
     @property
     def duplicates_skipped(self) -> int:
@@ -123,40 +179,117 @@ class LedgerRole:
             await self.consumer.fetch(self.batch, self.fetch_timeout)
         )
         self.stats.broker_connected = True
-        if not deliveries:
+        if not deliveries and not self._held:
             return 0
-        shares, blocks = self._decode(deliveries)
+        shares, blocks, rows, gated = self._decode(deliveries)
         try:
-            await self.commit(shares, blocks)
+            if rows:
+                assert self.terms is not None
+                await self.terms.write_now(rows)  # before the shares that answered them
+                self._remember((r.height, r.job_id) for r in rows)
+                for msg_id in [m for m, g in gated.items() if g[2] in self._known]:
+                    shares.append(gated.pop(msg_id)[1])  # its terms came in the same batch
+            acked: list[Any] = [d for d in deliveries if d.msg_id not in gated]
+            if self.hold_for_terms:
+                released = await self._release(gated)
+            else:
+                released = [(d, rec) for d, rec, _ in gated.values()]
+            acked += [d for d, _ in released]
+            await self.commit(shares + [rec for _, rec in released], blocks)
         except LedgerError as exc:
             self.stats.failed_batches += 1
             log.error("ledger: batch of %d not committed, left for redelivery: %s",
                       len(deliveries), exc)  # fmt: skip
             raise
-        await self.consumer.ack(deliveries)
+        if not acked:
+            return len(deliveries)  # every delivery held for its terms
+        await self.consumer.ack(acked)
         self.stats.batches += 1
-        self.stats.shares += len(shares)
+        self.stats.shares += len(shares) + len(released)
         self.stats.blocks += len(blocks)
+        self.stats.terms += len(rows)
         self.stats.last_commit = time.time()
         return len(deliveries)
 
     def _decode(
         self, deliveries: list[DeliveryLike]
-    ) -> tuple[list[ShareRecord], list[BlockRecord]]:
+    ) -> tuple[
+        list[ShareRecord],
+        list[BlockRecord],
+        list[JobTermsRow],
+        dict[str, tuple[Any, ShareRecord, tuple[int, str]]],
+    ]:
+        """(shares to write, blocks, terms rows, shares that name a job whose terms may not
+        be committed yet: msg_id -> (delivery, share, (height, job id)))."""
         shares: list[ShareRecord] = []
         blocks: list[BlockRecord] = []
+        rows: list[JobTermsRow] = []
+        gated: dict[str, tuple[Any, ShareRecord, tuple[int, str]]] = {}
         for d in deliveries:
             try:
                 if d.subject == self.shares_subject:
-                    shares.append(decode_share(d.payload))
+                    rec, run = decode_share_run(d.payload)
+                    key = (rec.height, rec.job_id)
+                    if run is None or not self.hold_for_terms or key in self._known:
+                        shares.append(rec)
+                    else:
+                        gated[d.msg_id] = (d, rec, key)
                 elif d.subject == self.blocks_subject:
                     blocks.append(decode_block(d.payload))
+                elif d.subject == self.terms_subject:
+                    row = decode_terms(d.payload)
+                    if self.terms is None:
+                        self.stats.terms_ignored += 1
+                    else:
+                        rows.append(row)
                 else:
                     raise ShareFlowError(f"unexpected subject {d.subject!r}")
             except ShareFlowError as exc:
                 self.stats.unreadable += 1
                 log.error("ledger: dropping unreadable message %r: %s", d.msg_id[:80], exc)
-        return shares, blocks
+        return shares, blocks, rows, gated
+
+    def _remember(self, keys: Any) -> None:
+        for key in keys:
+            self._known[key] = None
+            self._known.move_to_end(key)
+        while len(self._known) > 4 * self.hold_max:  # bounded: old jobs are asked again
+            self._known.popitem(last=False)
+
+    async def _release(
+        self, gated: dict[str, tuple[Any, ShareRecord, tuple[int, str]]]
+    ) -> list[tuple[Any, ShareRecord]]:
+        """The shares to write now (their terms committed, or held too long); the others of
+        `gated` join the held ones (a redelivery replacing its earlier delivery)."""
+        now = time.monotonic()
+        for msg_id, (d, rec, key) in gated.items():
+            earlier = self._held.pop(msg_id, None)
+            if earlier is None:
+                self.stats.held_total += 1
+            self._held[msg_id] = (d, rec, key, now if earlier is None else earlier[3])
+        if not self._held:
+            return []
+        unknown = sorted({key for _, _, key, _ in self._held.values()} - self._known.keys())
+        if unknown:
+            assert self.terms is not None
+            self._remember(await self.terms.recorded(unknown))
+        out: list[tuple[Any, ShareRecord]] = []
+        late: list[ShareRecord] = []
+        for msg_id in list(self._held):
+            d, rec, key, since = self._held[msg_id]
+            overflow = len(self._held) > self.hold_max
+            if key in self._known or overflow or now - since >= self.terms_wait:
+                del self._held[msg_id]
+                out.append((d, rec))
+                if key not in self._known:
+                    late.append(rec)
+        if late:
+            self.stats.released_without_terms += len(late)
+            log.error("ledger: %d shares written without their job's terms after waiting "
+                      "(e.g. job %s at height %d): they wait unpriced", len(late),
+                      late[0].job_id, late[0].height)  # fmt: skip
+        self.stats.shares_held = len(self._held)
+        return out
 
     async def commit(self, shares: list[ShareRecord], blocks: list[BlockRecord]) -> None:
         """Write shares and blocks through the group-commit ledger; return once every one is

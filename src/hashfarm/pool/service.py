@@ -45,7 +45,7 @@ from hashfarm.stratum import messages
 from hashfarm.stratum.codec import ErrorCode, encode
 
 if TYPE_CHECKING:  # accounting (numpy) is loaded only when the pool records job terms
-    from hashfarm.pool.jobterms import JobTermsRecorder
+    from hashfarm.pool.jobterms import JobTermsSink
     from hashfarm.pool.tides import PlanRequest, PlanResult, PlanWorker, Reservations
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Pool:
         observers: Sequence[PoolObserver] = (),
         *,
         hashblock: Callable[[], AsyncIterator[str]] | None = None,
-        job_terms: JobTermsRecorder | None = None,
+        job_terms: JobTermsSink | None = None,
     ) -> None:
         self.settings = settings.validate()
         self.job_terms = job_terms  # records each published job's terms (pool/jobterms.py)

@@ -3,22 +3,36 @@ shares judged from real mainnet blocks."""
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
+from pathlib import Path
+
 import orjson
 import pytest
 from pool_helpers import EN1_SIZE, EN2_SIZE, job_of
 from test_shares import params_for, run
 
+from hashfarm.broker import Publisher
+from hashfarm.broker.spool import Spool
 from hashfarm.chain.block import Block
+from hashfarm.pool.jobterms import terms_row
 from hashfarm.pool.records import BlockRecord, ShareRecord, new_share_record
 from hashfarm.pool.shareflow import (
+    BrokerLedger,
     ShareFlowError,
     block_msg_id,
+    cluster_job_id,
     decode_block,
     decode_share,
+    decode_share_run,
+    decode_terms,
     encode_block,
     encode_share,
+    encode_terms,
+    new_run,
     share_id,
     subjects,
+    terms_msg_id,
 )
 from hashfarm.pool.storage.base import share_id_of
 
@@ -122,7 +136,104 @@ def test_block_roundtrip_and_message_ids(small_block: Block) -> None:
 
 
 def test_subjects() -> None:
-    assert subjects("hashfarm") == ("hashfarm.shares", "hashfarm.blocks")
+    assert subjects("hashfarm") == ("hashfarm.shares", "hashfarm.blocks", "hashfarm.jobterms")
+
+
+# -- job terms and the front end's run (PPS/FPPS in cluster roles) -------------------------
+
+
+def test_a_share_names_its_front_ends_run_and_the_ledger_stores_the_run_qualified_job(
+    small_block: Block,
+) -> None:
+    rec = judged_share(small_block)
+    run = new_run(5)
+    assert run[:2] == "05"
+    assert len(run) == 16
+    assert new_run(5) != run
+    back, got = decode_share_run(encode_share(rec, run=run))
+    assert got == run
+    assert back.job_id == cluster_job_id(rec.job_id, run) == f"{rec.job_id}@{run}"
+    assert replace(back, job_id=rec.job_id) == rec  # every other field as judged
+    # a front end publishing no terms (solo mode), and the previous version's format 1
+    assert decode_share_run(encode_share(rec)) == (rec, None)
+    v1 = orjson.loads(encode_share(rec))[:-1]
+    v1[0] = 1
+    assert decode_share_run(orjson.dumps(v1)) == (rec, None)
+    with pytest.raises(ShareFlowError, match="run id"):
+        decode_share_run(encode_share(rec, run="05zz"))
+    with pytest.raises(ValueError, match=r"not in 0\.\.255"):
+        new_run(256)
+
+
+def test_job_terms_roundtrip_as_the_ledger_stores_them(small_block: Block) -> None:
+    job, _ = job_of(small_block)
+    run = new_run(3)
+    row = terms_row(job, "mainnet", run, 1_700_000_000.5)
+    back = decode_terms(encode_terms(row))
+    assert back == replace(row, job_id=cluster_job_id(job.job_id, run))
+    assert back.subsidy_sats + back.fees_sats == back.coinbase_value == job.template.coinbase_value
+    assert back.network_difficulty == job.template.difficulty
+    assert terms_msg_id(run, job.job_id) == f"t{run}.{job.job_id}"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {1: "not-a-run"},
+        {2: ""},
+        {2: "a\nb"},
+        {4: "zz" * 32},
+        {5: -1},
+        {7: 0.0},
+        {7: float("inf")},
+        {8: -5},
+        {9: 1},  # subsidy + fees no longer the coinbase value
+        {11: "yesterday"},
+        {0: 2},
+    ],
+)
+def test_decode_terms_refuses_impossible_terms(
+    small_block: Block, change: dict[int, object]
+) -> None:
+    job, _ = job_of(small_block)
+    doc = orjson.loads(encode_terms(terms_row(job, "mainnet", new_run(3), 1.0)))
+    for i, v in change.items():
+        doc[i] = v
+    with pytest.raises(ShareFlowError):
+        decode_terms(orjson.dumps(doc))  # (orjson writes infinity as null)
+
+
+async def test_a_front_end_publishes_each_jobs_terms_and_its_shares_name_its_run(
+    small_block: Block, tmp_path: Path
+) -> None:
+    """Through a real Publisher with no broker: what the front end acknowledged is in its
+    spool, exactly as it will reach the ledger."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pub = Publisher(f"nats://127.0.0.1:{port}", "T", list(subjects("hf")), tmp_path, name="fe")
+    await pub.start(connect_wait=0.1)
+    ledger = BrokerLedger(pub, "hf", network="mainnet", frontend_id=7)
+    assert ledger.job_terms is not None
+    assert ledger.run.startswith("07")
+    job, _ = job_of(small_block)
+    ledger.job_terms.note(job)
+    ledger.job_terms.note(job, plan=object())  # a TIDES plan: refused, not published
+    await ledger.record_share(judged_share(small_block))
+    await pub.close()
+    assert (ledger.job_terms.published, ledger.job_terms.refused) == (1, 1)
+    spool = Spool(tmp_path, 1 << 20)
+    spool.open()
+    records = [r for path in spool.sealed() for r in spool.read(path)]
+    spool.close()
+    assert [(r.subject, r.msg_id) for r in records] == [
+        ("hf.jobterms", terms_msg_id(ledger.run, job.job_id)),  # the terms before the share
+        ("hf.shares", small_block.hash_hex()),
+    ]
+    row = decode_terms(records[0].payload)
+    share, run = decode_share_run(records[1].payload)
+    assert run == ledger.run == row.pool_run
+    assert (share.height, share.job_id) == (row.height, row.job_id)  # the ledger's lookup key
 
 
 def test_extranonce_of_judged_share_is_the_miners(small_block: Block) -> None:

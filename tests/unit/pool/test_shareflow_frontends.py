@@ -107,16 +107,16 @@ def test_cluster_settings_refused(
         s.validate()
 
 
-@pytest.mark.parametrize("scheme", ["tides", "pps", "fpps"])
 @pytest.mark.parametrize("role", ["stratum", "ledger"])
-def test_schemes_that_need_job_terms_stay_single_process(scheme: str, role: str) -> None:
+def test_tides_stays_single_process_and_pps_fpps_run_in_cluster_roles(role: str) -> None:
     flags = {"mode": "pooled", "payout_address": "bcrt1qxyz", "accounting.enabled": True,
-             "accounting.scheme": scheme, "cluster.role": role, "cluster.frontend_id": 1,
+             "accounting.scheme": "tides", "cluster.role": role, "cluster.frontend_id": 1,
              "storage.url": "postgresql://127.0.0.1/hashfarm"}  # fmt: skip
-    with pytest.raises(ConfigError, match=r"invalid setting cluster\.role"):
+    with pytest.raises(ConfigError, match=r"invalid setting cluster\.role.*TIDES"):
         load_settings(flags=flags, environ={})
-    pplns = load_settings(flags=flags | {"accounting.scheme": "pplns"}, environ={})
-    assert pplns.cluster.role == role
+    for scheme in ("pplns", "prop", "solo", "pps", "fpps"):  # job terms cross the broker
+        s = load_settings(flags=flags | {"accounting.scheme": scheme}, environ={})
+        assert (s.cluster.role, s.accounting.scheme) == (role, scheme)
 
 
 def test_cluster_keys_load_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
