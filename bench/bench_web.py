@@ -8,8 +8,12 @@
    this process, one request at a time), warm (the overview's busiest-workers list is shared
    for 2 s) and cold (each request after that: the list computed afresh, the figure that
    counts). Reference in the same run: `/api/pool`, the JSON
-   the overview's headline figures come from, and `/api/workers`, the whole worker list as
-   JSON. Target: the overview under 200 ms.
+   the overview's headline figures come from, and the whole worker list as JSON (the old
+   `/api/workers`, served here on a bench-only route: the public route answers pages).
+   Target: the overview under 200 ms.
+   `/api/workers` pages (100 by default, 1000 at most; the ranking of every worker and the
+   encoded pages are shared for 2 s): warm, cold (each request after those 2 s) and the
+   last page of 1000 cold, each with its ratio to the whole list.
 2. live: the pool's share path with and without 500 live SSE clients (`/events`, the
    dashboard's live stream; raw sockets in a child process from 32 loopback addresses, 16
    each, the hub's per-address cap). Shares come from bench/loadgen.py miners in another
@@ -19,7 +23,8 @@
    new tip), so with clients every event is 500 writes. Rounds alternate without/with
    (ABAB...); medians of shares/s, of per-share p50/p99 latency, of this process's CPU per
    share (the pool's cost, whatever else the machine runs), and of this process's CPU for
-   one second of events with no shares (the hub alone). Target: under 5 %.
+   one second of events with no shares (the hub alone); the load average beside each rate;
+   and whether every client got every event. Target: under 5 %.
 
 Run: .venv/bin/python bench/bench_web.py [--connections 10000] [--workers 10000]
      [--sse-clients 500] [--runs 5] [--event-rates 0,1,10] [--quick]
@@ -31,6 +36,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing as mp
+import os
 import selectors
 import socket
 import statistics
@@ -41,11 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hashfarm.api import web as dashboard
-from hashfarm.api.readmodel import PoolInfo, ReadModel
+from hashfarm.api.readmodel import WORKERS_TTL, PoolInfo, ReadModel, worker_json
 from hashfarm.api.server import make_app
 from hashfarm.api.web.feed import BUSIEST_TTL
 from hashfarm.pool.records import BlockRecord, ShareRecord
@@ -223,16 +230,18 @@ def share_load(port: int, miners: int, shares: int, burst: int, conn: Any) -> No
 
 async def publishing(hub: Any, rate: float, stop: asyncio.Event) -> None:
     """Publish an event `rate` times a second until `stop` (a worker-joined-sized payload);
-    none at rate 0 (the clients' mere presence: their streams and heartbeats)."""
+    none at rate 0 (the clients' mere presence: their streams and heartbeats). Paced by
+    the clock, so a busy loop does not lower the rate."""
     if rate <= 0:
         await stop.wait()
         return
     n = 0
+    start = time.perf_counter()
     while not stop.is_set():
         n += 1
         hub.publish("worker", {"new": [f"{PAYOUT}.rig{n % 100}"], "new_count": 1,
                                "workers": 10_000 + n})  # fmt: skip
-        await asyncio.sleep(1.0 / rate)
+        await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
 
 
 async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_port: int) -> None:
@@ -249,7 +258,8 @@ async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_p
           "process's own):")  # fmt: skip
     for rate in args.event_rates:
         results: dict[bool, list[tuple[float, ...]]] = {False: [], True: []}
-        delivered = []
+        delivered, expected = [], []
+        load0 = os.getloadavg()[0]
         for n in range(2 * args.runs):
             with_clients = n % 2 == 1
             sse = None
@@ -262,6 +272,7 @@ async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_p
                     raise RuntimeError(f"not all {args.sse_clients} SSE streams opened: "
                                        f"{hub.counters}")  # fmt: skip
                 assert hub.clients == args.sse_clients, hub.clients
+            published0 = hub.counters.published
             parent.send("run")
             await asyncio.to_thread(parent.recv)  # "prepared": hashing done; the timed part
             stop = asyncio.Event()
@@ -287,9 +298,11 @@ async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_p
                 stop_sse.set()
                 await asyncio.to_thread(sse.join)
                 delivered.append(events.value)
+                expected.append(hub.counters.published - published0)
                 while hub.clients:  # noqa: ASYNC110  (the hub notices the closed streams)
                     await asyncio.sleep(0.05)
-        print(f"  {rate:g} events/s published to the hub:")
+        print(f"  {rate:g} events/s published to the hub (load average {load0:.1f} -> "
+              f"{os.getloadavg()[0]:.1f}):")  # fmt: skip
         rows = []
         for label, runs in (("without SSE clients (reference)", results[False]),
                             (f"with {args.sse_clients} SSE clients", results[True])):  # fmt: skip
@@ -304,8 +317,11 @@ async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_p
               f"pool CPU per share {100 * (b[4] / a[4] - 1):+.1f} %, p50 "
               f"{100 * (b[1] / a[1] - 1):+.1f} %, p99 {100 * (b[2] / a[2] - 1):+.1f} %; "
               f"idle CPU {100 * (b[5] - a[5]):+.1f} points (target: under 5 %)")  # fmt: skip
-        per_client = statistics.median(delivered) / args.sse_clients if delivered else 0
-        print(f"    events each client received per round (median): {per_client:,.0f}")
+        if delivered:
+            got = sum(delivered)
+            want = sum(expected) * args.sse_clients
+            print(f"    events delivered: {got:,} of {want:,} published x clients "
+                  f"({100 * got / want if want else 100:.1f} %)")  # fmt: skip
     parent.send("stop")
     await asyncio.to_thread(load.join)
     print(f"  hub: {hub.counters}")
@@ -326,6 +342,12 @@ async def main(args: argparse.Namespace) -> None:
     timer = Timer()
     app = make_app(model)
     app.middlewares.append(timer.middleware)
+
+    async def whole_list(request: web.Request) -> web.Response:  # the old /api/workers
+        body = orjson.dumps([worker_json(w) for w in stats.workers()])
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get("/bench/workers-all", whole_list)  # bench only: never on a pool
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -336,7 +358,7 @@ async def main(args: argparse.Namespace) -> None:
         feed_workers(stats, args.workers, time.time())
         await asyncio.sleep(1.5)  # the feed's first looks (hashrate history, new workers)
         paths = ["/", "/pool/fragments/workers", "/miner/acct7", "/blocks", "/api/pool",
-                 "/api/workers"]  # fmt: skip
+                 "/api/workers", "/bench/workers-all"]  # fmt: skip
         got = await render(base, timer, paths, args.requests)
         held, workers = len(pool.sessions()), stats.pool().workers
         print(f"1. pages rendered server-side with {held:,} connections and {workers:,} "
@@ -349,9 +371,21 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {path + ' (cold)':<26} server {r['server']:7.1f} ms (p90 {r['p90']:6.1f})  "
                   f"end to end {r['e2e']:7.1f} ms  (each after {BUSIEST_TTL + 0.1:g} s: the "
                   "busiest-workers list computed afresh)")  # fmt: skip
-        page, ref = cold["/"]["server"], got["/api/workers"]["server"]
+        page, ref = cold["/"]["server"], got["/bench/workers-all"]["server"]
         print(f"  overview (cold) / the whole worker list as JSON: {page / ref:.2f}x; overview "
               f"{'under' if page < 200 else 'OVER'} the 200 ms target")  # fmt: skip
+        last = f"/api/workers?limit=1000&offset={max(0, workers - 1000)}"
+        api = ["/api/workers", "/api/workers?limit=1000", last]
+        warm = await render(base, timer, api, args.requests)
+        cold_api = await render(base, timer, api, args.cold, WORKERS_TTL + 0.1)
+        whole = got["/bench/workers-all"]
+        print(f"  /api/workers pages vs the whole list ({whole['server']:.1f} ms, "
+              f"{whole['bytes']:,} bytes), server time:")  # fmt: skip
+        for path in api:
+            w, c = warm[path], cold_api[path]
+            print(f"    {path:<36} warm {w['server']:6.1f} ms  cold {c['server']:6.1f} ms "
+                  f"(p90 {c['p90']:6.1f}; ratio {c['server'] / whole['server']:.3f})  "
+                  f"{c['bytes']:>9,} bytes")  # fmt: skip
         stop.set()
         await asyncio.to_thread(proc.join)
         await live(args, pool, app, port)

@@ -211,9 +211,17 @@ def _by_since(ban: BanEntry) -> tuple[float, str]:
 
 def worker_json(w: WorkerSnapshot) -> dict[str, Any]:
     """A worker snapshot as JSON, with human-readable hashrates beside the numbers."""
-    doc = asdict(w)
-    doc["hashrate_text"] = {k: format_hashrate(v) for k, v in w.hashrate.items()}
-    return doc
+    return {  # written out: dataclasses.asdict deep-copies field by field, 3x the time
+        "name": w.name,
+        "account": w.account,
+        "hashrate": dict(w.hashrate),
+        "shares_accepted": w.shares_accepted,
+        "shares_rejected": dict(w.shares_rejected),
+        "best_share": w.best_share,
+        "last_share": w.last_share,
+        "blocks_found": w.blocks_found,
+        "hashrate_text": {k: format_hashrate(v) for k, v in w.hashrate.items()},
+    }
 
 
 def job_json(job: PoolJob | None) -> dict[str, Any] | None:

@@ -179,6 +179,7 @@ def test_busiest_and_an_accounts_workers_match_the_workers_list() -> None:
     everyone = stats.workers()
     assert stats.busiest(25) == everyone[:25]
     assert stats.busiest(10_000) == everyone
+    assert stats.ranked() == [w.name for w in everyone]  # what /api/workers pages through
     assert stats.of_account("acct7") == [w for w in everyone if w.account == "acct7"]
     assert stats.of_account("nobody") == []
 

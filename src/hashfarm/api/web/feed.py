@@ -33,7 +33,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from hashfarm.api.live import LiveHub
-from hashfarm.api.readmodel import ReadModel, worker_json
+from hashfarm.api.readmodel import ReadModel
 from hashfarm.chain.networks import get_network
 from hashfarm.chain.pow import bits_to_difficulty
 from hashfarm.economics.retarget import project_retarget
@@ -315,12 +315,13 @@ class LiveFeed:
         return doc
 
     def busiest(self, model: ReadModel, n: int) -> list[dict[str, Any]]:
-        """The first `n` entries of `/api/workers` (`PoolStats.busiest`: one window per worker,
-        n snapshots), kept BUSIEST_TTL seconds so many viewers cost one computation."""
+        """The first `n` entries of `/api/workers` (its first page of `n`: the ranking that
+        route shares for 2 s, one window per worker, then n snapshots), kept BUSIEST_TTL
+        seconds so many viewers cost one computation."""
         at, count, workers = self._busiest
         now = time.monotonic()
         if now - at > BUSIEST_TTL or count != n:
-            workers = [worker_json(w) for w in model.stats.busiest(n)]
+            workers = model.workers_json(n)["workers"]
             self._busiest = (now, n, workers)
         return workers
 
