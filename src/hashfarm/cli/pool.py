@@ -353,8 +353,9 @@ async def running_pool(
         if settings.cluster.role == "stratum":
             from hashfarm.cli.pool_roles import acquire_lease, open_broker_ledger  # nats-py
 
-            lease = await acquire_lease(settings)  # LeaseHeld: another front end has the id
-            stack.push_async_callback(lease.close)
+            if settings.cluster.lease:
+                lease = await acquire_lease(settings)  # LeaseHeld: another has the id
+                stack.push_async_callback(lease.close)
             ledger = await open_broker_ledger(settings)
         else:
             ledger = await open_ledger(settings.storage)

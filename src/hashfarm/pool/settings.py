@@ -249,6 +249,7 @@ class ClusterSettings:
     max_in_flight: int = 10_000  # front end: publishes awaiting the broker's ack at most
     durable: str = "hashfarm-ledger"  # ledger: the durable consumer's name
     fetch_batch: int = 512  # ledger: deliveries fetched (and committed) per transaction
+    lease: bool = True  # front end: lease frontend_id in the broker (False: a test's twin ids)
     lease_ttl: float = 15.0  # front end: seconds its frontend_id lease outlives its last renewal
 
 
