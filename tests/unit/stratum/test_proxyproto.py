@@ -193,3 +193,29 @@ def test_trusted_sources_take_addresses_and_networks() -> None:
 def test_trusted_sources_refuse_what_is_not_an_address_or_network(bad: str) -> None:
     with pytest.raises(ValueError, match="not an address or network"):
         parse_sources(f"10.0.0.5, {bad}")
+
+
+# the pool's settings and flag --------------------------------------------------------------
+
+
+def test_the_pool_refuses_a_bad_trusted_list_naming_the_key() -> None:
+    from hashfarm.errors import ConfigError
+    from hashfarm.pool.config import load_settings
+
+    ok = load_settings(environ={}, flags={"stratum.proxy_protocol_from": "10.0.0.5,10.0.1.0/24"})
+    assert ok.stratum.proxy_protocol_from == "10.0.0.5,10.0.1.0/24"
+    assert load_settings(environ={}).stratum.proxy_protocol_from == ""  # off by default
+    with pytest.raises(ConfigError, match=r"stratum\.proxy_protocol_from: '10\.0\.0\.5, lb'"):
+        load_settings(environ={}, flags={"stratum.proxy_protocol_from": "10.0.0.5, lb"})
+    with pytest.raises(ConfigError, match=r"stratum\.proxy_protocol_timeout"):
+        load_settings(environ={"HASHFARM_STRATUM_PROXY_PROTOCOL_TIMEOUT": "0"})
+
+
+def test_the_flag_reaches_the_setting_and_a_bad_value_exits_2() -> None:
+    from click.testing import CliRunner
+
+    from hashfarm.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pool", "--proxy-protocol-from", "10.0.0.999"])
+    assert result.exit_code == 2
+    assert "stratum.proxy_protocol_from" in result.output
