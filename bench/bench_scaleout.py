@@ -15,7 +15,10 @@ miners per front end. Per front-end count it reports:
 2. new tip -> last `mining.notify` read, across all front ends' connections (median of
    `--tips` tips); each front end watches the node itself (ZMQ + getblocktemplate);
 3. the front ends' RSS per connection.
-Ratios against one front end (the reference measured in the same run) are printed.
+Ratios against one front end (the reference measured in the same run) are printed; counts
+given more than once (the default 1,2,4,4,2,1, against drift on a shared machine) are
+reported as medians. Since other work on the machine takes CPU too, the rate per core used
+by this run's own processes is printed beside the raw rate.
 
 Then the broker's added latency per share: one front end (`--role stratum`) against the
 single process (`--role all`, SQLite `synchronous=FULL` on tmpfs), same connections, same
@@ -24,7 +27,7 @@ submit written -> answer read and the differences.
 
 NATS or PostgreSQL absent: prints why and exits 0 (1 with HASHFARM_REQUIRE_SERVICES=1).
 
-Run: .venv/bin/python bench/bench_scaleout.py [--front-ends 1,2,4] [--connections 2500]
+Run: .venv/bin/python bench/bench_scaleout.py [--front-ends 1,2,4,4,2,1] [--connections 2500]
      [--shares 40000] [--tips 3] [--rate 2000] [--latency-seconds 8] [--latency-rounds 2]
 """
 
@@ -52,7 +55,16 @@ from hashfarm.node.bcoin import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pool import HASHFARM, PAYOUT, TemplateNode, rss_mb, start_node, start_pool, text
+from bench_pool import (
+    HASHFARM,
+    PAYOUT,
+    TemplateNode,
+    rss_mb,
+    save_log,
+    start_node,
+    start_pool,
+    text,
+)
 from bench_pool_tail import Tail, open_loop, wait_answers
 from loadgen import Miner, connect_many, percentile
 from nodes import REQUIRE_SERVICES, create_database, drop_database, postgres_problem
@@ -110,6 +122,12 @@ class Parts:
         out = {name: cpu_of(pids) for name, pids in self.groups.items()}
         out["load generator"] = time.process_time()
         return out
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy so far (every process, this bench's and not)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK_CLK  # less idle and iowait
 
 
 class Cluster:
@@ -197,10 +215,10 @@ async def closed_loop(
     for m in miners:
         m.answers.clear()
     before_rows = await stored(pg_url)
-    cpu0, t0 = parts.sample(), time.perf_counter()
+    cpu0, t0, all0 = parts.sample(), time.perf_counter(), machine_cpu()
     await asyncio.gather(*(m.submit(b, burst=burst) for m, b in zip(miners, batches, strict=True)))
     wall = time.perf_counter() - t0
-    cpu1 = parts.sample()
+    cpu1, all1 = parts.sample(), machine_cpu()
     answers = [a for m in miners for a in m.answers.values()]
     ok = sum(a.ok for a in answers)
     rows, deadline = before_rows, time.perf_counter() + 120
@@ -208,6 +226,9 @@ async def closed_loop(
         await asyncio.sleep(0.1)
         rows = await stored(pg_url)
     ledger_wall = time.perf_counter() - t0
+    if rows - before_rows < ok:
+        print(f"  WARNING: the ledger stored {rows - before_rows:,} of {ok:,} acknowledged "
+              f"shares within 120 s", flush=True)  # fmt: skip
     cpu2 = parts.sample()
     lat = [a.latency * 1e3 for a in answers]
     return {
@@ -224,6 +245,7 @@ async def closed_loop(
             for k in ("ledger", "postgres", "nats-server")
         },
         "cpu_busy": sum(cpu1[k] - cpu0[k] for k in cpu0) / wall,
+        "machine_busy": (all1 - all0) / wall,
     }
 
 
@@ -320,22 +342,51 @@ async def latency_round(
             cluster.stop([proc])
 
 
+def per_core(r: dict[str, Any]) -> float:
+    """Answered shares per second per core this run's processes used (others' work aside)."""
+    return float(r["rate"] / max(r["cpu_busy"], 1e-9))
+
+
+def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per front-end count (in first-seen order): the median of its runs."""
+    out = []
+    for n in dict.fromkeys(r["n"] for r in runs):
+        mine = [r for r in runs if r["n"] == n]
+        row: dict[str, Any] = {"runs": len(mine)}
+        for key, value in mine[0].items():
+            if isinstance(value, dict):
+                row[key] = {k: statistics.median(r[key][k] for r in mine) for k in value}
+            else:
+                row[key] = statistics.median(r[key] for r in mine)
+        out.append(row)
+    return out
+
+
 def show_scale(results: list[dict[str, Any]]) -> None:
     ref = results[0]
     print(f"{'FEs':>3} {'conns':>6} {'load':>5} {'shares/s':>9} {'vs 1':>5} {'acc%':>5} "
-          f"{'p50 ms':>7} {'p99 ms':>8} {'busy':>5} {'ledger/s':>9} {'notify ms':>9} "
-          f"{'vs 1':>5} {'FE fan-out':>10} {'kB/conn':>7}")  # fmt: skip
+          f"{'p50 ms':>7} {'p99 ms':>8} {'busy':>5} {'/core':>6} {'vs 1':>5} {'ledger/s':>9} "
+          f"{'notify ms':>9} {'vs 1':>5} {'FE fan-out':>10} {'kB/conn':>7}")  # fmt: skip
     for r in results:
-        print(f"{r['n']:>3} {r['conns']:>6,} {r['load']:>5.1f} {r['rate']:>9,.0f} "
+        print(f"{r['n']:>3} {r['conns']:>6,.0f} {r['load']:>5.1f} {r['rate']:>9,.0f} "
               f"{r['rate'] / ref['rate']:>5.2f} {r['ok'] * 100:>5.1f} {r['p50']:>7.1f} "
-              f"{r['p99']:>8.1f} {r['cpu_busy']:>5.2f} {r['ledger_rate']:>9,.0f} "
+              f"{r['p99']:>8.1f} {r['cpu_busy']:>5.2f} {per_core(r):>6,.0f} "
+              f"{per_core(r) / per_core(ref):>5.2f} {r['ledger_rate']:>9,.0f} "
               f"{r['last']:>9.1f} {r['last'] / ref['last']:>5.2f} {r['fanout']:>10.1f} "
               f"{r['rss_kb']:>7.1f}")  # fmt: skip
+    print("busy: cores used by this run's processes (front ends, ledger, nats-server, postgres, "
+          "load generator) in the closed loop; /core: shares/s per busy core")  # fmt: skip
+    print("machine busy (every process, other work included): "
+          + ", ".join(f"{r['machine_busy']:.2f}" for r in results)
+          + f" of {os.cpu_count()} cores; runs per row: "
+          + ", ".join(str(r["runs"]) for r in results))  # fmt: skip
     print("CPU per answered share, us (the ledger, PostgreSQL and nats-server counted to the "
           "last row stored):")  # fmt: skip
     for r in results:
         c, cl = r["cpu"], r["cpu_ledger"]
-        print(f"  {r['n']} FE: front ends {c['front ends']:.0f}, ledger {cl['ledger']:.0f}, "
+        total = c["front ends"] + c["load generator"] + sum(cl.values())
+        print(f"  {r['n']} FE: total {total:.0f}: front ends {c['front ends']:.0f}, "
+              f"ledger {cl['ledger']:.0f}, "
               f"nats-server {cl['nats-server']:.0f}, postgres {cl['postgres']:.0f}, "
               f"load generator {c['load generator']:.0f}; front-end RSS {r['rss_mb']:.0f} MB "
               f"each")  # fmt: skip
@@ -369,30 +420,49 @@ async def main(args: argparse.Namespace) -> None:
                       flush=True)  # fmt: skip
             print(f"closed loop, bursts of {args.burst} per connection, {args.tips} tips "
                   f"(medians); 'vs 1' = ratio to one front end in this run:")  # fmt: skip
-            show_scale(results)
-            lat: dict[str, list[dict[str, float]]] = {"all": [], "stratum": []}
-            for r in range(args.latency_rounds):
-                for role in ("all", "stratum") if r % 2 == 0 else ("stratum", "all"):
-                    lat[role].append(await latency_round(args, role, url, node, cluster))
-            med = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in lat.items()}
-            a, s = med["all"], med["stratum"]
-            print(f"broker's added latency per share: {args.connections:,} connections, "
-                  f"{args.rate:,.0f} shares/s offered open loop, {args.latency_seconds:g} s, "
-                  f"median of {args.latency_rounds} rounds (ABBA), load "
-                  f"{os.getloadavg()[0]:.1f}")  # fmt: skip
-            for name, m in (("single process, SQLite FULL on tmpfs", a),
-                            ("front end --role stratum (JetStream PubAck)", s)):  # fmt: skip
-                print(f"  {name:44s} {m['rate']:6,.0f}/s answered {m['answered'] * 100:5.1f}% "
-                      f"accepted {m['ok'] * 100:5.1f}%  p50 {m['p50']:6.2f} ms  "
-                      f"p99 {m['p99']:7.2f} ms")  # fmt: skip
-            print(f"  added by the broker: p50 {s['p50'] - a['p50']:+.2f} ms "
-                  f"(x{s['p50'] / max(a['p50'], 1e-9):.2f}), p99 {s['p99'] - a['p99']:+.2f} ms "
-                  f"(x{s['p99'] / max(a['p99'], 1e-9):.2f})")  # fmt: skip
+            show_scale(medians(results))
+            if args.latency_rounds > 0:
+                await broker_latency(args, url, node, cluster)
         finally:
             cluster.stop()
+            if args.logs:
+                keep_logs(Path(tmp), Path(args.logs))
             await runner.cleanup()
             await delete_stream(cluster.tag)
             drop_database(pg_url)
+
+
+async def broker_latency(
+    args: argparse.Namespace, url: str, node: TemplateNode, cluster: Cluster
+) -> None:
+    """The front end against the single process, alternating, under the same open loop."""
+    lat: dict[str, list[dict[str, float]]] = {"all": [], "stratum": []}
+    for r in range(args.latency_rounds):
+        for role in ("all", "stratum") if r % 2 == 0 else ("stratum", "all"):
+            res = await latency_round(args, role, url, node, cluster)
+            lat[role].append(res)
+            print(f"  round {r + 1} {role:7s} p50 {res['p50']:6.2f} ms  p99 "
+                  f"{res['p99']:7.2f} ms  load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    med = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in lat.items()}
+    a, s = med["all"], med["stratum"]
+    print(f"broker's added latency per share: {args.connections:,} connections, "
+          f"{args.rate:,.0f} shares/s offered open loop, {args.latency_seconds:g} s, "
+          f"median of {args.latency_rounds} rounds (ABBA), load "
+          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+    for name, m in (("single process, SQLite FULL on tmpfs", a),
+                    ("front end --role stratum (JetStream PubAck)", s)):  # fmt: skip
+        print(f"  {name:44s} {m['rate']:6,.0f}/s answered {m['answered'] * 100:5.1f}% "
+              f"accepted {m['ok'] * 100:5.1f}%  p50 {m['p50']:6.2f} ms  "
+              f"p99 {m['p99']:7.2f} ms")  # fmt: skip
+    print(f"  added by the broker: p50 {s['p50'] - a['p50']:+.2f} ms "
+          f"(x{s['p50'] / max(a['p50'], 1e-9):.2f}), p99 {s['p99'] - a['p99']:+.2f} ms "
+          f"(x{s['p99'] / max(a['p99'], 1e-9):.2f})")  # fmt: skip
+
+
+def keep_logs(tmp: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for log in tmp.glob("*.log"):
+        save_log(log, to / log.name)
 
 
 async def delete_stream(tag: str) -> None:
@@ -409,7 +479,7 @@ async def delete_stream(tag: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--front-ends", default="1,2,4", help="counts; the first is the reference")
+    parser.add_argument("--front-ends", default="1,2,4,4,2,1", help="counts (ABBA); 1st = ref")
     parser.add_argument("--connections", type=int, default=2500, help="per front end")
     parser.add_argument("--shares", type=int, default=20_000, help="per front end, closed loop")
     parser.add_argument("--burst", type=int, default=2, help="shares in flight per connection")
@@ -418,6 +488,7 @@ if __name__ == "__main__":
     parser.add_argument("--latency-seconds", type=int, default=8)
     parser.add_argument("--latency-rounds", type=int, default=2)
     parser.add_argument("--tmpfs", default="/dev/shm", help="the single process's SQLite dir")
+    parser.add_argument("--logs", help="copy the processes' logs into this directory")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ns = parser.parse_args()
     if ns.quick:
