@@ -123,7 +123,7 @@ class StratumProtocol(asyncio.BufferedProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        self.server.awaiting_header -= 1
+        self.server.headers_due.discard(self)
 
     def _header_late(self) -> None:
         self._header_timer = None

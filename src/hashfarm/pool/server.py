@@ -101,9 +101,9 @@ class StratumServer:
         self.refused: Counter[str] = Counter()  # connections refused at accept, by reason
         # Load balancers whose PROXY protocol header names the miner (empty: off). Their
         # connections wait for that header before `open` (see StratumProtocol); meanwhile
-        # they count in `awaiting_header`, against `max_connections`.
+        # they are in `headers_due` and count against `max_connections`.
         self.proxy_from = TrustedSources(settings.proxy_protocol_from)
-        self.awaiting_header = 0
+        self.headers_due: set[StratumProtocol] = set()  # balancer connections before their header
         self.groups: dict[bytes, dict[Session, asyncio.Transport]] = {}  # script -> members
         self._server: asyncio.Server | None = None
         self._count = 0
@@ -129,7 +129,7 @@ class StratumServer:
         """Stop accepting and close every connection."""
         if self._server is not None:
             self._server.close()
-        for proto in list(self.sessions.values()):
+        for proto in [*self.sessions.values(), *self.headers_due]:
             proto.close()
         if self._server is not None:
             await self._server.wait_closed()
@@ -149,8 +149,13 @@ class StratumServer:
             proto.dropped = True
             transport.abort()
             return True
-        self.awaiting_header += 1
+        self.headers_due.add(proto)
         return True
+
+    @property
+    def awaiting_header(self) -> int:
+        """Connections from trusted balancers whose PROXY header has not arrived yet."""
+        return len(self.headers_due)
 
     def open(
         self,
