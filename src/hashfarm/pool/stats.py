@@ -15,6 +15,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress
+from operator import eq
 
 from hashfarm.pool.records import REJECT_UNAUTHORIZED, BlockRecord, ShareRecord
 from hashfarm.units import HashesPerSecond, hashrate_from_shares
@@ -51,11 +53,27 @@ class RateWindow:
 
     def total(self, now: float) -> float:
         """The sum over the slots that lie within `span` of `now`."""
-        newest = int(now // self.width)
-        oldest = newest - SLOTS + 1
-        return sum(
-            s for s, st in zip(self._sums, self._stamps, strict=True) if oldest <= st <= newest
-        )
+        # Cell i only ever holds slot numbers congruent to i, so it counts exactly when its
+        # stamp is the one slot of the window that falls on it: one C-level pass (compress,
+        # map) instead of a generator, the same sum in the same order (API reads of 10,000
+        # workers rank by this).
+        return sum(compress(self._sums, map(eq, self._stamps, _live_slots(self.width, now))))
+
+
+_LIVE: dict[float, tuple[int, list[int]]] = {}  # width -> (newest slot, its live_slots)
+
+
+def _live_slots(width: float, now: float) -> list[int]:
+    """Per cell, the slot number within the window ending at `now` that falls on it."""
+    newest = int(now // width)
+    known = _LIVE.get(width)
+    if known is not None and known[0] == newest:
+        return known[1]
+    live = [0] * SLOTS
+    for slot in range(newest - SLOTS + 1, newest + 1):
+        live[slot % SLOTS] = slot
+    _LIVE[width] = (newest, live)
+    return live
 
 
 class _Tally:
@@ -214,11 +232,14 @@ class PoolStats:
         """(-hashrate in `window`, name) per worker: the sort key of `workers()`."""
         index = [name for name, _ in WINDOWS].index(window)
         span = WINDOWS[index][1]
+        width = span / SLOTS
+        live = _live_slots(width, now)  # RateWindow.total written out, its slots found once
         rates = []
         for name, t in self._workers.items():
             w = t.windows[index]
+            total = sum(compress(w._sums, map(eq, w._stamps, live)))
             seen = now - t.first_share if t.first_share is not None else 0.0
-            rates.append((-hashrate_from_shares(w.total(now), max(min(span, seen), w.width)), name))
+            rates.append((-hashrate_from_shares(total, max(min(span, seen), width)), name))
         return rates
 
     def of_account(self, account: str) -> list[WorkerSnapshot]:
