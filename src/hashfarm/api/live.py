@@ -1,9 +1,12 @@
 """Live updates for the dashboard: a Server-Sent Events hub with bounded cost per client.
 
-`LiveHub.publish(event, data)` encodes the event once and writes the same bytes straight to
-every client's socket transport (`transport.write`: non-blocking, one `send()` per client,
-no task wakes up, no per-client queue). Each client's request handler only waits on a
-future until its stream ends. One hub timer (every `check_every` seconds, only while
+`LiveHub.publish(event, data)` encodes the event once; the events published within
+`coalesce` seconds (0.25) go out together, the same bytes written straight to every
+client's socket transport (`transport.write`: non-blocking, one `send()` per client per
+write round, no task wakes up, no per-client queue), so a look of the feed that publishes a
+block, an alert and a tip costs one write per client, and a burst of events no more than
+four writes a second. Each client's request handler only waits on a future until its
+stream ends. One hub timer (every `check_every` seconds, only while
 streams are open) finds the clients that went, drops the stalled ones and sends the
 keep-alive comment. Bounds, all hostile-input proof:
 
@@ -54,6 +57,7 @@ BACKLOG_BYTES = 65_536  # unsent bytes one client may hold before it is dropped 
 WRITE_TIMEOUT = 10.0  # seconds a client's backlog may go without draining before it is dropped
 HEARTBEAT = 15.0  # seconds without an event before a keep-alive comment
 CHECK_EVERY = 2.0  # seconds between the hub timer's looks at its clients
+COALESCE = 0.25  # seconds events wait to go out together (one write per client for them all)
 EVENT_BYTES_MAX = 65_536  # an event larger than this is a bug: refused at publish
 _HELLO = b"retry: 5000\n: hashfarm live\n\n"
 _KEEP_ALIVE = b": keep-alive\n\n"
@@ -74,6 +78,7 @@ class HubCounters:
 
     published: int = 0  # events published
     written: int = 0  # event frames handed to client transports (events x clients)
+    rounds: int = 0  # write rounds (the events of up to `coalesce` seconds in each)
     refused: int = 0  # streams answered 503 (too many clients)
     dropped_slow: int = 0  # clients dropped: backlog over the bound, or not draining
     gone: int = 0  # clients found closed by their side
@@ -103,6 +108,7 @@ class LiveHub:
         write_timeout: float = WRITE_TIMEOUT,
         heartbeat: float = HEARTBEAT,
         check_every: float = CHECK_EVERY,
+        coalesce: float = COALESCE,
         loopback_is_proxy: bool = True,
     ) -> None:
         self.max_clients = max_clients
@@ -111,6 +117,7 @@ class LiveHub:
         self.write_timeout = write_timeout
         self.heartbeat = heartbeat
         self.check_every = check_every
+        self.coalesce = coalesce
         self.loopback_is_proxy = loopback_is_proxy
         self.counters = HubCounters()
         self._clients: set[_Client] = set()
@@ -119,6 +126,9 @@ class LiveHub:
         self._closed = False
         self._last_sent = time.monotonic()  # the last event or keep-alive written
         self._timer: asyncio.Task[None] | None = None
+        self._pending: list[bytes] = []  # events published since the last write round
+        self._pending_bytes = 0
+        self._flush_at: asyncio.TimerHandle | None = None
 
     @property
     def clients(self) -> int:
@@ -139,8 +149,24 @@ class LiveHub:
             raise ValueError(f"event {event!r} is {len(body)} bytes (at most {EVENT_BYTES_MAX})")
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (next(self._ids), event.encode(), body)
         self.counters.published += 1
-        if self._clients:
-            self.counters.written += self._send(_Frame(frame))
+        if not self._clients:
+            return
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self.coalesce <= 0 or self._pending_bytes > self.backlog_bytes:
+            self._flush()  # at once (or: so much at once that waiting would only hold memory)
+        elif self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(self.coalesce, self._flush)
+
+    def _flush(self) -> None:
+        """One write round: every event published since the last one, to every client."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        frames, self._pending, self._pending_bytes = self._pending, [], 0
+        if frames and self._clients:
+            self.counters.rounds += 1
+            self.counters.written += self._send(_Frame(b"".join(frames))) * len(frames)
 
     def _send(self, frame: _Frame) -> int:
         """Write `frame` to every streaming client (the hot loop: three transport calls per
@@ -272,6 +298,7 @@ class LiveHub:
     def close(self) -> None:
         """End every stream (at shutdown, so the server need not wait for them)."""
         self._closed = True
+        self._flush()  # what was published goes out before the streams end
         for client in list(self._clients):
             self._end(client)
         if self._timer is not None:

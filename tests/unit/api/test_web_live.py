@@ -93,6 +93,26 @@ async def test_every_client_gets_each_event_in_order(serve: Started) -> None:
     assert hub.counters.written == 4
 
 
+async def test_events_published_together_go_out_in_one_write(serve: Started) -> None:
+    hub = LiveHub(coalesce=0.2)
+    url = await start(serve, hub)
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(url)
+        await wait_until(lambda: hub.clients == 1)
+        began = time.monotonic()
+        for height in range(5):  # a look of the feed: several events at once
+            hub.publish("tip", {"height": height})
+        assert hub.counters.written == 0  # nothing yet: they wait for the others
+        events = await read_events(resp, 5)
+        assert 0.15 < time.monotonic() - began < 2
+        assert [d["height"] for _, d in events] == list(range(5))
+        assert (hub.counters.rounds, hub.counters.written) == (1, 5)
+        hub.publish("tip", {"height": 5})
+        hub.close()  # what is pending goes out before the stream ends
+        assert await read_events(resp, 1) == [("tip", {"height": 5})]
+        assert hub.counters.rounds == 2
+
+
 async def test_beyond_the_client_bound_is_a_503_with_a_reason(serve: Started) -> None:
     hub = LiveHub(max_clients=2, per_ip_max=10)
     url = await start(serve, hub)
@@ -179,7 +199,7 @@ async def test_a_client_that_never_reads_is_dropped_with_bounded_memory(serve: S
     dropped once that passes the bound, and what the pool held for it never exceeded the
     bound plus one event. A client reading beside it (a thread) gets every event."""
     bound = 256 * 1024
-    hub = LiveHub(backlog_bytes=bound)
+    hub = LiveHub(backlog_bytes=bound, coalesce=0)
     url = await start(serve, hub)
     stalled = raw_stream(url, rcvbuf=4096)
     healthy = raw_stream(url)
@@ -222,7 +242,7 @@ async def test_a_client_that_never_reads_is_dropped_with_bounded_memory(serve: S
 async def test_a_stalled_client_under_the_byte_bound_is_dropped_after_write_timeout(
     serve: Started,
 ) -> None:
-    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=0.5, check_every=0.1)
+    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=0.5, check_every=0.1, coalesce=0)
     url = await start(serve, hub)
     sock = raw_stream(url, rcvbuf=4096)
     try:
@@ -242,7 +262,7 @@ async def test_a_stalled_client_under_the_byte_bound_is_dropped_after_write_time
 
 
 async def test_a_reader_behind_for_less_than_write_timeout_stays(serve: Started) -> None:
-    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=3, check_every=0.1)
+    hub = LiveHub(backlog_bytes=1 << 30, write_timeout=3, check_every=0.1, coalesce=0)
     url = await start(serve, hub)
     sock = raw_stream(url, rcvbuf=4096)
     try:
