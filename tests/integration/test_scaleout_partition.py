@@ -12,6 +12,7 @@ share is in PostgreSQL exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 
 import pytest
@@ -66,6 +67,24 @@ class Paced:
 
 
 async def test_one_front_end_cut_off_from_the_broker_for_a_minute(cluster: Cluster) -> None:
+    try:
+        await _partition_for_a_minute(cluster)
+    finally:  # the front ends' lease bucket (`<stream>-frontends`) goes with the stream
+        await delete_lease_bucket(cluster.nats_url, f"{cluster.tag}-frontends")
+
+
+async def delete_lease_bucket(nats_url: str, bucket: str) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_key_value(bucket)
+    finally:
+        await nc.close()
+
+
+async def _partition_for_a_minute(cluster: Cluster) -> None:
     link = Cuttable()
     await link.mend()
     await start_all(cluster, {1: f"nats://127.0.0.1:{link.port}"})
