@@ -40,10 +40,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hashfarm.errors import HashfarmError, LedgerError
-from hashfarm.pool.jobterms import JobTermsRow
 from hashfarm.pool.records import BlockRecord, ShareRecord
 from hashfarm.pool.shareflow import (
     ShareFlowError,
@@ -53,6 +52,9 @@ from hashfarm.pool.shareflow import (
     subjects,
 )
 from hashfarm.pool.storage.base import GroupCommitLedger
+
+if TYPE_CHECKING:  # accounting is loaded where terms are decoded (shareflow.decode_terms)
+    from hashfarm.pool.jobterms import JobTermsRow
 
 log = logging.getLogger(__name__)
 
