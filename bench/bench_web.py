@@ -27,7 +27,9 @@
    and whether every client got every event. Target: under 5 %.
 
 Run: .venv/bin/python bench/bench_web.py [--connections 10000] [--workers 10000]
-     [--sse-clients 500] [--runs 5] [--event-rates 0,1,10] [--quick]
+     [--sse-clients 500] [--runs 5] [--event-rates 0,1,10] [--parts render,live] [--quick]
+Server time is wall time inside the handler; on a shared machine it includes waiting for a
+core, so the CPU time this process spent meanwhile is printed beside it.
 """
 
 from __future__ import annotations
@@ -122,12 +124,14 @@ class Timer:
 
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = defaultdict(list)
+        self.cpu: dict[str, list[float]] = defaultdict(list)  # this process's CPU meanwhile
 
         @web.middleware
         async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             response = await handler(request)
             self.ms[request.path_qs].append((time.perf_counter() - start) * 1000.0)
+            self.cpu[request.path_qs].append((time.process_time() - cpu) * 1000.0)
             return response
 
         self.middleware = timed
@@ -143,6 +147,7 @@ async def render(base: str, timer: Timer, paths: list[str], requests: int,
             async with http.get(base + path) as resp:  # warm: templates compiled, caches filled
                 await resp.read()
             timer.ms[path].clear()
+            timer.cpu[path].clear()
             e2e, size = [], 0
             for _ in range(requests):
                 await asyncio.sleep(pause)
@@ -154,6 +159,7 @@ async def render(base: str, timer: Timer, paths: list[str], requests: int,
                 size = len(body)
             server = timer.ms[path]
             out[path] = {"server": statistics.median(server), "p90": percentile(server, 0.9),
+                         "cpu": statistics.median(timer.cpu[path]),
                          "e2e": statistics.median(e2e), "bytes": size}  # fmt: skip
     return out
 
@@ -317,6 +323,13 @@ async def live(args: argparse.Namespace, pool: Pool, app: web.Application, api_p
               f"pool CPU per share {100 * (b[4] / a[4] - 1):+.1f} %, p50 "
               f"{100 * (b[1] / a[1] - 1):+.1f} %, p99 {100 * (b[2] / a[2] - 1):+.1f} %; "
               f"idle CPU {100 * (b[5] - a[5]):+.1f} points (target: under 5 %)")  # fmt: skip
+        if rate > 0:  # the hub's own CPU (no shares), steadier than the share-path figures
+            hub_cpu = b[5] - a[5]  # core-seconds per second
+            per = hub_cpu / rate / args.sse_clients * 1e6
+            share = 100 * hub_cpu / (a[0] * a[4] * 1e-6)
+            print(f"    the hub alone: {per:.1f} us of pool CPU per client per event; "
+                  f"{share:.1f} % of the CPU the share path spends at the reference "
+                  "rate")  # fmt: skip
         if delivered:
             got = sum(delivered)
             want = sum(expected) * args.sse_clients
@@ -364,13 +377,15 @@ async def main(args: argparse.Namespace) -> None:
         print(f"1. pages rendered server-side with {held:,} connections and {workers:,} "
               f"workers (medians of {args.requests} requests):")  # fmt: skip
         for path, r in got.items():
-            print(f"  {path:<26} server {r['server']:7.1f} ms (p90 {r['p90']:6.1f})  "
-                  f"end to end {r['e2e']:7.1f} ms  {r['bytes']:>10,} bytes")  # fmt: skip
+            print(f"  {path:<26} server {r['server']:7.1f} ms (p90 {r['p90']:6.1f}, CPU "
+                  f"{r['cpu']:6.1f})  end to end {r['e2e']:7.1f} ms  "
+                  f"{r['bytes']:>10,} bytes")  # fmt: skip
         cold = await render(base, timer, ["/", "/miner/acct7"], args.cold, BUSIEST_TTL + 0.1)
         for path, r in cold.items():
-            print(f"  {path + ' (cold)':<26} server {r['server']:7.1f} ms (p90 {r['p90']:6.1f})  "
-                  f"end to end {r['e2e']:7.1f} ms  (each after {BUSIEST_TTL + 0.1:g} s: the "
-                  "busiest-workers list computed afresh)")  # fmt: skip
+            print(f"  {path + ' (cold)':<26} server {r['server']:7.1f} ms (p90 "
+                  f"{r['p90']:6.1f}, CPU {r['cpu']:6.1f})  end to end {r['e2e']:7.1f} ms  "
+                  f"(each after {BUSIEST_TTL + 0.1:g} s: the busiest-workers list computed "
+                  "afresh)")  # fmt: skip
         page, ref = cold["/"]["server"], got["/bench/workers-all"]["server"]
         print(f"  overview (cold) / the whole worker list as JSON: {page / ref:.2f}x; overview "
               f"{'under' if page < 200 else 'OVER'} the 200 ms target")  # fmt: skip
@@ -379,16 +394,18 @@ async def main(args: argparse.Namespace) -> None:
         warm = await render(base, timer, api, args.requests)
         cold_api = await render(base, timer, api, args.cold, WORKERS_TTL + 0.1)
         whole = got["/bench/workers-all"]
-        print(f"  /api/workers pages vs the whole list ({whole['server']:.1f} ms, "
-              f"{whole['bytes']:,} bytes), server time:")  # fmt: skip
+        print(f"  /api/workers pages vs the whole list ({whole['server']:.1f} ms, CPU "
+              f"{whole['cpu']:.1f} ms, {whole['bytes']:,} bytes), server time:")  # fmt: skip
         for path in api:
             w, c = warm[path], cold_api[path]
             print(f"    {path:<36} warm {w['server']:6.1f} ms  cold {c['server']:6.1f} ms "
-                  f"(p90 {c['p90']:6.1f}; ratio {c['server'] / whole['server']:.3f})  "
+                  f"(p90 {c['p90']:6.1f}; CPU {c['cpu']:6.1f}; ratio "
+                  f"{c['server'] / whole['server']:.3f}, CPU {c['cpu'] / whole['cpu']:.3f})  "
                   f"{c['bytes']:>9,} bytes")  # fmt: skip
         stop.set()
         await asyncio.to_thread(proc.join)
-        await live(args, pool, app, port)
+        if "live" in args.parts:
+            await live(args, pool, app, port)
     finally:
         await runner.cleanup()
         await pool.server.stop()
@@ -411,6 +428,7 @@ def parse() -> argparse.Namespace:
         help="events published per second while shares flow, comma separated "
         "(the feed publishes at most a few a second: its look is 1 s)",
     )
+    p.add_argument("--parts", default="render,live", help="render, live or both (default)")
     p.add_argument("--quick", action="store_true", help="small sizes (the smoke test)")
     args = p.parse_args()
     args.event_rates = [float(r) for r in args.event_rates.split(",")]
