@@ -1,6 +1,7 @@
-"""PPS in a scaled-out pool: two `hashfarm pool --role stratum` front ends and one
-`--role ledger` with `[accounting] scheme = "pps"`, on the local NATS JetStream, a fresh
-PostgreSQL database and this module's own regtest node.
+"""PPS and FPPS in a scaled-out pool: two `hashfarm pool --role stratum` front ends and one
+`--role ledger` with `[accounting] scheme = "pps"` (and `"fpps"`, with wallet payments in the
+mempool so that templates carry fees), on the local NATS JetStream, a fresh PostgreSQL
+database and this module's own regtest node.
 
 Each front end publishes the terms of every job it publishes (`PREFIX.jobterms`); the ledger
 writes them and holds a share until its own job's terms are committed. The test makes the
@@ -13,7 +14,8 @@ the held shares are stored and priced at their own jobs' terms. Then:
 * every accepted share is priced once, at the terms of the job it answered (its own front
   end's run, published before it), and those terms are regtest's (D of the bits, the subsidy
   at the height): each account's credit is `floor(sum d / D x subsidy x (1 - 1%))`, as
-  test_accounting_pps_regtest.py checks the single process;
+  test_accounting_pps_regtest.py checks the single process (FPPS: `subsidy + the job's
+  template fees`, some of them non-zero);
 * the books balance; the pool's blocks fill the reserve and mature into it;
 * the single process's crediting (the same shares and blocks written by the pool's own
   SQLite ledger, the same terms rows, `CreditingService` on that file) ends with the same
@@ -47,8 +49,6 @@ from nodes import RegtestNode, service_missing
 from unit.pool.stratum_client import StratumTestMiner
 
 pytestmark = [pytest.mark.node, pytest.mark.services]
-
-SPEC = "pps:fee=100/10000"
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,9 @@ def settled(sql: SqlStore, state: str) -> bool:
     return with_terms and priced == accepted and done == blocks >= 2
 
 
-async def single_process_books(rows_from: SqlStore, rpc: RPCClient, tmp: Path) -> dict[str, int]:
+async def single_process_books(
+    rows_from: SqlStore, rpc: RPCClient, tmp: Path, spec: str
+) -> dict[str, int]:
     """The balances the single process's crediting gives the same shares, blocks and job
     terms: written by the pool's own SQLite ledger (its job ids, as one process would have
     recorded them), then `CreditingService` passes on that file until nothing is left."""
@@ -183,7 +185,7 @@ async def single_process_books(rows_from: SqlStore, rpc: RPCClient, tmp: Path) -
     store = await open_store(url, create=True)
     try:
         await store.call(lambda sql: write_rows(sql, terms))
-        service = CreditingService(store, rpc, parse_spec(SPEC))
+        service = CreditingService(store, rpc, parse_spec(spec))
         for _ in range(10):
             report = await service.step()
             if not (report.tracked or report.posted or report.credited or report.priced):
@@ -193,15 +195,16 @@ async def single_process_books(rows_from: SqlStore, rpc: RPCClient, tmp: Path) -
         await store.close()
 
 
+@pytest.mark.parametrize("scheme", ["pps", "fpps"])
 async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
-    cluster: Cluster, regtest_node: RegtestNode, rpc: RPCClient, tmp_path: Path
+    cluster: Cluster, regtest_node: RegtestNode, rpc: RPCClient, tmp_path: Path, scheme: str
 ) -> None:
     user = await regtest_node.payout_address()
     cluster.extra_env = {
         "HASHFARM_MODE": "pooled",
         "HASHFARM_PAYOUT_ADDRESS": user,
         "HASHFARM_ACCOUNTING_ENABLED": "true",
-        "HASHFARM_ACCOUNTING_SCHEME": "pps",
+        "HASHFARM_ACCOUNTING_SCHEME": scheme,
         "HASHFARM_ACCOUNTING_FEE_BPS": "100",
     }
     ledger: Proc = cluster.add_ledger()
@@ -222,7 +225,11 @@ async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
         await miner.start()
     sql = connect(cluster.pg_url)
     try:
+        if scheme == "fpps":  # templates with fees: each job's own (FPPS pays them)
+            await regtest_node.mempool_txs(3)
         assert await mine(miners, 6) >= 12  # regtest: about half of these are blocks too
+        if scheme == "fpps":
+            await regtest_node.mempool_txs(2)
 
         # the terms of a whole tip arrive after its shares
         await set_terms_subject(cluster, present=False)
@@ -258,19 +265,24 @@ async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
 
         # each share at its own job's terms: its front end's run, published before it
         rows = q(sql, "SELECT s.account, s.difficulty, s.height, s.job_id, t.pool_run, "
-                 "t.published_at, s.time, t.network_difficulty, t.subsidy_sats FROM shares s "
-                 "JOIN acct_job_terms t ON t.height = s.height AND t.job_id = s.job_id "
-                 "WHERE s.accepted")  # fmt: skip
+                 "t.published_at, s.time, t.network_difficulty, t.subsidy_sats, t.fees_sats "
+                 "FROM shares s JOIN acct_job_terms t ON t.height = s.height "
+                 "AND t.job_id = s.job_id WHERE s.accepted")  # fmt: skip
         assert len(rows) == count(sql, "SELECT count(*) FROM shares WHERE accepted")
         network = Fraction(bits_to_difficulty(REGTEST_BITS))
         owed: dict[str, Fraction] = {}
-        for account, d, height, job, run, published, at, nd, sub in rows:
+        with_fees = 0
+        for account, d, height, job, run, published, at, nd, sub, fees in rows:
             assert str(job).endswith(f"@{run}")
             assert str(job)[:2] == str(run)[:2]  # the front end's id leads both
             assert float(published) <= float(at)
             assert (Fraction(float(nd)), int(sub)) == (network, subsidy(int(height)))
-            value = Fraction(float(d)) / network * subsidy(int(height)) * Fraction(99, 100)
+            base = subsidy(int(height)) + (int(fees) if scheme == "fpps" else 0)
+            with_fees += int(fees) > 0
+            value = Fraction(float(d)) / network * base * Fraction(99, 100)
             owed[str(account)] = owed.get(str(account), Fraction(0)) + value
+        if scheme == "fpps":
+            assert with_fees > 0  # some shares answered templates that carried fees
         credits = {a: math.floor(v) for a, v in owed.items()}
         assert set(credits) == {"alice", "bob", "carol"}
         assert sql.balances("miner:") == {f"miner:{a}": v for a, v in credits.items()}
@@ -288,7 +300,13 @@ async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
 
         # the single process's crediting of the same shares, blocks and terms agrees
         cluster_books = {k: v for k, v in sql.balances().items() if v}
-        single = {k: v for k, v in (await single_process_books(sql, rpc, tmp_path)).items() if v}
+        single = {
+            k: v
+            for k, v in (
+                await single_process_books(sql, rpc, tmp_path, f"{scheme}:fee=100/10000")
+            ).items()
+            if v
+        }
         assert single == cluster_books
     finally:
         sql.close()
