@@ -250,6 +250,10 @@ async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
         assert count(sql, "SELECT count(*) FROM shares WHERE height > ?", tip + 1) == 0
         assert count(sql, "SELECT count(*) FROM acct_job_terms WHERE height > ?", tip + 1) == 0
         assert await ack_pending(cluster) == late  # the ledger has them and holds them
+        assert cluster.ledger is not None
+        _, ldoc = await cluster.ledger.health()  # and says so, on /health and /metrics
+        assert ldoc["shares_held"] == late
+        assert f"hashfarm_ledger_shares_held {late}" in await cluster.ledger.metrics()
         await set_terms_subject(cluster, present=True)  # the spools' replays now succeed
         await wait_for(
             lambda: count(sql, "SELECT count(*) FROM shares WHERE height > ?", tip + 1) == late,

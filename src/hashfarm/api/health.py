@@ -90,6 +90,11 @@ def ledger_health(role: LedgerRole) -> tuple[int, Doc]:
         "failed_batches": s.failed_batches,
         "last_commit_age_s": round(time.time() - s.last_commit, 3) if s.last_commit else None,
         "ledger_pending": role.ledger.shares_pending,
+        "terms": s.terms,
+        "terms_ignored": s.terms_ignored,
+        "shares_held": s.shares_held,  # PPS/FPPS shares waiting for their job's terms
+        "held_total": s.held_total,
+        "released_without_terms": s.released_without_terms,
     }
     doc["status"] = "ok" if s.broker_connected else "down"
     return (200 if s.broker_connected else 503), doc
@@ -139,6 +144,13 @@ def ledger_metrics(role: LedgerRole) -> str:
              [("", s.blocks)]),
             ("hashfarm_ledger_unreadable", "counter", "Messages dropped as unreadable.",
              [("", s.unreadable)]),
+            ("hashfarm_ledger_job_terms", "counter", "Job terms deliveries committed.",
+             [("", s.terms)]),
+            ("hashfarm_ledger_shares_held", "gauge", "PPS/FPPS shares waiting (unacked) for "
+             "their job's terms.", [("", s.shares_held)]),
+            ("hashfarm_ledger_shares_released_without_terms", "counter", "Shares written "
+             "without their job's terms after the wait ran out (not priced).",
+             [("", s.released_without_terms)]),
         ]
     )  # fmt: skip
 
