@@ -101,8 +101,11 @@ async def test_farm_of_200_mines_through_the_pool(
             on_first = {s.machine.id: s.snapshot.live_pool.accepted for s in first.samples
                         if s.snapshot and s.snapshot.live_pool}  # fmt: skip
             assert len(on_first) == COUNT  # every machine shows its live pool
-            # at 2 H/s a machine gets ~1 share/s: wait (bounded) until each has one more
-            await wait_for(lambda: all(m.reading().pool.accepted > (on_first[i] or 0)
+            # at 2 H/s a machine gets ~1 share/s: wait (bounded) until each has one more than
+            # both its first poll and the pool's count then (the pool records a share before
+            # the machine reads its `true`, so it may already be ahead of the machine's count)
+            await wait_for(lambda: all(m.reading().pool.accepted
+                                       > max(on_first[i] or 0, pool_first[m.state.pool_user])
                                        for i, m in sims.items()),
                            30, "one more accepted share per machine")  # fmt: skip
             second = await poller.poll_round()
