@@ -158,9 +158,12 @@ class Acks:
                 await asyncio.sleep(0.01)
 
 
-async def drain(consumer, expect: int | None = None, idle: float = 1.0) -> list[str]:  # type: ignore[no-untyped-def]
-    """Fetch and ack until nothing comes for `idle` seconds; the msg_ids in order."""
-    got: list[str] = []
+async def drain(
+    consumer, expect: int | None = None, idle: float = 1.0, into: list[str] | None = None
+) -> list[str]:  # type: ignore[no-untyped-def]
+    """Fetch and ack until nothing comes for `idle` seconds (and `expect` came); the msg_ids
+    in order, also appended to `into` as they come (readable after a timeout)."""
+    got: list[str] = [] if into is None else into
     while True:
         batch = await consumer.fetch(500, idle)
         if not batch:
@@ -260,7 +263,16 @@ async def test_a_full_stream_spools_until_the_ledger_drains_it(stream: str, tmp_
 
     con = consumer(stream, limits=limits)  # the ledger comes back
     await con.start()
-    got = await drain(con, expect=len(ids), idle=2.0)
+    seen: list[str] = []
+    try:  # bounded, and saying what is missing: one CI run hung here until pytest's 300 s
+        async with asyncio.timeout(90):
+            got = await drain(con, expect=len(ids), idle=2.0, into=seen)
+    except TimeoutError:
+        missing = sorted(set(ids) - set(seen))
+        raise AssertionError(
+            f"{len(missing)} acknowledged messages never delivered (first: {missing[:10]}); "
+            f"publisher {pub.stats()}; consumer lag {await con.lag()}"
+        ) from None
     assert sorted(got) == sorted(ids)
     await wait_for(lambda: pub.stats().spool_messages == 0)
     assert pub.stats().replayed == pub.stats().spooled
