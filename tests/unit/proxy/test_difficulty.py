@@ -14,6 +14,7 @@ from hashfarm.stratum import messages as m
 from hashfarm.stratum.codec import LineBuffer, Request, decode, encode
 from hashfarm.stratum.work import Job
 from unit.pool.stratum_client import StratumTestMiner
+from unit.proxy.scripted_upstream import answer_handshake
 
 HIGH, LOW = 2.0**-20, 2.0**-26  # about 4,096 and 64 hashes a share
 JOB = Job("j1", bytes(32), b"\x01" * 40, b"\x02" * 30, (), 0x20000000, 0x207FFFFF, 1_700_000_000,
@@ -34,15 +35,9 @@ class ScriptedPool:
             for line in buffer.feed(data):
                 req = decode(line)
                 assert isinstance(req, Request)
-                if req.method == m.CONFIGURE:
-                    writer.write(encode(m.result(req.id, m.configure_result(0x1FFFE000))))
-                elif req.method == m.SUBSCRIBE:
-                    res = m.subscribe_result(bytes.fromhex("0a0b0c0d"), 8, "s1")
-                    writer.write(encode(m.result(req.id, res)))
-                elif req.method == m.AUTHORIZE:
-                    writer.write(encode(m.result(req.id, True)))
-                    writer.write(encode(m.set_difficulty(HIGH)) + encode(m.notify(JOB)))
-                elif req.method == m.SUBMIT:
+                if answer_handshake(req, writer, HIGH, JOB):
+                    continue
+                if req.method == m.SUBMIT:
                     self.submits.append(req.params)
                     writer.write(encode(m.result(req.id, True)))
 

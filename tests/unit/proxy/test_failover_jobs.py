@@ -18,6 +18,7 @@ from hashfarm.stratum import messages as m
 from hashfarm.stratum.codec import ErrorCode, LineBuffer, Request, decode, encode
 from hashfarm.stratum.work import Job
 from unit.pool.stratum_client import StratumTestMiner
+from unit.proxy.scripted_upstream import answer_handshake
 
 DIFFICULTY = 2.0**-16  # about 65,536 hashes a share
 JOB_A = Job("j1", bytes(32), b"\x01" * 40, b"\x02" * 30, (), 0x20000000, 0x207FFFFF, 1_700_000_000,
@@ -41,15 +42,9 @@ class ScriptedPool:
             for line in buffer.feed(data):
                 req = decode(line)
                 assert isinstance(req, Request)
-                if req.method == m.CONFIGURE:
-                    writer.write(encode(m.result(req.id, m.configure_result(0x1FFFE000))))
-                elif req.method == m.SUBSCRIBE:
-                    res = m.subscribe_result(bytes.fromhex("0a0b0c0d"), 8, "s1")
-                    writer.write(encode(m.result(req.id, res)))
-                elif req.method == m.AUTHORIZE:
-                    writer.write(encode(m.result(req.id, True)))
-                    writer.write(encode(m.set_difficulty(DIFFICULTY)) + encode(m.notify(self.job)))
-                elif req.method == m.SUBMIT:
+                if answer_handshake(req, writer, DIFFICULTY, self.job):
+                    continue
+                if req.method == m.SUBMIT:
                     self.submits.append(req.params)
                     writer.write(encode(m.result(req.id, True)))
 

@@ -16,6 +16,7 @@ from hashfarm.stratum import messages as m
 from hashfarm.stratum.codec import LineBuffer, Request, decode, encode
 from hashfarm.stratum.work import Job
 from unit.pool.stratum_client import StratumTestMiner
+from unit.proxy.scripted_upstream import answer_handshake
 
 MAX_OUTPUT = 65_536
 BIG = Job("j0", bytes(32), b"\x01" * 40, b"\x02" * 20_000, (), 0x20000000, 0x207FFFFF,
@@ -35,14 +36,7 @@ class Upstream20k:
             for line in buffer.feed(data):
                 req = decode(line)
                 assert isinstance(req, Request)
-                if req.method == m.CONFIGURE:
-                    writer.write(encode(m.result(req.id, m.configure_result(0x1FFFE000))))
-                elif req.method == m.SUBSCRIBE:
-                    res = m.subscribe_result(bytes.fromhex("0a0b0c0d"), 8, "s1")
-                    writer.write(encode(m.result(req.id, res)))
-                elif req.method == m.AUTHORIZE:
-                    writer.write(encode(m.result(req.id, True)))
-                    writer.write(encode(m.set_difficulty(1.0)) + encode(m.notify(BIG)))
+                answer_handshake(req, writer, 1.0, BIG)
 
     async def notify(self, i: int) -> None:
         assert self.writer is not None
