@@ -233,13 +233,20 @@ async def test_pps_prices_every_cluster_share_at_its_own_jobs_terms(
 
         # the terms of a whole tip arrive after its shares
         await set_terms_subject(cluster, present=False)
-        tip = int((await rpc.getblockchaininfo())["blocks"])
         await regtest_node.mine(1)
-        for miner in miners:
-            while miner.job is None or miner.job.prev_hash[::-1].hex() != (
-                await rpc.getbestblockhash()
-            ):
-                await miner.wait_job()
+        # the new tip's height, read once every miner works on it: a block the pool found in
+        # the shares above may reach the node after this test's own block (one CI run read
+        # the tip before it landed, and looked for the late shares' terms a height too low)
+        while True:
+            for miner in miners:
+                while miner.job is None or miner.job.prev_hash[::-1].hex() != (
+                    await rpc.getbestblockhash()
+                ):
+                    await miner.wait_job()
+            best = await rpc.getbestblockhash()
+            if all(m.job is not None and m.job.prev_hash[::-1].hex() == best for m in miners):
+                break
+        tip = int((await rpc.getblock(best))["height"]) - 1  # the late jobs are at tip + 2
         late = 0
         for miner in miners:  # a share each on the new tip's jobs (one may be a block, which
             share = await miner.mine_share()  # makes the next miners' shares stale)
