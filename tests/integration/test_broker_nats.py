@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -186,6 +187,16 @@ async def lag_reaches_zero(con) -> None:  # type: ignore[no-untyped-def]
             await asyncio.sleep(0.05)
 
 
+async def stream_info(name: str):  # type: ignore[no-untyped-def]
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        return await nc.jetstream().stream_info(name)
+    finally:
+        await nc.close()
+
+
 def publisher(url: str, stream: str, spool: Path, **kw):  # type: ignore[no-untyped-def]
     from hashfarm.broker import Publisher
 
@@ -250,7 +261,7 @@ async def test_the_same_msg_id_from_two_publishers_is_stored_once(
 async def test_a_full_stream_spools_until_the_ledger_drains_it(stream: str, tmp_path: Path) -> None:
     from hashfarm.broker import StreamLimits
 
-    limits = StreamLimits(max_bytes=64 * 1024)  # the ledger is down and the stream fills
+    limits = StreamLimits(max_msgs=300)  # the ledger is down and the stream fills
     pub = publisher(NATS_URL, stream, tmp_path, limits=limits)
     await pub.start()
     acks = Acks()
@@ -260,6 +271,10 @@ async def test_a_full_stream_spools_until_the_ledger_drains_it(stream: str, tmp_
     await acks.settled(len(ids))
     assert sorted(acks.ok) == sorted(ids)  # every one acknowledged: by the broker or the spool
     assert pub.stats().spooled > 0
+    # the full stream refused the rest and deleted none of what it acknowledged (a byte bound
+    # on nats-server < 2.10.5 deletes its oldest messages: the test below)
+    state = (await stream_info(stream)).state
+    assert (state.messages, state.first_seq) == (pub.stats().acked, 1) == (300, 1)
 
     con = consumer(stream, limits=limits)  # the ledger comes back
     await con.start()
@@ -278,6 +293,65 @@ async def test_a_full_stream_spools_until_the_ledger_drains_it(stream: str, tmp_
     assert pub.stats().replayed == pub.stats().spooled
     await pub.close()
     await con.close()
+
+
+async def test_a_byte_bound_on_this_server_would_delete_acknowledged_messages(
+    stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Why the stream is bounded by a count: on nats-server before 2.10.5 a discard-new
+    stream at max_bytes acknowledges a message it then makes room for by deleting its oldest
+    (nats-server issue 4771). Skipped on a fixed server; ensure_stream warns of such a stream."""
+    import json
+
+    import nats
+    from nats.js import api
+
+    from hashfarm.broker.stream import (
+        EXACT_BYTE_LIMIT_SERVER,
+        StreamLimits,
+        ensure_stream,
+        loss_risk,
+        server_version,
+    )
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        version = server_version(js)
+        assert version is not None
+        if version >= EXACT_BYTE_LIMIT_SERVER:
+            pytest.skip(f"nats-server {version} keeps max_bytes by refusal only")
+        config = api.StreamConfig(
+            name=stream, subjects=[f"{stream}.shares"], retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE, discard=api.DiscardPolicy.NEW, max_bytes=64 * 1024,
+        )  # fmt: skip
+        await js.add_stream(config)
+
+        async def publish(n: int, size: int) -> bool:
+            reply = await nc.request(
+                f"{stream}.shares", b"s" * size, timeout=5, headers={"Nats-Msg-Id": f"b{n}"}
+            )
+            return "error" not in json.loads(reply.data)
+
+        acked = 0
+        while (room := 64 * 1024 - (await js.stream_info(stream)).state.bytes) > 1000:
+            assert await publish(acked, 100)
+            acked += 1
+        for size in range(room, 0, -1):  # the largest message the server's estimate admits
+            if await publish(acked, size):  # (it stores more: subject and record overhead)
+                acked += 1
+                break
+        state = (await js.stream_info(stream)).state
+        assert 0 < state.messages < acked  # acknowledged, then deleted by the server
+        assert state.first_seq > 1
+        problem = loss_risk(config, version)
+        assert problem is not None
+        assert "4771" in problem
+        with caplog.at_level(logging.WARNING, "hashfarm.broker.stream"):  # a publisher or a
+            await ensure_stream(js, stream, config.subjects or [], StreamLimits())  # ledger
+        assert f"stream {stream}: {problem}" in caplog.text  # starting on it says so
+    finally:
+        await nc.close()
 
 
 async def test_unacked_deliveries_are_redelivered(stream: str, tmp_path: Path) -> None:
