@@ -14,8 +14,13 @@ Reference in the same run: with `--before-src DIR` (the `src` of an older checko
 alternation (before, after, before, after...), so a machine shared with other jobs shifts
 both alike; the after/before ratios are printed.
 
+With `--floor`, every round also runs the after-pool with each share replaced by a request it
+answers without judging a share or touching the ledger (`mining.extranonce.subscribe`, same
+ids, same rate): what the load generator, the sockets and the pool's framing cost alone; the
+after/floor ratios and the difference say what judging and recording a share add.
+
 Run: .venv/bin/python bench/bench_pool_tail.py [--connections 1000] [--rate 10000]
-     [--seconds 10] [--rounds 3] [--before-src /tmp/before/src]
+     [--seconds 10] [--rounds 3] [--before-src /tmp/before/src] [--floor]
 """
 
 from __future__ import annotations
@@ -105,8 +110,19 @@ async def wait_answers(tails: list[Tail], expected: int, limit: float = 30.0) ->
         await asyncio.sleep(0.05)
 
 
-async def one_run(args: argparse.Namespace, src: Path, workdir: Path) -> dict[str, float]:
-    """Start the pool of `src`, load it, stop it; its figures."""
+def floor_line(share: Share) -> Share:
+    """The same request id, as a request the pool answers `true` without judging a share or
+    writing its ledger (`mining.extranonce.subscribe`): the floor of the harness, the sockets
+    and the pool's framing and dispatch, for the `--floor` reference."""
+    body = f'{{"id":{share.msg_id},"method":"mining.extranonce.subscribe","params":[]}}\n'
+    return Share(share.msg_id, body.encode(), share.job_id, share.difficulty)
+
+
+async def one_run(
+    args: argparse.Namespace, src: Path, workdir: Path, floor: bool = False
+) -> dict[str, float]:
+    """Start the pool of `src`, load it, stop it; its figures (with `floor`, every share
+    replaced by a request answered without judging: see floor_line)."""
     node, runner, url = await start_node()
     proc, port, log = start_pool(url, node.zmq_url, workdir, "FULL", {"PYTHONPATH": str(src)})
     try:
@@ -115,6 +131,8 @@ async def one_run(args: argparse.Namespace, src: Path, workdir: Path) -> dict[st
         miners = await connect_many("127.0.0.1", port, users, parallel=200)
         per = int(args.rate * (args.seconds + args.warmup) / len(miners)) + 1
         shares = [m.prepare(per) for m in miners]
+        if floor:
+            shares = [[floor_line(x) for x in s] for s in shares]
         cut = int(per * args.warmup / (args.seconds + args.warmup))
         tails = [Tail(m) for m in miners]
         _, sent = await open_loop(tails, [s[:cut] for s in shares], args.rate, args.warmup)
@@ -171,6 +189,8 @@ async def main(args: argparse.Namespace) -> None:
     variants = [("after", Path(args.after_src) if args.after_src else SRC)]
     if args.before_src:
         variants.insert(0, ("before", Path(args.before_src)))
+    if args.floor:
+        variants.append(("floor", variants[-1][1]))
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
     print(
         f"open loop: {args.connections:,} connections, {args.rate:,.0f} accepted shares/s "
@@ -180,7 +200,7 @@ async def main(args: argparse.Namespace) -> None:
     for r in range(args.rounds):
         for name, src in variants:
             with tempfile.TemporaryDirectory(dir=args.db_dir) as tmp:
-                res = await one_run(args, src, Path(tmp))
+                res = await one_run(args, src, Path(tmp), floor=name == "floor")
             results[name].append(res)
             print(f"round {r + 1} {line(name, res).strip()}", flush=True)
     print(f"medians of {args.rounds} rounds (latencies in ms, submit written -> answer read):")
@@ -193,6 +213,14 @@ async def main(args: argparse.Namespace) -> None:
             f"  after/before: p50 {a['p50'] / b['p50']:.2f}  p99 {a['p99'] / b['p99']:.2f}  "
             f"p99.9 {a['p999'] / b['p999']:.2f}  pool CPU per share "
             f"{a['us_share'] / max(b['us_share'], 1e-9):.2f}"
+        )
+    if "floor" in meds:
+        a, f = meds["after"], meds["floor"]
+        print(
+            f"  after/floor (the same pool answering a request it does not judge): "
+            f"p50 {a['p50'] / f['p50']:.2f}  p99 {a['p99'] / f['p99']:.2f}  "
+            f"p99.9 {a['p999'] / f['p999']:.2f}; a share adds p50 {a['p50'] - f['p50']:.2f} "
+            f"p99 {a['p99'] - f['p99']:.2f} ms"
         )
     print(f"  (ckpool in the issue's side-by-side run: p99 {CKPOOL_P99_MS} ms)")
 
@@ -210,6 +238,12 @@ if __name__ == "__main__":
     parser.add_argument("--log", help="copy the last pool's log to this file")
     parser.add_argument("--uvloop", action="store_true", help="run the load generator on uvloop")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="reference: each round also runs the after-pool answering a request it does not "
+        "judge in place of every share (the harness's and the sockets' floor)",
+    )
     ns = parser.parse_args()
     if ns.quick:
         ns.connections, ns.rate, ns.seconds, ns.warmup, ns.rounds = 50, 500.0, 1.0, 0.5, 1

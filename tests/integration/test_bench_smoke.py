@@ -69,7 +69,7 @@ SMALL_ARGS: dict[str, list[str]] = {
     "bench_pool.py": ["--quick", "--runs", "1"],
     "bench_pool_hotpaths.py": ["--connections", "200", "--shares", "500", "--runs", "1"],
     "bench_pool_ledger.py": ["--sessions", "8", "--seconds", "0.2", "--runs", "1"],
-    "bench_pool_tail.py": ["--quick"],
+    "bench_pool_tail.py": ["--quick", "--floor"],
     "bench_scaleout.py": ["--quick"],
     "bench_scaleout_notify.py": ["--front-ends", "1,2", "--miners", "2", "--blocks", "2"],
     "bench_proxy.py": ["--quick"],
