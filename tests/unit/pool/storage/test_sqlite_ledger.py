@@ -134,3 +134,59 @@ async def test_close_commits_what_is_queued_then_refuses_more(tmp_path: Path) ->
 def test_an_unknown_storage_url_names_the_key(url: str) -> None:
     with pytest.raises(ConfigError, match=r"storage\.url"):
         make_ledger(StorageSettings(url=url))
+
+
+def _wal_state(path: Path) -> tuple[int, int]:
+    """(frames in the WAL, frames of it already copied into the database file)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # this reader must not do one itself
+        _, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(done)
+
+
+async def test_commits_carry_no_checkpoint_the_checkpointer_thread_does_them(
+    tmp_path: Path,
+) -> None:
+    """The writer's connection never checkpoints (SQLite's automatic one would run inside a
+    commit, holding that batch's acknowledgements); the checkpointer's own thread does."""
+    db = tmp_path / "pool.sqlite3"
+    ledger = SQLiteLedger(db, batch_max=50)
+    ledger.checkpointer.interval_s = 3600.0  # not yet
+    await ledger.start()
+    writer = ledger._db()
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    await asyncio.gather(*(ledger.record_share(share(n)) for n in range(6000)))
+    frames = (db.parent / (db.name + "-wal")).stat().st_size // 4096
+    assert frames > 1000  # past SQLite's automatic threshold, and nothing copied back yet:
+    assert ledger.checkpointer.passive == 0  # (the reader's own passive checkpoint would)
+    ledger.checkpointer.stop()
+    ledger.checkpointer.interval_s = 0.01
+    ledger.checkpointer.start()
+    for _ in range(500):
+        if ledger.checkpointer.passive:
+            break
+        await asyncio.sleep(0.01)
+    frames, done = _wal_state(db)
+    assert frames > 1000
+    assert done == frames  # copied back by the checkpointer
+    await ledger.close()
+    assert _rows(db, "SELECT count(*) FROM shares") == [(6000,)]
+
+
+async def test_steady_writes_keep_the_wal_bounded_by_restart_checkpoints(tmp_path: Path) -> None:
+    """Commits back to back leave a passive checkpoint no gap to finish in, so the WAL would
+    only grow; past `restart_frames` a RESTART checkpoint lets the next commit start it over."""
+    db = tmp_path / "pool.sqlite3"
+    ledger = SQLiteLedger(db, batch_max=20)
+    ledger.checkpointer.interval_s = 0.005
+    ledger.checkpointer.restart_frames = 200
+    await ledger.start()
+    for n in range(0, 12_000, 20):  # 600 commits of 20 shares, each right after the last
+        await asyncio.gather(*(ledger.record_share(share(n + i)) for i in range(20)))
+    wal_pages = (db.parent / (db.name + "-wal")).stat().st_size // 4096  # its high-water mark
+    restarts = ledger.checkpointer.restarts
+    await ledger.close()
+    assert _rows(db, "SELECT count(*) FROM shares") == [(12_000,)]
+    assert ledger.checkpointer.passive > 0
+    # 12,000 shares take ~1,500 pages of WAL without a reset; bounded well below that
+    assert wal_pages < 1000, (wal_pages, restarts)
