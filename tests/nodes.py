@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,6 +97,23 @@ def bcoin_problem() -> str | None:
         find_bcoin(Path(__file__).parent)
     except NodeError as exc:
         return str(exc)
+    return None
+
+
+NATS_HOST, NATS_PORT = "127.0.0.1", 4222  # the development machine's NATS JetStream
+NATS_URL = f"nats://{NATS_HOST}:{NATS_PORT}"
+
+
+def nats_problem() -> str | None:
+    """Why the development NATS JetStream server cannot be used (None when it can)."""
+    try:
+        with socket.create_connection((NATS_HOST, NATS_PORT), timeout=2) as s:
+            s.settimeout(2)
+            info = s.recv(4096)
+    except OSError as exc:
+        return f"NATS at {NATS_URL} is not reachable: {exc}"
+    if not info.startswith(b"INFO ") or b'"jetstream":true' not in info.replace(b" ", b""):
+        return f"NATS at {NATS_URL} has no JetStream (start nats-server with -js)"
     return None
 
 

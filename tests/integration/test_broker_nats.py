@@ -25,28 +25,12 @@ from pathlib import Path
 
 import pytest
 
-NATS_HOST, NATS_PORT = "127.0.0.1", 4222
-NATS_URL = f"nats://{NATS_HOST}:{NATS_PORT}"
-
-
-def nats_problem() -> str | None:
-    """Why the NATS JetStream server cannot be used (None when it can)."""
-    try:
-        with socket.create_connection((NATS_HOST, NATS_PORT), timeout=2) as s:
-            s.settimeout(2)
-            info = s.recv(4096)
-    except OSError as exc:
-        return f"NATS at {NATS_URL} is not reachable: {exc}"
-    if not info.startswith(b"INFO ") or b'"jetstream":true' not in info.replace(b" ", b""):
-        return f"NATS at {NATS_URL} has no JetStream (start nats-server with -js)"
-    return None
+from nodes import NATS_HOST, NATS_PORT, NATS_URL, nats_problem, service_missing
 
 
 @pytest.fixture
 async def stream() -> AsyncIterator[str]:
     """A fresh stream name for one test; the stream is deleted afterwards."""
-    from nodes import service_missing
-
     if problem := nats_problem():
         service_missing(problem)
     name = f"TEST_{secrets.token_hex(5).upper()}"
@@ -597,7 +581,6 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 @pytest.fixture
 async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
-    from nodes import service_missing
 
     if not os.access(NATS_SERVER, os.X_OK):
         service_missing("nats-server is not installed (needed to kill -9 a broker of our own)")

@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_broker_nats import NATS_URL, Forwarder, nats_problem
+from test_broker_nats import Forwarder
 
 from hashfarm.broker import FrontendLease, LeaseHeld
+from nodes import NATS_URL, nats_problem, service_missing
 
 HASHFARM = Path(sys.executable).parent / "hashfarm"
 
@@ -31,8 +32,6 @@ HASHFARM = Path(sys.executable).parent / "hashfarm"
 @pytest.fixture
 async def bucket() -> AsyncIterator[str]:
     """A fresh lease bucket for one test; deleted afterwards."""
-    from nodes import service_missing
-
     if problem := nats_problem():
         service_missing(problem)
     name = f"test-leases-{secrets.token_hex(4)}"

@@ -35,7 +35,7 @@ from hashfarm.node.rpc import RPCClient
 from hashfarm.stratum import messages
 from hashfarm.stratum.codec import encode
 from hashfarm.stratum.work import serialize_header
-from nodes import RegtestNode, service_missing
+from nodes import NATS_HOST, NATS_PORT, NATS_URL, RegtestNode, nats_problem, service_missing
 from unit.pool.stratum_client import StratumTestMiner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # the load generator
@@ -44,27 +44,14 @@ from loadgen import Miner, Share, connect_many
 pytestmark = [pytest.mark.node, pytest.mark.services]
 
 HASHFARM = Path(sys.executable).parent / "hashfarm"
-NATS = ("127.0.0.1", 4222)
 FRONT_ENDS = 3
-
-
-def nats_problem() -> str | None:
-    """Why the test broker cannot be used (None: it answers)."""
-    try:
-        with socket.create_connection(NATS, timeout=2) as s:
-            hello = s.recv(512)
-    except OSError as exc:
-        return f"no NATS server on {NATS[0]}:{NATS[1]}: {exc}"
-    if not hello.startswith(b"INFO ") or b'"jetstream":true' not in hello.replace(b" ", b""):
-        return f"the server on {NATS[0]}:{NATS[1]} is not NATS with JetStream"
-    return None
 
 
 @pytest.fixture
 def nats_url() -> str:
     if problem := nats_problem():
         service_missing(problem)
-    return f"nats://{NATS[0]}:{NATS[1]}"
+    return NATS_URL
 
 
 @dataclass
@@ -279,7 +266,7 @@ class Cuttable:
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_r, up_w = await asyncio.open_connection(*NATS)
+            up_r, up_w = await asyncio.open_connection(NATS_HOST, NATS_PORT)
         except OSError:
             writer.transport.abort()
             return

@@ -72,6 +72,23 @@ class JobTermsRow:
     plan: CoinbasePlan | None = None
     plan_extra: Mapping[str, object] | None = None  # the window explaining the plan
 
+    def columns(self) -> tuple[str, str, int, str, int, int, float, int, int, int, float]:
+        """The row's `acct_job_terms` columns in their INSERT order (the plan goes apart);
+        also the order the broker's job-terms message carries them in."""
+        return (
+            self.pool_run,
+            self.job_id,
+            self.generation,
+            self.prev_hash,
+            self.height,
+            self.bits,
+            self.network_difficulty,
+            self.subsidy_sats,
+            self.fees_sats,
+            self.coinbase_value,
+            self.published_at,
+        )
+
 
 class JobTermsSink(Protocol):
     """Where Pool notes each job it publishes: `JobTermsRecorder` (the single process) or a
@@ -138,19 +155,7 @@ def write_rows(sql: SqlStore, rows: list[JobTermsRow]) -> None:
                 "INSERT INTO acct_job_terms (pool_run, job_id, generation, prev_hash, height, "
                 "bits, network_difficulty, subsidy_sats, fees_sats, coinbase_value, "
                 "published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.pool_run,
-                    row.job_id,
-                    row.generation,
-                    row.prev_hash,
-                    row.height,
-                    row.bits,
-                    row.network_difficulty,
-                    row.subsidy_sats,
-                    row.fees_sats,
-                    row.coinbase_value,
-                    row.published_at,
-                ),
+                row.columns(),
             )
             if row.plan is None:
                 continue

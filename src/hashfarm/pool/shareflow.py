@@ -148,14 +148,22 @@ def decode_share(payload: bytes) -> ShareRecord:
     return decode_share_run(payload)[0]
 
 
-def decode_share_run(payload: bytes) -> tuple[ShareRecord, str | None]:
-    """(the share as the ledger stores it, its front end's run id or None: no job terms)."""
+def _message(payload: bytes, what: str, formats: tuple[int, ...]) -> list[Any]:
+    """A message's JSON list whose first element is one of `formats` (ShareFlowError for
+    anything else); the decoders check the rest."""
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise ShareFlowError(f"share message is not JSON: {exc}") from exc
-    if not isinstance(doc, list) or not doc or doc[0] not in SHARE_FORMATS:
-        raise ShareFlowError("not a version-1 or version-2 share message")
+        raise ShareFlowError(f"{what} message is not JSON: {exc}") from exc
+    if not isinstance(doc, list) or not doc or doc[0] not in formats:
+        versions = " or ".join(f"version-{v}" for v in formats)
+        raise ShareFlowError(f"not a {versions} {what} message")
+    return doc
+
+
+def decode_share_run(payload: bytes) -> tuple[ShareRecord, str | None]:
+    """(the share as the ledger stores it, its front end's run id or None: no job terms)."""
+    doc = _message(payload, "share", SHARE_FORMATS)
     if len(doc) != 10 + doc[0]:
         raise ShareFlowError(f"malformed message: a version-{doc[0]} share has {9 + doc[0]} fields")
     run: str | None = None
@@ -198,32 +206,14 @@ def encode_terms(row: JobTermsRow) -> bytes:
     """A job's terms row as the broker carries it (no TIDES plan: refused in cluster roles)."""
     if row.plan is not None:
         raise ShareFlowError("a coinbase plan does not travel through the broker")
-    return orjson.dumps(
-        [
-            TERMS_FORMAT,
-            row.pool_run,
-            row.job_id,
-            row.generation,
-            row.prev_hash,
-            row.height,
-            row.bits,
-            row.network_difficulty,
-            row.subsidy_sats,
-            row.fees_sats,
-            row.coinbase_value,
-            row.published_at,
-        ]
-    )
+    return orjson.dumps([TERMS_FORMAT, *row.columns()])
 
 
 def decode_terms(payload: bytes) -> JobTermsRow:
     """The terms row as the ledger stores it: job id `cluster_job_id(job id, run)`, pool_run
     the run (ShareFlowError for anything `encode_terms` did not make, or impossible terms)."""
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ShareFlowError(f"job terms message is not JSON: {exc}") from exc
-    if not isinstance(doc, list) or len(doc) != 12 or doc[0] != TERMS_FORMAT:
+    doc = _message(payload, "job terms", (TERMS_FORMAT,))
+    if len(doc) != 12:
         raise ShareFlowError("not a version-1 job terms message")
     _, run, job_id, gen, prev, height, bits, nd, subsidy, fees, value, at = doc
     _check(isinstance(run, str) and _run_ok(run), "run id")
@@ -269,11 +259,8 @@ def encode_block(rec: BlockRecord) -> bytes:
 
 def decode_block(payload: bytes) -> BlockRecord:
     """The block record `encode_block` made (ShareFlowError for anything else)."""
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ShareFlowError(f"block message is not JSON: {exc}") from exc
-    if not isinstance(doc, list) or len(doc) != 9 or doc[0] != BLOCK_FORMAT:
+    doc = _message(payload, "block", (BLOCK_FORMAT,))
+    if len(doc) != 9:
         raise ShareFlowError("not a version-1 block message")
     _, height, hash_hex, reward, worker, account, when, ok, verdict = doc
     _check(type(height) is int and 0 <= height < 1 << 32, "height")

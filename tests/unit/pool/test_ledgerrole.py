@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import sqlite3
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -41,7 +40,7 @@ from hashfarm.pool.shareflow import (
 )
 from hashfarm.pool.storage import open_ledger
 from hashfarm.pool.storage.postgres import PostgresLedger
-from nodes import service_missing
+from nodes import NATS_URL, nats_problem, service_missing
 from realdata import load_block_bytes
 
 pytestmark = pytest.mark.services
@@ -154,24 +153,11 @@ async def test_single_process_ledgers_leave_the_share_id_empty(
 
 # -- job terms through the broker: a share is stored only once its job's terms are ---------
 
-NATS_URL = "nats://127.0.0.1:4222"
-
-
-def _nats_problem() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 4222), timeout=2) as s:
-            info = s.recv(4096)
-    except OSError as exc:
-        return f"NATS at {NATS_URL} is not reachable: {exc}"
-    if b'"jetstream":true' not in info.replace(b" ", b""):
-        return f"NATS at {NATS_URL} has no JetStream"
-    return None
-
 
 @pytest.fixture
 async def stream() -> AsyncIterator[str]:
     """A stream of this test's own on the development broker, deleted afterwards."""
-    if problem := _nats_problem():
+    if problem := nats_problem():
         service_missing(problem)
     name = f"hft{secrets.token_hex(5)}"
     yield name
