@@ -81,7 +81,7 @@ class SQLiteLedger(GroupCommitLedger):
         self._conn: sqlite3.Connection | None = None
         self._rows_per_insert = 90  # rows per INSERT: SQLite's bound-variable limit / 11
         self._thread = DatabaseThread("sqlite-ledger")  # not an executor: see worker.py
-        self.checkpointer = WalCheckpointer(self.path, synchronous)
+        self.checkpointer = WalCheckpointer(self.path, synchronous, self.busy_timeout_ms)
 
     async def _open(self) -> None:
         await self._in_thread(self._open_sync)
@@ -122,12 +122,10 @@ class SQLiteLedger(GroupCommitLedger):
     def _open_sync(self) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one
         # transaction.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        conn = _connect(self.path, self.synchronous, self.busy_timeout_ms)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"sqlite {self.path}: cannot use WAL (journal_mode is {mode})")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's thread does them
         self._conn = conn
         self._rows_per_insert = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 11
@@ -161,6 +159,16 @@ class SQLiteLedger(GroupCommitLedger):
             self._conn = None
 
 
+def _connect(path: Path, synchronous: Synchronous, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection to the ledger's file as the ledger's threads use it: autocommit (BEGIN
+    and COMMIT are issued by hand), usable from the thread that did not open it, waiting
+    `busy_timeout_ms` for another connection's lock, with the ledger's synchronous policy."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
 class WalCheckpointer:
     """Checkpoints a WAL database from a thread and connection of its own, so that no commit
     carries one. PASSIVE every `interval_s` (it copies what it can without waiting for the
@@ -171,11 +179,11 @@ class WalCheckpointer:
 
     interval_s = 0.1
     restart_frames = 16_384  # ~64 MiB of WAL with 4 KiB pages
-    busy_timeout_ms = 5000
 
-    def __init__(self, path: Path, synchronous: Synchronous = "FULL") -> None:
+    def __init__(self, path: Path, synchronous: Synchronous, busy_timeout_ms: int) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms  # the ledger's: how long RESTART waits for it
         self.passive = 0  # checkpoints run, for tests and benchmarks
         self.restarts = 0
         self._stop = threading.Event()
@@ -202,9 +210,7 @@ class WalCheckpointer:
             while not self._stop.wait(self.interval_s):
                 try:
                     if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None)
-                        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-                        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                        conn = _connect(self.path, self.synchronous, self.busy_timeout_ms)
                     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.passive += 1
                     if frames >= self.restart_frames:
