@@ -45,6 +45,7 @@ def make_ledger(settings: StorageSettings) -> GroupCommitLedger:
         return SQLiteLedger(
             path,
             synchronous=settings.sqlite_synchronous,
+            writer=settings.sqlite_writer,
             batch_max=batch_max,
             batch_wait=batch_wait,
             queue_max=queue_max,

@@ -50,6 +50,9 @@ class Batch:
     shares: list[ShareRecord]
     blocks: list[BlockRecord]
 
+    def __len__(self) -> int:
+        return len(self.shares) + len(self.blocks)
+
 
 class GroupCommitLedger(abc.ABC):
     """A `ShareLedger` whose writes are batched into few transactions by one writer task."""
@@ -225,7 +228,7 @@ class GroupCommitLedger(abc.ABC):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_cap)
             except LedgerError as exc:
-                log.error("ledger commit of %d records failed for good: %s", _size(batch), exc)
+                log.error("ledger commit of %d records failed for good: %s", len(batch), exc)
                 return exc
 
     def _fail_all(self, error: LedgerError) -> None:
@@ -252,10 +255,6 @@ class GroupCommitLedger(abc.ABC):
     @abc.abstractmethod
     async def share_count(self) -> int:
         """How many shares the database holds (accepted and rejected)."""
-
-
-def _size(batch: Batch) -> int:
-    return len(batch.shares) + len(batch.blocks)
 
 
 SHARE_COLUMNS = (

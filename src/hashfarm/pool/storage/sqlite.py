@@ -1,14 +1,14 @@
-"""The embedded ledger: SQLite in WAL mode, written from one dedicated thread.
+"""The embedded ledger: SQLite in WAL mode, written by one connection off the event loop.
 
-sqlite3 blocks, so every statement runs on a single worker thread (the connection never
-crosses threads) while the event loop keeps serving miners. WAL lets readers (the API, a
-payout job, `sqlite3` in a shell) read while the writer commits.
-
-A batch of shares is written as ONE multi-row INSERT (in autocommit: the statement is its own
-transaction) rather than `executemany`: sqlite3 releases the GIL around every statement step
-and must win it back from the busy event loop each time (up to the 5 ms switch interval), so
-one step per row made a 512-share commit take tens of milliseconds on a loaded pool
-(bench/bench_pool_tail.py).
+sqlite3 blocks, so the writing connection never runs on the event loop. By default it lives in
+a child process (`storage.sqlite_writer = "process"`, pool/storage/sqlite_writer.py): a thread
+of the pool's own process must win the GIL back from the busy loop after every SQLite call
+that released it, and that wait was most of an acknowledgement's time under load
+(bench/bench_pool_tail.py). `"thread"` keeps it on a dedicated thread of this process
+(pool/storage/worker.py). Either way `write_batch` writes a batch as one transaction, and the
+reads (the API's blocks, a count) and the migrations use this process's own connection on its
+database thread. WAL lets readers (the API, a payout job, `sqlite3` in a shell) read while the
+writer commits.
 
 Checkpoints (copying the WAL back into the database file, and its fsync) run on a thread and
 connection of their own (`WalCheckpointer`), not inside a commit: SQLite's automatic one runs
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from hashfarm.errors import LedgerError, TransientLedgerError
-from hashfarm.pool.records import BlockRecord, ShareRecord
+from hashfarm.pool.records import BlockRecord
 from hashfarm.pool.storage.base import (
     BLOCK_COLUMNS,
     BLOCK_UPSERT_TAIL,
@@ -47,15 +47,26 @@ from hashfarm.pool.storage.migrations import (
     refuse_newer,
     statements_for,
 )
+from hashfarm.pool.storage.sqlite_writer import (
+    OK,
+    TRANSIENT,
+    Setup,
+    WriterLost,
+    WriterProcess,
+    connect,
+    write_batch,
+)
 from hashfarm.pool.storage.worker import DatabaseThread
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
+Writer = Literal["process", "thread"]
 
 _INSERT_SHARE = f"INSERT INTO shares ({SHARE_COLUMNS}) VALUES "
-_SHARE_VALUES = f"({', '.join('?' * 11)})"
+_SHARE_WIDTH = len(SHARE_COLUMNS.split(","))  # 11 values per share row
+_SHARE_VALUES = f"({', '.join('?' * _SHARE_WIDTH)})"
 _INSERT_BLOCK = (
     f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES ({', '.join('?' * 8)}){BLOCK_UPSERT_TAIL}"
 )
@@ -65,6 +76,7 @@ class SQLiteLedger(GroupCommitLedger):
     """Shares and blocks in one SQLite file (WAL, group commit)."""
 
     busy_timeout_ms = 5000  # how long a commit waits for another process's lock
+    rows_per_insert = 10_000  # share rows per INSERT at most; lowered to SQLite's limit at open
 
     def __init__(
         self,
@@ -74,23 +86,63 @@ class SQLiteLedger(GroupCommitLedger):
         batch_wait: float = 0.0,
         synchronous: Synchronous = "FULL",
         queue_max: int = 50_000,
+        writer: Writer = "process",
     ) -> None:
         super().__init__(batch_max=batch_max, batch_wait=batch_wait, queue_max=queue_max)
         self.path = Path(path)
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
-        self._rows_per_insert = 90  # rows per INSERT: SQLite's bound-variable limit / 11
         self._thread = DatabaseThread("sqlite-ledger")  # not an executor: see worker.py
         self.checkpointer = WalCheckpointer(self.path, synchronous, self.busy_timeout_ms)
+        self.writer = writer
+        self.process: WriterProcess | None = None  # the child, once started (writer "process")
+
+    @property
+    def setup(self) -> Setup:
+        """What a writer needs: the file, its PRAGMAs and the SQL of a batch."""
+        return Setup(
+            path=str(self.path),
+            synchronous=self.synchronous,
+            busy_timeout_ms=self.busy_timeout_ms,
+            insert_share=_INSERT_SHARE,
+            share_values=_SHARE_VALUES,
+            insert_block=_INSERT_BLOCK,
+            rows_per_insert=self.rows_per_insert,
+        )
 
     async def _open(self) -> None:
         await self._in_thread(self._open_sync)
         self.checkpointer.start()
+        if self.writer == "process":
+            self.process = WriterProcess(self.setup)
+            try:
+                self._check(*await self.process.start())
+            except (WriterLost, TimeoutError, LedgerError) as exc:
+                await self._close()  # the child (if any), the checkpointer, the connection
+                raise LedgerError(f"sqlite {self.path}: the writer process: {exc}") from exc
 
     async def _write(self, batch: Batch) -> None:
-        await self._in_thread(lambda: self._write_sync(batch))
+        if self.process is None:
+            await self._in_thread(lambda: self._write_sync(batch))
+            return
+        shares = [share_row(r) for r in batch.shares]
+        blocks = [block_row(r) for r in batch.blocks]
+        try:
+            self._check(*await self.process.write(shares, blocks))
+        except WriterLost as exc:
+            if not exc.started:  # nothing was sent: the batch is retried
+                raise TransientLedgerError(f"sqlite {self.path}: {exc}") from exc
+            # It may have committed the batch before it went: retrying could write it twice,
+            # so the batch fails, unacknowledged (as when the whole pool dies mid-commit).
+            raise LedgerError(
+                f"sqlite {self.path}: {exc} during a commit of {len(batch)} records; "
+                "whether they were written is unknown, so none is acknowledged or written "
+                "again (the next batch starts a new writer process)"
+            ) from exc
 
     async def _close(self) -> None:
+        if self.process is not None:
+            await self.process.close()
         await asyncio.to_thread(self.checkpointer.stop)
         await self._in_thread(self._close_sync)
         self._thread.shutdown()
@@ -114,59 +166,37 @@ class SQLiteLedger(GroupCommitLedger):
         except sqlite3.Error as exc:
             raise LedgerError(f"sqlite {self.path}: {exc}") from exc
 
+    def _check(self, status: int, text: str) -> None:
+        """Raise what the writer process reported, as _in_thread would for the thread."""
+        if status == TRANSIENT:
+            raise TransientLedgerError(f"sqlite {self.path}: {text}")
+        if status != OK:
+            raise LedgerError(f"sqlite {self.path}: {text}")
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise LedgerError(f"sqlite {self.path}: not open")
         return self._conn
 
     def _open_sync(self) -> None:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one
-        # transaction.
-        conn = _connect(self.path, self.synchronous, self.busy_timeout_ms)
+        conn = connect(self.path, self.synchronous, self.busy_timeout_ms)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"sqlite {self.path}: cannot use WAL (journal_mode is {mode})")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's thread does them
         self._conn = conn
-        self._rows_per_insert = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 11
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self.rows_per_insert = min(self.rows_per_insert, limit // _SHARE_WIDTH)
         migrate_sqlite(conn)
 
     def _write_sync(self, batch: Batch) -> None:
-        conn = self._db()
-        step = self._rows_per_insert
-        inserts = [batch.shares[i : i + step] for i in range(0, len(batch.shares), step)]
-        if len(inserts) == 1 and not batch.blocks:  # the usual batch: one statement, atomic
-            self._insert_shares(conn, inserts[0])
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for shares in inserts:
-                self._insert_shares(conn, shares)
-            conn.executemany(_INSERT_BLOCK, [block_row(r) for r in batch.blocks])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @staticmethod
-    def _insert_shares(conn: sqlite3.Connection, shares: list[ShareRecord]) -> None:
-        values = [v for r in shares for v in share_row(r)]
-        conn.execute(_INSERT_SHARE + ", ".join([_SHARE_VALUES] * len(shares)), values)
+        shares = [share_row(r) for r in batch.shares]
+        write_batch(self._db(), self.setup, shares, [block_row(r) for r in batch.blocks])
 
     def _close_sync(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _connect(path: Path, synchronous: Synchronous, busy_timeout_ms: int) -> sqlite3.Connection:
-    """A connection to the ledger's file as the ledger's threads use it: autocommit (BEGIN
-    and COMMIT are issued by hand), usable from the thread that did not open it, waiting
-    `busy_timeout_ms` for another connection's lock, with the ledger's synchronous policy."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    return conn
 
 
 class WalCheckpointer:
@@ -210,7 +240,7 @@ class WalCheckpointer:
             while not self._stop.wait(self.interval_s):
                 try:
                     if conn is None:
-                        conn = _connect(self.path, self.synchronous, self.busy_timeout_ms)
+                        conn = connect(self.path, self.synchronous, self.busy_timeout_ms)
                     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.passive += 1
                     if frames >= self.restart_frames:

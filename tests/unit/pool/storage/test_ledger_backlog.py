@@ -14,7 +14,7 @@ from ledger_samples import block, share
 
 from hashfarm.errors import LedgerError
 from hashfarm.pool.storage.base import Batch, LedgerBacklogFull
-from hashfarm.pool.storage.sqlite import SQLiteLedger
+from hashfarm.pool.storage.sqlite import SQLiteLedger, Writer
 
 QUEUE_MAX = 20
 
@@ -99,12 +99,16 @@ async def test_blocks_are_queued_even_when_the_share_backlog_is_full(tmp_path: P
     await ledger.close()
 
 
-async def test_a_batch_of_shares_and_blocks_is_one_transaction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["process", "thread"])
+async def test_a_batch_of_shares_and_blocks_is_one_transaction(
+    tmp_path: Path, writer: Writer
+) -> None:
     """More shares than one INSERT may bind, with a block: all in one commit, in order."""
     db = tmp_path / "pool.sqlite3"
-    ledger = SQLiteLedger(db, batch_max=1000)
+    ledger = SQLiteLedger(db, batch_max=1000, writer=writer)
+    ledger.rows_per_insert = 7  # several INSERTs per batch (SQLite's bound-variable limit)
     await ledger.start()
-    ledger._rows_per_insert = 7  # several INSERTs per batch (SQLite's bound-variable limit)
+    assert ledger.setup["rows_per_insert"] == 7
     acked: list[LedgerError | None] = []
     for n in range(30):
         ledger.enqueue_share(share(n), acked.append)

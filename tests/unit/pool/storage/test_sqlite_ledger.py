@@ -14,7 +14,13 @@ from hashfarm.errors import ConfigError
 from hashfarm.pool.settings import StorageSettings
 from hashfarm.pool.storage import LATEST_VERSION, LedgerError, make_ledger, open_ledger
 from hashfarm.pool.storage.migrations import MIGRATIONS, statements_for
-from hashfarm.pool.storage.sqlite import SQLiteLedger, migrate_sqlite
+from hashfarm.pool.storage.sqlite import SQLiteLedger, Writer, migrate_sqlite
+
+
+@pytest.fixture(params=["process", "thread"])
+def writer(request: pytest.FixtureRequest) -> Writer:
+    """Both places the writing connection can run (storage.sqlite_writer)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 def _rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -50,9 +56,11 @@ def test_a_database_from_a_newer_hashfarm_is_refused(tmp_path: Path) -> None:
         migrate_sqlite(conn)
 
 
-async def test_concurrent_shares_are_committed_in_few_batches(tmp_path: Path) -> None:
+async def test_concurrent_shares_are_committed_in_few_batches(
+    tmp_path: Path, writer: Writer
+) -> None:
     db = tmp_path / "pool.sqlite3"
-    ledger = SQLiteLedger(db, batch_max=100, batch_wait=0.002)
+    ledger = SQLiteLedger(db, batch_max=100, batch_wait=0.002, writer=writer)
     await ledger.start()
     await asyncio.gather(*(ledger.record_share(share(n)) for n in range(1000)))
     assert ledger.records_committed == 1000
@@ -63,10 +71,10 @@ async def test_concurrent_shares_are_committed_in_few_batches(tmp_path: Path) ->
 
 
 async def test_a_share_is_readable_by_another_connection_when_record_share_returns(
-    tmp_path: Path,
+    tmp_path: Path, writer: Writer
 ) -> None:
     db = tmp_path / "pool.sqlite3"
-    ledger = SQLiteLedger(db, batch_wait=0.01)
+    ledger = SQLiteLedger(db, batch_wait=0.01, writer=writer)
     await ledger.start()
     for n in range(5):
         await ledger.record_share(share(n, accepted=n % 2 == 0))
@@ -75,8 +83,10 @@ async def test_a_share_is_readable_by_another_connection_when_record_share_retur
     await ledger.close()
 
 
-async def test_blocks_are_upserted_by_hash_and_read_newest_first(tmp_path: Path) -> None:
-    ledger = SQLiteLedger(tmp_path / "pool.sqlite3")
+async def test_blocks_are_upserted_by_hash_and_read_newest_first(
+    tmp_path: Path, writer: Writer
+) -> None:
+    ledger = SQLiteLedger(tmp_path / "pool.sqlite3", writer=writer)
     await ledger.start()
     await ledger.record_block(block(7, ok=False, verdict="inconclusive"))
     await ledger.record_block(block(8))
@@ -87,10 +97,10 @@ async def test_blocks_are_upserted_by_hash_and_read_newest_first(tmp_path: Path)
 
 
 async def test_a_locked_database_delays_the_acknowledgement_and_loses_nothing(
-    tmp_path: Path,
+    tmp_path: Path, writer: Writer
 ) -> None:
     db = tmp_path / "pool.sqlite3"
-    ledger = SQLiteLedger(db)
+    ledger = SQLiteLedger(db, writer=writer)
     ledger.busy_timeout_ms = 1
     await ledger.start()
     other = sqlite3.connect(db, isolation_level=None)
@@ -104,8 +114,8 @@ async def test_a_locked_database_delays_the_acknowledgement_and_loses_nothing(
     await ledger.close()
 
 
-async def test_a_permanent_failure_fails_only_its_batch(tmp_path: Path) -> None:
-    ledger = SQLiteLedger(tmp_path / "pool.sqlite3", batch_wait=0)
+async def test_a_permanent_failure_fails_only_its_batch(tmp_path: Path, writer: Writer) -> None:
+    ledger = SQLiteLedger(tmp_path / "pool.sqlite3", batch_wait=0, writer=writer)
     await ledger.start()
     bad = dataclasses.replace(share(1), account=None)  # violates NOT NULL
     with pytest.raises(LedgerError, match="NOT NULL"):
@@ -115,9 +125,11 @@ async def test_a_permanent_failure_fails_only_its_batch(tmp_path: Path) -> None:
     await ledger.close()
 
 
-async def test_close_commits_what_is_queued_then_refuses_more(tmp_path: Path) -> None:
+async def test_close_commits_what_is_queued_then_refuses_more(
+    tmp_path: Path, writer: Writer
+) -> None:
     db = tmp_path / "pool.sqlite3"
-    ledger = SQLiteLedger(db, batch_wait=1.0)
+    ledger = SQLiteLedger(db, batch_wait=1.0, writer=writer)
     await ledger.start()
     waiting = [asyncio.ensure_future(ledger.record_share(share(n))) for n in range(10)]
     await asyncio.sleep(0)
