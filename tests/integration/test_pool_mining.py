@@ -13,6 +13,7 @@ from hashfarm.chain.block import Block
 from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.blocks import ORPHANED
 from hashfarm.pool.service import Pool
+from hashfarm.pool.storage import GroupCommitLedger
 from hashfarm.stratum import messages as m
 from nodes import Judge, RegtestNode, bcoin_address
 from unit.pool.harness import (
@@ -180,3 +181,32 @@ async def test_stale_block_share_is_rejected_as_stale(
         finally:
             with contextlib.suppress(Exception):
                 await miner.close()
+
+
+async def test_a_commits_answers_are_written_in_its_own_pass(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """The acknowledgements a group commit releases go out right after it, not at the
+    loop's next turn (after the next round of reads from every other miner)."""
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        ledger = pool.ledger
+        assert isinstance(ledger, GroupCommitLedger)
+        wired = ledger.on_released
+        held: list[int] = []  # answers still held by a connection after each release pass
+
+        def released() -> None:
+            if wired is not None:
+                wired()
+            held.append(sum(p._out is not None for p in pool.server.sessions.values()))
+
+        ledger.on_released = released
+        miners = await start_miners(pool, 3)
+        try:
+            shares = await asyncio.gather(*(mn.mine_share() for mn in miners for _ in range(5)))
+        finally:
+            for mn in miners:
+                await mn.close()
+        assert all(s.response.result is True for s in shares)
+        assert held
+        assert set(held) == {0}

@@ -162,7 +162,7 @@ class StratumProtocol(asyncio.BufferedProtocol):
             # commit answers a share on hundreds of them at once), not one callback each.
             unflushed = self.server.unflushed
             if not unflushed:
-                asyncio.get_running_loop().call_soon(_flush_all, unflushed)
+                asyncio.get_running_loop().call_soon(flush_all, unflushed)
             unflushed.append(self)
         else:
             out.append(data)
@@ -336,7 +336,7 @@ class StratumProtocol(asyncio.BufferedProtocol):
         self._backlog = []
 
 
-def _flush_all(protocols: list[StratumProtocol]) -> None:
+def flush_all(protocols: list[StratumProtocol]) -> None:
     """Flush the connections `write` queued this turn (some may have flushed already)."""
     batch = protocols[:]
     protocols.clear()  # before flushing: a write during a flush schedules the next turn's

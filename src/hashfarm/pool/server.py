@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from hashfarm.pool.bans import Ban, BanList
 from hashfarm.pool.jobs import PoolJob
-from hashfarm.pool.protocol import StratumProtocol
+from hashfarm.pool.protocol import StratumProtocol, flush_all
 from hashfarm.pool.session import Session, SessionHost
 from hashfarm.pool.settings import StratumSettings
 from hashfarm.stratum.proxyproto import TrustedSources
@@ -110,6 +110,11 @@ class StratumServer:
         self._sweeping: list[tuple[Session, StratumProtocol]] = []  # this sweep pass's sessions
         self.unflushed: list[StratumProtocol] = []  # answers queued outside a read: see write
         self.port = 0
+
+    def flush_answers(self) -> None:
+        """Write now what `StratumProtocol.write` queued outside a read (the answers a group
+        commit released) instead of at the loop's next turn, after its next reads."""
+        flush_all(self.unflushed)
 
     async def start(self) -> int:
         """Listen; return the bound port."""

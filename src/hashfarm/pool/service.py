@@ -94,6 +94,8 @@ class Pool:
             job_prefix=frontend_job_prefix(settings.cluster.frontend_id),
         )
         self.server = StratumServer(self, settings.stratum)
+        if isinstance(ledger, GroupCommitLedger):  # a commit's answers go out in its pass
+            ledger.on_released = self.server.flush_answers
         self.bans = self.server.bans  # Stratum bans by IP (pool/bans.py): the API lists and lifts
         self.watcher = TipWatcher(rpc, settings.node, self._on_template, hashblock)
         self.blocks = BlockSubmitter(

@@ -71,6 +71,9 @@ class GroupCommitLedger(abc.ABC):
         self._full = asyncio.Event()  # set when a full batch is queued (ends the linger)
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        # Run once after each batch's callbacks, in the same pass: the pool writes the answers
+        # they queued at once, not after the loop's next round of reads (bench_pool_tail).
+        self.on_released: Callable[[], None] | None = None
         self.batches_committed = 0  # for benchmarks and the metrics page
         self.records_committed = 0
 
@@ -186,9 +189,8 @@ class GroupCommitLedger(abc.ABC):
             # retry as long (a SIGTERM could wait an hour); fail them now, unacknowledged.
             self._fail_all(error)
 
-    @staticmethod
-    def _release(taken: list[tuple[Record, Waiter]], error: LedgerError | None) -> None:
-        """Tell every waiter of a batch, in one pass."""
+    def _release(self, taken: list[tuple[Record, Waiter]], error: LedgerError | None) -> None:
+        """Tell every waiter of a batch, in one pass; then `on_released`."""
         for _, waiter in taken:
             if isinstance(waiter, asyncio.Future):
                 if waiter.done():  # its waiter was cancelled
@@ -202,6 +204,11 @@ class GroupCommitLedger(abc.ABC):
                 waiter(error)
             except Exception:  # one broken callback must not stall the writer
                 log.exception("ledger completion callback failed")
+        if self.on_released is not None:
+            try:
+                self.on_released()
+            except Exception:
+                log.exception("ledger release hook failed")
 
     async def _write_with_retry(self, batch: Batch) -> LedgerError | None:
         delay, failures = self.retry_first, 0

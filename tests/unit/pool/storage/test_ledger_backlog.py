@@ -135,6 +135,34 @@ async def test_a_callback_that_raises_does_not_stop_the_writer(tmp_path: Path) -
     await ledger.close()
 
 
+async def test_on_released_runs_once_per_batch_right_after_its_callbacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool flushes the answers a commit released from this hook, in the same pass."""
+    ledger = SQLiteLedger(tmp_path / "pool.sqlite3", batch_max=10)
+    await ledger.start()
+    events: list[str] = []
+    ledger.on_released = lambda: events.append("released")
+    for n in range(25):
+        ledger.enqueue_share(share(n), lambda error, n=n: events.append(f"share {n}"))
+    await _until(lambda: events.count("released") == 3)
+    assert events == [
+        *(f"share {n}" for n in range(10)), "released",
+        *(f"share {n}" for n in range(10, 20)), "released",
+        *(f"share {n}" for n in range(20, 25)), "released",
+    ]  # fmt: skip
+
+    def broken() -> None:
+        raise RuntimeError("hook bug")
+
+    ledger.on_released = broken
+    with caplog.at_level(logging.ERROR, "hashfarm.pool.storage"):
+        await ledger.record_share(share(25))
+        await ledger.record_share(share(26))  # the writer lives on
+    assert "ledger release hook failed" in caplog.text
+    await ledger.close()
+
+
 class CountingLedger(SQLiteLedger):
     """The real SQLite ledger, counting its write attempts."""
 
