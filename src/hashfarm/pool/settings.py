@@ -156,7 +156,7 @@ class StorageSettings:
     # Added by the storage owner (pool/storage): SQLite's PRAGMA synchronous for the ledger.
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"  # FULL: fsync per commit
     # Where the SQLite ledger's writing connection runs: a child process of its own (its own
-    # GIL: p99 0.26x at 10,000 shares/s, bench/bench_pool_tail.py) or a thread of the pool's.
+    # GIL; docs/benchmarks.md, fourth pass) or a thread of the pool's process.
     sqlite_writer: Literal["process", "thread"] = "process"  # process: commits off the GIL
     # A database outage must not grow memory without bound (~0.7 kB per waiting share): past
     # this backlog a share is answered "share not recorded: ledger backlog full", never acked.

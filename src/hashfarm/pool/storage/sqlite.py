@@ -101,7 +101,7 @@ class SQLiteLedger(GroupCommitLedger):
     def setup(self) -> Setup:
         """What a writer needs: the file, its PRAGMAs and the SQL of a batch."""
         return Setup(
-            path=str(self.path),
+            path=str(self.path.absolute()),  # the child opens the same file whatever its cwd
             synchronous=self.synchronous,
             busy_timeout_ms=self.busy_timeout_ms,
             insert_share=_INSERT_SHARE,
