@@ -1,9 +1,12 @@
-"""Group commit: shares queue in memory and one writer task commits them in batches.
+"""Group commit: shares queue in memory and are committed in batches, one batch at a time.
 
-`record_share` puts the record on the queue and waits; the writer takes up to `batch_max`
-queued records (waiting at most `batch_wait` seconds for the batch to fill once the first one
-arrived), writes them in ONE transaction, and only when that transaction has committed does it
-release every waiter of the batch. So a share the pool acknowledges is always in a committed
+`record_share` puts the record on the queue and waits; at the end of the loop turn that
+queued it (or `batch_wait` seconds later, or at once when `batch_max` are queued) up to
+`batch_max` queued records are written in ONE transaction, and only when that transaction has
+committed is every waiter of the batch released. The engine runs on callbacks, not a task:
+when a batch's outcome arrives, its waiters are released and the next batch (what queued
+meanwhile) is started in the same pass, without waiting for a task to be resumed a loop turn
+later (bench/bench_pool_tail.py). So a share the pool acknowledges is always in a committed
 transaction; what "committed" survives (process crash, power loss) is the backend's
 synchronous policy, documented in docs/persistence.md.
 
@@ -14,15 +17,14 @@ the waiters keep waiting, so nothing is acknowledged and nothing is dropped; a p
 The backlog is bounded: while `queue_max` shares are queued or being written (a database
 outage), a further share is refused at once with `LedgerBacklogFull` (the pool answers it with
 an error and does not acknowledge it); blocks are always queued. `enqueue_share` is the pool's
-hot path: no task or future per share, the writer calls each share's callback in one pass
-after the commit.
+hot path: no task or future per share, each share's callback runs in one pass after the
+commit.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +57,7 @@ class Batch:
 
 
 class GroupCommitLedger(abc.ABC):
-    """A `ShareLedger` whose writes are batched into few transactions by one writer task."""
+    """A `ShareLedger` whose writes are batched into few transactions, one at a time."""
 
     retry_first = 0.05  # seconds before the first retry of a failed commit
     retry_cap = 5.0  # seconds: the backoff between retries never grows beyond this
@@ -67,9 +69,13 @@ class GroupCommitLedger(abc.ABC):
         self._queue: list[tuple[Record, Waiter]] = []
         self.shares_pending = 0  # shares queued or in the transaction being written
         self._refusing = False  # the backlog is full: logged once, until it drains
-        self._wakeup = asyncio.Event()  # set while records are queued
-        self._full = asyncio.Event()  # set when a full batch is queued (ends the linger)
-        self._writer: asyncio.Task[None] | None = None
+        self._writing: list[tuple[Record, Waiter]] | None = None  # the batch being written
+        self._due: asyncio.Handle | None = None  # the next batch's scheduled start
+        self._task: asyncio.Task[None] | None = None  # a write run as a task (`_begin_write`)
+        self._failures = 0  # failed attempts at the batch being written
+        self._delay = self.retry_first  # before its next attempt
+        self._idle = asyncio.Event()  # nothing queued and nothing being written
+        self._running = False
         self._closing = False
         # Run once after each batch's callbacks, in the same pass: the pool writes the answers
         # they queued at once, not after the loop's next round of reads (bench_pool_tail).
@@ -78,9 +84,10 @@ class GroupCommitLedger(abc.ABC):
         self.records_committed = 0
 
     async def start(self) -> None:
-        """Open the database, bring the schema up to date and start the writer."""
+        """Open the database, bring the schema up to date and start taking records."""
         await self._open()
-        self._writer = asyncio.create_task(self._run(), name="ledger-writer")
+        self._running = True
+        self._idle.set()
 
     async def record_share(self, rec: ShareRecord) -> None:
         """Queue one share; return once the transaction holding it has committed.
@@ -102,14 +109,14 @@ class GroupCommitLedger(abc.ABC):
         await self._submit(rec)
 
     async def close(self) -> None:
-        """Commit everything queued, stop the writer and close the database."""
-        if self._writer is None:
+        """Commit everything queued (without lingering), then close the database."""
+        if not self._running:
             return
         self._closing = True
-        self._wakeup.set()
-        self._full.set()
-        await self._writer
-        self._writer = None
+        if self._queue:
+            self._schedule(now=True)
+        await self._idle.wait()
+        self._running = False
         await self._close()
 
     def _admit_share(self) -> None:
@@ -125,16 +132,15 @@ class GroupCommitLedger(abc.ABC):
         raise LedgerBacklogFull("ledger backlog full")
 
     def _check_running(self) -> None:
-        if self._closing or self._writer is None:
+        if self._closing or not self._running:
             raise LedgerError("the share ledger is not running (closed or never started)")
 
     def _enqueue(self, rec: Record, waiter: Waiter) -> None:
         self._queue.append((rec, waiter))
         if isinstance(rec, ShareRecord):
             self.shares_pending += 1
-        self._wakeup.set()
-        if len(self._queue) >= self._batch_max:
-            self._full.set()
+        self._idle.clear()
+        self._schedule(now=len(self._queue) >= self._batch_max)
 
     async def _submit(self, rec: Record) -> None:
         self._check_running()
@@ -144,35 +150,67 @@ class GroupCommitLedger(abc.ABC):
         # written, only nobody is told.
         await future
 
-    async def _run(self) -> None:
-        try:
-            while not (self._closing and not self._queue):
-                await self._wakeup.wait()
-                if len(self._queue) < self._batch_max and not self._closing:
-                    await self._linger()
-                taken = self._queue[: self._batch_max]
-                del self._queue[: self._batch_max]
-                if not self._queue:
-                    self._wakeup.clear()
-                if taken:
-                    await self._commit(taken)
-        finally:
-            self._fail_all(LedgerError("the share ledger's writer stopped"))
-
-    async def _linger(self) -> None:
-        """Let a batch fill for up to batch_wait seconds (or until it is full)."""
-        self._full.clear()
-        if self._batch_wait <= 0 or len(self._queue) >= self._batch_max:
+    def _schedule(self, *, now: bool = False) -> None:
+        """Start the next batch at the end of this loop turn (the records this turn's reads
+        queue join it), `batch_wait` seconds later, or, `now`, at the next callback. A
+        batch being written starts the next one itself when it ends."""
+        if self._writing is not None or (self._due is not None and not now):
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), self._batch_wait)
+        if self._due is not None:
+            self._due.cancel()
+        loop = asyncio.get_running_loop()
+        if now or self._closing or self._batch_wait <= 0:
+            self._due = loop.call_soon(self._next_batch)
+        else:
+            self._due = loop.call_later(self._batch_wait, self._next_batch)
 
-    async def _commit(self, taken: list[tuple[Record, Waiter]]) -> None:
+    def _next_batch(self) -> None:
+        """Take up to `batch_max` queued records and start writing them (if none is being
+        written and anything is queued)."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        if self._writing is not None:
+            return
+        if not self._queue:
+            self._idle.set()
+            return
+        taken = self._queue[: self._batch_max]
+        del self._queue[: self._batch_max]
+        self._writing = taken
+        self._failures, self._delay = 0, self.retry_first
         batch = Batch(
             [r for r, _ in taken if isinstance(r, ShareRecord)],
             [r for r, _ in taken if isinstance(r, BlockRecord)],
         )
-        error = await self._write_with_retry(batch)
+        self._attempt(batch)
+
+    def _attempt(self, batch: Batch) -> None:
+        self._begin_write(batch, lambda error: self._written(batch, error))
+
+    def _begin_write(self, batch: Batch, done: Callable[[BaseException | None], None]) -> None:
+        """Write the batch in one transaction, then call `done(None)`, or `done(error)`
+        ((Transient)LedgerError). Here: `_write` as a task; a backend that learns the outcome
+        in a callback of its own overrides this to call `done` from there."""
+        task = asyncio.get_running_loop().create_task(self._write(batch), name="ledger-commit")
+        self._task = task
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._task = None
+            if task.cancelled():
+                done(LedgerError("the share ledger's commit was cancelled"))
+            else:
+                done(task.exception())
+
+        task.add_done_callback(finished)
+
+    def _written(self, batch: Batch, outcome: BaseException | None) -> None:
+        """A batch's outcome: retry it (transient), or release its waiters and start the
+        next batch in this same pass."""
+        if isinstance(outcome, TransientLedgerError) and self._retry(batch, outcome):
+            return
+        error = self._settle(batch, outcome)
+        taken, self._writing = self._writing or [], None
         self.shares_pending -= len(batch.shares)
         if error is None:
             self.batches_committed += 1
@@ -188,6 +226,41 @@ class GroupCommitLedger(abc.ABC):
             # Shutting down and the database is still away: the queued batches would each
             # retry as long (a SIGTERM could wait an hour); fail them now, unacknowledged.
             self._fail_all(error)
+        if self._queue and (self._batch_wait <= 0 or self._closing):
+            self._next_batch()  # what queued during the commit: no loop turn in between
+        elif self._queue:
+            self._schedule(now=len(self._queue) >= self._batch_max)
+        else:
+            self._idle.set()
+
+    def _retry(self, batch: Batch, outcome: TransientLedgerError) -> bool:
+        """Try the batch again after a capped backoff (its waiters keep waiting); False
+        once closing and at the cap: then it fails."""
+        self._failures += 1
+        if self._closing and self._delay >= self.retry_cap:
+            return False
+        if self._failures & (self._failures - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage
+            log.warning(  # logs a few lines, not one per retry
+                "ledger commit failed %d time(s) (%s); retrying in %.2fs (backoff capped at "
+                "%gs)", self._failures, outcome, self._delay, self.retry_cap,
+            )  # fmt: skip
+        asyncio.get_running_loop().call_later(self._delay, self._attempt, batch)
+        self._delay = min(self._delay * 2, self.retry_cap)
+        return True
+
+    def _settle(self, batch: Batch, outcome: BaseException | None) -> LedgerError | None:
+        """What the batch's waiters are told: None (committed) or the error, logged."""
+        if outcome is None:
+            if self._failures:
+                log.info("ledger commit succeeded after %d failed attempts", self._failures)
+            return None
+        if isinstance(outcome, TransientLedgerError):  # given up: closing
+            return outcome
+        if not isinstance(outcome, LedgerError):
+            log.error("ledger commit of %d records failed", len(batch), exc_info=outcome)
+            outcome = LedgerError(f"ledger commit failed: {outcome!r}")
+        log.error("ledger commit of %d records failed for good: %s", len(batch), outcome)
+        return outcome
 
     def _release(self, taken: list[tuple[Record, Waiter]], error: LedgerError | None) -> None:
         """Tell every waiter of a batch, in one pass; then `on_released`."""
@@ -209,34 +282,6 @@ class GroupCommitLedger(abc.ABC):
                 self.on_released()
             except Exception:
                 log.exception("ledger release hook failed")
-
-    async def _write_with_retry(self, batch: Batch) -> LedgerError | None:
-        delay, failures = self.retry_first, 0
-        while True:
-            try:
-                await self._write(batch)
-                if failures:
-                    log.info("ledger commit succeeded after %d failed attempts", failures)
-                return None
-            except TransientLedgerError as exc:
-                failures += 1
-                if self._closing and delay >= self.retry_cap:
-                    return exc
-                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th...: an outage logs
-                    # a few lines, not one per retry
-                    log.warning(
-                        "ledger commit failed %d time(s) (%s); retrying in %.2fs (backoff capped "
-                        "at %gs)",
-                        failures,
-                        exc,
-                        delay,
-                        self.retry_cap,
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_cap)
-            except LedgerError as exc:
-                log.error("ledger commit of %d records failed for good: %s", len(batch), exc)
-                return exc
 
     def _fail_all(self, error: LedgerError) -> None:
         queued, self._queue = self._queue, []

@@ -116,10 +116,21 @@ class SQLiteLedger(GroupCommitLedger):
         if self.writer == "process":
             self.process = WriterProcess(self.setup)
             try:
-                self._check(*await self.process.start())
+                failure = self._failure(Batch([], []), await self.process.start())
+                if failure is not None:
+                    raise failure
             except (WriterLost, TimeoutError, LedgerError) as exc:
                 await self._close()  # the child (if any), the checkpointer, the connection
                 raise LedgerError(f"sqlite {self.path}: the writer process: {exc}") from exc
+
+    def _begin_write(self, batch: Batch, done: Callable[[BaseException | None], None]) -> None:
+        process = self.process
+        if process is None or not process.ready():  # the thread, or a child to start first
+            super()._begin_write(batch, done)
+            return
+        shares = [share_row(r) for r in batch.shares]
+        blocks = [block_row(r) for r in batch.blocks]
+        process.send(shares, blocks, lambda reply: done(self._failure(batch, reply)))
 
     async def _write(self, batch: Batch) -> None:
         if self.process is None:
@@ -128,17 +139,31 @@ class SQLiteLedger(GroupCommitLedger):
         shares = [share_row(r) for r in batch.shares]
         blocks = [block_row(r) for r in batch.blocks]
         try:
-            self._check(*await self.process.write(shares, blocks))
+            reply: tuple[int, str] | WriterLost = await self.process.write(shares, blocks)
         except WriterLost as exc:
-            if not exc.started:  # nothing was sent: the batch is retried
-                raise TransientLedgerError(f"sqlite {self.path}: {exc}") from exc
+            reply = exc
+        failure = self._failure(batch, reply)
+        if failure is not None:
+            raise failure
+
+    def _failure(self, batch: Batch, reply: tuple[int, str] | WriterLost) -> LedgerError | None:
+        """What the writer process's reply to `batch` means: None (committed) or the error."""
+        if isinstance(reply, WriterLost):
+            if not reply.started:  # nothing was sent: the batch is retried
+                return TransientLedgerError(f"sqlite {self.path}: {reply}")
             # It may have committed the batch before it went: retrying could write it twice,
             # so the batch fails, unacknowledged (as when the whole pool dies mid-commit).
-            raise LedgerError(
-                f"sqlite {self.path}: {exc} during a commit of {len(batch)} records; "
+            return LedgerError(
+                f"sqlite {self.path}: {reply} during a commit of {len(batch)} records; "
                 "whether they were written is unknown, so none is acknowledged or written "
                 "again (the next batch starts a new writer process)"
-            ) from exc
+            )
+        status, text = reply
+        if status == TRANSIENT:
+            return TransientLedgerError(f"sqlite {self.path}: {text}")
+        if status != OK:
+            return LedgerError(f"sqlite {self.path}: {text}")
+        return None
 
     async def _close(self) -> None:
         if self.process is not None:
@@ -165,13 +190,6 @@ class SQLiteLedger(GroupCommitLedger):
             raise TransientLedgerError(f"sqlite {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise LedgerError(f"sqlite {self.path}: {exc}") from exc
-
-    def _check(self, status: int, text: str) -> None:
-        """Raise what the writer process reported, as _in_thread would for the thread."""
-        if status == TRANSIENT:
-            raise TransientLedgerError(f"sqlite {self.path}: {text}")
-        if status != OK:
-            raise LedgerError(f"sqlite {self.path}: {text}")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:

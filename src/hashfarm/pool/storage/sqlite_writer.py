@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import marshal
 import signal
 import socket
@@ -37,9 +38,11 @@ import sqlite3
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
+
+log = logging.getLogger(__name__)
 
 OK, TRANSIENT, PERMANENT = 0, 1, 2
 LENGTH = struct.Struct("<I")
@@ -126,26 +129,44 @@ class WriterLost(Exception):
 
 class _Channel(asyncio.Protocol):
     """The pool's end of the socket pair: sends messages and hands each reply, in order, to
-    the future of the message it answers (straight from the read callback: no stream
-    reader, no extra task between the child's reply and the batch's acknowledgements)."""
+    the callback of the message it answers, straight from the read callback (no stream
+    reader, no task resumed a loop turn later); a lost connection hands each waiting
+    callback a ConnectionResetError instead."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._waiting: collections.deque[Callable[[Any], None]] = collections.deque()
         self._buffer = bytearray()
         self.lost: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
 
-    def request(self, message: Any) -> asyncio.Future[Any]:
-        """Send one message; a future for the child's reply to it."""
-        future = asyncio.get_running_loop().create_future()
-        if self.lost is not None or self.transport is None:
-            future.set_exception(ConnectionResetError(f"writer process gone: {self.lost}"))
-            return future
-        self._waiting.append(future)
+    def open(self) -> bool:
+        return self.lost is None and self.transport is not None
+
+    def send(self, message: Any, on_reply: Callable[[Any], None]) -> None:
+        """Send one message; `on_reply(reply)` later (or `on_reply(ConnectionResetError)`)."""
+        if not self.open():
+            on_reply(ConnectionResetError(f"writer process gone: {self.lost}"))
+            return
+        assert self.transport is not None
+        self._waiting.append(on_reply)
         self.transport.write(frame(message))
+
+    def request(self, message: Any) -> asyncio.Future[Any]:
+        """Send one message; a future for the reply (or the ConnectionResetError)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def settle(reply: Any) -> None:
+            if future.done():
+                return
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+        self.send(message, settle)
         return future
 
     def data_received(self, data: bytes) -> None:
@@ -156,16 +177,20 @@ class _Channel(asyncio.Protocol):
                 return
             reply = marshal.loads(self._buffer[LENGTH.size : end])
             del self._buffer[:end]
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_result(reply)
+            _hand(self._waiting.popleft(), reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or ConnectionResetError("the writer process closed its end")
         while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(ConnectionResetError(str(self.lost)))
+            _hand(self._waiting.popleft(), ConnectionResetError(str(self.lost)))
+
+
+def _hand(on_reply: Callable[[Any], None], reply: Any) -> None:
+    """Call one reply's callback; a bug in it must not close the channel."""
+    try:
+        on_reply(reply)
+    except Exception:
+        log.exception("ledger writer reply callback failed")
 
 
 class WriterProcess:
@@ -206,10 +231,33 @@ class WriterProcess:
         _, self._channel = await loop.create_unix_connection(_Channel, sock=parent)
         return await self._exchange(self.setup)
 
+    def ready(self) -> bool:
+        """The child is running and its socket open: `send` may be used."""
+        channel = self._channel
+        return (
+            channel is not None
+            and channel.open()
+            and self.proc is not None
+            and (self.proc.poll() is None)
+        )
+
+    def send(
+        self, shares: Sequence[Row], blocks: Sequence[Row], on_reply: Callable[[Any], None]
+    ) -> None:
+        """Have the (ready) child write one batch; `on_reply((status, text))` from the read
+        callback, or `on_reply(WriterLost(started=True))` if the child was lost meanwhile."""
+        assert self._channel is not None
+
+        def reply(value: Any) -> None:
+            on_reply(self._lost(value) if isinstance(value, ConnectionError) else value)
+
+        self._channel.send((shares, blocks), reply)
+
     async def write(self, shares: Sequence[Row], blocks: Sequence[Row]) -> tuple[int, str]:
-        """Have the child write one batch; its (status, text). WriterLost if the child is
-        gone: with `started`, it may have committed the batch before it went."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Have the child write one batch, starting a child first if none is ready; its
+        (status, text). WriterLost if the child is gone: with `started`, it may have
+        committed the batch before it went."""
+        if not self.ready():
             try:  # gone since the last batch (or never started): nothing of it was sent
                 status, text = await self.start()
             except WriterLost as exc:
@@ -223,13 +271,15 @@ class WriterProcess:
         try:
             status, text = await self._channel.request(message)
         except ConnectionError as exc:
-            code = None if self.proc is None else self.proc.poll()
             await self.close()
-            raise WriterLost(
-                f"the ledger's writer process was lost ({exc}; exit status {code})",
-                started=True,
-            ) from exc
+            raise self._lost(exc) from exc
         return int(status), str(text)
+
+    def _lost(self, exc: BaseException) -> WriterLost:
+        code = None if self.proc is None else self.proc.poll()
+        return WriterLost(
+            f"the ledger's writer process was lost ({exc}; exit status {code})", started=True
+        )
 
     async def close(self) -> None:
         """Close the socket (the child finishes its batch, closes the file and exits) and

@@ -194,3 +194,39 @@ def test_the_writer_runs_under_uvloop_as_the_pool_does(tmp_path: Path) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(scenario(), 30))
     assert _count(db) == 51
+
+
+async def test_a_commit_is_answered_from_the_writers_reply_in_the_same_callback(
+    tmp_path: Path,
+) -> None:
+    """The child's reply releases the batch's waiters (and starts the next batch) inside
+    the socket's read callback: no task is resumed a loop turn later, behind other reads."""
+    ledger = SQLiteLedger(tmp_path / "pool.sqlite3")
+    await ledger.start()
+    await ledger.record_share(share(0))  # the child is up and answering
+    assert ledger.process is not None
+    channel = ledger.process._channel
+    assert channel is not None
+    reading: list[bool] = []
+    original = channel.data_received
+
+    def data_received(data: bytes) -> None:
+        reading.append(True)
+        try:
+            original(data)
+        finally:
+            reading.pop()
+
+    channel.data_received = data_received  # type: ignore[method-assign]
+    seen: list[tuple[object, bool]] = []
+    for n in range(1, 21):
+        ledger.enqueue_share(share(n), lambda error: seen.append((error, bool(reading))))
+        if n % 5 == 0:
+            await asyncio.sleep(0)  # a few batches, some queued while one is written
+    deadline = time.monotonic() + 10
+    while len(seen) < 20:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    assert seen == [(None, True)] * 20
+    await ledger.close()
+    assert _count(tmp_path / "pool.sqlite3") == 21
