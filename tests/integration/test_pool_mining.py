@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from hashfarm.node.rpc import RPCClient
 from hashfarm.pool.blocks import ORPHANED
 from hashfarm.pool.service import Pool
 from hashfarm.pool.storage import GroupCommitLedger
+from hashfarm.pool.storage.sqlite import SQLiteLedger
 from hashfarm.stratum import messages as m
 from nodes import Judge, RegtestNode, bcoin_address
 from unit.pool.harness import (
@@ -210,3 +214,37 @@ async def test_a_commits_answers_are_written_in_its_own_pass(
         assert all(s.response.result is True for s in shares)
         assert held
         assert set(held) == {0}
+
+
+async def test_a_writer_lost_mid_commit_costs_its_shares_an_error_and_nothing_else(
+    regtest_node: RegtestNode, tmp_path: Path
+) -> None:
+    """The share whose commit the writer process died in is answered with an error that
+    names no file (the detail is for the log), is not stored, and the pool mines on."""
+    settings = pool_settings(regtest_node.rpc_url, regtest_node.api_key, tmp_path)
+    db = tmp_path / "pool.sqlite3"
+    async with running_pool(settings, regtest_node.rpc()) as (pool, _):
+        ledger = pool.ledger
+        assert isinstance(ledger, SQLiteLedger)
+        assert ledger.process is not None
+        assert ledger.process.proc is not None
+        [miner] = await start_miners(pool, 1)
+        try:
+            assert (await miner.mine_share()).response.result is True
+            other = sqlite3.connect(db, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # the writer's next INSERT waits on this lock
+            pending = asyncio.ensure_future(miner.mine_share())
+            await wait_for(lambda: ledger.shares_pending == 1, 10, "the share in its commit")
+            await asyncio.sleep(0.2)
+            os.kill(ledger.process.proc.pid, signal.SIGKILL)
+            lost = (await pending).response
+            other.execute("ROLLBACK")
+            other.close()
+            assert lost.error is not None
+            assert lost.error.message == "share not recorded: ledger error"
+            assert str(tmp_path) not in repr(lost.error)
+            assert (await miner.mine_share()).response.result is True  # a new writer
+        finally:
+            await miner.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM shares").fetchone() == (2,)

@@ -527,9 +527,12 @@ class Pool:
             session.ack(msg_id)
             self._observe(rec)
             return
-        if not isinstance(error, LedgerBacklogFull):  # that one is logged once by the ledger
+        if isinstance(error, LedgerBacklogFull):  # logged once by the ledger
+            reason = str(error)
+        else:  # the detail (a file path, a database host) is for the log, not for a stranger
             log.error("%s share not recorded: %s", session.prefix, error)
-        session.reply_error(msg_id, ErrorCode.OTHER, f"share not recorded: {error}")
+            reason = "ledger error"
+        session.reply_error(msg_id, ErrorCode.OTHER, f"share not recorded: {reason}")
 
     def _observe(self, rec: ShareRecord) -> None:
         for observer in self.observers:
