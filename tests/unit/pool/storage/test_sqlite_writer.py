@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,13 +42,18 @@ def _child_pid(ledger: SQLiteLedger) -> int:
     return ledger.process.proc.pid
 
 
-async def _gone(pid: int, within: float = 10.0) -> bool:
+async def _until(predicate: Callable[[], bool], within: float = 10.0) -> bool:
+    """Poll `predicate` every 10 ms; whether it held within `within` seconds."""
     deadline = time.monotonic() + within
-    while _alive(pid):
+    while not predicate():
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
     return True
+
+
+async def _gone(pid: int, within: float = 10.0) -> bool:
+    return await _until(lambda: not _alive(pid), within)
 
 
 async def test_the_commits_happen_in_a_child_process_that_exits_with_the_ledger(
@@ -223,10 +229,7 @@ async def test_a_commit_is_answered_from_the_writers_reply_in_the_same_callback(
         ledger.enqueue_share(share(n), lambda error: seen.append((error, bool(reading))))
         if n % 5 == 0:
             await asyncio.sleep(0)  # a few batches, some queued while one is written
-    deadline = time.monotonic() + 10
-    while len(seen) < 20:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    assert await _until(lambda: len(seen) >= 20)
     assert seen == [(None, True)] * 20
     await ledger.close()
     assert _count(tmp_path / "pool.sqlite3") == 21
