@@ -188,6 +188,21 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in children(pid))
 
 
+def host_ticks() -> tuple[int, int]:
+    """(steal, all) CPU ticks of the host since boot, from /proc/stat: the time the
+    hypervisor ran someone else on our virtual CPUs, beside all of it. A figure taken while
+    a tenth of the CPU is stolen is not one taken on a quiet host: the benchmarks print it."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return ticks[7], sum(ticks)
+    return 0, 0
+
+
+def steal_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the host's CPU time stolen between two `host_ticks` readings."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1)
+
+
 def children(pid: int) -> list[int]:
     """The live child processes of `pid` (those that exited since are not counted)."""
     found: list[int] = []

@@ -36,7 +36,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pool import cpu_seconds, save_log, start_node, start_pool, wait_ready
+from bench_pool import (
+    cpu_seconds,
+    host_ticks,
+    save_log,
+    start_node,
+    start_pool,
+    steal_fraction,
+    wait_ready,
+)
 from loadgen import Miner, Share, connect_many, percentile
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -140,11 +148,12 @@ async def one_run(
         for t in tails:
             t.latencies.clear()
             t.refused.clear()
-        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
+        cpu0, own0, host0 = cpu_seconds(proc.pid), time.process_time(), host_ticks()
         lags: list[float] = []
         monitor = asyncio.ensure_future(lag_monitor(lags))
         wall, sent = await open_loop(tails, [s[cut:] for s in shares], args.rate, args.seconds)
         cpu, own = cpu_seconds(proc.pid) - cpu0, time.process_time() - own0
+        steal = steal_fraction(host0, host_ticks())
         monitor.cancel()
         await wait_answers(tails, sent)
         lat = [x * 1e3 for t in tails for x in t.latencies]
@@ -164,6 +173,7 @@ async def one_run(
             "loadgen": own / wall,
             "lag99": percentile(lags, 0.99) * 1e3,
             "lagmax": max(lags, default=0.0) * 1e3,
+            "steal": steal,
         }
     finally:
         proc.terminate()
@@ -179,7 +189,8 @@ def line(label: str, med: dict[str, float]) -> str:
         f"accepted {med['ok'] * 100:5.1f}%  p50 {med['p50']:5.2f}  p99 {med['p99']:5.2f}  "
         f"p99.9 {med['p999']:6.2f}  max {med['max']:6.1f} ms  pool CPU {med['cpu'] * 100:3.0f}% "
         f"({med['us_share']:3.0f} us/share)  load generator CPU {med['loadgen'] * 100:3.0f}%, "
-        f"its loop lag p99 {med['lag99']:4.1f} max {med['lagmax']:5.1f} ms"
+        f"its loop lag p99 {med['lag99']:4.1f} max {med['lagmax']:5.1f} ms; "
+        f"host CPU stolen {med['steal'] * 100:4.1f}%"
     )
 
 
