@@ -7,7 +7,8 @@ prepared, valid, accepted share every `connections / rate` seconds, staggered so
 pool sees an even `--rate` shares/s: an open loop, whose send times do not wait for answers
 (a closed loop would hide a stall by sending less during it). The first `--warmup` seconds are
 not counted. Reported per run: answered fraction, p50 / p99 / p99.9 / max submit -> answer
-latency and the pool's CPU; medians over the rounds.
+latency, the pool's CPU, the load generator's loop lag and the share of the host's CPU
+stolen by the hypervisor meanwhile (a shared VM's tail follows it); medians over the rounds.
 
 Reference in the same run: with `--before-src DIR` (the `src` of an older checkout, e.g.
 `git worktree add /tmp/before <commit>`), every round also runs that code's pool, in
