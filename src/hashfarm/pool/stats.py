@@ -28,6 +28,9 @@ WINDOWS: tuple[tuple[str, float], ...] = (
     ("24h", 86400.0),
 )
 SLOTS = 60  # slots per window: a window's estimate moves in steps of span/60
+STEP = WINDOWS[0][1] / SLOTS  # the shortest window's slot (1 s); every window's slot is a
+# whole number of STEPs, so all of a STEP's shares fall in one slot of every window
+assert all((span / SLOTS) % STEP == 0 for _, span in WINDOWS)
 BLOCKS_KEPT = 1000  # most recent blocks held in memory for the API
 
 
@@ -80,6 +83,8 @@ class _Tally:
     """Counters shared by the pool as a whole and by each worker."""
 
     __slots__ = (
+        "_pending",
+        "_step",
         "accepted",
         "best_share",
         "blocks",
@@ -91,6 +96,8 @@ class _Tally:
 
     def __init__(self) -> None:
         self.windows = [RateWindow(span) for _, span in WINDOWS]
+        self._step = -1  # the STEP whose accepted difficulty `_pending` sums, not yet in windows
+        self._pending = 0.0
         self.accepted = 0
         self.rejects: Counter[str] = Counter()
         self.best_share = 0.0
@@ -108,18 +115,25 @@ class _Tally:
         self.accepted += 1
         if rec.share_difficulty > self.best_share:  # max(), without the call
             self.best_share = rec.share_difficulty
-        # RateWindow.add written out: two tallies x four windows per accepted share.
-        t, amount = rec.time, rec.difficulty
-        for w in self.windows:
-            slot = int(t // w.width)
-            i = slot % SLOTS
-            if w._stamps[i] != slot:  # the cell held an older slot: recycle it
-                w._stamps[i] = slot
-                w._sums[i] = 0.0
-            w._sums[i] += amount
+        # Summed per STEP, and into the four windows once per STEP (two tallies per share:
+        # the pool's and the worker's), not four window updates per share.
+        step = int(rec.time // STEP)
+        if step != self._step:
+            self.settle()
+            self._step = step
+        self._pending += rec.difficulty
+
+    def settle(self) -> None:
+        """Add the current STEP's sum to the windows (before anyone reads them)."""
+        if self._pending:
+            t, amount = self._step * STEP, self._pending
+            self._pending = 0.0
+            for w in self.windows:
+                w.add(t, amount)
 
     def hashrates(self, now: float) -> dict[str, HashesPerSecond]:
         """Hashrate per window; a window longer than the history is divided by the history."""
+        self.settle()
         seen = now - self.first_share if self.first_share is not None else 0.0
         return {
             name: hashrate_from_shares(w.total(now), max(min(span, seen), w.width))
@@ -236,6 +250,8 @@ class PoolStats:
         live = _live_slots(width, now)  # RateWindow.total written out, its slots found once
         rates = []
         for name, t in self._workers.items():
+            if t._pending:
+                t.settle()
             w = t.windows[index]
             total = sum(compress(w._sums, map(eq, w._stamps, live)))
             seen = now - t.first_share if t.first_share is not None else 0.0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hashfarm.pool.records import REJECT_DUPLICATE, REJECT_STALE, BlockRecord, ShareRecord
-from hashfarm.pool.stats import SLOTS, PoolStats, RateWindow
+from hashfarm.pool.stats import SLOTS, WINDOWS, PoolStats, RateWindow
+from hashfarm.units import hashrate_from_shares
 
 T0 = 1_750_000_000.0
 
@@ -161,3 +164,57 @@ def test_a_window_sums_exactly_the_slots_within_its_span(
     # Brute force: every add whose slot lies in the last SLOTS slots.
     expected = sum(a for t, a in adds if newest - SLOTS < int((T0 + t) // window.width) <= newest)
     assert window.total(now) == pytest.approx(expected)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 3 * 86_400),  # when, over three days (every window wraps)
+            st.sampled_from(["alice.rig1", "alice.rig2", "bob.rig1"]),
+            st.floats(1e-6, 1e6),  # difficulty
+        ),
+        max_size=80,
+    ),
+    st.floats(0, 600),
+)
+def test_tallies_summed_per_second_read_as_if_each_share_went_into_every_window(
+    shares: list[tuple[float, str, float]], later: float
+) -> None:
+    """A tally adds a second's shares to its four windows once, when the second ends or the
+    windows are read; every reader (a worker, the pool, the ranking) sees what four window
+    updates per share give, whenever it reads."""
+    clock, stats = fresh()
+    keys = ("*", "alice.rig1", "alice.rig2", "bob.rig1")  # "*": the pool as a whole
+    reference = {key: [RateWindow(span) for _, span in WINDOWS] for key in keys}
+    first: dict[str, float] = {}
+    for n, (t, worker, diff) in enumerate(sorted(shares)):
+        clock.now = T0 + t
+        stats.on_share(rec(clock.now, worker, diff=diff))
+        for key in ("*", worker):
+            first.setdefault(key, clock.now)
+            for window in reference[key]:
+                window.add(clock.now, diff)
+        if n % 7 == 3:  # a read in the middle of a second settles it early: still the same
+            _assert_same(stats, reference, first, clock.now)
+    clock.now += later
+    _assert_same(stats, reference, first, clock.now)
+
+
+def _assert_same(
+    stats: PoolStats, reference: dict[str, list[RateWindow]], first: dict[str, float], now: float
+) -> None:
+    def expected(key: str) -> dict[str, float]:
+        seen = now - first[key]
+        return {
+            name: hashrate_from_shares(w.total(now), max(min(span, seen), w.width))
+            for (name, span), w in zip(WINDOWS, reference[key], strict=True)
+        }
+
+    if "*" in first:
+        assert stats.pool().hashrate == pytest.approx(expected("*"), rel=1e-9)
+    workers = stats.busiest(3)  # ranked on the windows' sums read directly (`_rates`)
+    assert sorted(w.name for w in workers) == sorted(first.keys() - {"*"})
+    for w in workers:
+        assert w.hashrate == pytest.approx(expected(w.name), rel=1e-9)
+    rates = [expected(w.name)["5m"] for w in workers]
+    assert all(a >= b * (1 - 1e-9) for a, b in pairwise(rates))
