@@ -250,8 +250,7 @@ class PoolStats:
         live = _live_slots(width, now)  # RateWindow.total written out, its slots found once
         rates = []
         for name, t in self._workers.items():
-            if t._pending:
-                t.settle()
+            t.settle()
             w = t.windows[index]
             total = sum(compress(w._sums, map(eq, w._stamps, live)))
             seen = now - t.first_share if t.first_share is not None else 0.0
